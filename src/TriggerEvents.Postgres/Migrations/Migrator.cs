@@ -1,0 +1,149 @@
+using Npgsql;
+
+namespace TriggerEvents.Postgres.Migrations;
+
+/// <summary>What a migration run found and did.</summary>
+internal sealed record MigrationResult(int FromVersion, int ToVersion, IReadOnlyList<int> Applied);
+
+/// <summary>The database's schema version against the binary's.</summary>
+internal sealed record SchemaVersion(int Database, int Binary)
+{
+    public bool IsCurrent => Database == Binary;
+}
+
+/// <summary>Raised when the database was migrated by a newer TriggerEvents than this binary.</summary>
+internal sealed class SchemaTooNewException(int databaseVersion, int binaryVersion)
+    : Exception($"The database schema is at version {databaseVersion}, newer than this binary knows ({binaryVersion}); upgrade TriggerEvents.");
+
+/// <summary>
+/// Installs and upgrades the <c>trigger_events</c> schema from the embedded <c>sql/</c> files.
+/// </summary>
+/// <remarks>
+/// A session advisory lock serialises concurrent migrators (several replicas starting at once);
+/// each migration runs in its own transaction that first records its version, so even a
+/// migrator that bypassed the lock would fail on the primary key instead of applying twice.
+/// </remarks>
+internal static class Migrator
+{
+    /// <summary>Arbitrary but fixed: the advisory lock key that serialises migrators.</summary>
+    internal const long AdvisoryLockKey = 0x7472_6967_6d69_67; // "trigmig"
+
+    private const string Bootstrap = """
+        CREATE SCHEMA IF NOT EXISTS trigger_events;
+        CREATE TABLE IF NOT EXISTS trigger_events.migrations (
+            version    int         PRIMARY KEY,
+            name       text        NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
+        """;
+
+    public static async Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({AdvisoryLockKey})", cancellationToken);
+        try
+        {
+            await ExecuteAsync(connection, null, Bootstrap, cancellationToken);
+            var from = await ReadVersionAsync(connection, cancellationToken);
+            if (from > MigrationSource.LatestVersion)
+            {
+                throw new SchemaTooNewException(from, MigrationSource.LatestVersion);
+            }
+
+            var applied = new List<int>();
+            foreach (var migration in MigrationSource.All.Where(m => m.Version > from))
+            {
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+                await using (var record = new NpgsqlCommand("INSERT INTO trigger_events.migrations (version, name) VALUES ($1, $2)", connection, transaction))
+                {
+                    record.Parameters.Add(new NpgsqlParameter<int> { TypedValue = migration.Version });
+                    record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = migration.Name });
+                    await record.ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                await ExecuteAsync(connection, transaction, migration.Sql, cancellationToken);
+                await transaction.CommitAsync(cancellationToken);
+                applied.Add(migration.Version);
+            }
+
+            return new MigrationResult(from, Math.Max(from, MigrationSource.LatestVersion), applied);
+        }
+        finally
+        {
+            if (connection.State == System.Data.ConnectionState.Open)
+            {
+                await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({AdvisoryLockKey})", CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>The schema version of the database, 0 when TriggerEvents was never installed.</summary>
+    public static async Task<SchemaVersion> GetVersionAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return new SchemaVersion(await ReadVersionAsync(connection, cancellationToken), MigrationSource.LatestVersion);
+    }
+
+    /// <summary>
+    /// The whole upgrade as one plain SQL script, for DBAs who apply SQL with their own tools.
+    /// It takes the same advisory lock and records versions the same way as
+    /// <see cref="MigrateAsync"/>, and each migration skips itself when already applied, so the
+    /// script can be run again and mixed with <c>triggerevents migrate</c>.
+    /// </summary>
+    public static void WriteScript(TextWriter writer)
+    {
+        writer.WriteLine($"-- TriggerEvents schema, versions 1 to {MigrationSource.LatestVersion}. Apply with: psql -v ON_ERROR_STOP=1 -f this-file.sql");
+        writer.WriteLine($"SELECT pg_advisory_lock({AdvisoryLockKey});");
+        writer.WriteLine(Bootstrap);
+        writer.WriteLine($"""
+            DO $$
+            BEGIN
+                IF (SELECT coalesce(max(version), 0) FROM trigger_events.migrations) > {MigrationSource.LatestVersion} THEN
+                    RAISE EXCEPTION 'The database schema is newer than this script ({MigrationSource.LatestVersion}); use a newer TriggerEvents.';
+                END IF;
+            END $$;
+            """);
+        foreach (var migration in MigrationSource.All)
+        {
+            var tag = $"$te_migration_{migration.Version:D6}$";
+            if (migration.Sql.Contains(tag, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"Migration {migration.Version} contains the quoting tag {tag}.");
+            }
+
+            writer.WriteLine();
+            writer.WriteLine($"-- Migration {migration.Version}: {migration.Name}");
+            writer.WriteLine($"DO {tag}");
+            writer.WriteLine("BEGIN");
+            writer.WriteLine($"    IF EXISTS (SELECT 1 FROM trigger_events.migrations WHERE version = {migration.Version}) THEN");
+            writer.WriteLine("        RETURN;");
+            writer.WriteLine("    END IF;");
+            writer.WriteLine($"    INSERT INTO trigger_events.migrations (version, name) VALUES ({migration.Version}, '{migration.Name.Replace("'", "''", StringComparison.Ordinal)}');");
+            writer.WriteLine("    EXECUTE " + tag.TrimEnd('$') + "_sql$");
+            writer.WriteLine(migration.Sql.TrimEnd());
+            writer.WriteLine(tag.TrimEnd('$') + "_sql$;");
+            writer.WriteLine($"END {tag};");
+        }
+
+        writer.WriteLine();
+        writer.WriteLine($"SELECT pg_advisory_unlock({AdvisoryLockKey});");
+    }
+
+    private static async Task<int> ReadVersionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var exists = new NpgsqlCommand("SELECT to_regclass('trigger_events.migrations') IS NOT NULL", connection);
+        if (!(bool)(await exists.ExecuteScalarAsync(cancellationToken))!)
+        {
+            return 0;
+        }
+
+        await using var command = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM trigger_events.migrations", connection);
+        return (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

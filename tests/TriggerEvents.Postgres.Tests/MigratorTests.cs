@@ -1,0 +1,86 @@
+using TriggerEvents.Postgres.Migrations;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Postgres.Tests;
+
+public sealed class MigratorTests
+{
+    [Test]
+    public async Task Migrating_an_empty_database_installs_the_latest_version()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+
+        var result = await Migrator.MigrateAsync(database.DataSource, CancellationToken.None);
+
+        Assert.That(result.FromVersion, Is.Zero);
+        Assert.That(result.Applied, Is.EqualTo(Enumerable.Range(1, MigrationSource.LatestVersion)));
+        var version = await Migrator.GetVersionAsync(database.DataSource, CancellationToken.None);
+        Assert.That(version.IsCurrent, Is.True);
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log"), Is.Zero);
+    }
+
+    [Test]
+    public async Task Migrating_again_applies_nothing()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+
+        var result = await Migrator.MigrateAsync(database.DataSource, CancellationToken.None);
+
+        Assert.That(result.Applied, Is.Empty);
+        Assert.That(result.FromVersion, Is.EqualTo(MigrationSource.LatestVersion));
+    }
+
+    [Test]
+    public async Task Concurrent_migrators_apply_each_version_exactly_once()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ =>
+            Task.Run(() => Migrator.MigrateAsync(database.DataSource, CancellationToken.None))));
+
+        Assert.That(results.SelectMany(r => r.Applied), Is.EqualTo(Enumerable.Range(1, MigrationSource.LatestVersion)));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.migrations"), Is.EqualTo(MigrationSource.LatestVersion));
+    }
+
+    [Test]
+    public async Task A_database_newer_than_the_binary_is_refused_and_left_alone()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var future = MigrationSource.LatestVersion + 1;
+        await database.ExecuteAsync($"INSERT INTO trigger_events.migrations (version, name) VALUES ({future}, 'from_the_future')");
+
+        var error = Assert.ThrowsAsync<SchemaTooNewException>(() => Migrator.MigrateAsync(database.DataSource, CancellationToken.None));
+
+        Assert.That(error!.Message, Does.Contain($"version {future}"));
+        var version = await Migrator.GetVersionAsync(database.DataSource, CancellationToken.None);
+        Assert.That(version.Database, Is.EqualTo(future));
+    }
+
+    [Test]
+    public async Task The_printed_script_installs_the_schema_and_can_be_applied_twice()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        using var script = new StringWriter();
+        Migrator.WriteScript(script);
+
+        await database.ExecuteAsync(script.ToString());
+        await database.ExecuteAsync(script.ToString());
+
+        var version = await Migrator.GetVersionAsync(database.DataSource, CancellationToken.None);
+        Assert.That(version.IsCurrent, Is.True);
+        var result = await Migrator.MigrateAsync(database.DataSource, CancellationToken.None);
+        Assert.That(result.Applied, Is.Empty, "the script and the migrator record versions the same way");
+    }
+
+    [Test]
+    public async Task Migrator_does_not_block_a_database_without_the_schema_from_reporting_version_zero()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+
+        var version = await Migrator.GetVersionAsync(database.DataSource, CancellationToken.None);
+
+        Assert.That(version.Database, Is.Zero);
+        Assert.That(version.IsCurrent, Is.False);
+        Assert.That(await database.ScalarAsync<bool>("SELECT to_regnamespace('trigger_events') IS NULL"), Is.True);
+    }
+}

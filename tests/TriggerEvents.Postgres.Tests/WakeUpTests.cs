@@ -1,0 +1,93 @@
+using Npgsql;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Postgres.Tests;
+
+/// <summary>
+/// The NOTIFY wake-up hint: at most one per transaction, only while a worker has said it is
+/// idle, only when deliveries were created, and never for a trigger attached with notify off.
+/// </summary>
+public sealed class WakeUpTests
+{
+    private const string Channel = "trigger_events";
+    private TestDatabase database = null!;
+
+    [OneTimeSetUp]
+    public async Task CreateDatabase() => database = await TestDatabase.CreateAsync();
+
+    [OneTimeTearDown]
+    public async Task DropDatabase() => await database.DisposeAsync();
+
+    // Fixture-wide state (worker_signal is one row): these tests run one at a time.
+    [SetUp]
+    public Task ResetSignal() => database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true");
+
+    [TestCase(true, true, true, 1)]
+    [TestCase(false, true, true, 0)]
+    [TestCase(true, false, true, 0)]
+    [TestCase(true, true, false, 0)]
+    public async Task Notifies_once_per_transaction_only_when_idle_notify_on_and_deliveries_created(
+        bool idle, bool notify, bool subscribed, int expected)
+    {
+        var table = $"w_{Guid.NewGuid():N}";
+        var trigger = $"t_{Guid.NewGuid():N}"[..20];
+        await database.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, s text)");
+        await database.ScalarAsync<string>($"SELECT trigger_events.attach('{table}', '{trigger}', notify => {notify})");
+        if (subscribed)
+        {
+            await database.ExecuteAsync($"INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('{trigger}', '{trigger}')");
+        }
+
+        await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = $1", idle);
+
+        var received = await CountNotificationsAsync(async writer =>
+        {
+            await using var transaction = await writer.BeginTransactionAsync();
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')", writer, transaction).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (3, 'c')", writer, transaction).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"UPDATE {table} SET s = 'changed'", writer, transaction).ExecuteNonQueryAsync();
+            await transaction.CommitAsync();
+        });
+
+        Assert.That(received, Is.EqualTo(expected));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="write"/> and counts the wake-ups it caused. After the write commits,
+    /// the writer sends a sentinel on another channel; notifications arrive in commit order,
+    /// so once the sentinel is in, every wake-up of the write has arrived too (no timing guess).
+    /// </summary>
+    private async Task<int> CountNotificationsAsync(Func<NpgsqlConnection, Task> write)
+    {
+        var sentinel = $"sentinel_{Guid.NewGuid():N}";
+        await using var listener = await database.DataSource.OpenConnectionAsync();
+        var count = 0;
+        var done = false;
+        listener.Notification += (_, e) =>
+        {
+            if (e.Channel == Channel)
+            {
+                count++;
+            }
+            else if (e.Channel == sentinel)
+            {
+                done = true;
+            }
+        };
+        await new NpgsqlCommand($"LISTEN {Channel}; LISTEN {sentinel}", listener).ExecuteNonQueryAsync();
+
+        await using (var writer = await database.DataSource.OpenConnectionAsync())
+        {
+            await write(writer);
+            await new NpgsqlCommand($"NOTIFY {sentinel}", writer).ExecuteNonQueryAsync();
+        }
+
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (!done)
+        {
+            await listener.WaitAsync(deadline.Token);
+        }
+
+        return count;
+    }
+}

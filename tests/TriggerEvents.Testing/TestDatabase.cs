@@ -1,0 +1,126 @@
+using Npgsql;
+using TriggerEvents.Postgres.Migrations;
+
+namespace TriggerEvents.Testing;
+
+/// <summary>
+/// A fresh database for one test fixture, cloned from a template this process migrated once,
+/// so every fixture starts from an installed schema in milliseconds and fixtures can run in
+/// parallel without seeing each other's rows.
+/// </summary>
+public sealed class TestDatabase : IAsyncDisposable
+{
+    private static readonly SemaphoreSlim TemplateLock = new(1, 1);
+    private static string? templateName;
+
+    private TestDatabase(string name, string connectionString)
+    {
+        Name = name;
+        ConnectionString = connectionString;
+        DataSource = NpgsqlDataSource.Create(connectionString);
+    }
+
+    public string Name { get; }
+
+    public string ConnectionString { get; }
+
+    public NpgsqlDataSource DataSource { get; }
+
+    /// <summary>Creates a migrated database (or an empty one, for migration tests).</summary>
+    public static async Task<TestDatabase> CreateAsync(bool migrated = true)
+    {
+        var admin = await PostgresServer.GetAdminConnectionStringAsync();
+        var name = $"te_test_{Guid.NewGuid():N}";
+        var template = migrated ? await GetTemplateAsync(admin) : "template0";
+        await TemplateLock.WaitAsync();
+        try
+        {
+            await ExecuteAsync(admin, $"CREATE DATABASE {name} TEMPLATE {template}");
+        }
+        finally
+        {
+            TemplateLock.Release();
+        }
+
+        return new TestDatabase(name, new NpgsqlConnectionStringBuilder(admin) { Database = name }.ConnectionString);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await DataSource.DisposeAsync();
+        NpgsqlConnection.ClearAllPools();
+        var admin = await PostgresServer.GetAdminConnectionStringAsync();
+        await ExecuteAsync(admin, $"DROP DATABASE IF EXISTS {Name} WITH (FORCE)");
+    }
+
+    /// <summary>Runs SQL on this database in its own connection and returns the first value.</summary>
+    public async Task<T> ScalarAsync<T>(string sql, params object?[] parameters)
+    {
+        await using var command = DataSource.CreateCommand(sql);
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = parameter ?? DBNull.Value });
+        }
+
+        var value = await command.ExecuteScalarAsync();
+        return value is DBNull or null ? default! : (T)value;
+    }
+
+    /// <summary>Runs SQL on this database in its own connection.</summary>
+    public async Task<int> ExecuteAsync(string sql, params object?[] parameters)
+    {
+        await using var command = DataSource.CreateCommand(sql);
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = parameter ?? DBNull.Value });
+        }
+
+        return await command.ExecuteNonQueryAsync();
+    }
+
+    private static async Task<string> GetTemplateAsync(string admin)
+    {
+        await TemplateLock.WaitAsync();
+        try
+        {
+            if (templateName is not null)
+            {
+                return templateName;
+            }
+
+            var name = $"te_template_{Environment.ProcessId}_{Guid.NewGuid():N}"[..40];
+            await ExecuteAsync(admin, $"CREATE DATABASE {name}");
+            var connectionString = new NpgsqlConnectionStringBuilder(admin) { Database = name, Pooling = false }.ConnectionString;
+            await using (var dataSource = NpgsqlDataSource.Create(connectionString))
+            {
+                await Migrator.MigrateAsync(dataSource, CancellationToken.None);
+            }
+
+            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+            {
+                try
+                {
+                    ExecuteAsync(admin, $"DROP DATABASE IF EXISTS {name} WITH (FORCE)").GetAwaiter().GetResult();
+                }
+                catch (NpgsqlException)
+                {
+                    // The server may already be gone at exit; nothing to clean then.
+                }
+            };
+            templateName = name;
+            return name;
+        }
+        finally
+        {
+            TemplateLock.Release();
+        }
+    }
+
+    private static async Task ExecuteAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
