@@ -1,0 +1,516 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using TriggerEvents.Core.Delivery;
+
+namespace TriggerEvents.Core.Configuration;
+
+/// <summary>
+/// Reads and checks the YAML configuration (SPEC "Configuration"). Every problem in the file is
+/// reported, each with its line and column, in one <see cref="ConfigException"/>.
+/// </summary>
+/// <remarks>
+/// The checks are strict on purpose: a key that is not known is an error rather than ignored, since a
+/// misspelt <c>max_attempts</c> silently falling back to its default is worse than a failed start.
+/// A key whose value is empty or <c>null</c> counts as absent (so <c>${TIMEOUT:-}</c> means "the
+/// default"), except that a required key must have a value.
+/// </remarks>
+internal static partial class ConfigLoader
+{
+    /// <summary>The file name used when none is given.</summary>
+    public const string DefaultFileName = "triggerevents.yaml";
+
+    private static readonly string[] RootKeys = ["subscriptions", "worker", "retention"];
+    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
+    private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
+    private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
+    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency"];
+    private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
+
+    // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
+    // configured copy would be sent twice or break the request.
+    private static readonly ImmutableHashSet<string> ReservedHeaders = ImmutableHashSet.Create(
+        StringComparer.OrdinalIgnoreCase,
+        "Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding", "Host", "Connection",
+        "User-Agent", "traceparent", "webhook-id", "webhook-timestamp", "webhook-signature");
+
+    private static readonly TimeSpan MoreThanZero = TimeSpan.FromTicks(1);
+
+    /// <summary>Reads the file at <paramref name="path"/>; see <see cref="Parse"/>.</summary>
+    /// <exception cref="ConfigException">The file cannot be read or is not a valid configuration.</exception>
+    public static TriggerEventsConfig Load(string path, Func<string, string?> environment)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            var reason = e switch
+            {
+                FileNotFoundException => "no such file",
+                DirectoryNotFoundException => "no such directory",
+                UnauthorizedAccessException => "permission denied",
+                _ => e.Message,
+            };
+            throw new ConfigException([new ConfigError(path, 0, 0, $"cannot read the configuration: {reason}")]);
+        }
+
+        return Parse(text, path, environment);
+    }
+
+    /// <summary>
+    /// Parses and checks <paramref name="yamlText"/>. <paramref name="sourceName"/> names the file in
+    /// errors; <paramref name="environment"/> resolves <c>${VAR}</c> (usually
+    /// <see cref="Environment.GetEnvironmentVariable(string)"/>).
+    /// </summary>
+    /// <exception cref="ConfigException">Anything is wrong; it lists every problem found.</exception>
+    public static TriggerEventsConfig Parse(string yamlText, string sourceName, Func<string, string?> environment)
+    {
+        ArgumentNullException.ThrowIfNull(yamlText);
+        ArgumentNullException.ThrowIfNull(sourceName);
+        ArgumentNullException.ThrowIfNull(environment);
+
+        var errors = new List<ConfigError>();
+        var root = YamlTree.Load(yamlText, sourceName, environment, errors);
+        if (errors.Count == 0 && root is null or YamlTree.Scalar { IsNull: true })
+        {
+            errors.Add(new ConfigError(sourceName, 1, 1, "the file is empty: expected a map with a 'subscriptions' list"));
+        }
+
+        TriggerEventsConfig? config = null;
+        if (root is not null && errors.Count == 0)
+        {
+            config = Read(root, sourceName, new NodeReader(errors));
+        }
+
+        if (errors.Count > 0 || config is null)
+        {
+            // Sorted by place, as a reader of the file meets them; the sort is stable so that several
+            // errors at one place keep the order in which they were found.
+            throw new ConfigException([.. errors.OrderBy(e => e.Line).ThenBy(e => e.Column)]);
+        }
+
+        return config;
+    }
+
+    private static TriggerEventsConfig? Read(YamlTree.Node root, string sourceName, NodeReader reader)
+    {
+        if (reader.Mapping(root, "", RootKeys) is not { } top)
+        {
+            return null;
+        }
+
+        var (worker, leaseLocation) = ReadWorker(reader, top);
+        var retention = ReadRetention(reader, top);
+
+        var subscriptions = new List<SubscriptionConfig>();
+        var items = reader.Sequence(top["subscriptions"], "subscriptions");
+        if (items is null && top["subscriptions"] is null or YamlTree.Scalar { IsNull: true, HasError: false })
+        {
+            reader.Error(top.Location, "", "missing required key 'subscriptions' (a list; write 'subscriptions: []' for none)");
+        }
+
+        var names = new Dictionary<string, ConfigLocation>(StringComparer.OrdinalIgnoreCase);
+        for (var i = 0; i < (items?.Count ?? 0); i++)
+        {
+            var path = string.Create(CultureInfo.InvariantCulture, $"subscriptions[{i}]");
+            if (ReadSubscription(reader, items![i], path, worker, leaseLocation) is not { } subscription)
+            {
+                continue;
+            }
+
+            if (names.TryGetValue(subscription.Name, out var first))
+            {
+                reader.Error(subscription.Location!, path + ".name", $"subscription name '{subscription.Name}' is already used at line {first.Line} (names are compared ignoring case)");
+                continue;
+            }
+
+            names.Add(subscription.Name, subscription.Location!);
+            subscriptions.Add(subscription);
+        }
+
+        return new TriggerEventsConfig
+        {
+            Subscriptions = subscriptions,
+            Worker = worker,
+            Retention = retention,
+            SourcePath = sourceName,
+        };
+    }
+
+    private static SubscriptionConfig? ReadSubscription(NodeReader reader, YamlTree.Node node, string path, WorkerConfig worker, ConfigLocation? leaseLocation)
+    {
+        var map = reader.Mapping(node, path, SubscriptionKeys);
+        if (map is null)
+        {
+            if (node is YamlTree.Scalar { IsNull: true, HasError: false })
+            {
+                reader.Error(node.Location, path, "expected a map, found nothing");
+            }
+
+            return null;
+        }
+
+        var name = map.RequiredScalar("name");
+        if (name is not null)
+        {
+            CheckIdentifier(reader, name, map.PathOf("name"), "a subscription name");
+        }
+
+        var trigger = map.RequiredScalar("trigger");
+        if (trigger is not null)
+        {
+            CheckIdentifier(reader, trigger, map.PathOf("trigger"), "a trigger name");
+        }
+
+        var operations = ReadOperations(reader, map["operations"], map.PathOf("operations"));
+        var startFrom = ReadStartFrom(reader, map["start_from"], map.PathOf("start_from"));
+        var webhook = ReadWebhook(reader, map, worker, leaseLocation);
+        var retry = ReadRetry(reader, map["retry"], map.PathOf("retry"));
+        var maxInFlight = reader.Int(map["max_in_flight"], map.PathOf("max_in_flight"), SubscriptionConfig.DefaultMaxInFlight, min: 1);
+
+        if (name is null || trigger is null || webhook is null)
+        {
+            return null;
+        }
+
+        return new SubscriptionConfig
+        {
+            Name = name.Value,
+            Trigger = trigger.Value,
+            Operations = operations,
+            StartFrom = startFrom,
+            Webhook = webhook,
+            Retry = retry,
+            MaxInFlight = maxInFlight,
+            Location = map.Location,
+            TriggerLocation = trigger.Location,
+        };
+    }
+
+    private static void CheckIdentifier(NodeReader reader, YamlTree.Scalar value, string path, string what)
+    {
+        if (!IdentifierPattern().IsMatch(value.Value))
+        {
+            reader.Error(value.Location, path, $"'{value.Value}' is not {what}: use only letters, digits, '-' and '_'");
+        }
+        else if (value.Value.Length > SubscriptionConfig.MaxNameLength)
+        {
+            reader.Error(value.Location, path, string.Create(CultureInfo.InvariantCulture, $"{what} may be at most {SubscriptionConfig.MaxNameLength} characters long, this one has {value.Value.Length}"));
+        }
+    }
+
+    private static IReadOnlySet<string> ReadOperations(NodeReader reader, YamlTree.Node? node, string path)
+    {
+        if (reader.Sequence(node, path) is not { } items)
+        {
+            return EventOperations.All;
+        }
+
+        var operations = ImmutableSortedSet.CreateBuilder<string>(StringComparer.Ordinal);
+        var valid = true;
+        foreach (var item in items)
+        {
+            if (reader.Scalar(item, path) is not { } scalar)
+            {
+                valid &= item is YamlTree.Scalar { HasError: true };
+                if (item is YamlTree.Scalar { IsNull: true, HasError: false })
+                {
+                    reader.Error(item.Location, path, "an empty item is no operation");
+                }
+
+                continue;
+            }
+
+            if (EventOperations.Normalize(scalar.Value) is { } operation)
+            {
+                operations.Add(operation);
+            }
+            else
+            {
+                reader.Error(scalar.Location, path, $"'{scalar.Value}' is not an operation: use INSERT, UPDATE, DELETE or MANUAL");
+                valid = false;
+            }
+        }
+
+        if (items.Count == 0)
+        {
+            reader.Error(node!.Location, path, "lists no operation, so nothing would be delivered; leave the key out to receive all");
+        }
+
+        return valid && operations.Count > 0 ? operations.ToImmutable() : EventOperations.All;
+    }
+
+    private static StartFrom ReadStartFrom(NodeReader reader, YamlTree.Node? node, string path)
+    {
+        if (reader.Scalar(node, path) is not { } scalar)
+        {
+            return new StartFrom.Now();
+        }
+
+        if (string.Equals(scalar.Value, "now", StringComparison.OrdinalIgnoreCase))
+        {
+            return new StartFrom.Now();
+        }
+
+        if (string.Equals(scalar.Value, "earliest", StringComparison.OrdinalIgnoreCase))
+        {
+            return new StartFrom.Earliest();
+        }
+
+        // An ISO 8601 date (midnight UTC) or date and time with its offset: a time without a zone would
+        // mean different instants on machines in different zones.
+        if (IsoTimePattern().IsMatch(scalar.Value)
+            && DateTimeOffset.TryParse(scalar.Value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var time))
+        {
+            return new StartFrom.At(time);
+        }
+
+        reader.Error(scalar.Location, path, $"'{scalar.Value}' is not now, earliest or an ISO 8601 time with a zone, such as 2026-01-31T09:00:00Z");
+        return new StartFrom.Now();
+    }
+
+    private static WebhookConfig? ReadWebhook(NodeReader reader, NodeReader.MappingReader subscription, WorkerConfig worker, ConfigLocation? leaseLocation)
+    {
+        var node = subscription["webhook"];
+        var map = reader.Mapping(node, subscription.PathOf("webhook"), WebhookKeys);
+        if (map is null)
+        {
+            if (node is null or YamlTree.Scalar { IsNull: true, HasError: false })
+            {
+                reader.Error(node?.Location ?? subscription.Location, subscription.Path, "missing required key 'webhook'");
+            }
+
+            return null;
+        }
+
+        var url = ReadUrl(reader, map);
+        var headers = ReadHeaders(reader, map["headers"], map.PathOf("headers"));
+        var timeoutNode = map["timeout"];
+        var timeout = reader.Duration(timeoutNode, map.PathOf("timeout"), WebhookConfig.DefaultTimeout, MoreThanZero);
+        var secrets = ReadSigningSecrets(reader, map["signing_secret"], map.PathOf("signing_secret"));
+
+        if (timeout >= worker.Lease)
+        {
+            // A request still running when its lease expires is claimed and sent again by another worker.
+            var at = timeoutNode is YamlTree.Scalar { IsNull: false } ? timeoutNode.Location : leaseLocation ?? map.Location;
+            reader.Error(at, map.PathOf("timeout"), $"{Duration.Format(timeout)} must be shorter than worker.lease ({Duration.Format(worker.Lease)}), or a request still running when its lease expires is delivered twice");
+        }
+
+        return url is null
+            ? null
+            : new WebhookConfig { Url = url, Headers = headers, Timeout = timeout, SigningSecrets = secrets };
+    }
+
+    private static Uri? ReadUrl(NodeReader reader, NodeReader.MappingReader webhook)
+    {
+        if (webhook.RequiredScalar("url") is not { } scalar)
+        {
+            return null;
+        }
+
+        // The URL is never quoted back: it may carry a token in its path or query.
+        var path = webhook.PathOf("url");
+        if (!Uri.TryCreate(scalar.Value, UriKind.Absolute, out var url) || url.IsFile || url.IsUnc || string.IsNullOrEmpty(url.Host))
+        {
+            reader.Error(scalar.Location, path, "is not an absolute http:// or https:// URL");
+            return null;
+        }
+
+        if (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps)
+        {
+            reader.Error(scalar.Location, path, $"scheme '{url.Scheme}' is not supported: use http or https");
+            return null;
+        }
+
+        if (url.UserInfo.Length > 0)
+        {
+            reader.Error(scalar.Location, path, "holds a user name or password, which would not be sent: put credentials in an Authorization header");
+            return null;
+        }
+
+        if (url.Fragment.Length > 0)
+        {
+            reader.Error(scalar.Location, path, "has a '#' fragment, which is never sent: remove it");
+            return null;
+        }
+
+        return url;
+    }
+
+    private static Dictionary<string, string> ReadHeaders(NodeReader reader, YamlTree.Node? node, string path)
+    {
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        if (reader.AnyMapping(node, path) is not { } map)
+        {
+            return headers;
+        }
+
+        foreach (var (key, value) in map.Entries)
+        {
+            // Messages here name the header, never its value.
+            var name = key.Value;
+            var headerPath = $"{path}.{name}";
+            if (!HeaderNamePattern().IsMatch(name))
+            {
+                reader.Error(key.Location, path, $"'{name}' is not a valid HTTP header name");
+                continue;
+            }
+
+            if (ReservedHeaders.Contains(name))
+            {
+                reader.Error(key.Location, path, $"'{name}' is set by TriggerEvents itself and cannot be configured");
+                continue;
+            }
+
+            if (headers.ContainsKey(name))
+            {
+                reader.Error(key.Location, path, $"header '{name}' is given twice (header names ignore case)");
+                continue;
+            }
+
+            if (value is YamlTree.Scalar { HasError: true })
+            {
+                continue;
+            }
+
+            if (value is YamlTree.Scalar { IsNull: true })
+            {
+                reader.Error(value.Location, headerPath, "has no value");
+                continue;
+            }
+
+            if (reader.Scalar(value, headerPath) is not { } scalar)
+            {
+                continue;
+            }
+
+            if (!IsHeaderValue(scalar.Value))
+            {
+                reader.Error(scalar.Location, headerPath, "the value may hold only printable ASCII characters, no line breaks");
+                continue;
+            }
+
+            headers.Add(name, scalar.Value);
+        }
+
+        return headers;
+    }
+
+    private static bool IsHeaderValue(string value)
+    {
+        foreach (var c in value)
+        {
+            if (c is not ('\t' or (>= ' ' and <= '~')))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static IReadOnlyList<string> ReadSigningSecrets(NodeReader reader, YamlTree.Node? node, string path)
+    {
+        if (node is YamlTree.Sequence)
+        {
+            reader.Error(node.Location, path, "write several secrets as one value, separated by spaces");
+            return [];
+        }
+
+        if (reader.Scalar(node, path) is not { } scalar)
+        {
+            return [];
+        }
+
+        // Messages here count the secrets, never quote them.
+        var secrets = SigningSecret.Split(scalar.Value);
+        for (var i = 0; i < secrets.Count; i++)
+        {
+            var which = secrets.Count == 1 ? "the secret" : string.Create(CultureInfo.InvariantCulture, $"secret {i + 1} of {secrets.Count}");
+            if (!secrets[i].StartsWith(SigningSecret.Prefix, StringComparison.Ordinal))
+            {
+                reader.Error(scalar.Location, path, $"{which} does not start with '{SigningSecret.Prefix}'");
+            }
+            else if (!SigningSecret.TryDecode(secrets[i], out _))
+            {
+                reader.Error(scalar.Location, path, $"{which} is not valid base64 after '{SigningSecret.Prefix}'");
+            }
+        }
+
+        return secrets;
+    }
+
+    private static RetryConfig ReadRetry(NodeReader reader, YamlTree.Node? node, string path)
+    {
+        if (reader.Mapping(node, path, RetryKeys) is not { } map)
+        {
+            return new RetryConfig();
+        }
+
+        var maxAttempts = reader.Int(map["max_attempts"], map.PathOf("max_attempts"), RetryConfig.DefaultMaxAttempts, min: 1);
+        var initialNode = map["initial_interval"];
+        var maxNode = map["max_interval"];
+        var initial = reader.Duration(initialNode, map.PathOf("initial_interval"), RetryConfig.DefaultInitialInterval, MoreThanZero);
+        var max = reader.Duration(maxNode, map.PathOf("max_interval"), RetryConfig.DefaultMaxInterval, MoreThanZero);
+        if (max < initial)
+        {
+            var explicitMax = maxNode is YamlTree.Scalar { IsNull: false };
+            reader.Error(
+                (explicitMax ? maxNode : initialNode)!.Location,
+                map.PathOf(explicitMax ? "max_interval" : "initial_interval"),
+                $"max_interval ({Duration.Format(max)}{(explicitMax ? "" : ", the default")}) must be at least initial_interval ({Duration.Format(initial)})");
+        }
+
+        return new RetryConfig { MaxAttempts = maxAttempts, InitialInterval = initial, MaxInterval = max };
+    }
+
+    private static (WorkerConfig Worker, ConfigLocation? LeaseLocation) ReadWorker(NodeReader reader, NodeReader.MappingReader top)
+    {
+        if (reader.Mapping(top["worker"], "worker", WorkerKeys) is not { } map)
+        {
+            return (new WorkerConfig(), null);
+        }
+
+        var lease = map["lease"];
+        var worker = new WorkerConfig
+        {
+            BatchSize = reader.Int(map["batch_size"], map.PathOf("batch_size"), WorkerConfig.DefaultBatchSize, min: 1),
+            PollInterval = reader.Duration(map["poll_interval"], map.PathOf("poll_interval"), WorkerConfig.DefaultPollInterval, MoreThanZero),
+            Lease = reader.Duration(lease, map.PathOf("lease"), WorkerConfig.DefaultLease, MoreThanZero),
+            HttpPort = reader.Int(map["http_port"], map.PathOf("http_port"), WorkerConfig.DefaultHttpPort, min: 1, max: 65535),
+            ShutdownTimeout = reader.Duration(map["shutdown_timeout"], map.PathOf("shutdown_timeout"), WorkerConfig.DefaultShutdownTimeout, TimeSpan.Zero),
+            Concurrency = reader.Int(map["concurrency"], map.PathOf("concurrency"), WorkerConfig.DefaultConcurrency, min: 1),
+        };
+        return (worker, lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null);
+    }
+
+    private static RetentionConfig ReadRetention(NodeReader reader, NodeReader.MappingReader top)
+    {
+        if (reader.Mapping(top["retention"], "retention", RetentionKeys) is not { } map)
+        {
+            return new RetentionConfig();
+        }
+
+        return new RetentionConfig
+        {
+            DeliveredEvents = reader.DurationOrForever(map["delivered_events"], map.PathOf("delivered_events"), RetentionConfig.DefaultRetention, TimeSpan.Zero),
+            Attempts = reader.DurationOrForever(map["attempts"], map.PathOf("attempts"), RetentionConfig.DefaultRetention, TimeSpan.Zero),
+            CleanupInterval = reader.Duration(map["cleanup_interval"], map.PathOf("cleanup_interval"), RetentionConfig.DefaultCleanupInterval, MoreThanZero),
+        };
+    }
+
+    // \z, not $: '$' would also match before a final line break, which an environment variable may carry.
+    [GeneratedRegex(@"^[A-Za-z0-9_-]+\z", RegexOptions.CultureInvariant)]
+    private static partial Regex IdentifierPattern();
+
+    // RFC 9110 token characters.
+    [GeneratedRegex(@"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z", RegexOptions.CultureInvariant)]
+    private static partial Regex HeaderNamePattern();
+
+    [GeneratedRegex(@"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,7})?)?(Z|z|[+-][0-9]{2}:?[0-9]{2}))?\z", RegexOptions.CultureInvariant)]
+    private static partial Regex IsoTimePattern();
+}

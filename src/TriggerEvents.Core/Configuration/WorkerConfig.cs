@@ -1,0 +1,44 @@
+namespace TriggerEvents.Core.Configuration;
+
+/// <summary><c>worker:</c>: how each worker process claims and delivers (SPEC "Worker"). Every key is optional.</summary>
+internal sealed record WorkerConfig
+{
+    /// <summary>Default for <see cref="BatchSize"/>.</summary>
+    public const int DefaultBatchSize = 100;
+
+    /// <summary>Default for <see cref="PollInterval"/>.</summary>
+    public static readonly TimeSpan DefaultPollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>Default for <see cref="Lease"/>.</summary>
+    public static readonly TimeSpan DefaultLease = TimeSpan.FromSeconds(60);
+
+    /// <summary>Default for <see cref="HttpPort"/>.</summary>
+    public const int DefaultHttpPort = 8080;
+
+    /// <summary>Default for <see cref="ShutdownTimeout"/>.</summary>
+    public static readonly TimeSpan DefaultShutdownTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Default for <see cref="Concurrency"/>.</summary>
+    public const int DefaultConcurrency = 64;
+
+    /// <summary><c>batch_size</c>: most deliveries claimed in one round trip.</summary>
+    public int BatchSize { get; init; } = DefaultBatchSize;
+
+    /// <summary><c>poll_interval</c>: how long an idle worker waits before looking again when no NOTIFY wakes it.</summary>
+    public TimeSpan PollInterval { get; init; } = DefaultPollInterval;
+
+    /// <summary>
+    /// <c>lease</c>: how long a claim is held before another worker may take it over. Longer than every
+    /// subscription's <c>webhook.timeout</c>, so that a slow request is not delivered twice.
+    /// </summary>
+    public TimeSpan Lease { get; init; } = DefaultLease;
+
+    /// <summary><c>http_port</c>: the port of <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c>.</summary>
+    public int HttpPort { get; init; } = DefaultHttpPort;
+
+    /// <summary><c>shutdown_timeout</c>: on SIGTERM, how long to finish requests in flight before releasing them.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = DefaultShutdownTimeout;
+
+    /// <summary><c>concurrency</c>: HTTP requests in flight in one worker process, over all subscriptions.</summary>
+    public int Concurrency { get; init; } = DefaultConcurrency;
+}

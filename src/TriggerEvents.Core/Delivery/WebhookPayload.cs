@@ -1,0 +1,178 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace TriggerEvents.Core.Delivery;
+
+/// <summary>
+/// Writes the JSON body of a webhook request (SPEC "Webhook request"), compatible with Hasura's event
+/// trigger payload.
+/// </summary>
+/// <remarks>
+/// Row data, session variables and MANUAL payloads are copied into the body as the database rendered
+/// them, never parsed into numbers and written back: a <c>bigint</c> beyond 2^53 or a <c>numeric</c>
+/// with forty digits arrives exactly as stored. They are checked to be one well-formed JSON value
+/// (nesting as deep as PostgreSQL allows), so a broken row fails here, where the worker can
+/// dead-letter it with a reason, rather than at the receiver on every retry.
+/// </remarks>
+internal static class WebhookPayload
+{
+    // Well beyond what jsonb holds in practice; Utf8JsonReader's default of 64 would refuse real rows.
+    private const int MaxRowDepth = 10_000;
+    private const int StackTranscodeLimit = 1024;
+
+    private static readonly JsonWriterOptions WriterOptions = new()
+    {
+        // The body is JSON for machines, never embedded in HTML, so non-ASCII names stay readable
+        // instead of becoming \uXXXX; JSON-significant characters are still escaped.
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    private static readonly JsonReaderOptions RowReaderOptions = new() { MaxDepth = MaxRowDepth };
+
+    private static readonly JsonEncodedText Id = JsonEncodedText.Encode("id");
+    private static readonly JsonEncodedText CreatedAt = JsonEncodedText.Encode("created_at");
+    private static readonly JsonEncodedText Trigger = JsonEncodedText.Encode("trigger");
+    private static readonly JsonEncodedText Name = JsonEncodedText.Encode("name");
+    private static readonly JsonEncodedText Table = JsonEncodedText.Encode("table");
+    private static readonly JsonEncodedText Schema = JsonEncodedText.Encode("schema");
+    private static readonly JsonEncodedText Event = JsonEncodedText.Encode("event");
+    private static readonly JsonEncodedText Op = JsonEncodedText.Encode("op");
+    private static readonly JsonEncodedText Data = JsonEncodedText.Encode("data");
+    private static readonly JsonEncodedText Old = JsonEncodedText.Encode("old");
+    private static readonly JsonEncodedText New = JsonEncodedText.Encode("new");
+    private static readonly JsonEncodedText SessionVariables = JsonEncodedText.Encode("session_variables");
+    private static readonly JsonEncodedText TraceContext = JsonEncodedText.Encode("trace_context");
+    private static readonly JsonEncodedText TraceParentName = JsonEncodedText.Encode("traceparent");
+    private static readonly JsonEncodedText TraceId = JsonEncodedText.Encode("trace_id");
+    private static readonly JsonEncodedText SpanId = JsonEncodedText.Encode("span_id");
+    private static readonly JsonEncodedText DeliveryInfo = JsonEncodedText.Encode("delivery_info");
+    private static readonly JsonEncodedText MaxRetries = JsonEncodedText.Encode("max_retries");
+    private static readonly JsonEncodedText CurrentRetry = JsonEncodedText.Encode("current_retry");
+
+    /// <summary>
+    /// Writes the body for one attempt to <paramref name="output"/> (a pooled or reused buffer).
+    /// </summary>
+    /// <param name="output">Where the UTF-8 JSON goes.</param>
+    /// <param name="webhookEvent">The event.</param>
+    /// <param name="maxRetries"><c>delivery_info.max_retries</c>: the subscription's <c>max_attempts</c> − 1.</param>
+    /// <param name="currentRetry"><c>delivery_info.current_retry</c>: attempts made before this one (0 on the first).</param>
+    /// <exception cref="ArgumentException">A row, the session variables or the payload is not one well-formed JSON value.</exception>
+    public static void Write(IBufferWriter<byte> output, WebhookEvent webhookEvent, int maxRetries, int currentRetry)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(webhookEvent);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxRetries);
+        ArgumentOutOfRangeException.ThrowIfNegative(currentRetry);
+
+        using var writer = new Utf8JsonWriter(output, WriterOptions);
+        writer.WriteStartObject();
+
+        Span<char> text = stackalloc char[32];
+        webhookEvent.Id.TryFormat(text, out var idLength, provider: CultureInfo.InvariantCulture);
+        writer.WriteString(Id, text[..idLength]);
+
+        // Microseconds, the precision of a PostgreSQL timestamptz, always in UTC with a 'Z'.
+        webhookEvent.CapturedAt.UtcDateTime.TryFormat(text, out var timeLength, "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'ffffff'Z'", CultureInfo.InvariantCulture);
+        writer.WriteString(CreatedAt, text[..timeLength]);
+
+        writer.WriteStartObject(Trigger);
+        writer.WriteString(Name, webhookEvent.TriggerName);
+        writer.WriteEndObject();
+
+        writer.WriteStartObject(Table);
+        writer.WriteString(Schema, webhookEvent.TableSchema);
+        writer.WriteString(Name, webhookEvent.TableName);
+        writer.WriteEndObject();
+
+        writer.WriteStartObject(Event);
+        writer.WriteString(Op, webhookEvent.Operation);
+        writer.WriteStartObject(Data);
+        writer.WritePropertyName(Old);
+        WriteRawJson(writer, webhookEvent.OldRow, "old row");
+        writer.WritePropertyName(New);
+        WriteRawJson(writer, webhookEvent.NewRow, "new row");
+        writer.WriteEndObject();
+        writer.WritePropertyName(SessionVariables);
+        WriteRawJson(writer, webhookEvent.SessionVariables, "session variables");
+        WriteTraceContext(writer, webhookEvent.TraceParent);
+        writer.WriteEndObject();
+
+        writer.WriteStartObject(DeliveryInfo);
+        writer.WriteNumber(MaxRetries, maxRetries);
+        writer.WriteNumber(CurrentRetry, currentRetry);
+        writer.WriteEndObject();
+
+        writer.WriteEndObject();
+    }
+
+    /// <summary>The body as a new array; <see cref="Write"/> into a reused buffer on hot paths.</summary>
+    public static byte[] ToUtf8Bytes(WebhookEvent webhookEvent, int maxRetries, int currentRetry)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        Write(buffer, webhookEvent, maxRetries, currentRetry);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteTraceContext(Utf8JsonWriter writer, string? traceParent)
+    {
+        if (traceParent is null)
+        {
+            writer.WriteNull(TraceContext);
+            return;
+        }
+
+        writer.WriteStartObject(TraceContext);
+        writer.WriteString(TraceParentName, traceParent);
+
+        // Something that is not a valid traceparent is still passed on as written, for the receiver
+        // to make of it what it can, but without ids read out of it.
+        if (TraceParent.TryParse(traceParent, out var parsed))
+        {
+            writer.WriteString(TraceId, parsed.TraceId);
+            writer.WriteString(SpanId, parsed.SpanId);
+        }
+
+        writer.WriteEndObject();
+    }
+
+    private static void WriteRawJson(Utf8JsonWriter writer, string? json, string what)
+    {
+        if (json is null)
+        {
+            writer.WriteNullValue();
+            return;
+        }
+
+        var maxBytes = Encoding.UTF8.GetMaxByteCount(json.Length);
+        byte[]? rented = null;
+        var buffer = maxBytes <= StackTranscodeLimit ? stackalloc byte[StackTranscodeLimit] : (rented = ArrayPool<byte>.Shared.Rent(maxBytes));
+        try
+        {
+            var utf8 = buffer[..Encoding.UTF8.GetBytes(json, buffer)];
+            try
+            {
+                var reader = new Utf8JsonReader(utf8, RowReaderOptions);
+                while (reader.Read())
+                {
+                }
+            }
+            catch (JsonException e)
+            {
+                // The message of the reader says where, not what: no row data in it.
+                throw new ArgumentException($"The {what} is not valid JSON: {e.Message}", nameof(json), e);
+            }
+
+            writer.WriteRawValue(utf8, skipInputValidation: true);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+}
