@@ -49,7 +49,7 @@ public static class PostgresServer
         var fromEnvironment = Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (!string.IsNullOrWhiteSpace(fromEnvironment))
         {
-            return fromEnvironment; // converted by DatabaseUrl once Core has it
+            return TriggerEvents.Core.Configuration.DatabaseUrl.ToConnectionString(fromEnvironment);
         }
 
         if (await DockerAnswersAsync())

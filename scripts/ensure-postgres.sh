@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Makes sure a PostgreSQL server can be started for the tests or the demo: a server given by
+# TRIGGER_EVENTS_TEST_DATABASE, a Docker engine, or local server binaries. When none is there,
+# installs PostgreSQL from the distribution's packages (Debian/Ubuntu), and says so.
+set -euo pipefail
+
+if [ -n "${TRIGGER_EVENTS_TEST_DATABASE:-}" ]; then
+  exit 0
+fi
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ -n "${PG_BINDIR:-}" ] && [ -x "$PG_BINDIR/initdb" ]; }; then
+  exit 0
+fi
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  exit 0
+fi
+
+echo "No PostgreSQL server binaries and no Docker engine found: installing PostgreSQL from the distribution's packages (apt-get install postgresql)." >&2
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "apt-get is not available: install PostgreSQL's server binaries, start a Docker engine, or set TRIGGER_EVENTS_TEST_DATABASE." >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Only the binaries are needed; the tests and the demo start throwaway clusters of their own.
+$sudo apt-get install -y -qq postgresql >/dev/null

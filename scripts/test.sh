@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: sets up what the tests need on a fresh Debian/Ubuntu machine with the .NET
+# SDK, then runs every test project. Each test process starts its own throwaway PostgreSQL
+# unless TRIGGER_EVENTS_TEST_DATABASE names a server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/ensure-postgres.sh
+if [ -f tests/receivers/package.json ] && command -v npm >/dev/null 2>&1; then
+  (cd tests/receivers && npm ci --silent --no-audit --no-fund)
+fi
+
+dotnet build TriggerEvents.sln -c Release -warnaserror -nologo -clp:NoSummary
+dotnet test TriggerEvents.sln -c Release --no-build --nologo "$@"

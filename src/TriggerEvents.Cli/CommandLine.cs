@@ -1,0 +1,125 @@
+using System.CommandLine;
+using Npgsql;
+using TriggerEvents.Cli.Commands;
+using TriggerEvents.Core.Configuration;
+
+namespace TriggerEvents.Cli;
+
+/// <summary>Exit codes of SPEC.md "Command line".</summary>
+internal static class ExitCodes
+{
+    public const int Done = 0;
+    public const int Failed = 1;
+    public const int BadUsage = 2;
+}
+
+/// <summary>A failure the user caused (bad arguments or configuration): exit 2, one line.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// The <c>triggerevents</c> command tree. Every action runs through <see cref="RunAction"/>, which
+/// turns failures into one line on stderr and an exit code (a stack trace only with --verbose).
+/// </summary>
+internal static class CommandLine
+{
+    public static readonly Option<bool> Verbose = new("--verbose")
+    {
+        Description = "Show stack traces and debug logs.",
+        Recursive = true,
+    };
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var root = new RootCommand("""
+            TriggerEvents: committed PostgreSQL row changes, delivered as signed webhooks, at least once.
+
+            The database comes from TRIGGER_EVENTS_DATABASE_URL (a postgres:// URI or an Npgsql
+            connection string); the configuration from --config or TRIGGER_EVENTS_CONFIG
+            (default triggerevents.yaml).
+            """);
+        root.Options.Add(Verbose);
+        foreach (var command in new[]
+        {
+            MigrateCommand.Create(), TriggerCommands.Attach(), TriggerCommands.Detach(), TriggerCommands.List(),
+            ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), TriggerCommands.Invoke(),
+        })
+        {
+            root.Subcommands.Add(command);
+        }
+
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors)
+            {
+                await Console.Error.WriteLineAsync($"triggerevents: {error.Message}");
+            }
+
+            await Console.Error.WriteLineAsync("Run 'triggerevents --help' for usage.");
+            return ExitCodes.BadUsage;
+        }
+
+        // The worker's host handles SIGTERM itself and may take up to shutdown_timeout; the
+        // parser's own handler would force an exit after two seconds.
+        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>Runs a command body with the house error handling.</summary>
+    public static async Task<int> RunAction(ParseResult parse, Func<Task<int>> body)
+    {
+        var verbose = parse.GetValue(Verbose);
+        try
+        {
+            return await body();
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync(e.Message);
+            return ExitCodes.BadUsage;
+        }
+        catch (UsageException e)
+        {
+            await Console.Error.WriteLineAsync($"triggerevents: {e.Message}");
+            return ExitCodes.BadUsage;
+        }
+        catch (OperationCanceledException)
+        {
+            await Console.Error.WriteLineAsync("triggerevents: cancelled");
+            return ExitCodes.Failed;
+        }
+        catch (Exception e)
+        {
+            var message = e is PostgresException pg ? $"{pg.MessageText} ({pg.SqlState})" : e.Message;
+            await Console.Error.WriteLineAsync(verbose ? e.ToString() : $"triggerevents: {message.ReplaceLineEndings(" ")}");
+            return ExitCodes.Failed;
+        }
+    }
+
+    /// <summary>The data source for TRIGGER_EVENTS_DATABASE_URL, or a usage error naming it.</summary>
+    public static NpgsqlDataSource OpenDatabase()
+    {
+        var url = Environment.GetEnvironmentVariable("TRIGGER_EVENTS_DATABASE_URL");
+        if (string.IsNullOrWhiteSpace(url))
+        {
+            throw new UsageException("TRIGGER_EVENTS_DATABASE_URL is not set: give it a postgres:// URI or an Npgsql connection string.");
+        }
+
+        string connectionString;
+        try
+        {
+            connectionString = DatabaseUrl.ToConnectionString(url);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"TRIGGER_EVENTS_DATABASE_URL: {e.Message}");
+        }
+
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (string.IsNullOrEmpty(builder.ApplicationName))
+        {
+            builder.ApplicationName = "triggerevents";
+        }
+
+        return NpgsqlDataSource.Create(builder);
+    }
+}

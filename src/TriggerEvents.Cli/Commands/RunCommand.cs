@@ -1,0 +1,91 @@
+using System.CommandLine;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+using Prometheus;
+using Serilog;
+using TriggerEvents.Cli.Hosting;
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Migrations;
+using TriggerEvents.Worker.Delivery;
+using TriggerEvents.Worker.Hosting;
+
+namespace TriggerEvents.Cli.Commands;
+
+/// <summary><c>triggerevents run</c>: the worker, with /healthz, /readyz and /metrics.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var config = CommonOptions.Config();
+        var command = new Command("run", """
+            Run the worker: claim due deliveries, post them to their webhooks, retry and dead-letter.
+            Several replicas may run against one database. SIGTERM stops it cleanly.
+
+            Examples:
+              TRIGGER_EVENTS_DATABASE_URL=postgres://app@db/app triggerevents run --config triggerevents.yaml
+            """)
+        {
+            config,
+        };
+        command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
+        {
+            var loaded = CommonOptions.LoadConfig(parse.GetValue(config));
+            await using var dataSource = CommandLine.OpenDatabase();
+            await using var logger = Logging.Create(parse.GetValue(CommandLine.Verbose));
+            return await RunAsync(loaded, dataSource, logger, cancellationToken);
+        }));
+        return command;
+    }
+
+    public static async Task<int> RunAsync(TriggerEventsConfig config, NpgsqlDataSource dataSource, Serilog.ILogger logger, CancellationToken cancellationToken)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Host.UseSerilog(logger, dispose: false);
+        builder.WebHost.UseUrls($"http://0.0.0.0:{config.Worker.HttpPort}");
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Worker.ShutdownTimeout + TimeSpan.FromSeconds(5));
+        var registry = Metrics.NewCustomRegistry();
+        builder.Services.AddSingleton(config);
+        builder.Services.AddSingleton(dataSource);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(new WorkerMetrics(registry));
+        builder.Services.AddSingleton<WorkerHealth>();
+        builder.Services.AddSingleton<WorkerService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
+
+        await using var app = builder.Build();
+        var health = app.Services.GetRequiredService<WorkerHealth>();
+        app.MapGet("/healthz", () => health.IsAlive
+            ? Results.Text("ok\n")
+            : Results.Text(health.Started ? "claim loop stalled\n" : "starting\n", statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/readyz", async (CancellationToken requestAborted) =>
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            try
+            {
+                var version = await Migrator.GetVersionAsync(dataSource, timeout.Token);
+                if (!version.IsCurrent)
+                {
+                    return Results.Text($"schema version {version.Database}, need {version.Binary}\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+                }
+
+                return health.Started
+                    ? Results.Text("ready\n")
+                    : Results.Text("starting\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+            }
+            catch (Exception e) when (e is NpgsqlException or OperationCanceledException or TimeoutException)
+            {
+                return Results.Text("database unreachable\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+            }
+        });
+        app.MapMetrics("/metrics", registry);
+
+        await app.RunAsync(cancellationToken);
+        var worker = app.Services.GetRequiredService<WorkerService>();
+        return worker.Failure is null ? ExitCodes.Done : ExitCodes.Failed;
+    }
+}

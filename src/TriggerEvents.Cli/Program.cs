@@ -1,0 +1,3 @@
+using TriggerEvents.Cli;
+
+return await CommandLine.RunAsync(args);

@@ -1,0 +1,26 @@
+namespace TriggerEvents.Postgres.Delivery;
+
+/// <summary>Where a delivery goes after an attempt.</summary>
+internal enum DeliveryResultKind
+{
+    /// <summary>A 2xx arrived.</summary>
+    Delivered,
+
+    /// <summary>Failed; due again after <see cref="DeliveryResult.RetryDelay"/>.</summary>
+    Retry,
+
+    /// <summary>No more attempts.</summary>
+    Dead,
+}
+
+/// <summary>The outcome of one attempt, as recorded in the delivery row and the attempt log.</summary>
+internal sealed record DeliveryResult(
+    DeliveryKey Key,
+    int Attempt,
+    DeliveryResultKind Kind,
+    TimeSpan RetryDelay,
+    int? HttpStatus,
+    string? Error,
+    DateTimeOffset StartedAt,
+    TimeSpan Duration,
+    string? ResponseExcerpt);

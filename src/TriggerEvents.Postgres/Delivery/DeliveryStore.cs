@@ -1,0 +1,189 @@
+using Npgsql;
+using NpgsqlTypes;
+using TriggerEvents.Core.Delivery;
+
+namespace TriggerEvents.Postgres.Delivery;
+
+/// <summary>
+/// The worker's hot-path queries: claim under a lease, record results while the lease is held,
+/// extend and release leases, and the idle signal that gates capture's NOTIFY.
+/// </summary>
+internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
+{
+    /// <summary>
+    /// Claims up to <c>limit</c> due deliveries of one subscription. The subscription row is
+    /// locked for the statement, so claimers on every replica take turns and together never
+    /// exceed <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means pending
+    /// and past <c>next_attempt_at</c>, or in flight with an expired lease (a crashed worker's).
+    /// </summary>
+    private const string ClaimSql = """
+        WITH subscription AS (
+            SELECT s.max_in_flight FROM trigger_events.subscriptions s WHERE s.id = $1 FOR UPDATE
+        ), busy AS (
+            SELECT count(*) AS n FROM trigger_events.deliveries d
+            WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now()
+        ), due AS (
+            SELECT d.subscription_id, d.event_id, d.status AS previous_status
+            FROM trigger_events.deliveries d
+            WHERE d.subscription_id = $1 AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at
+            LIMIT greatest(0, least($3, (SELECT max_in_flight FROM subscription) - (SELECT n FROM busy)))
+            FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE trigger_events.deliveries d
+            SET status = 'in_flight', lease_owner = $2, attempts = d.attempts + 1,
+                next_attempt_at = now() + $4, updated_at = now()
+            FROM due
+            WHERE d.subscription_id = due.subscription_id AND d.event_id = due.event_id
+            RETURNING d.event_id, d.attempts, due.previous_status = 'in_flight' AS took_over
+        )
+        SELECT e.id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
+               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over
+        FROM claimed c JOIN trigger_events.event_log e ON e.id = c.event_id
+        """;
+
+    /// <summary>
+    /// Applies results only where this owner still holds the lease: a worker whose lease expired
+    /// and was taken over cannot overwrite the newer owner's state. Every attempt is logged.
+    /// </summary>
+    private const string RecordSql = """
+        WITH result AS (
+            SELECT * FROM unnest($2::int[], $3::bigint[], $4::int[], $5::trigger_events.delivery_status[],
+                                 $6::double precision[], $7::int[], $8::text[], $9::timestamptz[],
+                                 $10::double precision[], $11::text[])
+                AS r(subscription_id, event_id, attempt, status, retry_ms, http_status, error, started_at, duration_ms, excerpt)
+        ), applied AS (
+            UPDATE trigger_events.deliveries d
+            SET status = r.status,
+                next_attempt_at = CASE WHEN r.status = 'pending'
+                                       THEN now() + r.retry_ms * interval '1 millisecond'
+                                       ELSE d.next_attempt_at END,
+                lease_owner = NULL,
+                last_status = r.http_status,
+                last_error = r.error,
+                delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
+                updated_at = now()
+            FROM result r
+            WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
+              AND d.status = 'in_flight' AND d.lease_owner = $1
+            RETURNING d.subscription_id, d.event_id
+        ), logged AS (
+            INSERT INTO trigger_events.attempts
+                (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker)
+            SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1
+            FROM result r
+        )
+        SELECT count(*) FROM applied
+        """;
+
+    private const string ExtendSql = """
+        UPDATE trigger_events.deliveries d SET next_attempt_at = now() + $4, updated_at = now()
+        FROM unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
+        WHERE d.subscription_id = k.subscription_id AND d.event_id = k.event_id
+          AND d.status = 'in_flight' AND d.lease_owner = $1
+        """;
+
+    // A released delivery was never attempted, so its attempt is given back.
+    private const string ReleaseSql = """
+        UPDATE trigger_events.deliveries d
+        SET status = 'pending', lease_owner = NULL, attempts = greatest(d.attempts - 1, 0),
+            next_attempt_at = now(), updated_at = now()
+        FROM unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
+        WHERE d.subscription_id = k.subscription_id AND d.event_id = k.event_id
+          AND d.status = 'in_flight' AND d.lease_owner = $1
+        """;
+
+    private const string SetIdleSql = """
+        UPDATE trigger_events.worker_signal SET idle = $1, updated_at = now() WHERE idle IS DISTINCT FROM $1
+        """;
+
+    public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(ClaimSql);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var claimed = new List<ClaimedDelivery>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var webhookEvent = new WebhookEvent(
+                Id: reader.GetInt64(0),
+                CapturedAt: reader.GetFieldValue<DateTimeOffset>(1),
+                TriggerName: reader.GetString(2),
+                TableSchema: reader.GetString(3),
+                TableName: reader.GetString(4),
+                Operation: reader.GetString(5),
+                OldRow: reader.IsDBNull(6) ? null : reader.GetString(6),
+                NewRow: reader.IsDBNull(7) ? null : reader.GetString(7),
+                SessionVariables: reader.IsDBNull(8) ? null : reader.GetString(8),
+                TraceParent: reader.IsDBNull(9) ? null : reader.GetString(9));
+            claimed.Add(new ClaimedDelivery(subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11)));
+        }
+
+        return claimed;
+    }
+
+    /// <summary>Records results; returns how many were applied (the rest had lost their lease).</summary>
+    public async Task<int> RecordAsync(Guid owner, IReadOnlyList<DeliveryResult> results, CancellationToken cancellationToken)
+    {
+        if (results.Count == 0)
+        {
+            return 0;
+        }
+
+        await using var command = dataSource.CreateCommand(RecordSql);
+        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. results.Select(r => r.Key.SubscriptionId)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. results.Select(r => r.Key.EventId)] });
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. results.Select(r => r.Attempt)] });
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. results.Select(r => StatusName(r.Kind))], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.RetryDelay.TotalMilliseconds)] });
+        command.Parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = [.. results.Select(r => r.HttpStatus)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.Error)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]> { TypedValue = [.. results.Select(r => r.StartedAt)] });
+        command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.Duration.TotalMilliseconds)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.ResponseExcerpt)] });
+        return (int)(long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>Pushes the lease of deliveries still in progress forward.</summary>
+    public Task ExtendLeasesAsync(Guid owner, IReadOnlyCollection<DeliveryKey> held, TimeSpan lease, CancellationToken cancellationToken) =>
+        held.Count == 0 ? Task.CompletedTask : ExecuteForKeysAsync(ExtendSql, owner, held, lease, cancellationToken);
+
+    /// <summary>Gives back deliveries this worker will not attempt (shutdown).</summary>
+    public Task ReleaseAsync(Guid owner, IReadOnlyCollection<DeliveryKey> held, CancellationToken cancellationToken) =>
+        held.Count == 0 ? Task.CompletedTask : ExecuteForKeysAsync(ReleaseSql, owner, held, null, cancellationToken);
+
+    /// <summary>Tells capture whether a worker is idle (NOTIFY on) or busy (NOTIFY off).</summary>
+    public async Task SetIdleAsync(bool idle, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(SetIdleSql);
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private async Task ExecuteForKeysAsync(string sql, Guid owner, IReadOnlyCollection<DeliveryKey> keys, TimeSpan? lease, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. keys.Select(k => k.SubscriptionId)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. keys.Select(k => k.EventId)] });
+        if (lease is { } duration)
+        {
+            command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = duration, NpgsqlDbType = NpgsqlDbType.Interval });
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static string StatusName(DeliveryResultKind kind) => kind switch
+    {
+        DeliveryResultKind.Delivered => "delivered",
+        DeliveryResultKind.Retry => "pending",
+        DeliveryResultKind.Dead => "dead",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+}

@@ -1,0 +1,64 @@
+using Dapper;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace TriggerEvents.Postgres.Operations;
+
+/// <summary>One row of <c>trigger_events.triggers</c>.</summary>
+internal sealed record AttachedTrigger(
+    string Name, string? TableSchema, string? TableName, string[] Operations, string[]? UpdateColumns,
+    string[]? PayloadColumns, string? Condition, bool Notify, bool TableExists);
+
+/// <summary>The SQL API (attach, detach, invoke, the triggers view) for the command line.</summary>
+internal static class EventTriggerAdmin
+{
+    /// <summary>Calls <c>trigger_events.attach</c>; returns created, replaced or unchanged.</summary>
+    public static async Task<string> AttachAsync(
+        NpgsqlDataSource dataSource, string table, string trigger, string[]? operations, string[]? updateColumns,
+        string[]? payloadColumns, string? condition, bool notify, CancellationToken cancellationToken)
+    {
+        // The table name is parsed by PostgreSQL's regclass input, like a name typed in SQL:
+        // schema.table, with "double quotes" for mixed case or odd characters.
+        await using var command = dataSource.CreateCommand(
+            "SELECT trigger_events.attach($1::regclass, $2, coalesce($3, '{INSERT,UPDATE,DELETE}'), $4, $5, $6, $7)");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = table });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = trigger });
+        command.Parameters.Add(TextArray(operations));
+        command.Parameters.Add(TextArray(updateColumns));
+        command.Parameters.Add(TextArray(payloadColumns));
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)condition ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = notify });
+        return (string)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    public static async Task<bool> DetachAsync(NpgsqlDataSource dataSource, string trigger, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT trigger_events.detach($1)");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = trigger });
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    public static async Task<long> InvokeAsync(NpgsqlDataSource dataSource, string trigger, string payloadJson, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT trigger_events.invoke($1, $2::jsonb)");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = trigger });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = payloadJson });
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    public static async Task<IReadOnlyList<AttachedTrigger>> ListAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<AttachedTrigger>(new CommandDefinition(
+            """
+            SELECT name, table_schema AS TableSchema, table_name AS TableName, operations, update_columns AS UpdateColumns,
+                   payload_columns AS PayloadColumns, condition, notify, table_exists AS TableExists
+            FROM trigger_events.triggers ORDER BY name
+            """,
+            cancellationToken: cancellationToken));
+        return rows.AsList();
+    }
+
+    private static NpgsqlParameter TextArray(string[]? values) =>
+        new() { Value = (object?)values ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text };
+}

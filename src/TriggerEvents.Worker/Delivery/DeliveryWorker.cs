@@ -1,0 +1,326 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Worker.Signals;
+
+namespace TriggerEvents.Worker.Delivery;
+
+/// <summary>A subscription the worker delivers: its registry id, its client and its retry policy.</summary>
+internal sealed record ActiveSubscription(int Id, WebhookClient Client, RetryPolicy Policy)
+{
+    public string Name => Client.Subscription.Name;
+}
+
+/// <summary>
+/// The hot path: claim due deliveries under a lease, post them, record the results.
+/// </summary>
+/// <remarks>
+/// Claims are short statements that commit before any request starts, so no row lock is held
+/// across HTTP (SKIP LOCKED keeps replicas apart). Results go through a channel to one
+/// recorder that writes them in batches, only where this worker's lease still holds. A second
+/// loop extends the leases of deliveries still in progress. NOTIFY only shortens the wait:
+/// the loop polls every <c>poll_interval</c> whatever happens to LISTEN.
+/// </remarks>
+internal sealed class DeliveryWorker
+{
+    private const int MaxResultsPerWrite = 1000;
+    private const int ShutdownRecordAttempts = 5;
+    private static readonly TimeSpan MaxDatabaseBackoff = TimeSpan.FromSeconds(5);
+
+    private readonly WorkerConfig options;
+    private readonly IReadOnlyList<ActiveSubscription> subscriptions;
+    private readonly DeliveryStore store;
+    private readonly WakeSignal wake;
+    private readonly TimeProvider time;
+    private readonly ILogger logger;
+    private readonly WorkerMetrics metrics;
+    private readonly ConcurrentDictionary<DeliveryKey, byte> held = new();
+    private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
+    private int activeRequests;
+    private bool idleSignalled;
+
+    public DeliveryWorker(
+        WorkerConfig options, IReadOnlyList<ActiveSubscription> subscriptions, DeliveryStore store,
+        WakeSignal wake, TimeProvider time, ILogger logger, WorkerMetrics metrics)
+    {
+        this.options = options;
+        this.subscriptions = subscriptions;
+        this.store = store;
+        this.wake = wake;
+        this.time = time;
+        this.logger = logger;
+        this.metrics = metrics;
+    }
+
+    /// <summary>This worker's lease owner token.</summary>
+    public Guid Owner { get; } = Guid.NewGuid();
+
+    /// <summary>When the claim loop last went round: <c>/healthz</c> reads it.</summary>
+    public DateTimeOffset LastLoopAt { get; private set; } = DateTimeOffset.MinValue;
+
+    /// <summary>
+    /// Runs until <paramref name="stopping"/> is cancelled, then stops claiming, lets requests in
+    /// flight finish for up to <c>shutdown_timeout</c>, records what finished and releases the rest.
+    /// </summary>
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        using var abort = new CancellationTokenSource();
+        var requests = new ConcurrentDictionary<Task, byte>();
+        var recorder = Task.Run(() => RecordLoopAsync(CancellationToken.None), CancellationToken.None);
+        using var leaseLoopStop = new CancellationTokenSource();
+        var leaseLoop = Task.Run(() => ExtendLeasesLoopAsync(leaseLoopStop.Token), CancellationToken.None);
+        var failures = 0;
+        LastLoopAt = time.GetUtcNow();
+
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                var claimed = await ClaimRoundAsync(requests, abort.Token, stopping);
+                failures = 0;
+                LastLoopAt = time.GetUtcNow();
+                if (claimed > 0)
+                {
+                    if (idleSignalled)
+                    {
+                        await store.SetIdleAsync(false, stopping);
+                        idleSignalled = false;
+                    }
+
+                    if (Volatile.Read(ref activeRequests) >= options.Concurrency)
+                    {
+                        await wake.WaitAsync(options.PollInterval, stopping);
+                    }
+
+                    continue;
+                }
+
+                if (!idleSignalled && Volatile.Read(ref activeRequests) == 0)
+                {
+                    // Tell capture to NOTIFY from now on, then look once more: an event committed
+                    // between the empty claim and the flip would otherwise wait for the next poll.
+                    await store.SetIdleAsync(true, stopping);
+                    idleSignalled = true;
+                    continue;
+                }
+
+                await wake.WaitAsync(options.PollInterval, stopping);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+            {
+                // The database went away (restart, failover, terminated backend). Nothing held is
+                // lost: leases expire, results wait in the channel. Back off and try again.
+                failures++;
+                var delay = Backoff(failures);
+                logger.LogWarning("Claiming failed ({Failures} in a row), retrying in {Delay}: {Error}", failures, delay, e.Message);
+                LastLoopAt = time.GetUtcNow();
+                try
+                {
+                    await Task.Delay(delay, time, stopping);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+
+        logger.LogInformation("Stopping: {Requests} requests in flight, waiting up to {Timeout}", requests.Count, options.ShutdownTimeout);
+        var inFlight = Task.WhenAll(requests.Keys);
+        if (await Task.WhenAny(inFlight, Task.Delay(options.ShutdownTimeout, time)) != inFlight)
+        {
+            await abort.CancelAsync();
+            await Task.WhenAll(requests.Keys).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+
+        results.Writer.Complete();
+        await recorder;
+        await leaseLoopStop.CancelAsync();
+        await leaseLoop;
+
+        // What is still held was claimed but never attempted to the end: give it back.
+        var unfinished = held.Keys.ToList();
+        if (unfinished.Count > 0)
+        {
+            try
+            {
+                await store.ReleaseAsync(Owner, unfinished, CancellationToken.None);
+                logger.LogInformation("Released {Count} deliveries for other workers", unfinished.Count);
+            }
+            catch (NpgsqlException e)
+            {
+                logger.LogWarning("Could not release {Count} deliveries; their leases will expire: {Error}", unfinished.Count, e.Message);
+            }
+        }
+    }
+
+    /// <summary>One pass over the subscriptions; returns how many deliveries were claimed.</summary>
+    private async Task<int> ClaimRoundAsync(ConcurrentDictionary<Task, byte> requests, CancellationToken abort, CancellationToken stopping)
+    {
+        var claimedTotal = 0;
+        foreach (var subscription in subscriptions)
+        {
+            var free = options.Concurrency - Volatile.Read(ref activeRequests);
+            if (free <= 0)
+            {
+                break;
+            }
+
+            var claimed = await store.ClaimAsync(subscription.Id, Owner, Math.Min(options.BatchSize, free), options.Lease, stopping);
+            claimedTotal += claimed.Count;
+            foreach (var delivery in claimed)
+            {
+                if (delivery.TookOverExpiredLease)
+                {
+                    metrics.LeasesExpired.Inc();
+                }
+
+                held[delivery.Key] = 0;
+                Interlocked.Increment(ref activeRequests);
+                var request = DeliverAsync(subscription, delivery, abort);
+                requests[request] = 0;
+                _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
+
+        return claimedTotal;
+    }
+
+    private async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, CancellationToken abort)
+    {
+        await Task.Yield();
+        try
+        {
+            var attempt = await subscription.Client.SendAsync(delivery, abort);
+            var decision = subscription.Policy.Decide(delivery.Attempt, attempt.Outcome, attempt.RetryAfter, Random.Shared.NextDouble());
+            var (kind, delay, reason) = decision switch
+            {
+                RetryDecision.Delivered => (DeliveryResultKind.Delivered, TimeSpan.Zero, null),
+                RetryDecision.RetryAfter retry => (DeliveryResultKind.Retry, retry.Delay, attempt.Outcome.Describe()),
+                RetryDecision.Dead dead => (DeliveryResultKind.Dead, TimeSpan.Zero, dead.Reason),
+                _ => throw new InvalidOperationException($"Unknown decision {decision}"),
+            };
+            metrics.DeliveryDuration.WithLabels(subscription.Name).Observe(attempt.Duration.TotalSeconds);
+            metrics.Deliveries.WithLabels(subscription.Name, kind.ToString().ToLowerInvariant()).Inc();
+            if (kind == DeliveryResultKind.Delivered)
+            {
+                metrics.EndToEndLatency.WithLabels(subscription.Name).Observe((time.GetUtcNow() - delivery.Event.CapturedAt).TotalSeconds);
+            }
+            else
+            {
+                logger.LogWarning(
+                    "Delivery of event {EventId} to {Subscription} failed on attempt {Attempt}: {Status} {Error}; {Decision}",
+                    delivery.Event.Id, subscription.Name, delivery.Attempt, attempt.Outcome.StatusCode, attempt.Outcome.Describe(),
+                    kind == DeliveryResultKind.Dead ? "dead" : $"retry in {delay}");
+            }
+
+            results.Writer.TryWrite(new DeliveryResult(
+                delivery.Key, delivery.Attempt, kind, delay, attempt.Outcome.StatusCode, reason,
+                attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt));
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+            // Shutdown cut the request short: the delivery stays held and is released.
+        }
+        catch (Exception e)
+        {
+            // Anything the client could not even attempt (a payload that cannot be built) is a
+            // dead letter with the reason: retrying it would fail the same way.
+            logger.LogError(e, "Delivery of event {EventId} to {Subscription} could not be attempted", delivery.Event.Id, subscription.Name);
+            results.Writer.TryWrite(new DeliveryResult(
+                delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null,
+                $"not deliverable: {e.Message}", time.GetUtcNow(), TimeSpan.Zero, null));
+        }
+        finally
+        {
+            Interlocked.Decrement(ref activeRequests);
+            wake.Set();
+        }
+    }
+
+    /// <summary>Writes results in batches; on a database error keeps the batch and tries again.</summary>
+    private async Task RecordLoopAsync(CancellationToken cancellationToken)
+    {
+        var batch = new List<DeliveryResult>(MaxResultsPerWrite);
+        var failures = 0;
+        while (await results.Reader.WaitToReadAsync(cancellationToken) || batch.Count > 0)
+        {
+            while (batch.Count < MaxResultsPerWrite && results.Reader.TryRead(out var result))
+            {
+                batch.Add(result);
+            }
+
+            try
+            {
+                var applied = await store.RecordAsync(Owner, batch, cancellationToken);
+                if (applied < batch.Count)
+                {
+                    logger.LogWarning("{Lost} results were not recorded: their lease had expired and another worker took them over", batch.Count - applied);
+                }
+
+                foreach (var result in batch)
+                {
+                    held.TryRemove(result.Key, out _);
+                }
+
+                batch.Clear();
+                failures = 0;
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+            {
+                failures++;
+                if (results.Reader.Completion.IsCompleted && failures > ShutdownRecordAttempts)
+                {
+                    // Stopping and the database stays away: these leases expire and the
+                    // deliveries are attempted again by whichever worker claims them next.
+                    logger.LogError("Giving up recording {Count} results while stopping: {Error}", batch.Count, e.Message);
+                    return;
+                }
+
+                var delay = Backoff(failures);
+                logger.LogWarning("Recording {Count} results failed, retrying in {Delay}: {Error}", batch.Count, delay, e.Message);
+                await Task.Delay(delay, time, cancellationToken);
+            }
+
+            if (results.Reader.Completion.IsCompleted && batch.Count == 0)
+            {
+                break;
+            }
+        }
+    }
+
+    private static TimeSpan Backoff(int failures) =>
+        TimeSpan.FromMilliseconds(Math.Min(MaxDatabaseBackoff.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(failures - 1, 10))));
+
+    /// <summary>Extends the leases of held deliveries every third of a lease.</summary>
+    private async Task ExtendLeasesLoopAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(options.Lease / 3, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                try
+                {
+                    await store.ExtendLeasesAsync(Owner, held.Keys.ToList(), options.Lease, cancellationToken);
+                }
+                catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+                {
+                    logger.LogWarning("Extending leases failed: {Error}", e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+}

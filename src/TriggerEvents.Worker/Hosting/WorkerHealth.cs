@@ -1,0 +1,22 @@
+namespace TriggerEvents.Worker.Hosting;
+
+/// <summary>What <c>/healthz</c> and <c>/readyz</c> report about the running worker.</summary>
+internal sealed class WorkerHealth(TimeProvider time)
+{
+    private Func<DateTimeOffset>? lastLoopAt;
+
+    /// <summary>Set once subscriptions are registered and the loops have started.</summary>
+    public bool Started { get; private set; }
+
+    /// <summary>The longest the claim loop may go without a round and still count as alive.</summary>
+    public TimeSpan StallAfter { get; set; } = TimeSpan.FromSeconds(30);
+
+    public void MarkStarted(Func<DateTimeOffset> loopClock)
+    {
+        lastLoopAt = loopClock;
+        Started = true;
+    }
+
+    /// <summary>The claim loop went round recently (it does even while the database is away).</summary>
+    public bool IsAlive => Started && lastLoopAt is not null && time.GetUtcNow() - lastLoopAt() < StallAfter;
+}

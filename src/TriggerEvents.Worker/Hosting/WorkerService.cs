@@ -1,0 +1,129 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Postgres.Migrations;
+using TriggerEvents.Worker.Delivery;
+using TriggerEvents.Worker.Maintenance;
+using TriggerEvents.Worker.Signals;
+
+namespace TriggerEvents.Worker.Hosting;
+
+/// <summary>
+/// <c>triggerevents run</c>: checks the schema, registers the file's subscriptions, then runs
+/// the listener, the delivery loop and the maintenance duties until the host stops.
+/// </summary>
+internal sealed class WorkerService(
+    TriggerEventsConfig config,
+    NpgsqlDataSource dataSource,
+    WorkerMetrics metrics,
+    WorkerHealth health,
+    TimeProvider time,
+    ILoggerFactory loggerFactory,
+    IHostApplicationLifetime lifetime) : BackgroundService
+{
+    private readonly ILogger logger = loggerFactory.CreateLogger("TriggerEvents.Worker");
+
+    /// <summary>Set when the worker stopped because of an error: the process exits 1.</summary>
+    public Exception? Failure { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await RunAsync(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping before start-up finished.
+        }
+        catch (Exception e)
+        {
+            Failure = e;
+            logger.LogCritical(e, "The worker stopped: {Error}", e.Message);
+            lifetime.StopApplication();
+        }
+    }
+
+    private async Task RunAsync(CancellationToken stoppingToken)
+    {
+        var version = await WaitForDatabaseAsync(stoppingToken);
+        if (version.Database > version.Binary)
+        {
+            throw new SchemaTooNewException(version.Database, version.Binary);
+        }
+
+        if (!version.IsCurrent)
+        {
+            throw new InvalidOperationException(
+                $"The database schema is at version {version.Database}, this binary needs {version.Binary}: run 'triggerevents migrate' first.");
+        }
+
+        var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Subscriptions, stoppingToken);
+        foreach (var subscription in registered)
+        {
+            if (!subscription.TriggerAttached)
+            {
+                logger.LogWarning("Subscription {Subscription} listens to trigger {Trigger}, which is not attached yet", subscription.Config.Name, subscription.Config.Trigger);
+            }
+
+            if (subscription.Backfilled > 0)
+            {
+                logger.LogInformation("Subscription {Subscription} backfilled with {Count} events", subscription.Config.Name, subscription.Backfilled);
+            }
+        }
+
+        var clients = registered.Select(s => new ActiveSubscription(
+            s.Id,
+            new WebhookClient(s.Config, Math.Min(s.Config.MaxInFlight, config.Worker.Concurrency), time),
+            new RetryPolicy(s.Config.Retry))).ToList();
+        try
+        {
+            var wake = new WakeSignal();
+            var store = new DeliveryStore(dataSource);
+            var worker = new DeliveryWorker(config.Worker, clients, store, wake, time, logger, metrics);
+            var listener = new NotificationListener(dataSource, wake, time, logger);
+            var duties = new MaintenanceDuties(config, dataSource, metrics, time, logger);
+            health.StallAfter = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(30).Ticks, config.Worker.PollInterval.Ticks * 5));
+            health.MarkStarted(() => worker.LastLoopAt);
+            logger.LogInformation(
+                "Worker {Owner} delivering {Count} subscriptions: {Subscriptions}",
+                worker.Owner, clients.Count, string.Join(", ", clients.Select(c => c.Name)));
+
+            using var stopBackground = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var listening = listener.RunAsync(stopBackground.Token);
+            var maintenance = duties.RunAsync(stopBackground.Token);
+            await worker.RunAsync(stoppingToken);
+            await stopBackground.CancelAsync();
+            await Task.WhenAll(listening, maintenance);
+            logger.LogInformation("Worker {Owner} stopped", worker.Owner);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Client.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Waits for the database to answer at start-up, retrying with backoff.</summary>
+    private async Task<SchemaVersion> WaitForDatabaseAsync(CancellationToken stoppingToken)
+    {
+        for (var failures = 1; ; failures++)
+        {
+            try
+            {
+                return await Migrator.GetVersionAsync(dataSource, stoppingToken);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException && failures < 30)
+            {
+                var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, failures)));
+                logger.LogWarning("Database not reachable, retrying in {Delay}: {Error}", delay, e.Message);
+                await Task.Delay(delay, time, stoppingToken);
+            }
+        }
+    }
+}

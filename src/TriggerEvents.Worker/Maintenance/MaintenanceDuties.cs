@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Operations;
+using TriggerEvents.Worker.Delivery;
+
+namespace TriggerEvents.Worker.Maintenance;
+
+/// <summary>
+/// The worker's background duties besides delivery, each on its own timer: backlog gauges for
+/// <c>/metrics</c>. A failing duty logs and tries again at its next tick.
+/// </summary>
+internal sealed class MaintenanceDuties(
+    TriggerEventsConfig config, NpgsqlDataSource dataSource, WorkerMetrics metrics, TimeProvider time, ILogger logger)
+{
+    /// <summary>How often the backlog gauges are read from the database.</summary>
+    public static readonly TimeSpan GaugeInterval = TimeSpan.FromSeconds(5);
+
+    public Task RunAsync(CancellationToken stopping) => EveryAsync(GaugeInterval, UpdateGaugesAsync, "backlog gauges", stopping);
+
+    private async Task UpdateGaugesAsync(CancellationToken cancellationToken)
+    {
+        var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
+        foreach (var status in statuses.Where(s => config.Subscriptions.Any(c => c.Name == s.Subscription)))
+        {
+            metrics.Pending.WithLabels(status.Subscription).Set(status.Pending + status.Retrying);
+            metrics.OldestPendingAge.WithLabels(status.Subscription).Set(status.OldestPendingAgeSeconds ?? 0);
+            metrics.Dead.WithLabels(status.Subscription).Set(status.Dead);
+        }
+    }
+
+    private async Task EveryAsync(TimeSpan interval, Func<CancellationToken, Task> duty, string name, CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(interval, time);
+        try
+        {
+            do
+            {
+                try
+                {
+                    await duty(stopping);
+                }
+                catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+                {
+                    logger.LogWarning("Maintenance duty {Duty} failed: {Error}", name, e.Message);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stopping));
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+}
