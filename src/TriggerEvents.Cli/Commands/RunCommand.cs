@@ -84,8 +84,8 @@ internal static class RunCommand
         });
         app.MapMetrics("/metrics", registry);
 
-        await app.RunAsync(cancellationToken);
         var worker = app.Services.GetRequiredService<WorkerService>();
+        await app.RunAsync(cancellationToken);
         return worker.Failure is null ? ExitCodes.Done : ExitCodes.Failed;
     }
 }

@@ -31,7 +31,7 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
     private const string BackfillSql = """
         INSERT INTO trigger_events.deliveries (subscription_id, event_id)
         SELECT $1, e.id FROM trigger_events.event_log e
-        WHERE e.trigger_name = $2 AND e.op = ANY ($3) AND e.captured_at >= $4 AND ($5::xid8 IS NULL OR e.transaction_id >= $5)
+        WHERE e.trigger_name = $2 AND e.op = ANY ($3) AND e.captured_at >= $4 AND ($5::text IS NULL OR e.transaction_id >= $5::text::xid8)
         ON CONFLICT DO NOTHING
         """;
 

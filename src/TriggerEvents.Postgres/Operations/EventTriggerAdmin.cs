@@ -1,4 +1,3 @@
-using Dapper;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -48,15 +47,28 @@ internal static class EventTriggerAdmin
 
     public static async Task<IReadOnlyList<AttachedTrigger>> ListAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var rows = await connection.QueryAsync<AttachedTrigger>(new CommandDefinition(
+        await using var command = dataSource.CreateCommand(
             """
-            SELECT name, table_schema AS TableSchema, table_name AS TableName, operations, update_columns AS UpdateColumns,
-                   payload_columns AS PayloadColumns, condition, notify, table_exists AS TableExists
+            SELECT name, table_schema, table_name, operations, update_columns, payload_columns, condition, notify, table_exists
             FROM trigger_events.triggers ORDER BY name
-            """,
-            cancellationToken: cancellationToken));
-        return rows.AsList();
+            """);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var triggers = new List<AttachedTrigger>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            triggers.Add(new AttachedTrigger(
+                reader.GetString(0),
+                reader.IsDBNull(1) ? null : reader.GetString(1),
+                reader.IsDBNull(2) ? null : reader.GetString(2),
+                reader.GetFieldValue<string[]>(3),
+                reader.IsDBNull(4) ? null : reader.GetFieldValue<string[]>(4),
+                reader.IsDBNull(5) ? null : reader.GetFieldValue<string[]>(5),
+                reader.IsDBNull(6) ? null : reader.GetString(6),
+                reader.GetBoolean(7),
+                reader.GetBoolean(8)));
+        }
+
+        return triggers;
     }
 
     private static NpgsqlParameter TextArray(string[]? values) =>
