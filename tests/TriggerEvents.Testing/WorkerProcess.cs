@@ -1,0 +1,200 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace TriggerEvents.Testing;
+
+/// <summary>
+/// The real <c>triggerevents</c> executable, started as a process (as an operator runs it),
+/// for behaviour that is about processes: signals, crashes, several replicas.
+/// </summary>
+public sealed class WorkerProcess : IAsyncDisposable
+{
+    private readonly Process process;
+    private readonly ConcurrentQueue<string> output = new();
+    private bool disposed;
+
+    private WorkerProcess(Process process, int httpPort)
+    {
+        this.process = process;
+        HttpPort = httpPort;
+    }
+
+    public int HttpPort { get; }
+
+    public int Id => process.Id;
+
+    public bool HasExited => process.HasExited;
+
+    public int ExitCode => process.ExitCode;
+
+    /// <summary>Everything the process wrote, stdout and stderr interleaved.</summary>
+    public string Output => string.Join('\n', output);
+
+    /// <summary>The built executable (<c>triggerevents.dll</c>) of the Cli project, same configuration as the tests.</summary>
+    public static string ExecutablePath
+    {
+        get
+        {
+            var directory = new DirectoryInfo(AppContext.BaseDirectory);
+            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TriggerEvents.sln")))
+            {
+                directory = directory.Parent;
+            }
+
+            if (directory is null)
+            {
+                throw new InvalidOperationException("Cannot find the repository root above " + AppContext.BaseDirectory);
+            }
+
+            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+            var path = Path.Combine(directory.FullName, "src", "TriggerEvents.Cli", "bin", configuration, "net10.0", "triggerevents.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException("Build the solution first: " + path);
+        }
+    }
+
+    /// <summary>Runs a command to completion: (exit code, stdout, stderr).</summary>
+    public static async Task<(int ExitCode, string Out, string Error)> RunToEndAsync(
+        IReadOnlyDictionary<string, string?> environment, params string[] arguments)
+    {
+        using var process = Process.Start(StartInfo(environment, arguments))!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>Starts <c>triggerevents run --config</c>; the YAML's http_port must be <paramref name="httpPort"/>.</summary>
+    public static WorkerProcess Start(string databaseUrl, string configPath, int httpPort, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var env = new Dictionary<string, string?>(environment ?? new Dictionary<string, string?>())
+        {
+            ["TRIGGER_EVENTS_DATABASE_URL"] = databaseUrl,
+            ["TRIGGER_EVENTS_LOG_FORMAT"] = "text",
+        };
+        var process = new Process { StartInfo = StartInfo(env, ["run", "--config", configPath]), EnableRaisingEvents = true };
+        var worker = new WorkerProcess(process, httpPort);
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { worker.output.Enqueue(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { worker.output.Enqueue(e.Data); } };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return worker;
+    }
+
+    /// <summary>A free TCP port on 127.0.0.1 for the worker's HTTP endpoints.</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Waits until GET /readyz answers 200.</summary>
+    public async Task WaitUntilReadyAsync(TimeSpan? timeout = null)
+    {
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        using var deadline = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"The worker exited ({process.ExitCode}) before it was ready:\n{Output}");
+            }
+
+            try
+            {
+                using var response = await client.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/readyz"), deadline.Token);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+            catch (TaskCanceledException) when (!deadline.IsCancellationRequested)
+            {
+                // One slow probe.
+            }
+
+            try
+            {
+                await Task.Delay(50, deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"The worker was not ready in time:\n{Output}");
+            }
+        }
+    }
+
+    /// <summary>GET one of the worker's endpoints: (status, body).</summary>
+    public async Task<(int Status, string Body)> GetAsync(string path)
+    {
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        using var response = await client.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}{path}"));
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Sends SIGTERM, as a container runtime does, and waits for the exit.</summary>
+    public async Task<int> TerminateAsync(TimeSpan? timeout = null)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        using var deadline = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(deadline.Token);
+        return process.ExitCode;
+    }
+
+    /// <summary>SIGKILL: a crash, with no chance to release anything.</summary>
+    public async Task KillAsync()
+    {
+        process.Kill(entireProcessTree: true);
+        await process.WaitForExitAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (disposed)
+        {
+            return;
+        }
+
+        disposed = true;
+        if (!process.HasExited)
+        {
+            await KillAsync();
+        }
+
+        process.Dispose();
+    }
+
+    private static ProcessStartInfo StartInfo(IReadOnlyDictionary<string, string?> environment, string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(ExecutablePath);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        return start;
+    }
+}
