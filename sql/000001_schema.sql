@@ -95,7 +95,14 @@ CREATE TABLE trigger_events.deliveries (
     delivered_at    timestamptz,
     updated_at      timestamptz                    NOT NULL DEFAULT now(),
     PRIMARY KEY (subscription_id, event_id)
-) WITH (fillfactor = 80);
+) WITH (
+    fillfactor = 80,
+    -- A queue table: every delivery is updated twice and later deleted. Vacuum it early and
+    -- often so dead rows are reused instead of growing the table (and its partial indexes).
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.02
+);
 COMMENT ON COLUMN trigger_events.deliveries.next_attempt_at IS
     'pending: when the next attempt is due; in_flight: when the lease expires.';
 

@@ -8,7 +8,8 @@ namespace TriggerEvents.Worker.Maintenance;
 
 /// <summary>
 /// The worker's background duties besides delivery, each on its own timer: backlog gauges for
-/// <c>/metrics</c>. A failing duty logs and tries again at its next tick.
+/// <c>/metrics</c>, and retention (one worker at a time database-wide). A failing duty logs and
+/// tries again at its next tick.
 /// </summary>
 internal sealed class MaintenanceDuties(
     TriggerEventsConfig config, NpgsqlDataSource dataSource, WorkerMetrics metrics, TimeProvider time, ILogger logger)
@@ -16,7 +17,20 @@ internal sealed class MaintenanceDuties(
     /// <summary>How often the backlog gauges are read from the database.</summary>
     public static readonly TimeSpan GaugeInterval = TimeSpan.FromSeconds(5);
 
-    public Task RunAsync(CancellationToken stopping) => EveryAsync(GaugeInterval, UpdateGaugesAsync, "backlog gauges", stopping);
+    public Task RunAsync(CancellationToken stopping) => Task.WhenAll(
+        EveryAsync(GaugeInterval, UpdateGaugesAsync, "backlog gauges", stopping),
+        EveryAsync(config.Retention.CleanupInterval, CleanUpAsync, "retention", stopping));
+
+    private async Task CleanUpAsync(CancellationToken cancellationToken)
+    {
+        var result = await Retention.RunOnceAsync(dataSource, config.Retention.DeliveredEvents, config.Retention.Attempts, null, cancellationToken);
+        if (result.Events + result.Attempts > 0)
+        {
+            logger.LogInformation(
+                "Retention deleted {Events} delivered events, {Deliveries} deliveries and {Attempts} attempt records",
+                result.Events, result.Deliveries, result.Attempts);
+        }
+    }
 
     private async Task UpdateGaugesAsync(CancellationToken cancellationToken)
     {

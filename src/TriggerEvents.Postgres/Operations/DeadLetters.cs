@@ -1,0 +1,116 @@
+using Npgsql;
+
+namespace TriggerEvents.Postgres.Operations;
+
+/// <summary>One dead-lettered delivery.</summary>
+internal sealed record DeadLetter(
+    string Subscription, long EventId, string TriggerName, string Operation, DateTime CapturedAt,
+    int Attempts, int? LastStatus, string? LastError, DateTime DiedAt);
+
+/// <summary>
+/// <c>dead list | retry | purge</c>. Retry and purge work in batches of <see cref="BatchSize"/>
+/// rows, each its own short transaction, so a large repair never holds many locks for long.
+/// </summary>
+internal static class DeadLetters
+{
+    public const int BatchSize = 1000;
+
+    // The filter, shared by every statement; $1 subscription, $2 event id, $3 since, $4 until.
+    private const string Filter = """
+        d.status = 'dead'
+        AND ($1::text IS NULL OR s.name = $1)
+        AND ($2::bigint IS NULL OR d.event_id = $2)
+        AND ($3::timestamptz IS NULL OR e.captured_at >= $3)
+        AND ($4::timestamptz IS NULL OR e.captured_at < $4)
+        """;
+
+    public static async Task<IReadOnlyList<DeadLetter>> ListAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, int limit, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT s.name, d.event_id, e.trigger_name, e.op, e.captured_at, d.attempts, d.last_status, d.last_error, d.updated_at
+            FROM trigger_events.deliveries d
+            JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
+            JOIN trigger_events.event_log e ON e.id = d.event_id
+            WHERE {Filter}
+            ORDER BY d.event_id
+            LIMIT $5
+            """);
+        AddFilter(command, filter);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var rows = new List<DeadLetter>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(new DeadLetter(
+                reader.GetString(0), reader.GetInt64(1), reader.GetString(2), reader.GetString(3), reader.GetDateTime(4),
+                reader.GetInt32(5), reader.IsDBNull(6) ? null : reader.GetInt32(6), reader.IsDBNull(7) ? null : reader.GetString(7),
+                reader.GetDateTime(8)));
+        }
+
+        return rows;
+    }
+
+    public static async Task<long> CountAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT count(*) FROM trigger_events.deliveries d
+            JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
+            JOIN trigger_events.event_log e ON e.id = d.event_id
+            WHERE {Filter}
+            """);
+        AddFilter(command, filter);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>Makes matching dead letters pending again, with a fresh attempt budget.</summary>
+    public static Task<long> RetryAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, IProgress<long>? progress, CancellationToken cancellationToken) =>
+        InBatchesAsync(dataSource, filter, """
+            UPDATE trigger_events.deliveries d
+            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL, updated_at = now()
+            FROM batch WHERE d.subscription_id = batch.subscription_id AND d.event_id = batch.event_id
+            """, progress, cancellationToken);
+
+    /// <summary>Deletes matching dead letters; the events stay in the log (and may be replayed).</summary>
+    public static Task<long> PurgeAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, IProgress<long>? progress, CancellationToken cancellationToken) =>
+        InBatchesAsync(dataSource, filter, """
+            DELETE FROM trigger_events.deliveries d
+            USING batch WHERE d.subscription_id = batch.subscription_id AND d.event_id = batch.event_id
+            """, progress, cancellationToken);
+
+    private static async Task<long> InBatchesAsync(
+        NpgsqlDataSource dataSource, DeliveryFilter filter, string change, IProgress<long>? progress, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        while (true)
+        {
+            await using var command = dataSource.CreateCommand($"""
+                WITH batch AS (
+                    SELECT d.subscription_id, d.event_id
+                    FROM trigger_events.deliveries d
+                    JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
+                    JOIN trigger_events.event_log e ON e.id = d.event_id
+                    WHERE {Filter}
+                    LIMIT {BatchSize}
+                    FOR UPDATE OF d SKIP LOCKED
+                )
+                {change}
+                """);
+            AddFilter(command, filter);
+            var changed = await command.ExecuteNonQueryAsync(cancellationToken);
+            total += changed;
+            progress?.Report(total);
+            if (changed < BatchSize)
+            {
+                return total;
+            }
+        }
+    }
+
+    internal static void AddFilter(NpgsqlCommand command, DeliveryFilter filter)
+    {
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)filter.Subscription ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)filter.EventId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)filter.Since ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)filter.Until ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
+    }
+}

@@ -1,0 +1,102 @@
+using Npgsql;
+
+namespace TriggerEvents.Postgres.Operations;
+
+/// <summary>What a replay would touch or touched.</summary>
+internal sealed record ReplayResult(long Events, long Scheduled);
+
+/// <summary>
+/// <c>replay</c>: schedules captured events for delivery to a subscription again, including
+/// events captured before the subscription existed. A delivery already in flight is left to
+/// finish; every other one becomes pending with a fresh attempt budget. The webhook-id stays
+/// the same (SPEC: stable across redeliveries), so receivers that drop duplicates by id will
+/// drop a replayed event they already have.
+/// </summary>
+internal static class Replay
+{
+    public const int BatchSize = 1000;
+
+    // $1 trigger, $2 operations, $3 since, $4 until, $5 after id (keyset), $6 event id.
+    private const string Events = """
+        SELECT e.id FROM trigger_events.event_log e
+        WHERE e.trigger_name = $1 AND e.op = ANY ($2)
+          AND e.captured_at >= $3 AND ($4::timestamptz IS NULL OR e.captured_at < $4)
+          AND ($6::bigint IS NULL OR e.id = $6)
+        """;
+
+    public static async Task<ReplayResult> RunAsync(
+        NpgsqlDataSource dataSource, string subscription, string? trigger, DateTimeOffset since, DateTimeOffset? until, long? eventId,
+        bool dryRun, IProgress<long>? progress, CancellationToken cancellationToken)
+    {
+        var (subscriptionId, subscriptionTrigger, operations) = await FindSubscriptionAsync(dataSource, subscription, cancellationToken);
+        trigger ??= subscriptionTrigger;
+        await using (var count = dataSource.CreateCommand($"SELECT count(*) FROM ({Events}) x"))
+        {
+            AddParameters(count, trigger, operations, since, until, 0, eventId);
+            var events = (long)(await count.ExecuteScalarAsync(cancellationToken))!;
+            if (dryRun)
+            {
+                return new ReplayResult(events, 0);
+            }
+        }
+
+        long scheduled = 0;
+        long seen = 0;
+        var after = 0L;
+        while (true)
+        {
+            await using var command = dataSource.CreateCommand($"""
+                WITH batch AS (
+                    {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
+                ), scheduled AS (
+                    INSERT INTO trigger_events.deliveries (subscription_id, event_id)
+                    SELECT $7, batch.id FROM batch
+                    ON CONFLICT (subscription_id, event_id) DO UPDATE
+                    SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL,
+                        last_status = NULL, last_error = NULL, delivered_at = NULL, updated_at = now()
+                    WHERE deliveries.status <> 'in_flight'
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM scheduled), (SELECT max(id) FROM batch)
+                """);
+            AddParameters(command, trigger, operations, since, until, after, eventId);
+            command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            var batchSize = reader.GetInt64(0);
+            scheduled += reader.GetInt64(1);
+            seen += batchSize;
+            progress?.Report(seen);
+            if (batchSize < BatchSize)
+            {
+                return new ReplayResult(seen, scheduled);
+            }
+
+            after = reader.GetInt64(2);
+        }
+    }
+
+    private static async Task<(int Id, string Trigger, string[] Operations)> FindSubscriptionAsync(
+        NpgsqlDataSource dataSource, string subscription, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT id, trigger_name, operations FROM trigger_events.subscriptions WHERE name = $1");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            throw new ArgumentException($"no subscription named '{subscription}' is registered (a worker registers the YAML file's subscriptions when it starts)");
+        }
+
+        return (reader.GetInt32(0), reader.GetString(1), reader.GetFieldValue<string[]>(2));
+    }
+
+    private static void AddParameters(NpgsqlCommand command, string trigger, string[] operations, DateTimeOffset since, DateTimeOffset? until, long after, long? eventId)
+    {
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = trigger });
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = since });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)until ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)eventId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+    }
+}

@@ -1,0 +1,122 @@
+using Npgsql;
+
+namespace TriggerEvents.Postgres.Operations;
+
+/// <summary>What one retention run deleted.</summary>
+internal sealed record RetentionResult(long Events, long Deliveries, long Attempts, bool Skipped);
+
+/// <summary>
+/// Retention (<c>cleanup</c>, and the worker's scheduled duty): deletes events older than a bound
+/// whose deliveries all succeeded, with those deliveries, and attempt records older than their
+/// own bound (a null bound keeps that kind forever). Pending, in-flight and dead deliveries, and their events, are never deleted.
+/// </summary>
+/// <remarks>
+/// Deletes go in batches of <see cref="BatchSize"/>, each its own transaction, walking the log
+/// in id order with a keyset so a run never rescans what it passed. Writers are never blocked:
+/// capture only inserts new rows, which retention never touches. One run at a time database-wide
+/// (a try-advisory lock): a second worker's duty skips instead of queueing.
+/// </remarks>
+internal static class Retention
+{
+    public const int BatchSize = 2000;
+    public const long AdvisoryLockKey = 0x7472_6967_636c_6e; // "trigcln"
+
+    private const string DeleteEvents = """
+        WITH candidate AS (
+            SELECT e.id FROM trigger_events.event_log e
+            WHERE e.id > $1 AND e.captured_at < $2
+            ORDER BY e.id
+            LIMIT $3
+        ), doomed AS (
+            SELECT c.id FROM candidate c
+            WHERE NOT EXISTS (
+                SELECT 1 FROM trigger_events.subscriptions s
+                JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = c.id
+                WHERE d.status <> 'delivered')
+        ), deliveries_gone AS (
+            DELETE FROM trigger_events.deliveries d
+            USING doomed, trigger_events.subscriptions s
+            WHERE d.subscription_id = s.id AND d.event_id = doomed.id
+            RETURNING 1
+        ), events_gone AS (
+            DELETE FROM trigger_events.event_log e USING doomed WHERE e.id = doomed.id
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM candidate), (SELECT max(id) FROM candidate),
+               (SELECT count(*) FROM events_gone), (SELECT count(*) FROM deliveries_gone)
+        """;
+
+    private const string DeleteAttempts = """
+        DELETE FROM trigger_events.attempts a
+        WHERE a.id IN (SELECT id FROM trigger_events.attempts WHERE started_at < $1 ORDER BY id LIMIT $2)
+        """;
+
+    public static async Task<RetentionResult> RunOnceAsync(
+        NpgsqlDataSource dataSource, TimeSpan? deliveredEvents, TimeSpan? attempts, IProgress<long>? progress, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using (var lockCommand = new NpgsqlCommand($"SELECT pg_try_advisory_lock({AdvisoryLockKey})", connection))
+        {
+            if (!(bool)(await lockCommand.ExecuteScalarAsync(cancellationToken))!)
+            {
+                return new RetentionResult(0, 0, 0, Skipped: true);
+            }
+        }
+
+        try
+        {
+            var now = await NowAsync(connection, cancellationToken);
+            long events = 0, deliveries = 0, attemptRows = 0, after = 0;
+            while (deliveredEvents is not null)
+            {
+                await using var command = new NpgsqlCommand(DeleteEvents, connection);
+                command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - deliveredEvents.Value });
+                command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                await reader.ReadAsync(cancellationToken);
+                var candidates = reader.GetInt64(0);
+                events += reader.GetInt64(2);
+                deliveries += reader.GetInt64(3);
+                progress?.Report(events);
+                if (candidates < BatchSize)
+                {
+                    break;
+                }
+
+                after = reader.GetInt64(1);
+            }
+
+            while (attempts is not null)
+            {
+                await using var command = new NpgsqlCommand(DeleteAttempts, connection);
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - attempts.Value });
+                command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
+                var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
+                attemptRows += deleted;
+                if (deleted < BatchSize)
+                {
+                    break;
+                }
+            }
+
+            return new RetentionResult(events, deliveries, attemptRows, Skipped: false);
+        }
+        finally
+        {
+            await using var unlock = new NpgsqlCommand($"SELECT pg_advisory_unlock({AdvisoryLockKey})", connection);
+            await unlock.ExecuteScalarAsync(CancellationToken.None);
+        }
+    }
+
+    private static async Task<DateTimeOffset> NowAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        // The database clock, like leases: worker clocks may drift.
+        await using var command = new NpgsqlCommand("SELECT now()", connection);
+        return (DateTimeOffset)(await command.ExecuteScalarAsync(cancellationToken) switch
+        {
+            DateTime utc => new DateTimeOffset(utc, TimeSpan.Zero),
+            var other => (DateTimeOffset)other!,
+        });
+    }
+}
