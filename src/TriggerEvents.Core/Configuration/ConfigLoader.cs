@@ -377,7 +377,7 @@ internal static partial class ConfigLoader
                 continue;
             }
 
-            if (value is YamlTree.Scalar { IsNull: true })
+            if (value is YamlTree.Scalar { IsNull: true } or YamlTree.Scalar { Value.Length: 0 })
             {
                 reader.Error(value.Location, headerPath, "has no value");
                 continue;
