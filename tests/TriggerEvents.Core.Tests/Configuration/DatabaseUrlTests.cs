@@ -159,7 +159,7 @@ public class DatabaseUrlTests
         // look like parameter names are quoted back.
         var exception = Assert.Throws<ArgumentException>(() => DatabaseUrl.ToConnectionString("postgres://h/db?ss%40word!=x"))!;
 
-        Assert.That(exception.Message, Does.Contain("a query parameter is not supported").And.Not.Contain("word"));
+        Assert.That(exception.Message, Does.Contain("a query parameter is not supported").And.Not.Contain("ss@word"));
     }
 
     [Test]
