@@ -41,6 +41,12 @@ internal static partial class ConfigLoader
     public static TriggerEventsConfig Load(string path, Func<string, string?> environment)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+        {
+            // Reading a directory fails as "access denied", which would send the user the wrong way.
+            throw new ConfigException([new ConfigError(path, 0, 0, "cannot read the configuration: it is a directory")]);
+        }
+
         string text;
         try
         {

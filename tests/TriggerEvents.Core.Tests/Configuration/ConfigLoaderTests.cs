@@ -341,8 +341,8 @@ public class ConfigLoaderTests
         };
         var printed = new SubscriptionConfig { Name = "s", Trigger = "t", Webhook = webhook }.ToString();
 
-        Assert.That(printed, Does.Contain("Authorization").And.Contains("1 secret(s)").And.Contains("https://example.com/hook"));
-        Assert.That(printed, Does.Not.Contain("header-secret").And.Not.Contain("whsec_").And.Not.Contain("query-secret"));
+        Assert.That(printed, Does.Contain("Authorization").And.Contains("1 secret(s)").And.Contains("https://example.com/..."));
+        Assert.That(printed, Does.Not.Contain("header-secret").And.Not.Contain("whsec_").And.Not.Contain("query-secret").And.Not.Contain("/hook"));
     }
 
     [Test]
@@ -362,6 +362,14 @@ public class ConfigLoaderTests
         {
             File.Delete(path);
         }
+    }
+
+    [Test]
+    public void Load_of_a_directory_says_so()
+    {
+        var exception = Assert.Throws<ConfigException>(() => ConfigLoader.Load(Path.GetTempPath(), _ => null))!;
+
+        Assert.That(exception.Message, Does.EndWith(": cannot read the configuration: it is a directory"));
     }
 
     [Test]
