@@ -41,6 +41,12 @@ internal static partial class ConfigLoader
     public static TriggerEventsConfig Load(string path, Func<string, string?> environment)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+        {
+            // Reading a directory fails as "access denied", which would send the user the wrong way.
+            throw new ConfigException([new ConfigError(path, 0, 0, "cannot read the configuration: it is a directory")]);
+        }
+
         string text;
         try
         {
@@ -377,7 +383,7 @@ internal static partial class ConfigLoader
                 continue;
             }
 
-            if (value is YamlTree.Scalar { IsNull: true })
+            if (value is YamlTree.Scalar { IsNull: true } or YamlTree.Scalar { Value.Length: 0 })
             {
                 reader.Error(value.Location, headerPath, "has no value");
                 continue;

@@ -124,19 +124,15 @@ internal static partial class DatabaseUrl
         // The host cannot hold an '@', so the last one ends the user info and a stray '@' in a
         // password still parses.
         var at = authority.LastIndexOf('@');
-        if (at >= 0)
-        {
-            var userInfo = authority[..at];
-            authority = authority[(at + 1)..];
-            var colon = userInfo.IndexOf(':', StringComparison.Ordinal);
-            var user = Decode(colon < 0 ? userInfo : userInfo[..colon], "user name");
-            var password = colon < 0 ? "" : Decode(userInfo[(colon + 1)..], "password");
-            Set(settings, "Username", user);
-            Set(settings, "Password", password);
-        }
+        var userInfo = at < 0 ? "" : authority[..at];
+        var colon = userInfo.IndexOf(':', StringComparison.Ordinal);
+        var user = Decode(colon < 0 ? userInfo : userInfo[..colon], "user name");
+        var password = colon < 0 ? "" : Decode(userInfo[(colon + 1)..], "password");
 
-        ReadHosts(authority, settings);
+        ReadHosts(authority[(at + 1)..], settings);
         Set(settings, "Database", Decode(path, "database name"));
+        Set(settings, "Username", user);
+        Set(settings, "Password", password);
         ReadQuery(query, settings);
 
         if (!settings.Exists(setting => setting.Key == "Host"))

@@ -6,8 +6,9 @@ namespace TriggerEvents.Core.Configuration;
 /// <c>webhook:</c> of a subscription: the target and what each request carries (SPEC "Webhook request").
 /// </summary>
 /// <remarks>
-/// <see cref="ToString"/> names the headers and counts the secrets but never prints their values,
-/// so logging a configuration object cannot leak them.
+/// <see cref="ToString"/> shows the URL's scheme, host and port, names the headers and counts the
+/// secrets, but prints no path, query, header value or secret, so logging a configuration object
+/// cannot leak them.
 /// </remarks>
 internal sealed record WebhookConfig
 {
@@ -36,7 +37,8 @@ internal sealed record WebhookConfig
 
     private bool PrintMembers(StringBuilder builder)
     {
-        builder.Append("Url = ").Append(Url.GetLeftPart(UriPartial.Path))
+        // Only scheme, host and port: a path or query may hold a token (as in Slack-style URLs).
+        builder.Append("Url = ").Append(Url.GetComponents(UriComponents.SchemeAndServer, UriFormat.UriEscaped)).Append("/...")
             .Append(", Headers = [").AppendJoin(", ", Headers.Keys).Append(']')
             .Append(", Timeout = ").Append(Duration.Format(Timeout))
             .Append(", SigningSecrets = ").Append(SigningSecrets.Count).Append(" secret(s)");

@@ -94,6 +94,7 @@ internal static class YamlTree
     private sealed class Builder(IParser parser, string file, Func<string, string?> environment, List<ConfigError> errors)
     {
         private readonly Dictionary<string, Node> _anchors = new(StringComparer.Ordinal);
+        private Mark _lastEnd = Mark.Empty;
 
         public Node? ReadStream()
         {
@@ -260,9 +261,9 @@ internal static class YamlTree
 
         private ParsingEvent Peek()
         {
-            if (parser.Current is null && !parser.MoveNext())
+            if (parser.Current is null && !MoveNext())
             {
-                throw new YamlException("unexpected end of the file");
+                throw new YamlException(_lastEnd, _lastEnd, "unexpected end of the file");
             }
 
             return parser.Current!;
@@ -271,8 +272,24 @@ internal static class YamlTree
         private ParsingEvent Next()
         {
             var current = Peek();
-            parser.MoveNext();
+            _lastEnd = current.End;
+            MoveNext();
             return current;
+        }
+
+        private bool MoveNext()
+        {
+            try
+            {
+                return parser.MoveNext();
+            }
+            catch (Exception e) when (e is InvalidOperationException || e.GetType() == typeof(Exception))
+            {
+                // YamlDotNet's scanner throws these instead of a YamlException on some malformed input,
+                // such as an unclosed '[' followed by a new key (aaubry/YamlDotNet#541); report it
+                // where parsing stopped rather than crash.
+                throw new YamlException(_lastEnd, _lastEnd, "cannot parse what follows here; look for an unclosed '[', '{' or quote", e);
+            }
         }
 
         private void Expect<T>()

@@ -51,7 +51,9 @@ internal sealed class RetryPolicy
             throw new ArgumentOutOfRangeException(nameof(random01), random01, "Must be in [0, 1].");
         }
 
-        return TimeSpan.FromTicks((long)(random01 * Ceiling(attemptsMade).Ticks));
+        // A product of at most long.MaxValue; the guard keeps the double's rounding up from overflowing.
+        var ticks = random01 * Ceiling(attemptsMade).Ticks;
+        return ticks >= long.MaxValue ? TimeSpan.MaxValue : TimeSpan.FromTicks((long)ticks);
     }
 
     /// <summary>The upper bound of <see cref="Backoff"/> after <paramref name="attemptsMade"/> attempts.</summary>

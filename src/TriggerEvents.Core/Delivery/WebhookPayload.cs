@@ -14,7 +14,7 @@ namespace TriggerEvents.Core.Delivery;
 /// Row data, session variables and MANUAL payloads are copied into the body as the database rendered
 /// them, never parsed into numbers and written back: a <c>bigint</c> beyond 2^53 or a <c>numeric</c>
 /// with forty digits arrives exactly as stored. They are checked to be one well-formed JSON value
-/// (nesting as deep as PostgreSQL allows), so a broken row fails here, where the worker can
+/// (nested up to 10,000 levels deep), so a broken row fails here, where the worker can
 /// dead-letter it with a reason, rather than at the receiver on every retry.
 /// </remarks>
 internal static class WebhookPayload

@@ -7,6 +7,33 @@ internal static class ConfigText
 {
     public const string File = "te.yaml";
 
+    /// <summary>The example of SPEC.md "Configuration", as written there.</summary>
+    public const string SpecExample = """
+        subscriptions:
+          - name: billing-orders          # unique; letters, digits, '-' and '_'
+            trigger: orders_changed       # an attached event trigger
+            operations: [INSERT, UPDATE]  # optional filter; default all
+            start_from: now               # now | earliest | an ISO time: where a new subscription begins
+            webhook:
+              url: ${BILLING_URL}
+              headers:
+                Authorization: Bearer ${BILLING_TOKEN}
+              timeout: 10s
+              signing_secret: ${BILLING_SECRET}   # whsec_...; enables signatures
+            retry:
+              max_attempts: 10
+              initial_interval: 5s
+              max_interval: 1h            # exponential backoff with full jitter
+            max_in_flight: 16             # across all worker replicas together
+        worker:                           # all optional
+          batch_size: 100
+          poll_interval: 1s
+          lease: 60s
+          http_port: 8080
+        retention:
+          delivered_events: 7d            # delete events whose deliveries all succeeded, after this
+        """;
+
     public static TriggerEventsConfig Parse(string yaml, IReadOnlyDictionary<string, string>? environment = null) =>
         ConfigLoader.Parse(yaml, File, name => environment?.GetValueOrDefault(name));
 
