@@ -41,7 +41,8 @@ internal static class CommandLine
         foreach (var command in new[]
         {
             MigrateCommand.Create(), TriggerCommands.Attach(), TriggerCommands.Detach(), TriggerCommands.List(),
-            ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), TriggerCommands.Invoke(),
+            ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), DeadCommands.Create(), ReplayCommand.Create(),
+            TriggerCommands.Invoke(), CleanupCommand.Create(),
         })
         {
             root.Subcommands.Add(command);
