@@ -14,7 +14,7 @@ REVOKE ALL ON SCHEMA trigger_events FROM PUBLIC;
 -- retention deletes whole rows once every delivery of them has succeeded.
 -- ---------------------------------------------------------------------------------------------
 CREATE TABLE trigger_events.event_log (
-    id                bigint      GENERATED ALWAYS AS IDENTITY (CACHE 32) PRIMARY KEY,
+    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     trigger_name      text        NOT NULL,
     schema_name       text        NOT NULL,
     table_name        text        NOT NULL,

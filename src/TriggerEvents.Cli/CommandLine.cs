@@ -42,7 +42,7 @@ internal static class CommandLine
         {
             MigrateCommand.Create(), TriggerCommands.Attach(), TriggerCommands.Detach(), TriggerCommands.List(),
             ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), DeadCommands.Create(), ReplayCommand.Create(),
-            TriggerCommands.Invoke(), CleanupCommand.Create(),
+            TriggerCommands.Invoke(), CleanupCommand.Create(), DemoCommand.Create(),
         })
         {
             root.Subcommands.Add(command);

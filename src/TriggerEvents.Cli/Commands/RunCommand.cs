@@ -41,11 +41,13 @@ internal static class RunCommand
         return command;
     }
 
-    public static async Task<int> RunAsync(TriggerEventsConfig config, NpgsqlDataSource dataSource, Serilog.ILogger logger, CancellationToken cancellationToken)
+    /// <summary>Runs the worker host until <paramref name="cancellationToken"/> or SIGTERM; returns the exit code.</summary>
+    public static async Task<int> RunAsync(
+        TriggerEventsConfig config, NpgsqlDataSource dataSource, Serilog.ILogger logger, CancellationToken cancellationToken, string listenAddress = "0.0.0.0")
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Host.UseSerilog(logger, dispose: false);
-        builder.WebHost.UseUrls($"http://0.0.0.0:{config.Worker.HttpPort}");
+        builder.WebHost.UseUrls($"http://{listenAddress}:{config.Worker.HttpPort}");
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.Worker.ShutdownTimeout + TimeSpan.FromSeconds(5));
         var registry = Metrics.NewCustomRegistry();
         builder.Services.AddSingleton(config);
