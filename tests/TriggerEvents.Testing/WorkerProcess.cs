@@ -32,8 +32,8 @@ public sealed class WorkerProcess : IAsyncDisposable
     /// <summary>Everything the process wrote, stdout and stderr interleaved.</summary>
     public string Output => string.Join('\n', output);
 
-    /// <summary>The built executable (<c>triggerevents.dll</c>) of the Cli project, same configuration as the tests.</summary>
-    public static string ExecutablePath
+    /// <summary>The repository's root directory (where TriggerEvents.sln is).</summary>
+    public static string RepositoryRoot
     {
         get
         {
@@ -43,11 +43,16 @@ public sealed class WorkerProcess : IAsyncDisposable
                 directory = directory.Parent;
             }
 
-            if (directory is null)
-            {
-                throw new InvalidOperationException("Cannot find the repository root above " + AppContext.BaseDirectory);
-            }
+            return directory?.FullName ?? throw new InvalidOperationException("Cannot find the repository root above " + AppContext.BaseDirectory);
+        }
+    }
 
+    /// <summary>The built executable (<c>triggerevents.dll</c>) of the Cli project, same configuration as the tests.</summary>
+    public static string ExecutablePath
+    {
+        get
+        {
+            var directory = new DirectoryInfo(RepositoryRoot);
             var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
             var path = Path.Combine(directory.FullName, "src", "TriggerEvents.Cli", "bin", configuration, "net10.0", "triggerevents.dll");
             return File.Exists(path) ? path : throw new FileNotFoundException("Build the solution first: " + path);

@@ -86,8 +86,10 @@ internal static partial class ConfigLoader
             errors.Add(new ConfigError(sourceName, 1, 1, "the file is empty: expected a map with a 'subscriptions' list"));
         }
 
+        // A well-formed tree is read even when substitution failed somewhere (those scalars are
+        // marked HasError and not reported twice), so one run lists every problem in the file.
         TriggerEventsConfig? config = null;
-        if (root is not null && errors.Count == 0)
+        if (root is not null)
         {
             config = Read(root, sourceName, new NodeReader(errors));
         }

@@ -20,6 +20,19 @@ public class ConfigErrorTests
     }
 
     [Test]
+    public void A_missing_variable_does_not_hide_the_other_problems_of_the_file()
+    {
+        var yaml = WithWebhookLine("timeout: soon").Replace("https://example.com/hook", "${NOT_SET_ANYWHERE}", StringComparison.Ordinal) + "colour: blue\n";
+
+        var errors = ConfigText.Errors(yaml);
+
+        Assert.That(errors, Has.Count.EqualTo(3));
+        Assert.That(errors[0], Does.Contain("NOT_SET_ANYWHERE"));
+        Assert.That(errors[1], Does.Contain("'soon' is not a duration"));
+        Assert.That(errors[2], Does.Contain("unknown key 'colour'"));
+    }
+
+    [Test]
     public void A_yaml_syntax_error_has_file_line_and_column()
     {
         Assert.That(ConfigText.Error("subscriptions: [a, b\n"), Does.StartWith("te.yaml:2:1: invalid YAML: "));
