@@ -74,11 +74,16 @@ public sealed class WorkerProcess : IAsyncDisposable
     /// <summary>Starts <c>triggerevents run --config</c>; the YAML's http_port must be <paramref name="httpPort"/>.</summary>
     public static WorkerProcess Start(string databaseUrl, string configPath, int httpPort, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var env = new Dictionary<string, string?>(environment ?? new Dictionary<string, string?>())
+        var env = new Dictionary<string, string?>
         {
             ["TRIGGER_EVENTS_DATABASE_URL"] = databaseUrl,
             ["TRIGGER_EVENTS_LOG_FORMAT"] = "text",
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            env[name] = value;
+        }
+
         var process = new Process { StartInfo = StartInfo(env, ["run", "--config", configPath]), EnableRaisingEvents = true };
         var worker = new WorkerProcess(process, httpPort);
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) { worker.output.Enqueue(e.Data); } };

@@ -1,0 +1,91 @@
+using System.Text.Json;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Cli.Tests;
+
+/// <summary>The worker process's HTTP endpoints and logs.</summary>
+public sealed class WorkerEndpointTests
+{
+    private static string Config(WebhookReceiver receiver, int port, string directory)
+    {
+        var path = Path.Combine(directory, $"{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, $"""
+            subscriptions:
+              - name: hook
+                trigger: orders_changed
+                webhook:
+                  url: {receiver.Url()}
+                  headers:
+                    X-Api-Key: never-log-this-value
+            worker:
+              http_port: {port}
+              poll_interval: 200ms
+            """);
+        return path;
+    }
+
+    [Test]
+    public async Task Healthz_readyz_and_metrics_answer_and_json_logs_carry_no_secret()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = WorkerProcess.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port, new Dictionary<string, string?> { ["TRIGGER_EVENTS_LOG_FORMAT"] = "json" });
+        await worker.WaitUntilReadyAsync();
+
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 3, TimeSpan.FromSeconds(30), "3 deliveries");
+        var health = await worker.GetAsync("/healthz");
+        var ready = await worker.GetAsync("/readyz");
+        var metrics = await worker.GetAsync("/metrics");
+        var exit = await worker.TerminateAsync();
+        File.Delete(path);
+
+        Assert.That(health, Is.EqualTo((200, "ok\n")));
+        Assert.That(ready, Is.EqualTo((200, "ready\n")));
+        Assert.That(metrics.Status, Is.EqualTo(200));
+        Assert.That(metrics.Body, Does.Contain("triggerevents_deliveries_total{subscription=\"hook\",outcome=\"delivered\"} 3"));
+        foreach (var name in new[]
+        {
+            "triggerevents_delivery_duration_seconds", "triggerevents_end_to_end_latency_seconds", "triggerevents_pending_deliveries",
+            "triggerevents_oldest_pending_age_seconds", "triggerevents_dead_deliveries", "triggerevents_leases_expired_total", "triggerevents_build_info",
+        })
+        {
+            Assert.That(metrics.Body, Does.Contain(name), name);
+        }
+
+        Assert.That(exit, Is.Zero, worker.Output);
+        var lines = worker.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Is.Not.Empty);
+        foreach (var line in lines)
+        {
+            using var json = JsonDocument.Parse(line);
+            Assert.That(json.RootElement.TryGetProperty("@t", out _), Is.True, line);
+        }
+
+        Assert.That(worker.Output, Does.Not.Contain("never-log-this-value"));
+    }
+
+    [Test]
+    public async Task A_worker_on_a_database_without_the_schema_says_to_migrate_and_exits_1()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = WorkerProcess.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
+
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!worker.HasExited)
+        {
+            await Task.Delay(50, deadline.Token);
+        }
+
+        File.Delete(path);
+        Assert.That(worker.ExitCode, Is.EqualTo(1), worker.Output);
+        Assert.That(worker.Output, Does.Contain("run 'triggerevents migrate' first"));
+    }
+}
