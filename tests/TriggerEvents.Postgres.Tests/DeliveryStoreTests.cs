@@ -1,0 +1,130 @@
+using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Postgres.Tests;
+
+/// <summary>The claim/record queries, driven directly: leases, owners, take-over, release.</summary>
+public sealed class DeliveryStoreTests
+{
+    private static readonly TimeSpan Lease = TimeSpan.FromMinutes(1);
+    private TestDatabase database = null!;
+    private DeliveryStore store = null!;
+    private int subscriptionId;
+
+    [SetUp]
+    public async Task CreateDatabase()
+    {
+        database = await TestDatabase.CreateAsync();
+        store = new DeliveryStore(database.DataSource);
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        subscriptionId = await database.ScalarAsync<int>(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('hook', 'orders_changed', 100) RETURNING id");
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 10) g");
+    }
+
+    [TearDown]
+    public async Task DropDatabase() => await database.DisposeAsync();
+
+    private static DeliveryResult Delivered(ClaimedDelivery claimed) =>
+        new(claimed.Key, claimed.Attempt, DeliveryResultKind.Delivered, TimeSpan.Zero, 200, null, DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(3), "ok");
+
+    [Test]
+    public async Task A_claim_leases_deliveries_to_one_owner_and_counts_the_attempt()
+    {
+        var first = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 4, Lease, CancellationToken.None);
+        var second = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(first, Has.Count.EqualTo(4));
+        Assert.That(first.Select(c => c.Attempt), Is.All.EqualTo(1));
+        Assert.That(second, Has.Count.EqualTo(6), "held deliveries are not claimed again");
+        Assert.That(first.Select(c => c.Event.Id).Intersect(second.Select(c => c.Event.Id)), Is.Empty);
+        Assert.That(first[0].Event.NewRow, Does.Contain("\"id\""));
+    }
+
+    [Test]
+    public async Task Results_are_recorded_only_by_the_owner_of_the_lease()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 2, Lease, CancellationToken.None);
+
+        var stranger = await store.RecordAsync(Guid.NewGuid(), [.. claimed.Select(Delivered)], CancellationToken.None);
+        var rightful = await store.RecordAsync(owner, [.. claimed.Select(Delivered)], CancellationToken.None);
+
+        Assert.That(stranger, Is.Zero);
+        Assert.That(rightful, Is.EqualTo(2));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'"), Is.EqualTo(2));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(4), "every attempt is logged");
+    }
+
+    [Test]
+    public async Task An_expired_lease_is_taken_over_and_the_old_owner_cannot_overwrite_the_new_one()
+    {
+        var crashed = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, crashed, 1, Lease, CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE status = 'in_flight'");
+
+        var rescuer = Guid.NewGuid();
+        var rescued = await store.ClaimAsync(subscriptionId, rescuer, 1, Lease, CancellationToken.None);
+        var late = await store.RecordAsync(crashed, [Delivered(claimed[0])], CancellationToken.None);
+
+        Assert.That(rescued.Single().Event.Id, Is.EqualTo(claimed[0].Event.Id));
+        Assert.That(rescued[0].TookOverExpiredLease, Is.True);
+        Assert.That(rescued[0].Attempt, Is.EqualTo(2));
+        Assert.That(late, Is.Zero);
+        Assert.That(await store.RecordAsync(rescuer, [Delivered(rescued[0])], CancellationToken.None), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_retry_is_due_again_only_after_its_delay_and_keeps_the_attempt_count()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+        await store.RecordAsync(owner, [Delivered(claimed) with { Kind = DeliveryResultKind.Retry, RetryDelay = TimeSpan.FromHours(1), HttpStatus = 503, Error = "HTTP 503" }], CancellationToken.None);
+
+        var others = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() WHERE event_id = $1", claimed.Event.Id);
+        var again = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+
+        Assert.That(others.Select(c => c.Event.Id), Does.Not.Contain(claimed.Event.Id));
+        Assert.That(again.Single().Attempt, Is.EqualTo(2));
+        Assert.That(await database.ScalarAsync<long>("SELECT retrying FROM trigger_events.subscription_status"), Is.Zero, "the retry is in flight again");
+    }
+
+    [Test]
+    public async Task Released_deliveries_are_pending_again_with_their_attempt_given_back()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 3, Lease, CancellationToken.None);
+
+        await store.ReleaseAsync(owner, [.. claimed.Select(c => c.Key)], CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'pending' AND attempts = 0"), Is.EqualTo(10));
+    }
+
+    [Test]
+    public async Task Extending_a_lease_pushes_its_expiry_forward_for_the_owner_only()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 1, TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        await store.ExtendLeasesAsync(Guid.NewGuid(), [claimed[0].Key], TimeSpan.FromHours(1), CancellationToken.None);
+        var afterStranger = await database.ScalarAsync<double>("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM trigger_events.deliveries WHERE status = 'in_flight'");
+        await store.ExtendLeasesAsync(owner, [claimed[0].Key], TimeSpan.FromHours(1), CancellationToken.None);
+        var afterOwner = await database.ScalarAsync<double>("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM trigger_events.deliveries WHERE status = 'in_flight'");
+
+        Assert.That(afterStranger, Is.LessThanOrEqualTo(5));
+        Assert.That(afterOwner, Is.GreaterThan(3000));
+    }
+
+    [Test]
+    public async Task The_idle_signal_is_written_only_when_it_changes()
+    {
+        await store.SetIdleAsync(false, CancellationToken.None);
+        var changed = await database.ScalarAsync<DateTime>("SELECT updated_at FROM trigger_events.worker_signal");
+        await store.SetIdleAsync(false, CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"), Is.False);
+        Assert.That(await database.ScalarAsync<DateTime>("SELECT updated_at FROM trigger_events.worker_signal"), Is.EqualTo(changed));
+    }
+}
