@@ -49,7 +49,7 @@ internal sealed record CaptureOptions
                 "--repeats" => options with { Repeats = Int(value) },
                 "--rows" => options with { BulkRows = Int(value) },
                 "--clients" => options with { Clients = [.. value.Split(',').Select(Int)] },
-                "--set" when value.Contains('=', StringComparison.Ordinal) => options with { ServerSettings = [.. options.ServerSettings, value] },
+                "--set" => options with { ServerSettings = [.. options.ServerSettings, Setting(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }
@@ -66,6 +66,11 @@ internal sealed record CaptureOptions
             throw new ArgumentException($"Sizes must be positive (warm-up may be 0). Usage: {Usage}");
         }
     }
+
+    private static string Setting(string text) =>
+        text.Contains('=', StringComparison.Ordinal) && !text.Contains(' ', StringComparison.Ordinal)
+            ? text
+            : throw new ArgumentException($"--set takes name=value without spaces, not '{text}'.");
 
     private static int Int(string text) => int.Parse(text, NumberStyles.None, CultureInfo.InvariantCulture);
 }

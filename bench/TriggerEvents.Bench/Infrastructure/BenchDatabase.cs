@@ -49,7 +49,16 @@ internal sealed class BenchDatabase : IAsyncDisposable
 
             var connectionString = new NpgsqlConnectionStringBuilder(cluster.AdminConnectionString) { Database = name }.ConnectionString;
             var dataSource = NpgsqlDataSource.Create(connectionString);
-            await Migrator.MigrateAsync(dataSource, cancellationToken);
+            try
+            {
+                await Migrator.MigrateAsync(dataSource, cancellationToken);
+            }
+            catch
+            {
+                await dataSource.DisposeAsync();
+                throw;
+            }
+
             return new BenchDatabase(cluster, binDirectory, name, dataSource);
         }
         catch
