@@ -1,0 +1,97 @@
+using System.Globalization;
+using TriggerEvents.Bench.Infrastructure;
+
+namespace TriggerEvents.Bench.Capture;
+
+/// <summary>
+/// The two identical <c>orders</c> tables (one plain, one attached with one enabled
+/// subscription, as in production), and the statements that reset and configure them.
+/// </summary>
+internal static class OrdersSchema
+{
+    public const string PlainTable = "orders_plain";
+    public const string AttachedTable = "orders_attached";
+    public const string TriggerName = "orders";
+    public const string SubscriptionName = "orders-webhook";
+
+    // Written out twice rather than LIKE ... INCLUDING ALL, which would share one bigserial
+    // sequence between the two tables.
+    private const string TableDefinition = """
+        CREATE TABLE {0} (
+            id          bigserial PRIMARY KEY,
+            customer_id bigint,
+            status      text,
+            amount      numeric(12,2),
+            created_at  timestamptz DEFAULT now()
+        )
+        """;
+
+    public static async Task CreateAsync(BenchDatabase database, CancellationToken cancellationToken)
+    {
+        await database.ExecuteAsync(string.Format(CultureInfo.InvariantCulture, TableDefinition, PlainTable), cancellationToken);
+        await database.ExecuteAsync(string.Format(CultureInfo.InvariantCulture, TableDefinition, AttachedTable), cancellationToken);
+        await database.ExecuteAsync(
+            $"SELECT trigger_events.attach('{AttachedTable}', '{TriggerName}')", cancellationToken);
+        await database.ExecuteAsync(
+            $"INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('{SubscriptionName}', '{TriggerName}')",
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// Empties both tables and the event log and delivery state, restarting their sequences,
+    /// then checkpoints, so every run starts from the same empty tables with no dirty buffers
+    /// left by the run before.
+    /// </summary>
+    public static async Task ResetAsync(BenchDatabase database, CancellationToken cancellationToken)
+    {
+        await database.ExecuteAsync(
+            $"TRUNCATE {PlainTable}, {AttachedTable}, trigger_events.event_log, trigger_events.deliveries RESTART IDENTITY",
+            cancellationToken);
+        await database.ExecuteAsync("CHECKPOINT", cancellationToken);
+    }
+
+    /// <summary>Re-attaches with the mode's notify flag (a no-op when unchanged) and sets worker_signal.idle.</summary>
+    public static async Task ApplyAsync(BenchDatabase database, CaptureMode mode, CancellationToken cancellationToken)
+    {
+        if (!mode.IsAttached)
+        {
+            return;
+        }
+
+        await database.ExecuteAsync(
+            $"SELECT trigger_events.attach('{AttachedTable}', '{TriggerName}', notify => {(mode.Notify == true ? "true" : "false")})",
+            cancellationToken);
+        await database.ExecuteAsync(
+            $"UPDATE trigger_events.worker_signal SET idle = {(mode.WorkerIdle ? "true" : "false")}, updated_at = now()",
+            cancellationToken);
+    }
+
+    /// <summary>Rows in the mode's table, and the events and deliveries captured from them.</summary>
+    public static async Task<(long Rows, long Events, long Deliveries)> CountAsync(
+        BenchDatabase database, CaptureMode mode, CancellationToken cancellationToken)
+    {
+        await using var command = database.DataSource.CreateCommand($"""
+            SELECT (SELECT count(*) FROM {mode.Table}),
+                   (SELECT count(*) FROM trigger_events.event_log),
+                   (SELECT count(*) FROM trigger_events.deliveries)
+            """);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+    }
+
+    /// <summary>The pgbench transaction: one single-row INSERT, autocommitted.</summary>
+    public static string PgbenchScript(string table) => $"""
+        \set customer_id random(1, 100000)
+        \set cents random(100, 1000000)
+        INSERT INTO {table} (customer_id, status, amount) VALUES (:customer_id, 'new', :cents / 100.0);
+
+        """;
+
+    /// <summary>The bulk statement: <paramref name="rows"/> rows from one INSERT ... SELECT.</summary>
+    public static string BulkInsert(string table, int rows) => $"""
+        INSERT INTO {table} (customer_id, status, amount)
+        SELECT 1 + g % 5000, (ARRAY['new', 'paid', 'shipped', 'cancelled'])[1 + g % 4], (g % 100000) / 100.0
+        FROM generate_series(1, {rows}) AS g
+        """;
+}

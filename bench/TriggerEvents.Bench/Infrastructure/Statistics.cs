@@ -1,0 +1,17 @@
+namespace TriggerEvents.Bench.Infrastructure;
+
+internal static class Statistics
+{
+    /// <summary>The middle value; the mean of the two middle values for an even count.</summary>
+    public static double Median(IReadOnlyCollection<double> values)
+    {
+        if (values.Count == 0)
+        {
+            throw new ArgumentException("No values.", nameof(values));
+        }
+
+        var sorted = values.Order().ToArray();
+        var middle = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+    }
+}
