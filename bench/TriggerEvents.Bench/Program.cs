@@ -1,4 +1,5 @@
 using TriggerEvents.Bench.Capture;
+using TriggerEvents.Bench.Delivery;
 
 namespace TriggerEvents.Bench;
 
@@ -12,6 +13,7 @@ internal static class Program
         new(StringComparer.Ordinal)
         {
             ["capture"] = CaptureBenchmark.RunAsync,
+            ["delivery"] = DeliveryBenchmark.RunAsync,
         };
 
     public static async Task<int> Main(string[] args)

@@ -1,0 +1,247 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+using TriggerEvents.Bench.Infrastructure;
+
+namespace TriggerEvents.Bench.Delivery;
+
+/// <summary>
+/// <c>delivery</c>: the real worker draining into a local receiver. In one run on one fresh
+/// cluster: the receiver's own ceiling under a plain HTTP load; (a) the drain rate of a backlog;
+/// (b) end-to-end latency while single-row writers insert as fast as they can; (c) the worker's
+/// peak memory and drain rate by segment while it drains a large backlog.
+/// </summary>
+internal static class DeliveryBenchmark
+{
+    private const string DatabaseName = "delivery_bench";
+    private const string Subscription = "bench-hook";
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        DeliveryOptions options;
+        try
+        {
+            options = DeliveryOptions.Parse(args);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+        {
+            await Console.Error.WriteLineAsync(e.Message);
+            return 2;
+        }
+
+        var elapsed = Stopwatch.StartNew();
+        await using var database = await BenchDatabase.StartAsync(DatabaseName, [], cancellationToken);
+        var server = await ServerInfo.ReadAsync(database, cancellationToken);
+        Console.WriteLine("# TriggerEvents delivery benchmark");
+        Console.WriteLine();
+        server.WriteTo(Console.Out);
+        Console.WriteLine($"Worker:     the real executable ({WorkerUnderTest.ExecutablePath}), batch_size {options.BatchSize}, " +
+            $"concurrency {options.Concurrency}, max_in_flight {options.Concurrency}, poll_interval 1s, one subscription");
+        Console.WriteLine("Receiver:   Kestrel on 127.0.0.1 in the benchmark process, HTTP/1.1, answers 204 at once");
+        Console.WriteLine($"Load:       {MachineLoad.Describe()} at start");
+        Console.WriteLine();
+
+        await database.ExecuteAsync(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint, status text, amount numeric(12,2), created_at timestamptz DEFAULT now())",
+            cancellationToken);
+        await database.ExecuteAsync("SELECT trigger_events.attach('orders', 'orders')", cancellationToken);
+        // Registered ahead of the worker so that the backlog captured before it starts fans out to it.
+        await database.ExecuteAsync(
+            $"INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('{Subscription}', 'orders', {options.Concurrency})",
+            cancellationToken);
+
+        await using var receiver = await BenchReceiver.StartAsync();
+        var ceiling = await MeasureCeilingAsync(receiver, options, cancellationToken);
+        Console.WriteLine($"## Receiver ceiling: {ceiling:N0} requests/s (plain HTTP POSTs of a 400-byte body, {options.Concurrency} concurrent connections, {options.CeilingSeconds} s)");
+        Console.WriteLine();
+
+        var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
+        var configPath = WriteConfig(receiver, options);
+        try
+        {
+            var drain = await MeasureDrainAsync(database, receiver, connectionString, configPath, options, cancellationToken);
+            Console.WriteLine($"## (a) Drain of a {options.Backlog:N0}-event backlog: {drain:N0} events/s, {drain / ceiling:P0} of the receiver's ceiling");
+            Console.WriteLine();
+
+            var latency = await MeasureLatencyAsync(database, receiver, connectionString, configPath, options, cancellationToken);
+            Console.WriteLine($"## (b) End-to-end latency, {options.Writers} single-row writers for {options.LatencySeconds} s: " +
+                $"{latency.Rate:N0} events/s written and delivered; p50 {latency.P50:F1} ms, p99 {latency.P99:F1} ms, max {latency.Max:F1} ms ({latency.Count:N0} events after a 2 s warm-up)");
+            Console.WriteLine();
+
+            var memory = await MeasureMemoryAsync(database, receiver, connectionString, configPath, options, cancellationToken);
+            Console.WriteLine($"## (c) Draining {options.MemoryEvents:N0} events: peak worker memory {memory.PeakMiB:F0} MiB (VmHWM), {memory.Rate:N0} events/s overall");
+            Console.WriteLine("    drain rate by segment of the backlog (a flat claim cost keeps these level as delivered history grows):");
+            Console.WriteLine("    " + string.Join(", ", memory.SegmentRates.Select(r => $"{r:N0}")));
+            Console.WriteLine();
+
+            Console.WriteLine("## Summary");
+            Console.WriteLine();
+            Console.WriteLine("| figure | measured | goal |");
+            Console.WriteLine("| --- | --- | --- |");
+            Console.WriteLine($"| receiver ceiling (plain HTTP load) | {ceiling:N0} req/s | |");
+            Console.WriteLine($"| drain, {options.Backlog:N0} backlog, batch {options.BatchSize}, concurrency {options.Concurrency} | {drain:N0} events/s ({drain / ceiling:P0} of ceiling) | >= 10,000 events/s |");
+            Console.WriteLine($"| latency p50 / p99 at {latency.Rate:N0} events/s | {latency.P50:F1} / {latency.P99:F1} ms | <= 5 / 20 ms at >= 2,000 events/s |");
+            Console.WriteLine($"| worker peak memory, {options.MemoryEvents:N0} backlog | {memory.PeakMiB:F0} MiB | < 200 MiB, flat |");
+            Console.WriteLine($"| drain rate first / last segment | {memory.SegmentRates.First():N0} / {memory.SegmentRates.Last():N0} events/s | flat |");
+        }
+        finally
+        {
+            File.Delete(configPath);
+        }
+
+        Console.WriteLine();
+        Console.WriteLine($"Load average at end: {MachineLoad.Describe()}");
+        Console.WriteLine($"Total time: {elapsed.Elapsed.TotalSeconds:F0} s");
+        return 0;
+    }
+
+    private static string WriteConfig(BenchReceiver receiver, DeliveryOptions options)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, $"""
+            subscriptions:
+              - name: {Subscription}
+                trigger: orders
+                webhook:
+                  url: {receiver.Url}
+                  timeout: 10s
+                max_in_flight: {options.Concurrency}
+            worker:
+              batch_size: {options.BatchSize}
+              concurrency: {options.Concurrency}
+              poll_interval: 1s
+              lease: 60s
+              http_port: {FreePort()}
+            retention:
+              delivered_events: forever
+              attempts: forever
+            """);
+        return path;
+    }
+
+    private static int PortOf(string configPath) =>
+        int.Parse(File.ReadLines(configPath).First(l => l.Contains("http_port:", StringComparison.Ordinal)).Split(':')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Requests/s the receiver answers under a plain HTTP load from this process.</summary>
+    private static async Task<double> MeasureCeilingAsync(BenchReceiver receiver, DeliveryOptions options, CancellationToken cancellationToken)
+    {
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = options.Concurrency });
+        var body = new string('x', 400);
+        long completed = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stop.CancelAfter(TimeSpan.FromSeconds(options.CeilingSeconds));
+        var clock = Stopwatch.StartNew();
+        var loops = Enumerable.Range(0, options.Concurrency).Select(async _ =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    using var content = new StringContent(body);
+                    using var response = await client.PostAsync(receiver.Url, content, stop.Token);
+                    Interlocked.Increment(ref completed);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+        await Task.WhenAll(loops);
+        receiver.TakeArrivals();
+        return completed / clock.Elapsed.TotalSeconds;
+    }
+
+    private static async Task<double> MeasureDrainAsync(
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+    {
+        await database.ExecuteAsync(InsertRows(options.Backlog), cancellationToken);
+        receiver.TakeArrivals();
+        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        await receiver.WaitForDistinctAsync(options.Backlog, TimeSpan.FromMinutes(10), cancellationToken);
+        var arrivals = receiver.TakeArrivals();
+        var first = arrivals.Min(a => a.At);
+        var last = arrivals.Max(a => a.At);
+        Console.WriteLine($"    {arrivals.Count:N0} requests for {options.Backlog:N0} events from {first:HH:mm:ss.fff} to {last:HH:mm:ss.fff}");
+        return options.Backlog / (last - first).TotalSeconds;
+    }
+
+    private static async Task<(double Rate, double P50, double P99, double Max, int Count)> MeasureLatencyAsync(
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+    {
+        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        receiver.TakeArrivals();
+        long written = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stop.CancelAfter(TimeSpan.FromSeconds(options.LatencySeconds));
+        var started = DateTimeOffset.UtcNow;
+        var writers = Enumerable.Range(0, options.Writers).Select(async w =>
+        {
+            await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+            await using var insert = new NpgsqlCommand("INSERT INTO orders (customer_id, status, amount) VALUES ($1, 'new', 10.00)", connection);
+            insert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = w });
+            await insert.PrepareAsync(cancellationToken);
+            while (!stop.IsCancellationRequested)
+            {
+                await insert.ExecuteNonQueryAsync(cancellationToken);
+                Interlocked.Increment(ref written);
+            }
+        });
+        await Task.WhenAll(writers);
+        var duration = (DateTimeOffset.UtcNow - started).TotalSeconds;
+        await receiver.WaitForDistinctAsync((int)written, TimeSpan.FromMinutes(5), cancellationToken);
+        var arrivals = receiver.TakeArrivals();
+        var latencies = arrivals.Where(a => a.At >= started.AddSeconds(2)).Select(a => a.LatencyMs).Order().ToArray();
+        return (written / duration, Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99), latencies[^1], latencies.Length);
+    }
+
+    private static async Task<(double PeakMiB, double Rate, IReadOnlyList<double> SegmentRates)> MeasureMemoryAsync(
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+    {
+        const int chunk = 100_000;
+        var clock = Stopwatch.StartNew();
+        for (var inserted = 0; inserted < options.MemoryEvents; inserted += chunk)
+        {
+            await database.ExecuteAsync(InsertRows(Math.Min(chunk, options.MemoryEvents - inserted)), cancellationToken);
+        }
+
+        Console.WriteLine($"    captured {options.MemoryEvents:N0} events in {clock.Elapsed.TotalSeconds:F0} s; starting a fresh worker");
+        receiver.TakeArrivals();
+        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        var segment = Math.Max(1, options.MemoryEvents / 10);
+        var rates = new List<double>();
+        var start = Stopwatch.StartNew();
+        var segmentStart = TimeSpan.Zero;
+        var next = segment;
+        while (receiver.DistinctEvents < options.MemoryEvents)
+        {
+            await Task.Delay(200, cancellationToken);
+            while (receiver.DistinctEvents >= next && next <= options.MemoryEvents)
+            {
+                rates.Add(segment / (start.Elapsed - segmentStart).TotalSeconds);
+                segmentStart = start.Elapsed;
+                next += segment;
+            }
+
+            if (start.Elapsed > TimeSpan.FromMinutes(30))
+            {
+                throw new TimeoutException($"Only {receiver.DistinctEvents:N0} of {options.MemoryEvents:N0} delivered in 30 minutes.");
+            }
+        }
+
+        var total = start.Elapsed.TotalSeconds;
+        receiver.TakeArrivals();
+        return (worker.PeakMemoryMiB, options.MemoryEvents / total, rates);
+    }
+
+    private static string InsertRows(int count) =>
+        $"INSERT INTO orders (customer_id, status, amount) SELECT 1 + g % 5000, 'new', (g % 100000) / 100.0 FROM generate_series(1, {count}) g";
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

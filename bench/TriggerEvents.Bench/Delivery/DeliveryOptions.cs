@@ -1,0 +1,54 @@
+using System.Globalization;
+
+namespace TriggerEvents.Bench.Delivery;
+
+/// <summary>Sizes of the delivery benchmark and the worker settings it runs with.</summary>
+internal sealed record DeliveryOptions
+{
+    /// <summary>Events in the backlog whose drain rate is measured.</summary>
+    public int Backlog { get; init; } = 20_000;
+
+    /// <summary>Events in the large backlog whose drain is watched for memory and a flat claim cost.</summary>
+    public int MemoryEvents { get; init; } = 1_000_000;
+
+    /// <summary>How long the single-row writers run in the latency phase.</summary>
+    public int LatencySeconds { get; init; } = 15;
+
+    /// <summary>Concurrent single-row writers in the latency phase.</summary>
+    public int Writers { get; init; } = 4;
+
+    /// <summary><c>worker.batch_size</c>.</summary>
+    public int BatchSize { get; init; } = 100;
+
+    /// <summary><c>worker.concurrency</c>, and the subscription's <c>max_in_flight</c>.</summary>
+    public int Concurrency { get; init; } = 64;
+
+    /// <summary>Length of the plain HTTP load that measures the receiver's own ceiling.</summary>
+    public int CeilingSeconds { get; init; } = 5;
+
+    public const string Usage =
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--writers N] [--batch-size N] [--concurrency N]";
+
+    public static DeliveryOptions Parse(IReadOnlyList<string> args)
+    {
+        var options = new DeliveryOptions();
+        for (var i = 0; i < args.Count; i += 2)
+        {
+            var value = i + 1 < args.Count ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value. Usage: {Usage}");
+            options = args[i] switch
+            {
+                "--backlog" => options with { Backlog = Int(value) },
+                "--memory-events" => options with { MemoryEvents = Int(value) },
+                "--latency-seconds" => options with { LatencySeconds = Int(value) },
+                "--writers" => options with { Writers = Int(value) },
+                "--batch-size" => options with { BatchSize = Int(value) },
+                "--concurrency" => options with { Concurrency = Int(value) },
+                _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
+            };
+        }
+
+        return options;
+    }
+
+    private static int Int(string value) => int.Parse(value, NumberStyles.None, CultureInfo.InvariantCulture);
+}

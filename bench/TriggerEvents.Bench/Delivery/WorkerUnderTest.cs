@@ -1,0 +1,132 @@
+using System.Diagnostics;
+
+namespace TriggerEvents.Bench.Delivery;
+
+/// <summary>The real <c>triggerevents run</c>, started as a process, with its memory read from /proc.</summary>
+internal sealed class WorkerUnderTest : IAsyncDisposable
+{
+    private readonly Process process;
+
+    private WorkerUnderTest(Process process, int httpPort)
+    {
+        this.process = process;
+        HttpPort = httpPort;
+    }
+
+    public int HttpPort { get; }
+
+    public static string ExecutablePath
+    {
+        get
+        {
+            var directory = new DirectoryInfo(AppContext.BaseDirectory);
+            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TriggerEvents.sln")))
+            {
+                directory = directory.Parent;
+            }
+
+            var configuration = AppContext.BaseDirectory.Contains("/Release/", StringComparison.Ordinal) ? "Release" : "Debug";
+            var path = Path.Combine(directory?.FullName ?? ".", "src", "TriggerEvents.Cli", "bin", configuration, "net10.0", "triggerevents.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException("Build the Cli project first: " + path);
+        }
+    }
+
+    public static async Task<WorkerUnderTest> StartAsync(string connectionString, string configPath, int httpPort, CancellationToken cancellationToken)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(ExecutablePath);
+        start.ArgumentList.Add("run");
+        start.ArgumentList.Add("--config");
+        start.ArgumentList.Add(configPath);
+        start.Environment["TRIGGER_EVENTS_DATABASE_URL"] = connectionString;
+        start.Environment["TRIGGER_EVENTS_LOG_FORMAT"] = "json";
+        var process = Process.Start(start)!;
+        // Drain the output so the worker never blocks on a full pipe; warnings are echoed.
+        process.OutputDataReceived += (_, e) => Echo(e.Data);
+        process.ErrorDataReceived += (_, e) => Echo(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var worker = new WorkerUnderTest(process, httpPort);
+        await worker.WaitUntilReadyAsync(cancellationToken);
+        return worker;
+    }
+
+    /// <summary>Peak resident memory so far (VmHWM), in MiB.</summary>
+    public double PeakMemoryMiB => ReadStatusKiB("VmHWM") / 1024.0;
+
+    /// <summary>Resident memory now (VmRSS), in MiB.</summary>
+    public double MemoryMiB => ReadStatusKiB("VmRSS") / 1024.0;
+
+    public async Task StopAsync()
+    {
+        if (process.HasExited)
+        {
+            return;
+        }
+
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        await process.WaitForExitAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        process.Dispose();
+    }
+
+    private static void Echo(string? line)
+    {
+        if (line is not null && (line.Contains("\"@l\":\"Warning\"", StringComparison.Ordinal) || line.Contains("\"@l\":\"Error\"", StringComparison.Ordinal) || line.Contains("\"@l\":\"Fatal\"", StringComparison.Ordinal)))
+        {
+            Console.WriteLine($"    worker: {line}");
+        }
+    }
+
+    private long ReadStatusKiB(string field)
+    {
+        foreach (var line in File.ReadLines($"/proc/{process.Id}/status"))
+        {
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+            {
+                return long.Parse(line.AsSpan(field.Length + 1).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return 0;
+    }
+
+    private async Task WaitUntilReadyAsync(CancellationToken cancellationToken)
+    {
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(60));
+        while (!process.HasExited)
+        {
+            try
+            {
+                using var response = await client.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/readyz"), deadline.Token);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+
+            await Task.Delay(50, deadline.Token);
+        }
+
+        throw new InvalidOperationException($"The worker exited ({process.ExitCode}) during start-up.");
+    }
+}
