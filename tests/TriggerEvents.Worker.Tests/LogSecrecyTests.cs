@@ -63,5 +63,42 @@ public sealed class LogSecrecyTests
         }
     }
 
+    [Test]
+    public async Task A_configuration_error_names_no_secret_or_header_value()
+    {
+        var good = NewSecret();
+        var malformed = "whsec_" + Convert.ToHexString(RandomNumberGenerator.GetBytes(12)) + "!";
+        var token = "tok-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(12));
+        var file = Path.Combine(Path.GetTempPath(), $"te-secrecy-{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(file, $"""
+            subscriptions:
+              - name: orders-hook
+                trigger: orders_changed
+                webhook:
+                  url: http://127.0.0.1:9/hook
+                  signing_secret: "{good} {malformed}"
+                  headers:
+                    Authorization: "Bearer {token}"
+                    X-Broken: "café {token}"
+            """);
+        try
+        {
+            var (exitCode, stdout, stderr) = await WorkerProcess.RunToEndAsync(
+                new Dictionary<string, string?> { ["TRIGGER_EVENTS_DATABASE_URL"] = "postgres://nobody@127.0.0.1:9/none" },
+                "run", "--config", file);
+
+            Assert.That(exitCode, Is.EqualTo(2), stdout + stderr);
+            Assert.That(stderr, Does.Contain("signing_secret").And.Contain("X-Broken"), "the errors name the keys");
+            foreach (var value in new[] { good, good["whsec_".Length..], malformed, malformed["whsec_".Length..], token })
+            {
+                Assert.That(stdout + stderr, Does.Not.Contain(value));
+            }
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     private static string NewSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 }

@@ -1,3 +1,6 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Worker.Tests;
@@ -70,5 +73,121 @@ public sealed class TransportFailureTests
         Assert.That(attempts.Select(a => a.HttpStatus), Is.All.Null);
         Assert.That(attempts.Select(a => a.Error), Has.All.Contains("refused").IgnoreCase);
         Assert.That(deliveries.Where(d => d.Subscription == open.Name).Select(d => (d.Status, d.Attempts)), Is.All.EqualTo(("delivered", 1)));
+    }
+
+    [TestCase(200, "delivered", 1)]
+    [TestCase(500, "dead", 2)]
+    public async Task A_status_that_arrived_in_time_stands_when_the_body_is_still_coming_at_the_timeout(int status, string outcome, int attempts)
+    {
+        // The status line is the receiver's answer. Counting a 2xx whose body trickles past the
+        // timeout as a failure would send the event again to a receiver that accepted it.
+        await using var server = new StalledBodyServer(status);
+        await using var harness = await DeliveryHarness.CreateAsync();
+        var hook = new Hook("orders-hook", server.Url) { Timeout = "500ms", MaxAttempts = 2 };
+        await harness.StartWorkerAsync(hook);
+
+        await harness.InsertOrdersAsync(1, 1);
+        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        await harness.AssertLedgerAsync(delivered: outcome == "delivered" ? 1 : 0, dead: outcome == "dead" ? 1 : 0);
+
+        Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo((outcome, attempts, (int?)status)));
+        Assert.That((await harness.AttemptsAsync()).Select(a => a.HttpStatus), Is.All.EqualTo(status));
+        Assert.That(server.Requests, Is.EqualTo(attempts));
+    }
+
+    /// <summary>
+    /// A TCP server on 127.0.0.1 that answers each request with a status line, a Content-Length
+    /// and the first bytes of the body, then never sends the rest.
+    /// </summary>
+    private sealed class StalledBodyServer : IAsyncDisposable
+    {
+        private readonly TcpListener listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource stop = new();
+        private readonly List<Task> connections = [];
+        private readonly int status;
+        private readonly Task accepting;
+        private int requests;
+
+        public StalledBodyServer(int status)
+        {
+            this.status = status;
+            listener.Start();
+            accepting = AcceptAsync();
+        }
+
+        public Uri Url => new($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/hook");
+
+        public int Requests => Volatile.Read(ref requests);
+
+        public async ValueTask DisposeAsync()
+        {
+            await stop.CancelAsync();
+            listener.Stop();
+            await accepting;
+            Task[] open;
+            lock (connections)
+            {
+                open = [.. connections];
+            }
+
+            await Task.WhenAll(open);
+            stop.Dispose();
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await listener.AcceptTcpClientAsync(stop.Token);
+                    lock (connections)
+                    {
+                        connections.Add(ServeAsync(client));
+                    }
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                // Stopped.
+            }
+        }
+
+        private async Task ServeAsync(TcpClient client)
+        {
+            using (client)
+            {
+                try
+                {
+                    var stream = client.GetStream();
+                    var head = new StringBuilder();
+                    var buffer = new byte[16 * 1024];
+                    while (!head.ToString().Contains("\r\n\r\n", StringComparison.Ordinal))
+                    {
+                        var read = await stream.ReadAsync(buffer, stop.Token);
+                        if (read == 0)
+                        {
+                            return;
+                        }
+
+                        head.Append(Encoding.Latin1.GetString(buffer, 0, read));
+                    }
+
+                    Interlocked.Increment(ref requests);
+                    var response = $"HTTP/1.1 {status} Whatever\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nthe first bytes of a body";
+                    await stream.WriteAsync(Encoding.ASCII.GetBytes(response), stop.Token);
+                    await stream.FlushAsync(stop.Token);
+
+                    // Hold the connection until the client hangs up.
+                    while (await stream.ReadAsync(buffer, stop.Token) > 0)
+                    {
+                    }
+                }
+                catch (Exception e) when (e is IOException or OperationCanceledException or SocketException or ObjectDisposedException)
+                {
+                    // The client hung up, or the test is over.
+                }
+            }
+        }
     }
 }
