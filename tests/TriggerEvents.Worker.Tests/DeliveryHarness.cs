@@ -8,7 +8,8 @@ namespace TriggerEvents.Worker.Tests;
 /// <summary>One subscription of a delivery-semantics test: where it posts, how long it waits, how it retries.</summary>
 internal sealed record Hook(string Name, Uri Url)
 {
-    public string Timeout { get; init; } = "1s";
+    /// <summary>Generous unless a test is about timeouts: a loaded machine must not turn an answer into a timeout.</summary>
+    public string Timeout { get; init; } = "5s";
 
     public int MaxAttempts { get; init; } = 3;
 
@@ -297,7 +298,8 @@ internal sealed class DeliveryHarness : IAsyncDisposable
     /// <list type="bullet">
     /// <item>lost: neither answered 2xx by the receiver and recorded delivered, nor dead-lettered with a reason (must be 0);</item>
     /// <item>duplicates: 2xx answers beyond the first for one webhook-id (must be 0: nothing crashed);</item>
-    /// <item>for hooks that post to the receiver, it got exactly the attempts the database recorded, each delivery's attempts counter included.</item>
+    /// <item>the attempts counter of each delivery equals its rows in the attempt log;</item>
+    /// <item>for hooks that post to the receiver, it got every attempt that was answered, and no more requests than attempts.</item>
     /// </list>
     /// </summary>
     public async Task AssertLedgerAsync(int delivered, int dead)
@@ -307,10 +309,10 @@ internal sealed class DeliveryHarness : IAsyncDisposable
         var attempts = await AttemptsAsync();
         var toReceiver = hooks.Where(h => h.Url.Port == Receiver.BaseUrl.Port).ToList();
 
-        // A request the worker gave up on (a timeout) is recorded by the receiver only once it
-        // notices the abort, which may be after the worker recorded the attempt.
-        var expectedRequests = attempts.Count(a => toReceiver.Any(h => h.Name == a.Subscription));
-        await Receiver.WaitUntilAsync(r => r.Requests.Count >= expectedRequests, Deadline, $"{expectedRequests} requests");
+        // Every attempt that got an answer reached the receiver's handler. One the worker gave up
+        // on (a timeout) may not have, or may be seen only once the receiver notices the abort.
+        var answered = attempts.Count(a => a.HttpStatus is not null && toReceiver.Any(h => h.Name == a.Subscription));
+        await Receiver.WaitUntilAsync(r => r.Requests.Count >= answered, Deadline, $"{answered} answered requests");
 
         var problems = new List<string>();
         int deliveredCount = 0, deadCount = 0, lost = 0, duplicates = 0;
@@ -347,15 +349,16 @@ internal sealed class DeliveryHarness : IAsyncDisposable
                         break;
                 }
 
-                var recorded = attempts.Count(a => a.Subscription == hook.Name && a.EventId == eventId);
-                if (recorded != row.Attempts)
+                var log = attempts.Where(a => a.Subscription == hook.Name && a.EventId == eventId).ToList();
+                if (log.Count != row.Attempts)
                 {
-                    problems.Add($"{hook.Name}/{eventId}: the counter says {row.Attempts} attempts, the attempt log has {recorded}");
+                    problems.Add($"{hook.Name}/{eventId}: the counter says {row.Attempts} attempts, the attempt log has {log.Count}");
                 }
 
-                if (toReceiver.Contains(hook) && requests.Count != recorded)
+                var answeredHere = log.Count(a => a.HttpStatus is not null);
+                if (toReceiver.Contains(hook) && (requests.Count < answeredHere || requests.Count > log.Count))
                 {
-                    problems.Add($"{hook.Name}/{eventId}: the receiver got {requests.Count} requests, the attempt log has {recorded}");
+                    problems.Add($"{hook.Name}/{eventId}: the receiver got {requests.Count} requests, the attempt log has {log.Count}, {answeredHere} of them answered");
                 }
             }
         }

@@ -16,7 +16,7 @@ public sealed class LogSecrecyTests
         await using var harness = await DeliveryHarness.CreateAsync();
         Hook Failing(string name, Uri url) => new(name, url)
         {
-            SigningSecret = string.Join(' ', secrets), Headers = headers, MaxAttempts = 2, Timeout = "500ms",
+            SigningSecret = string.Join(' ', secrets), Headers = headers, MaxAttempts = 2,
         };
 
         // Each subscription fails differently; the receiver echoes what it got into its error
@@ -26,7 +26,7 @@ public sealed class LogSecrecyTests
             Failing("server-error", harness.Receiver.Url("/server-error")),
             Failing("gone", harness.Receiver.Url("/gone")),
             Failing("redirect", harness.Receiver.Url("/redirect")),
-            Failing("slow", harness.Receiver.Url("/slow")),
+            Failing("slow", harness.Receiver.Url("/slow")) with { Timeout = "500ms" },
             Failing("refused", new Uri($"http://127.0.0.1:{WorkerProcess.FreePort()}/hook")),
         };
         harness.Receiver.Respond = r =>
