@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using Npgsql;
 using TriggerEvents.Testing;
@@ -59,6 +61,21 @@ internal sealed record Hook(string Name, Uri Url)
             """);
         return yaml.ToString();
     }
+}
+
+/// <summary>
+/// A port on 127.0.0.1 that is bound but not listening: a connection to it is refused, and no
+/// other process can take the port while this lives (a port merely found free could be).
+/// </summary>
+internal sealed class ClosedPort : IDisposable
+{
+    private readonly Socket socket = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+
+    public ClosedPort() => socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+
+    public Uri Url(string path = "/hook") => new($"http://127.0.0.1:{((IPEndPoint)socket.LocalEndPoint!).Port}{path}");
+
+    public void Dispose() => socket.Dispose();
 }
 
 /// <summary>A row of <c>trigger_events.deliveries</c>, with its subscription's name.</summary>

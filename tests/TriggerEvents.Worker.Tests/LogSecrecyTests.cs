@@ -14,6 +14,7 @@ public sealed class LogSecrecyTests
         var apiKey = "key-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(12));
         var headers = new Dictionary<string, string> { ["Authorization"] = $"Bearer {token}", ["X-Api-Key"] = apiKey };
         await using var harness = await DeliveryHarness.CreateAsync();
+        using var port = new ClosedPort();
         Hook Failing(string name, Uri url) => new(name, url)
         {
             SigningSecret = string.Join(' ', secrets), Headers = headers, MaxAttempts = 2,
@@ -27,7 +28,7 @@ public sealed class LogSecrecyTests
             Failing("gone", harness.Receiver.Url("/gone")),
             Failing("redirect", harness.Receiver.Url("/redirect")),
             Failing("slow", harness.Receiver.Url("/slow")) with { Timeout = "500ms" },
-            Failing("refused", new Uri($"http://127.0.0.1:{WorkerProcess.FreePort()}/hook")),
+            Failing("refused", port.Url()),
         };
         harness.Receiver.Respond = r =>
         {

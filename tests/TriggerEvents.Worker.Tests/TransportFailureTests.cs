@@ -57,7 +57,8 @@ public sealed class TransportFailureTests
     public async Task A_closed_port_is_retried_then_dead_with_the_connection_error_kept_while_other_subscriptions_deliver()
     {
         await using var harness = await DeliveryHarness.CreateAsync();
-        var closed = new Hook("closed-port", new Uri($"http://127.0.0.1:{WorkerProcess.FreePort()}/hook")) { MaxAttempts = 3 };
+        using var port = new ClosedPort();
+        var closed = new Hook("closed-port", port.Url()) { MaxAttempts = 3 };
         var open = harness.Hook("open-port");
         await harness.StartWorkerAsync(closed, open);
 
