@@ -81,7 +81,7 @@ public sealed class SignatureTests
         var receivers = Path.Combine(RepositoryRoot(), "tests", "receivers");
         if (!File.Exists(Path.Combine(receivers, "node_modules", "standardwebhooks", "package.json")))
         {
-            Assert.Fail($"The standardwebhooks npm package is not installed: run 'npm ci' in {receivers} (scripts/test.sh does).");
+            Assert.Fail($"The standardwebhooks npm package is not installed: with Node.js 18 or later, run 'npm ci' in {receivers} (scripts/test.sh does).");
         }
 
         var start = new ProcessStartInfo("node")
