@@ -142,10 +142,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. results.Select(r => StatusName(r.Kind))], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.RetryDelay.TotalMilliseconds)] });
         command.Parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = [.. results.Select(r => r.HttpStatus)] });
-        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.Error)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.Error))] });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]> { TypedValue = [.. results.Select(r => r.StartedAt)] });
         command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.Duration.TotalMilliseconds)] });
-        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.ResponseExcerpt)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
         return (int)(long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
@@ -178,6 +178,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
+
+    /// <summary>
+    /// PostgreSQL text cannot hold U+0000, which a receiver's response body may contain: one such
+    /// excerpt would fail the write of its whole batch of results, on every retry.
+    /// </summary>
+    private static string? AsText(string? value) => value?.Replace("\0", "\uFFFD", StringComparison.Ordinal);
 
     private static string StatusName(DeliveryResultKind kind) => kind switch
     {

@@ -92,7 +92,19 @@ internal sealed class WebhookClient : IDisposable
         try
         {
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-            var excerpt = await ReadExcerptAsync(response, timeout.Token);
+            string? excerpt;
+            try
+            {
+                excerpt = await ReadExcerptAsync(response, timeout.Token);
+            }
+            catch (Exception e) when (e is HttpRequestException or IOException ||
+                                      (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                // The status line is the receiver's answer: a body still coming at the timeout, or
+                // cut off, does not undo a 2xx (retrying would deliver the event twice).
+                excerpt = null;
+            }
+
             TimeSpan? retryAfter = null;
             if (response.Headers.TryGetValues("Retry-After", out var values) &&
                 RetryAfter.TryParse(values.FirstOrDefault(), time.GetUtcNow(), out var delay))

@@ -1,0 +1,62 @@
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Worker.Tests;
+
+/// <summary>
+/// SPEC "Worker": results are written to the database after the request, and nothing is lost
+/// when a write fails. A delivery whose result cannot be written stays in flight, so these
+/// failures would show as deliveries that never settle.
+/// </summary>
+public sealed class RecordingTests
+{
+    [Test]
+    public async Task A_response_body_with_a_NUL_character_is_recorded_and_does_not_stall_delivery()
+    {
+        // PostgreSQL text cannot hold U+0000; an excerpt written as received fails the write of
+        // the whole batch of results, every time it is tried.
+        await using var harness = await DeliveryHarness.CreateAsync();
+        var hook = harness.Hook("orders-hook") with { MaxAttempts = 3 };
+        harness.Receiver.Respond = r => r.Attempt == 1 ? new ReceiverResponse(500, Body: "broken\0body") : ReceiverResponse.Ok;
+        await harness.StartWorkerAsync(hook);
+
+        await harness.InsertOrdersAsync(1, 2);
+        var deliveries = await harness.WaitUntilSettledAsync(2);
+
+        Assert.That(deliveries.Select(d => (d.Status, d.Attempts)), Is.All.EqualTo(("delivered", 2)));
+        var first = (await harness.AttemptsAsync()).Where(a => a.Attempt == 1).ToList();
+        Assert.That(first.Select(a => a.HttpStatus), Is.All.EqualTo(500));
+        Assert.That(first.Select(a => a.ResponseExcerpt), Is.All.StartWith("broken").And.All.EndWith("body"));
+        await harness.AssertLedgerAsync(delivered: 2, dead: 0);
+    }
+
+    [Test]
+    public async Task A_result_whose_write_failed_is_written_on_retry_without_waiting_for_another_result()
+    {
+        await using var harness = await DeliveryHarness.CreateAsync();
+
+        // The first write of results fails as a transient database error would; a sequence
+        // counts the writes because it is not rolled back with the failed statement.
+        await harness.Database.ExecuteAsync("""
+            CREATE SEQUENCE public.result_writes;
+            CREATE FUNCTION public.fail_first_result_write() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('public.result_writes') = 1 THEN
+                    RAISE EXCEPTION 'simulated failure of the first result write' USING ERRCODE = '40001';
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER fail_first_result_write AFTER INSERT ON trigger_events.attempts
+                FOR EACH STATEMENT EXECUTE FUNCTION public.fail_first_result_write();
+            """);
+        var hook = harness.Hook("orders-hook");
+        await harness.StartWorkerAsync(hook);
+
+        // One event only: no later result comes along to carry the failed one with it.
+        await harness.InsertOrdersAsync(1, 1);
+        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+
+        Assert.That((delivery.Status, delivery.Attempts), Is.EqualTo(("delivered", 1)));
+        Assert.That(harness.Worker.Output, Does.Contain("simulated failure of the first result write"), "the first write did fail");
+        await harness.AssertLedgerAsync(delivered: 1, dead: 0);
+    }
+}

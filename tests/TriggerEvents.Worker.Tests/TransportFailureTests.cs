@@ -1,0 +1,197 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Worker.Tests;
+
+/// <summary>
+/// SPEC "Webhook request": a timeout or a connection error is a failed attempt, retried with
+/// backoff, and dead after <c>max_attempts</c> with the error kept.
+/// </summary>
+public sealed class TransportFailureTests
+{
+    [Test]
+    public async Task A_receiver_slower_than_the_timeout_is_a_failed_attempt_then_delivered_when_it_answers_in_time()
+    {
+        await using var harness = await DeliveryHarness.CreateAsync();
+        var hook = harness.Hook("orders-hook") with { Timeout = "1s", MaxAttempts = 5 };
+        harness.Receiver.Respond = r => r.Attempt == 1 ? new ReceiverResponse(200, Delay: TimeSpan.FromSeconds(10)) : ReceiverResponse.Ok;
+        await harness.StartWorkerAsync(hook);
+
+        await harness.InsertOrdersAsync(1, 2);
+        var deliveries = await harness.WaitUntilSettledAsync(2);
+        await harness.AssertLedgerAsync(delivered: 2, dead: 0);
+
+        Assert.That(deliveries.Select(d => (d.Status, d.LastStatus)), Is.All.EqualTo(("delivered", (int?)200)));
+        var attempts = await harness.AttemptsAsync();
+        foreach (var delivery in deliveries)
+        {
+            // Normally two attempts; a loaded machine may time out one more, which changes nothing here.
+            var log = attempts.Where(a => a.EventId == delivery.EventId).ToList();
+            Assert.That(log, Has.Count.GreaterThanOrEqualTo(2));
+            Assert.That(log[^1].HttpStatus, Is.EqualTo(200));
+            Assert.That(log[..^1].Select(a => a.HttpStatus), Is.All.Null);
+            Assert.That(log[..^1].Select(a => a.Error), Has.All.Contains("timeout").And.All.Contains("1s"));
+            Assert.That(harness.RequestsFor(hook, delivery.EventId)[0].Status, Is.Zero, "the worker hung up on the slow answer");
+        }
+    }
+
+    [Test]
+    public async Task A_receiver_that_always_times_out_is_dead_with_the_timeout_kept()
+    {
+        await using var harness = await DeliveryHarness.CreateAsync();
+        var hook = harness.Hook("orders-hook") with { Timeout = "500ms", MaxAttempts = 2 };
+        harness.Receiver.Respond = _ => new ReceiverResponse(200, Delay: TimeSpan.FromSeconds(10));
+        await harness.StartWorkerAsync(hook);
+
+        await harness.InsertOrdersAsync(1, 1);
+        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        await harness.AssertLedgerAsync(delivered: 0, dead: 1);
+
+        Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo(("dead", 2, (int?)null)));
+        Assert.That(delivery.LastError, Does.Contain("2 attempts").And.Contain("timeout").And.Contain("500ms"));
+    }
+
+    [Test]
+    public async Task A_closed_port_is_retried_then_dead_with_the_connection_error_kept_while_other_subscriptions_deliver()
+    {
+        await using var harness = await DeliveryHarness.CreateAsync();
+        using var port = new ClosedPort();
+        var closed = new Hook("closed-port", port.Url()) { MaxAttempts = 3 };
+        var open = harness.Hook("open-port");
+        await harness.StartWorkerAsync(closed, open);
+
+        await harness.InsertOrdersAsync(1, 3);
+        var deliveries = await harness.WaitUntilSettledAsync(6);
+        await harness.AssertLedgerAsync(delivered: 3, dead: 3);
+
+        foreach (var delivery in deliveries.Where(d => d.Subscription == closed.Name))
+        {
+            Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo(("dead", 3, (int?)null)));
+            Assert.That(delivery.LastError, Does.Contain("connection error").And.Contain("refused").IgnoreCase);
+        }
+
+        var attempts = (await harness.AttemptsAsync()).Where(a => a.Subscription == closed.Name).ToList();
+        Assert.That(attempts, Has.Count.EqualTo(9));
+        Assert.That(attempts.Select(a => a.HttpStatus), Is.All.Null);
+        Assert.That(attempts.Select(a => a.Error), Has.All.Contains("refused").IgnoreCase);
+        Assert.That(deliveries.Where(d => d.Subscription == open.Name).Select(d => (d.Status, d.Attempts)), Is.All.EqualTo(("delivered", 1)));
+    }
+
+    [TestCase(200, "delivered", 1)]
+    [TestCase(500, "dead", 2)]
+    public async Task A_status_that_arrived_in_time_stands_when_the_body_is_still_coming_at_the_timeout(int status, string outcome, int attempts)
+    {
+        // The status line is the receiver's answer. Counting a 2xx whose body trickles past the
+        // timeout as a failure would send the event again to a receiver that accepted it.
+        await using var server = new StalledBodyServer(status);
+        await using var harness = await DeliveryHarness.CreateAsync();
+        var hook = new Hook("orders-hook", server.Url) { Timeout = "2s", MaxAttempts = 2 };
+        await harness.StartWorkerAsync(hook);
+
+        await harness.InsertOrdersAsync(1, 1);
+        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        await harness.AssertLedgerAsync(delivered: outcome == "delivered" ? 1 : 0, dead: outcome == "dead" ? 1 : 0);
+
+        Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo((outcome, attempts, (int?)status)));
+        Assert.That((await harness.AttemptsAsync()).Select(a => a.HttpStatus), Is.All.EqualTo(status));
+        Assert.That(server.Requests, Is.EqualTo(attempts));
+    }
+
+    /// <summary>
+    /// A TCP server on 127.0.0.1 that answers each request with a status line, a Content-Length
+    /// and the first bytes of the body, then never sends the rest.
+    /// </summary>
+    private sealed class StalledBodyServer : IAsyncDisposable
+    {
+        private readonly TcpListener listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource stop = new();
+        private readonly List<Task> connections = [];
+        private readonly int status;
+        private readonly Task accepting;
+        private int requests;
+
+        public StalledBodyServer(int status)
+        {
+            this.status = status;
+            listener.Start();
+            accepting = AcceptAsync();
+        }
+
+        public Uri Url => new($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/hook");
+
+        public int Requests => Volatile.Read(ref requests);
+
+        public async ValueTask DisposeAsync()
+        {
+            await stop.CancelAsync();
+            listener.Stop();
+            await accepting;
+            Task[] open;
+            lock (connections)
+            {
+                open = [.. connections];
+            }
+
+            await Task.WhenAll(open);
+            stop.Dispose();
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await listener.AcceptTcpClientAsync(stop.Token);
+                    lock (connections)
+                    {
+                        connections.Add(ServeAsync(client));
+                    }
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                // Stopped.
+            }
+        }
+
+        private async Task ServeAsync(TcpClient client)
+        {
+            using (client)
+            {
+                try
+                {
+                    var stream = client.GetStream();
+                    var head = new StringBuilder();
+                    var buffer = new byte[16 * 1024];
+                    while (!head.ToString().Contains("\r\n\r\n", StringComparison.Ordinal))
+                    {
+                        var read = await stream.ReadAsync(buffer, stop.Token);
+                        if (read == 0)
+                        {
+                            return;
+                        }
+
+                        head.Append(Encoding.Latin1.GetString(buffer, 0, read));
+                    }
+
+                    Interlocked.Increment(ref requests);
+                    var response = $"HTTP/1.1 {status} Whatever\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nthe first bytes of a body";
+                    await stream.WriteAsync(Encoding.ASCII.GetBytes(response), stop.Token);
+                    await stream.FlushAsync(stop.Token);
+
+                    // Hold the connection until the client hangs up.
+                    while (await stream.ReadAsync(buffer, stop.Token) > 0)
+                    {
+                    }
+                }
+                catch (Exception e) when (e is IOException or OperationCanceledException or SocketException or ObjectDisposedException)
+                {
+                    // The client hung up, or the test is over.
+                }
+            }
+        }
+    }
+}
