@@ -40,8 +40,10 @@ internal sealed class DeliveryWorker
     private readonly WorkerMetrics metrics;
     private readonly ConcurrentDictionary<DeliveryKey, byte> held = new();
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
-    private int activeRequests;
     private bool idleSignalled;
+
+    /// <summary>Free slots worth a claim round trip while deliveries are in progress.</summary>
+    private int RefillThreshold => Math.Max(1, Math.Min(options.BatchSize, options.Concurrency) / 4);
 
     public DeliveryWorker(
         WorkerConfig options, IReadOnlyList<ActiveSubscription> subscriptions, DeliveryStore store,
@@ -91,7 +93,9 @@ internal sealed class DeliveryWorker
                         idleSignalled = false;
                     }
 
-                    if (Volatile.Read(ref activeRequests) >= options.Concurrency)
+                    // Claim again at once while a useful batch fits; otherwise wait until results
+                    // are recorded (which frees slots and sets the wake signal).
+                    if (options.Concurrency - held.Count < RefillThreshold)
                     {
                         await wake.WaitAsync(options.PollInterval, stopping);
                     }
@@ -99,7 +103,7 @@ internal sealed class DeliveryWorker
                     continue;
                 }
 
-                if (!idleSignalled && Volatile.Read(ref activeRequests) == 0)
+                if (!idleSignalled && held.IsEmpty)
                 {
                     // Tell capture to NOTIFY from now on, then look once more: an event committed
                     // between the empty claim and the flip would otherwise wait for the next poll.
@@ -168,7 +172,9 @@ internal sealed class DeliveryWorker
         var claimedTotal = 0;
         foreach (var subscription in subscriptions)
         {
-            var free = options.Concurrency - Volatile.Read(ref activeRequests);
+            // A slot is taken from claim until the result is recorded: the database counts the
+            // delivery in flight for max_in_flight until then, so the worker does the same.
+            var free = options.Concurrency - held.Count;
             if (free <= 0)
             {
                 break;
@@ -184,7 +190,6 @@ internal sealed class DeliveryWorker
                 }
 
                 held[delivery.Key] = 0;
-                Interlocked.Increment(ref activeRequests);
                 var request = DeliverAsync(subscription, delivery, abort);
                 requests[request] = 0;
                 _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -239,11 +244,6 @@ internal sealed class DeliveryWorker
                 delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null,
                 $"not deliverable: {e.Message}", time.GetUtcNow(), TimeSpan.Zero, null));
         }
-        finally
-        {
-            Interlocked.Decrement(ref activeRequests);
-            wake.Set();
-        }
     }
 
     /// <summary>Writes results in batches; on a database error keeps the batch and tries again.</summary>
@@ -275,6 +275,7 @@ internal sealed class DeliveryWorker
 
                 batch.Clear();
                 failures = 0;
+                wake.Set();
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
             {
