@@ -251,7 +251,9 @@ internal sealed class DeliveryWorker
     {
         var batch = new List<DeliveryResult>(MaxResultsPerWrite);
         var failures = 0;
-        while (await results.Reader.WaitToReadAsync(cancellationToken) || batch.Count > 0)
+        // A batch kept from a failed write is retried without waiting for a new result: when every
+        // slot is taken by deliveries whose results failed, no new result ever comes.
+        while (batch.Count > 0 || await results.Reader.WaitToReadAsync(cancellationToken))
         {
             while (batch.Count < MaxResultsPerWrite && results.Reader.TryRead(out var result))
             {
