@@ -48,6 +48,7 @@ public sealed class DatabaseFaultTests
         await scenario.InsertOrdersAsync(1, 200);
         await scenario.Receiver.WaitUntilAsync(r => r.Arrivals.Count >= 20, TimeSpan.FromSeconds(60), "20 requests");
 
+        var faultAt = await scenario.ScalarAsync<DateTime>("SELECT now()");
         await fault();
         var sentBeforeFaultEnded = scenario.Receiver.ArrivedEventIds();
 
@@ -60,6 +61,16 @@ public sealed class DatabaseFaultTests
         await scenario.WaitUntilAllRecordedAsync(TimeSpan.FromSeconds(60));
 
         Assert.That(worker.HasExited, Is.False, worker.Output);
+
+        // LISTEN is re-established on a connection opened after the fault (the listener pings
+        // with SELECT 1 when nothing arrives for a while).
+        await scenario.WaitForDatabaseAsync(
+            async s => await s.ScalarAsync<long>($"""
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = 'triggerevents'
+                  AND query IN ('LISTEN trigger_events', 'SELECT 1') AND backend_start > '{faultAt:O}'::timestamptz
+                """) > 0,
+            TimeSpan.FromSeconds(60), "the worker to LISTEN again");
         Assert.That(await scenario.LostEventIdsAsync(), Is.Empty, "lost events");
         var duplicated = scenario.Receiver.DuplicatedEventIds();
         Assert.That(duplicated, Is.SubsetOf(sentBeforeFaultEnded), "duplicates of requests sent after the fault");

@@ -193,8 +193,15 @@ internal sealed class FaultScenario : IAsyncDisposable
     public async Task WaitUntilAllCapturedDeliveredAsync(TimeSpan timeout)
     {
         var captured = await CapturedEventIdsAsync();
-        await Receiver.WaitUntilAsync(
-            r => r.DeliveredEventIds().IsSupersetOf(captured), timeout, $"all {captured.Count} captured events delivered");
+        try
+        {
+            await Receiver.WaitUntilAsync(
+                r => r.DeliveredEventIds().IsSupersetOf(captured), timeout, $"all {captured.Count} captured events delivered");
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\n{await SummaryAsync()}\n{WorkerOutput()}", e);
+        }
     }
 
     /// <summary>Delivery rows by status.</summary>
