@@ -9,14 +9,18 @@ namespace TriggerEvents.Worker.Tests;
 /// once it has been answered) and how many requests are open at once.
 /// </summary>
 /// <remarks>
-/// A request counts as open from its arrival until its answer is due (its <see cref="ReceiverResponse.Delay"/>
-/// after arrival). The count is decremented by a timer started before the receiver's own delay, so
-/// it never runs behind the real answer: the maximum can under-count by a timer tick, never
-/// over-count. A request abandoned by its client stays counted until its answer would have been
-/// due, so the maximum is only meaningful where no client gives up (nothing is killed).
+/// A request counts as open from its arrival until its answer is due: <see cref="ReceiverResponse.Delay"/>
+/// after arrival, by a timer started before the receiver's own delay, which is lengthened by
+/// <see cref="AnswerMargin"/>. So the count drops before the answer leaves, never after it: the
+/// maximum can under-count, never over-count, and a bound it reports holds. A request abandoned by
+/// its client stays counted until its answer would have been due, so the maximum is only
+/// meaningful where no client gives up (nothing is killed).
 /// </remarks>
 internal sealed class TrackingReceiver : IAsyncDisposable
 {
+    /// <summary>How much later than asked a delayed answer leaves, so that its count has dropped first.</summary>
+    public static readonly TimeSpan AnswerMargin = TimeSpan.FromMilliseconds(5);
+
     private readonly ConcurrentQueue<ReceivedRequest> arrivals = new();
     private int open;
     private int maxOpen;
@@ -90,6 +94,7 @@ internal sealed class TrackingReceiver : IAsyncDisposable
         {
             _ = Task.Delay(response.Delay).ContinueWith(
                 _ => Interlocked.Decrement(ref open), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            response = response with { Delay = response.Delay + AnswerMargin };
         }
 
         return response;
