@@ -98,6 +98,15 @@ internal sealed class FaultScenario : IAsyncDisposable
 
             // No pooling on the test's side: after a restart every pooled connection would be dead.
             var dataSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
+            await using (var setting = dataSource.CreateCommand("SHOW synchronous_commit"))
+            {
+                var synchronousCommit = (string?)await setting.ExecuteScalarAsync();
+                if (synchronousCommit != "on")
+                {
+                    throw new InvalidOperationException($"The test cluster runs with synchronous_commit = {synchronousCommit}; it needs on.");
+                }
+            }
+
             await Migrator.MigrateAsync(dataSource, CancellationToken.None);
             var scenario = new FaultScenario(connectionString, dataSource, null, cluster, await TrackingReceiver.StartAsync());
             await scenario.SetUpAsync(attachOptions);
