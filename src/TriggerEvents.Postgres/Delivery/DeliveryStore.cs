@@ -11,14 +11,24 @@ namespace TriggerEvents.Postgres.Delivery;
 internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 {
     /// <summary>
-    /// Claims up to <c>limit</c> due deliveries of one subscription. The subscription row is
-    /// locked for the statement, so claimers on every replica take turns and together never
-    /// exceed <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means pending
+    /// Locks the subscription row until the claim commits, so claimers on every replica take
+    /// turns. It has to be a statement of its own, before <see cref="ClaimSql"/>: a statement
+    /// reads with the snapshot it started with, so a claim that locked the row itself would,
+    /// after waiting for another claim, count that claim's deliveries as not yet in flight and
+    /// take <c>max_in_flight</c> again (ReplicaTests, ClaimLimitTests). In READ COMMITTED the
+    /// next statement takes a fresh snapshot, which sees every claim committed before the lock.
+    /// </summary>
+    private const string LockSubscriptionSql = "SELECT 1 FROM trigger_events.subscriptions WHERE id = $1 FOR UPDATE";
+
+    /// <summary>
+    /// Claims up to <c>limit</c> due deliveries of one subscription, after <see cref="LockSubscriptionSql"/>
+    /// in the same transaction, so claimers on every replica together never exceed
+    /// <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means pending
     /// and past <c>next_attempt_at</c>, or in flight with an expired lease (a crashed worker's).
     /// </summary>
     private const string ClaimSql = """
         WITH subscription AS (
-            SELECT s.max_in_flight FROM trigger_events.subscriptions s WHERE s.id = $1 FOR UPDATE
+            SELECT s.max_in_flight FROM trigger_events.subscriptions s WHERE s.id = $1
         ), busy AS (
             SELECT count(*) AS n FROM trigger_events.deliveries d
             WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now()
@@ -100,12 +110,19 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(ClaimSql);
+        // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
+        await using var batch = dataSource.CreateBatch();
+        var lockSubscription = new NpgsqlBatchCommand(LockSubscriptionSql);
+        lockSubscription.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+        batch.BatchCommands.Add(lockSubscription);
+        var command = new NpgsqlBatchCommand(ClaimSql);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        batch.BatchCommands.Add(command);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        await reader.NextResultAsync(cancellationToken);
         var claimed = new List<ClaimedDelivery>();
         while (await reader.ReadAsync(cancellationToken))
         {

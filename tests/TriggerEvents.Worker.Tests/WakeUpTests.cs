@@ -1,0 +1,74 @@
+using Npgsql;
+
+namespace TriggerEvents.Worker.Tests;
+
+/// <summary>
+/// NOTIFY is a wake-up hint only: with it switched off the worker still delivers, by polling
+/// (SPEC "Worker": polling alone is enough).
+/// </summary>
+public sealed class WakeUpTests
+{
+    // The default poll interval: deliveries wait for it, since nothing wakes the worker early.
+    private static readonly FaultWorkerOptions Options = new() { PollInterval = "1s" };
+
+    [Test]
+    public async Task Trigger_attached_without_notify_is_delivered_by_polling()
+    {
+        await using var scenario = await FaultScenario.CreateAsync(", notify => false");
+        Assert.That(await scenario.ScalarAsync<bool>($"SELECT notify FROM trigger_events.triggers WHERE name = '{FaultScenario.Trigger}'"), Is.False);
+        await scenario.StartWorkerAsync(Options);
+
+        await DeliverInRoundsAsync(scenario);
+    }
+
+    [Test]
+    public async Task Idle_flag_held_false_is_delivered_by_polling()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+
+        // The worker's "I am idle" never sticks, so capture never notifies.
+        await scenario.ExecuteAsync("""
+            CREATE FUNCTION hold_busy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.idle := false; RETURN NEW; END $$;
+            UPDATE trigger_events.worker_signal SET idle = false;
+            CREATE TRIGGER hold_busy BEFORE UPDATE ON trigger_events.worker_signal FOR EACH ROW EXECUTE FUNCTION hold_busy();
+            """);
+        await scenario.StartWorkerAsync(Options);
+
+        await DeliverInRoundsAsync(scenario);
+        Assert.That(await scenario.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"), Is.False, "the flag was held");
+    }
+
+    /// <summary>
+    /// Captures a few rounds of events, each once the previous one has arrived (so the worker is
+    /// waiting, not busy), waits for each round to arrive, and checks that no NOTIFY was sent.
+    /// </summary>
+    private static async Task DeliverInRoundsAsync(FaultScenario scenario)
+    {
+        await using var listener = await scenario.DataSource.OpenConnectionAsync();
+        var notifications = 0;
+        listener.Notification += (_, _) => Interlocked.Increment(ref notifications);
+        await using (var listen = new NpgsqlCommand("LISTEN trigger_events", listener))
+        {
+            await listen.ExecuteNonQueryAsync();
+        }
+
+        for (var round = 0; round < 3; round++)
+        {
+            await scenario.InsertOrdersAsync((round * 10) + 1, (round * 10) + 10);
+            await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(30));
+        }
+
+        await scenario.WaitUntilAllRecordedAsync(TimeSpan.FromSeconds(30));
+
+        // A notification sent at any commit above reached this idle session at once; a query
+        // reads it off the connection before its own result.
+        await using (var ping = new NpgsqlCommand("SELECT 1", listener))
+        {
+            await ping.ExecuteScalarAsync();
+        }
+
+        Assert.That(notifications, Is.Zero, "capture sent a NOTIFY: this test would not show that polling alone delivers");
+        Assert.That(await scenario.LostEventIdsAsync(), Is.Empty, "lost events");
+        Assert.That(scenario.Receiver.Inner.DuplicateDeliveries, Is.Zero);
+    }
+}
