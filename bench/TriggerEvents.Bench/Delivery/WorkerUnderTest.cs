@@ -15,6 +15,8 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
 
     public int HttpPort { get; }
 
+    private bool Ready { get; set; }
+
     public static string ExecutablePath
     {
         get
@@ -52,7 +54,16 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var worker = new WorkerUnderTest(process, httpPort);
-        await worker.WaitUntilReadyAsync(cancellationToken);
+        try
+        {
+            await worker.WaitUntilReadyAsync(cancellationToken);
+        }
+        catch
+        {
+            await worker.DisposeAsync();
+            throw;
+        }
+
         return worker;
     }
 
@@ -66,6 +77,13 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
     {
         if (process.HasExited)
         {
+            return;
+        }
+
+        if (!Ready)
+        {
+            process.Kill();
+            await process.WaitForExitAsync();
             return;
         }
 
@@ -116,12 +134,17 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
                 using var response = await client.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/readyz"), deadline.Token);
                 if (response.IsSuccessStatusCode)
                 {
+                    Ready = true;
                     return;
                 }
             }
             catch (HttpRequestException)
             {
                 // Not listening yet.
+            }
+            catch (TaskCanceledException) when (!deadline.IsCancellationRequested)
+            {
+                // One slow answer on a busy machine.
             }
 
             await Task.Delay(50, deadline.Token);
