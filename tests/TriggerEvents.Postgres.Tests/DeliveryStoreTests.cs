@@ -118,6 +118,32 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
+    public async Task A_claim_reads_only_the_rows_it_claims_however_long_the_delivered_history()
+    {
+        // 20,000 delivered deliveries of history, 10 pending.
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered' WHERE event_id > 10");
+        await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries");
+
+        await using var command = database.DataSource.CreateCommand("EXPLAIN " + DeliveryStore.ClaimSql);
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = subscriptionId });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = 100 });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<TimeSpan> { TypedValue = Lease, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Interval });
+        var plan = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));
+        Assert.That(await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None), Has.Count.EqualTo(10));
+    }
+
+    [Test]
     public async Task The_idle_signal_is_written_only_when_it_changes()
     {
         await store.SetIdleAsync(false, CancellationToken.None);

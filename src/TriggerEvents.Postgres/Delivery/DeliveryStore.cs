@@ -26,7 +26,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means pending
     /// and past <c>next_attempt_at</c>, or in flight with an expired lease (a crashed worker's).
     /// </summary>
-    private const string ClaimSql = """
+    internal const string ClaimSql = """
         WITH capacity AS (
             SELECT greatest(0, s.max_in_flight - (
                        SELECT count(*) FROM trigger_events.deliveries d
