@@ -59,4 +59,39 @@ public sealed class RecordingTests
         Assert.That(harness.Worker.Output, Does.Contain("simulated failure of the first result write"), "the first write did fail");
         await harness.AssertLedgerAsync(delivered: 1, dead: 0);
     }
+
+    [Test]
+    public async Task A_result_the_database_always_refuses_does_not_hold_back_the_others()
+    {
+        await using var harness = await DeliveryHarness.CreateAsync();
+
+        // Every write that records event 3's attempt fails with a data error, whatever is retried.
+        await harness.Database.ExecuteAsync("""
+            CREATE FUNCTION public.refuse_event_3() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.event_id = 3 THEN
+                    RAISE EXCEPTION 'event 3 cannot be recorded' USING ERRCODE = '22023';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_event_3 BEFORE INSERT ON trigger_events.attempts
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_event_3();
+            """);
+        await harness.StartWorkerAsync(harness.Hook("orders-hook"));
+
+        await harness.InsertOrdersAsync(1, 6);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        long recorded;
+        do
+        {
+            await Task.Delay(50, deadline.Token);
+            recorded = await harness.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'");
+        }
+        while (recorded < 5);
+
+        Assert.That(await harness.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered' AND event_id <> 3"), Is.EqualTo(5));
+        Assert.That(await harness.Database.ScalarAsync<string>("SELECT status::text FROM trigger_events.deliveries WHERE event_id = 3"), Is.EqualTo("in_flight"),
+            "the refused result is given up; its lease expires and the delivery is attempted again");
+        Assert.That(harness.Worker.Output, Does.Contain("Could not record the result of event 3"));
+    }
 }

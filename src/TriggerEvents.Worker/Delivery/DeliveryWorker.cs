@@ -251,6 +251,7 @@ internal sealed class DeliveryWorker
     {
         var batch = new List<DeliveryResult>(MaxResultsPerWrite);
         var failures = 0;
+        var split = false;
         // A batch kept from a failed write is retried without waiting for a new result: when every
         // slot is taken by deliveries whose results failed, no new result ever comes.
         while (batch.Count > 0 || await results.Reader.WaitToReadAsync(cancellationToken))
@@ -262,22 +263,39 @@ internal sealed class DeliveryWorker
 
             try
             {
-                var applied = await store.RecordAsync(Owner, batch, cancellationToken);
-                if (applied < batch.Count)
+                if (split)
                 {
-                    logger.LogWarning("{Lost} results were not recorded: their lease had expired and another worker took them over", batch.Count - applied);
+                    await RecordOneByOneAsync(batch, cancellationToken);
+                    split = false;
+                }
+                else
+                {
+                    var applied = await store.RecordAsync(Owner, batch, cancellationToken);
+                    if (applied < batch.Count)
+                    {
+                        logger.LogWarning("{Lost} results were not recorded: their lease had expired and another worker took them over", batch.Count - applied);
+                    }
+
+                    foreach (var result in batch)
+                    {
+                        held.TryRemove(result.Key, out _);
+                    }
+
+                    batch.Clear();
                 }
 
-                foreach (var result in batch)
-                {
-                    held.TryRemove(result.Key, out _);
-                }
-
-                batch.Clear();
                 failures = 0;
                 wake.Set();
             }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+            catch (PostgresException e) when (IsPermanent(e) && !split)
+            {
+                // The server refused the batch itself, not the connection: something in one
+                // result cannot be written. Write them one by one next, so one bad result cannot
+                // hold back the rest for ever.
+                logger.LogWarning("Recording {Count} results was refused ({Error}); recording them one by one", batch.Count, e.MessageText);
+                split = true;
+            }
+            catch (Exception e)
             {
                 failures++;
                 if (results.Reader.Completion.IsCompleted && failures > ShutdownRecordAttempts)
@@ -299,6 +317,37 @@ internal sealed class DeliveryWorker
             }
         }
     }
+
+    /// <summary>
+    /// Records results one at a time, removing each from <paramref name="batch"/> once handled. A
+    /// result the server refuses is given up: its lease expires and the delivery is attempted
+    /// again, instead of staying in flight for ever. A lost connection propagates, keeping the rest.
+    /// </summary>
+    private async Task RecordOneByOneAsync(List<DeliveryResult> batch, CancellationToken cancellationToken)
+    {
+        while (batch.Count > 0)
+        {
+            var result = batch[^1];
+            try
+            {
+                await store.RecordAsync(Owner, [result], cancellationToken);
+            }
+            catch (PostgresException e) when (IsPermanent(e))
+            {
+                logger.LogError(
+                    "Could not record the result of event {EventId} attempt {Attempt}; its lease will expire and it will be attempted again: {Error}",
+                    result.Key.EventId, result.Attempt, e.MessageText);
+            }
+
+            held.TryRemove(result.Key, out _);
+            batch.RemoveAt(batch.Count - 1);
+        }
+    }
+
+    /// <summary>Errors that writing the same data again would meet again (data, integrity, limits).</summary>
+    private static bool IsPermanent(PostgresException e) =>
+        e.SqlState.StartsWith("22", StringComparison.Ordinal) || e.SqlState.StartsWith("23", StringComparison.Ordinal) ||
+        e.SqlState.StartsWith("54", StringComparison.Ordinal);
 
     private static TimeSpan Backoff(int failures) =>
         TimeSpan.FromMilliseconds(Math.Min(MaxDatabaseBackoff.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(failures - 1, 10))));
