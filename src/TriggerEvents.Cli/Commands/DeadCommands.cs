@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Npgsql;
 using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli.Commands;
@@ -59,56 +60,52 @@ internal static class DeadCommands
         return command;
     }
 
-    private static Command Retry()
+    private static Command Retry() => Repair(
+        "retry",
+        """
+        Make dead letters pending again, with a fresh attempt budget.
+
+        Examples:
+          triggerevents dead retry --subscription billing-orders
+          triggerevents dead retry --id 1042
+        """,
+        "retrying",
+        DeadLetters.RetryAsync,
+        count => $"{count} dead letters are pending again.");
+
+    private static Command Purge() => Repair(
+        "purge",
+        """
+        Delete dead letters. The events stay in the log and can be replayed.
+
+        Examples:
+          triggerevents dead purge --subscription old-hook --before 30d
+        """,
+        "purging",
+        DeadLetters.PurgeAsync,
+        count => $"{count} dead letters purged.");
+
+    /// <summary>A dead-letter change over the filtered rows, in batches, with progress.</summary>
+    private static Command Repair(
+        string name, string description, string verb,
+        Func<NpgsqlDataSource, DeliveryFilter, IProgress<long>, CancellationToken, Task<long>> change,
+        Func<long, string> done)
     {
         var filters = new FilterOptions();
-        var command = new Command("retry", """
-            Make dead letters pending again, with a fresh attempt budget.
-
-            Examples:
-              triggerevents dead retry --subscription billing-orders
-              triggerevents dead retry --id 1042
-            """);
+        var command = new Command(name, description);
         filters.AddTo(command);
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
             await using var dataSource = CommandLine.OpenDatabase();
             var filter = filters.Read(parse);
             var total = await DeadLetters.CountAsync(dataSource, filter, cancellationToken);
-            long retried;
-            using (var progress = new ProgressLine("retrying", total))
+            long changed;
+            using (var progress = new ProgressLine(verb, total))
             {
-                retried = await DeadLetters.RetryAsync(dataSource, filter, progress, cancellationToken);
+                changed = await change(dataSource, filter, progress, cancellationToken);
             }
 
-            Console.WriteLine($"{retried} dead letters are pending again.");
-            return ExitCodes.Done;
-        }));
-        return command;
-    }
-
-    private static Command Purge()
-    {
-        var filters = new FilterOptions();
-        var command = new Command("purge", """
-            Delete dead letters. The events stay in the log and can be replayed.
-
-            Examples:
-              triggerevents dead purge --subscription old-hook --before 30d
-            """);
-        filters.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
-        {
-            await using var dataSource = CommandLine.OpenDatabase();
-            var filter = filters.Read(parse);
-            var total = await DeadLetters.CountAsync(dataSource, filter, cancellationToken);
-            long purged;
-            using (var progress = new ProgressLine("purging", total))
-            {
-                purged = await DeadLetters.PurgeAsync(dataSource, filter, progress, cancellationToken);
-            }
-
-            Console.WriteLine($"{purged} dead letters purged.");
+            Console.WriteLine(done(changed));
             return ExitCodes.Done;
         }));
         return command;

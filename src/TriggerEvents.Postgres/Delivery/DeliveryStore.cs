@@ -94,11 +94,21 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         SELECT count(*) FROM applied
         """;
 
+    // SKIP LOCKED: a row locked now is having its result recorded, which ends the lease anyway.
+    // Waiting for it instead deadlocked with the recorder, which locks the same rows in another
+    // order.
     private const string ExtendSql = """
+        WITH held AS (
+            SELECT d.subscription_id, d.event_id
+            FROM trigger_events.deliveries d
+            JOIN unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
+              ON d.subscription_id = k.subscription_id AND d.event_id = k.event_id
+            WHERE d.status = 'in_flight' AND d.lease_owner = $1
+            FOR UPDATE OF d SKIP LOCKED
+        )
         UPDATE trigger_events.deliveries d SET next_attempt_at = now() + $4, updated_at = now()
-        FROM unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
-        WHERE d.subscription_id = k.subscription_id AND d.event_id = k.event_id
-          AND d.status = 'in_flight' AND d.lease_owner = $1
+        FROM held
+        WHERE d.subscription_id = held.subscription_id AND d.event_id = held.event_id
         """;
 
     // A released delivery was never attempted, so its attempt is given back.
