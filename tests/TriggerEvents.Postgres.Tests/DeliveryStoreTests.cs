@@ -144,6 +144,38 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
+    public async Task A_result_write_finds_its_rows_by_key_even_before_the_backlog_is_analyzed()
+    {
+        // A burst of captures right after the table was last analyzed: the state in which a
+        // status condition once made the planner scan the claim index for every result.
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+
+        await using var command = database.DataSource.CreateCommand("EXPLAIN " + DeliveryStore.RecordSql);
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [subscriptionId, subscriptionId] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<long[]> { TypedValue = [1, 2] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [1, 1] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string[]> { TypedValue = ["delivered", "delivered"], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [0, 0] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int?[]> { TypedValue = [200, 200] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]> { TypedValue = [DateTimeOffset.UtcNow, DateTimeOffset.UtcNow] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1, 1] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
+        var plan = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.That(plan, Has.Some.Contains("deliveries_pkey"), string.Join('\n', plan));
+        Assert.That(plan, Has.None.Contains("deliveries_due").And.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));
+    }
+
+    [Test]
     public async Task The_idle_signal_is_written_only_when_it_changes()
     {
         await store.SetIdleAsync(false, CancellationToken.None);

@@ -60,11 +60,16 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         FROM claimed c JOIN trigger_events.event_log e ON e.id = c.event_id
         """;
 
+    // The statements below find held rows by key and lease_owner alone: only in-flight rows
+    // have an owner (recording and releasing clear it). A status condition would let the
+    // planner pick the partial claim index, which cannot look rows up by event: with stale
+    // statistics after a burst of captures, every result write then scanned the whole backlog.
+
     /// <summary>
     /// Applies results only where this owner still holds the lease: a worker whose lease expired
     /// and was taken over cannot overwrite the newer owner's state. Every attempt is logged.
     /// </summary>
-    private const string RecordSql = """
+    internal const string RecordSql = """
         WITH result AS (
             SELECT * FROM unnest($2::int[], $3::bigint[], $4::int[], $5::trigger_events.delivery_status[],
                                  $6::double precision[], $7::int[], $8::text[], $9::timestamptz[],
@@ -83,7 +88,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 updated_at = now()
             FROM result r
             WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
-              AND d.status = 'in_flight' AND d.lease_owner = $1
+              AND d.lease_owner = $1
             RETURNING d.subscription_id, d.event_id
         ), logged AS (
             INSERT INTO trigger_events.attempts
@@ -103,7 +108,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM trigger_events.deliveries d
             JOIN unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
               ON d.subscription_id = k.subscription_id AND d.event_id = k.event_id
-            WHERE d.status = 'in_flight' AND d.lease_owner = $1
+            WHERE d.lease_owner = $1
             FOR UPDATE OF d SKIP LOCKED
         )
         UPDATE trigger_events.deliveries d SET next_attempt_at = now() + $4, updated_at = now()
@@ -118,7 +123,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             next_attempt_at = now(), updated_at = now()
         FROM unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
         WHERE d.subscription_id = k.subscription_id AND d.event_id = k.event_id
-          AND d.status = 'in_flight' AND d.lease_owner = $1
+          AND d.lease_owner = $1
         """;
 
     private const string SetIdleSql = """
