@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace TriggerEvents.Cli;
 
 /// <summary>Plain aligned columns for humans; scripts use --json.</summary>
@@ -20,14 +18,4 @@ internal static class TextTable
             Console.WriteLine("(none)");
         }
     }
-}
-
-/// <summary>JSON output settings shared by every --json.</summary>
-internal static class JsonOutput
-{
-    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-    };
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace TriggerEvents.Postgres;
 
@@ -69,7 +67,7 @@ internal sealed class LocalCluster : IDisposable
             await RunAsync("chown", null, runAs, directory);
         }
 
-        var cluster = new LocalCluster(bin, Path.Combine(directory, "data"), FreePort(), runAs);
+        var cluster = new LocalCluster(bin, Path.Combine(directory, "data"), Loopback.FreePort(), runAs);
         await RunAsync(Path.Combine(bin, "initdb"), runAs, "-D", cluster.DataDirectory, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C");
         var options = string.Join(' ', new[]
         {
@@ -103,13 +101,6 @@ internal sealed class LocalCluster : IDisposable
         {
             // A leftover temporary directory is harmless.
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static async Task RunAsync(string file, string? runAs, params string[] arguments)

@@ -1,3 +1,4 @@
+using TriggerEvents.Postgres;
 namespace TriggerEvents.Cli.Tests;
 
 /// <summary>The command tree itself: help, usage errors, exit codes. No database needed.</summary>
@@ -65,7 +66,7 @@ public sealed class CommandLineTests
     [Test]
     public async Task An_unreachable_database_is_one_line_and_exit_1_with_the_stack_trace_only_when_verbose()
     {
-        var environment = new Dictionary<string, string?> { ["TRIGGER_EVENTS_DATABASE_URL"] = $"postgres://nobody@127.0.0.1:{TriggerEvents.Testing.WorkerProcess.FreePort()}/none" };
+        var environment = new Dictionary<string, string?> { ["TRIGGER_EVENTS_DATABASE_URL"] = $"postgres://nobody@127.0.0.1:{Loopback.FreePort()}/none" };
 
         var quiet = await new Cli(null).RunWithAsync(new(environment), "status");
         var verbose = await new Cli(null).RunWithAsync(new(environment), "status", "--verbose");

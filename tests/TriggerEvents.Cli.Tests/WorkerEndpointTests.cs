@@ -1,3 +1,4 @@
+using TriggerEvents.Postgres;
 using System.Text.Json;
 using TriggerEvents.Testing;
 
@@ -31,7 +32,7 @@ public sealed class WorkerEndpointTests
         await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
         await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
         await using var receiver = await WebhookReceiver.StartAsync();
-        var port = WorkerProcess.FreePort();
+        var port = Loopback.FreePort();
         var path = Config(receiver, port, Path.GetTempPath());
         await using var worker = WorkerProcess.Start(database.ConnectionString, path, port, new Dictionary<string, string?> { ["TRIGGER_EVENTS_LOG_FORMAT"] = "json" });
         await worker.WaitUntilReadyAsync();
@@ -74,7 +75,7 @@ public sealed class WorkerEndpointTests
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);
         await using var receiver = await WebhookReceiver.StartAsync();
-        var port = WorkerProcess.FreePort();
+        var port = Loopback.FreePort();
         var path = Config(receiver, port, Path.GetTempPath());
         await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
 

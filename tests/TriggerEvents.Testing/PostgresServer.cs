@@ -52,7 +52,7 @@ public static class PostgresServer
             return TriggerEvents.Core.Configuration.DatabaseUrl.ToConnectionString(fromEnvironment);
         }
 
-        if (await DockerAnswersAsync())
+        if (await DockerEngine.AnswersAsync())
         {
             var container = new PostgreSqlBuilder("postgres:15-alpine")
                 .WithCommand("-c", "fsync=off", "-c", "max_connections=400")
@@ -67,34 +67,5 @@ public static class PostgresServer
             "or install PostgreSQL's server binaries (apt-get install -y postgresql).");
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Cluster.Dispose();
         return Cluster.AdminConnectionString;
-    }
-
-    private static async Task<bool> DockerAnswersAsync()
-    {
-        if (!File.Exists("/var/run/docker.sock") && Environment.GetEnvironmentVariable("DOCKER_HOST") is null)
-        {
-            return false;
-        }
-
-        try
-        {
-            using var process = Process.Start(new ProcessStartInfo("docker", "info")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            });
-            if (process is null)
-            {
-                return false;
-            }
-
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
-            await process.WaitForExitAsync(timeout.Token);
-            return process.ExitCode == 0;
-        }
-        catch (Exception e) when (e is System.ComponentModel.Win32Exception or OperationCanceledException)
-        {
-            return false;
-        }
     }
 }

@@ -94,14 +94,6 @@ public sealed class WorkerProcess : IAsyncDisposable
         return worker;
     }
 
-    /// <summary>A free TCP port on 127.0.0.1 for the worker's HTTP endpoints.</summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     /// <summary>Waits until GET /readyz answers 200.</summary>
     public async Task WaitUntilReadyAsync(TimeSpan? timeout = null)
     {

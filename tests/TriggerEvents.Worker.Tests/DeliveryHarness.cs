@@ -1,3 +1,4 @@
+using TriggerEvents.Postgres;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -163,7 +164,7 @@ internal sealed class DeliveryHarness : IAsyncDisposable
     public async Task<WorkerProcess> StartWorkerAsync(params Hook[] subscriptions)
     {
         hooks.AddRange(subscriptions);
-        var port = WorkerProcess.FreePort();
+        var port = Loopback.FreePort();
         var file = Path.Combine(Scenario.Directory, $"{Guid.NewGuid():N}.yaml");
         var yaml = new StringBuilder("subscriptions:\n");
         foreach (var hook in subscriptions)

@@ -122,7 +122,7 @@ internal sealed class FaultScenario : IAsyncDisposable
     /// <summary>Writes a configuration file for one worker and returns its path and http port.</summary>
     public (string Path, int HttpPort) WriteConfig(FaultWorkerOptions options)
     {
-        var port = WorkerProcess.FreePort();
+        var port = Loopback.FreePort();
         var file = Path.Combine(Directory, $"{Guid.NewGuid():N}.yaml");
         File.WriteAllText(file, $"""
             subscriptions:

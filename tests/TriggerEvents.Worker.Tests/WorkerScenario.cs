@@ -1,3 +1,4 @@
+using TriggerEvents.Postgres;
 using Npgsql;
 using TriggerEvents.Testing;
 
@@ -49,7 +50,7 @@ internal sealed class WorkerScenario : IAsyncDisposable
     public (string Path, int HttpPort) WriteConfig(
         string subscriptionYaml = "", string webhookYaml = "", string workerYaml = "", string subscription = "orders-hook", string path = "/hook")
     {
-        var port = WorkerProcess.FreePort();
+        var port = Loopback.FreePort();
         var file = System.IO.Path.Combine(Directory, $"{Guid.NewGuid():N}.yaml");
         File.WriteAllText(file, $"""
             subscriptions:

@@ -1,8 +1,7 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.Postgres;
 
 namespace TriggerEvents.Bench.Delivery;
 
@@ -112,7 +111,7 @@ internal static class DeliveryBenchmark
               concurrency: {options.Concurrency}
               poll_interval: 1s
               lease: 60s
-              http_port: {FreePort()}
+              http_port: {Loopback.FreePort()}
             retention:
               delivered_events: forever
               attempts: forever
@@ -237,11 +236,4 @@ internal static class DeliveryBenchmark
 
     private static string InsertRows(int count) =>
         $"INSERT INTO orders (customer_id, status, amount) SELECT 1 + g % 5000, 'new', (g % 100000) / 100.0 FROM generate_series(1, {count}) g";
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -95,7 +94,7 @@ internal static class DemoCommand
                   max_attempts: 5
                   initial_interval: 1s
             worker:
-              http_port: {FreePort()}
+              http_port: {Loopback.FreePort()}
               poll_interval: 500ms
             """;
         Step("Starting a local webhook receiver and the worker with this configuration");
@@ -206,13 +205,6 @@ internal static class DemoCommand
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     /// <summary>A local cluster from the server binaries, else a Testcontainers container.</summary>
     private sealed class ThrowawayServer : IAsyncDisposable
     {
@@ -248,7 +240,7 @@ internal static class DemoCommand
                 return new ThrowawayServer(cluster.AdminConnectionString, $"local server binaries, port {cluster.Port}, data in {cluster.DataDirectory}", cluster, null);
             }
 
-            if (await DockerAnswersAsync())
+            if (await DockerEngine.AnswersAsync())
             {
                 var container = new PostgreSqlBuilder("postgres:15-alpine").Build();
                 await container.StartAsync();
@@ -266,34 +258,6 @@ internal static class DemoCommand
             if (container is not null)
             {
                 await container.DisposeAsync();
-            }
-        }
-
-        private static async Task<bool> DockerAnswersAsync()
-        {
-            if (!File.Exists("/var/run/docker.sock") && Environment.GetEnvironmentVariable("DOCKER_HOST") is null)
-            {
-                return false;
-            }
-
-            try
-            {
-                using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("docker", "info")
-                {
-                    RedirectStandardOutput = true,
-                    RedirectStandardError = true,
-                });
-                if (process is null)
-                {
-                    return false;
-                }
-
-                await process.WaitForExitAsync();
-                return process.ExitCode == 0;
-            }
-            catch (System.ComponentModel.Win32Exception)
-            {
-                return false;
             }
         }
     }

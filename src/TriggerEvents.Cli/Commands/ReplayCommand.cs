@@ -40,15 +40,15 @@ internal static class ReplayCommand
             ReplayResult result;
             try
             {
-                var count = await Replay.RunAsync(dataSource, parse.GetValue(subscription)!, parse.GetValue(trigger), from, to, parse.GetValue(id), true, null, cancellationToken);
+                var count = await Replay.CountAsync(dataSource, parse.GetValue(subscription)!, parse.GetValue(trigger), from, to, parse.GetValue(id), cancellationToken);
                 if (dry)
                 {
-                    Console.WriteLine($"{count.Events} events would be replayed to {parse.GetValue(subscription)}.");
+                    Console.WriteLine($"{count} events would be replayed to {parse.GetValue(subscription)}.");
                     return ExitCodes.Done;
                 }
 
-                using var progress = new ProgressLine("replaying", count.Events);
-                result = await Replay.RunAsync(dataSource, parse.GetValue(subscription)!, parse.GetValue(trigger), from, to, parse.GetValue(id), false, progress, cancellationToken);
+                using var progress = new ProgressLine("replaying", count);
+                result = await Replay.RunAsync(dataSource, parse.GetValue(subscription)!, parse.GetValue(trigger), from, to, parse.GetValue(id), progress, cancellationToken);
             }
             catch (ArgumentException e)
             {

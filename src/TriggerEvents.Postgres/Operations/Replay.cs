@@ -2,7 +2,7 @@ using Npgsql;
 
 namespace TriggerEvents.Postgres.Operations;
 
-/// <summary>What a replay would touch or touched.</summary>
+/// <summary>What a replay touched: events in range, and how many of them were scheduled (the rest were in flight).</summary>
 internal sealed record ReplayResult(long Events, long Scheduled);
 
 /// <summary>
@@ -24,22 +24,23 @@ internal static class Replay
           AND ($6::bigint IS NULL OR e.id = $6)
         """;
 
+    /// <summary>How many captured events a replay with these bounds would schedule.</summary>
+    public static async Task<long> CountAsync(
+        NpgsqlDataSource dataSource, string subscription, string? trigger, DateTimeOffset since, DateTimeOffset? until, long? eventId,
+        CancellationToken cancellationToken)
+    {
+        var (_, subscriptionTrigger, operations) = await FindSubscriptionAsync(dataSource, subscription, cancellationToken);
+        await using var count = dataSource.CreateCommand($"SELECT count(*) FROM ({Events}) x");
+        AddParameters(count, trigger ?? subscriptionTrigger, operations, since, until, 0, eventId);
+        return (long)(await count.ExecuteScalarAsync(cancellationToken))!;
+    }
+
     public static async Task<ReplayResult> RunAsync(
         NpgsqlDataSource dataSource, string subscription, string? trigger, DateTimeOffset since, DateTimeOffset? until, long? eventId,
-        bool dryRun, IProgress<long>? progress, CancellationToken cancellationToken)
+        IProgress<long>? progress, CancellationToken cancellationToken)
     {
         var (subscriptionId, subscriptionTrigger, operations) = await FindSubscriptionAsync(dataSource, subscription, cancellationToken);
         trigger ??= subscriptionTrigger;
-        await using (var count = dataSource.CreateCommand($"SELECT count(*) FROM ({Events}) x"))
-        {
-            AddParameters(count, trigger, operations, since, until, 0, eventId);
-            var events = (long)(await count.ExecuteScalarAsync(cancellationToken))!;
-            if (dryRun)
-            {
-                return new ReplayResult(events, 0);
-            }
-        }
-
         long scheduled = 0;
         long seen = 0;
         var after = 0L;

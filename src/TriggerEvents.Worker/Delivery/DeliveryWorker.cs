@@ -29,7 +29,6 @@ internal sealed class DeliveryWorker
 {
     private const int MaxResultsPerWrite = 1000;
     private const int ShutdownRecordAttempts = 5;
-    private static readonly TimeSpan MaxDatabaseBackoff = TimeSpan.FromSeconds(5);
 
     private readonly WorkerConfig options;
     private readonly IReadOnlyList<ActiveSubscription> subscriptions;
@@ -123,7 +122,7 @@ internal sealed class DeliveryWorker
                 // The database went away (restart, failover, terminated backend). Nothing held is
                 // lost: leases expire, results wait in the channel. Back off and try again.
                 failures++;
-                var delay = Backoff(failures);
+                var delay = ReconnectBackoff.Delay(failures);
                 logger.LogWarning("Claiming failed ({Failures} in a row), retrying in {Delay}: {Error}", failures, delay, e.Message);
                 LastLoopAt = time.GetUtcNow();
                 try
@@ -306,7 +305,7 @@ internal sealed class DeliveryWorker
                     return;
                 }
 
-                var delay = Backoff(failures);
+                var delay = ReconnectBackoff.Delay(failures);
                 logger.LogWarning("Recording {Count} results failed, retrying in {Delay}: {Error}", batch.Count, delay, e.Message);
                 await Task.Delay(delay, time, cancellationToken);
             }
@@ -348,9 +347,6 @@ internal sealed class DeliveryWorker
     private static bool IsPermanent(PostgresException e) =>
         e.SqlState.StartsWith("22", StringComparison.Ordinal) || e.SqlState.StartsWith("23", StringComparison.Ordinal) ||
         e.SqlState.StartsWith("54", StringComparison.Ordinal);
-
-    private static TimeSpan Backoff(int failures) =>
-        TimeSpan.FromMilliseconds(Math.Min(MaxDatabaseBackoff.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(failures - 1, 10))));
 
     /// <summary>Extends the leases of held deliveries every third of a lease.</summary>
     private async Task ExtendLeasesLoopAsync(CancellationToken cancellationToken)

@@ -120,7 +120,7 @@ internal sealed class WorkerService(
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException && failures < 30)
             {
-                var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, failures)));
+                var delay = ReconnectBackoff.Delay(failures);
                 logger.LogWarning("Database not reachable, retrying in {Delay}: {Error}", delay, e.Message);
                 await Task.Delay(delay, time, stoppingToken);
             }

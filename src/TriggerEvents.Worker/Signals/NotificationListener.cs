@@ -12,8 +12,6 @@ internal sealed class NotificationListener(NpgsqlDataSource dataSource, WakeSign
 {
     public const string Channel = "trigger_events";
 
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
-
     /// <summary>True while LISTEN is established.</summary>
     public bool IsListening { get; private set; }
 
@@ -57,7 +55,7 @@ internal sealed class NotificationListener(NpgsqlDataSource dataSource, WakeSign
             {
                 IsListening = false;
                 failures++;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(MaxBackoff.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(failures - 1, 10))));
+                var delay = ReconnectBackoff.Delay(failures);
                 logger.LogWarning("LISTEN connection lost, reconnecting in {Delay}: {Error}", delay, e.Message);
                 try
                 {
