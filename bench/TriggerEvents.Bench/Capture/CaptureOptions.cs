@@ -1,4 +1,5 @@
 using System.Globalization;
+using TriggerEvents.Bench.Infrastructure;
 
 namespace TriggerEvents.Bench.Capture;
 
@@ -49,7 +50,7 @@ internal sealed record CaptureOptions
                 "--repeats" => options with { Repeats = Int(value) },
                 "--rows" => options with { BulkRows = Int(value) },
                 "--clients" => options with { Clients = [.. value.Split(',').Select(Int)] },
-                "--set" => options with { ServerSettings = [.. options.ServerSettings, Setting(value)] },
+                "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }
@@ -66,11 +67,6 @@ internal sealed record CaptureOptions
             throw new ArgumentException($"Sizes must be positive (warm-up may be 0). Usage: {Usage}");
         }
     }
-
-    private static string Setting(string text) =>
-        text.Contains('=', StringComparison.Ordinal) && !text.Contains(' ', StringComparison.Ordinal)
-            ? text
-            : throw new ArgumentException($"--set takes name=value without spaces, not '{text}'.");
 
     private static int Int(string text) => int.Parse(text, NumberStyles.None, CultureInfo.InvariantCulture);
 }

@@ -30,7 +30,7 @@ internal static class DeliveryBenchmark
         }
 
         var elapsed = Stopwatch.StartNew();
-        await using var database = await BenchDatabase.StartAsync(DatabaseName, [], cancellationToken);
+        await using var database = await BenchDatabase.StartAsync(DatabaseName, options.ServerSettings, cancellationToken);
         var server = await ServerInfo.ReadAsync(database, cancellationToken);
         Console.WriteLine("# TriggerEvents delivery benchmark");
         Console.WriteLine();

@@ -1,4 +1,5 @@
 using System.Globalization;
+using TriggerEvents.Bench.Infrastructure;
 
 namespace TriggerEvents.Bench.Delivery;
 
@@ -26,8 +27,11 @@ internal sealed record DeliveryOptions
     /// <summary>Length of the plain HTTP load that measures the receiver's own ceiling.</summary>
     public int CeilingSeconds { get; init; } = 5;
 
+    /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
+    public IReadOnlyList<string> ServerSettings { get; init; } = [];
+
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--writers N] [--batch-size N] [--concurrency N]";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--writers N] [--batch-size N] [--concurrency N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -43,6 +47,7 @@ internal sealed record DeliveryOptions
                 "--writers" => options with { Writers = Int(value) },
                 "--batch-size" => options with { BatchSize = Int(value) },
                 "--concurrency" => options with { Concurrency = Int(value) },
+                "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }

@@ -1,0 +1,23 @@
+-- 000002: one partial index per claimable state, in place of deliveries_due.
+--
+-- Locks: SHARE on trigger_events.deliveries while the two indexes build (capture into attached
+-- tables waits for one scan of deliveries; seconds per few million rows), then ACCESS
+-- EXCLUSIVE for a moment to drop the old index. No lock on application tables.
+--
+-- Why: deliveries_due held pending and in-flight rows together. Counting a subscription's
+-- in-flight deliveries for max_in_flight walked every pending row due later (a retrying
+-- backlog) and every dead entry left by a recent claim; the due scan walked past leases. Apart,
+-- the count reads only leases, the pending scan only pending rows, and a claim or a result
+-- still adds exactly one entry to one of them per row version (none for delivered or dead).
+
+-- Serves the claim of due deliveries (`WHERE subscription_id = $1 AND status = 'pending' AND
+-- next_attempt_at <= now() ORDER BY next_attempt_at`).
+CREATE INDEX deliveries_pending ON trigger_events.deliveries (subscription_id, next_attempt_at)
+    WHERE status = 'pending';
+
+-- Serves the max_in_flight count (`status = 'in_flight' AND next_attempt_at > now()`: leases
+-- still held) and the take-over of expired leases (`next_attempt_at <= now()`).
+CREATE INDEX deliveries_leased ON trigger_events.deliveries (subscription_id, next_attempt_at)
+    WHERE status = 'in_flight';
+
+DROP INDEX trigger_events.deliveries_due;
