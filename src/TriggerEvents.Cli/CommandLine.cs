@@ -96,8 +96,11 @@ internal static class CommandLine
         }
     }
 
-    /// <summary>The data source for TRIGGER_EVENTS_DATABASE_URL, or a usage error naming it.</summary>
-    public static NpgsqlDataSource OpenDatabase()
+    /// <summary>
+    /// The data source for TRIGGER_EVENTS_DATABASE_URL, or a usage error naming it;
+    /// <paramref name="tune"/> adjusts the settings given there (it sees them as given).
+    /// </summary>
+    public static NpgsqlDataSource OpenDatabase(Action<NpgsqlConnectionStringBuilder, string>? tune = null)
     {
         var url = Environment.GetEnvironmentVariable("TRIGGER_EVENTS_DATABASE_URL");
         if (string.IsNullOrWhiteSpace(url))
@@ -121,6 +124,7 @@ internal static class CommandLine
             builder.ApplicationName = "triggerevents";
         }
 
+        tune?.Invoke(builder, connectionString);
         return NpgsqlDataSource.Create(builder);
     }
 }

@@ -30,12 +30,13 @@ internal static class DeliveryBenchmark
         }
 
         var elapsed = Stopwatch.StartNew();
+        await WorkerUnderTest.PublishAsync(cancellationToken);
         await using var database = await BenchDatabase.StartAsync(DatabaseName, options.ServerSettings, cancellationToken);
         var server = await ServerInfo.ReadAsync(database, cancellationToken);
         Console.WriteLine("# TriggerEvents delivery benchmark");
         Console.WriteLine();
         server.WriteTo(Console.Out);
-        Console.WriteLine($"Worker:     the real executable ({WorkerUnderTest.ExecutablePath}), batch_size {options.BatchSize}, " +
+        Console.WriteLine($"Worker:     the real executable, published as deploy/Dockerfile does (ReadyToRun; {WorkerUnderTest.ExecutablePath}), batch_size {options.BatchSize}, " +
             $"concurrency {options.Concurrency}, max_in_flight {options.Concurrency}, poll_interval 1s, one subscription");
         Console.WriteLine("Receiver:   Kestrel on 127.0.0.1 in the benchmark process, HTTP/1.1, answers 204 at once");
         Console.WriteLine($"Load:       {MachineLoad.Describe()} at start");
@@ -158,11 +159,14 @@ internal static class DeliveryBenchmark
         await database.ExecuteAsync(InsertRows(options.Backlog), cancellationToken);
         receiver.TakeArrivals();
         await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        var cpuAtReady = CpuSplit.Read(worker, database);
         await receiver.WaitForDistinctAsync(options.Backlog, TimeSpan.FromMinutes(10), cancellationToken);
+        var cpu = CpuSplit.Read(worker, database) - cpuAtReady;
         var arrivals = receiver.TakeArrivals();
         var first = arrivals.Min(a => a.At);
         var last = arrivals.Max(a => a.At);
         Console.WriteLine($"    {arrivals.Count:N0} requests for {options.Backlog:N0} events from {first:HH:mm:ss.fff} to {last:HH:mm:ss.fff}");
+        Console.WriteLine($"    CPU from the worker's readiness to the last arrival: {cpu.PerEvent(options.Backlog)} per event");
         return options.Backlog / (last - first).TotalSeconds;
     }
 
@@ -208,6 +212,7 @@ internal static class DeliveryBenchmark
         Console.WriteLine($"    captured {options.MemoryEvents:N0} events in {clock.Elapsed.TotalSeconds:F0} s; starting a fresh worker");
         receiver.TakeArrivals();
         await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        var cpuAtReady = CpuSplit.Read(worker, database);
         var segment = Math.Max(1, options.MemoryEvents / 10);
         var rates = new List<double>();
         var start = Stopwatch.StartNew();
@@ -230,6 +235,8 @@ internal static class DeliveryBenchmark
         }
 
         var total = start.Elapsed.TotalSeconds;
+        var cpu = CpuSplit.Read(worker, database) - cpuAtReady;
+        Console.WriteLine($"    CPU per event over the whole drain: {cpu.PerEvent(options.MemoryEvents)}");
         receiver.TakeArrivals();
         return (worker.PeakMemoryMiB, options.MemoryEvents / total, rates);
     }

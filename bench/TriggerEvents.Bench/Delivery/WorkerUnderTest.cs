@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using TriggerEvents.Bench.Infrastructure;
 
 namespace TriggerEvents.Bench.Delivery;
 
@@ -15,22 +16,53 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
 
     public int HttpPort { get; }
 
+    /// <summary>CPU time the worker process has used so far.</summary>
+    public TimeSpan Cpu => CpuTime.OfProcess(process.Id);
+
     private bool Ready { get; set; }
 
-    public static string ExecutablePath
-    {
-        get
-        {
-            var directory = new DirectoryInfo(AppContext.BaseDirectory);
-            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TriggerEvents.sln")))
-            {
-                directory = directory.Parent;
-            }
+    /// <summary>The published <c>triggerevents.dll</c>; set by <see cref="PublishAsync"/>.</summary>
+    public static string ExecutablePath { get; private set; } = "";
 
-            var configuration = AppContext.BaseDirectory.Contains("/Release/", StringComparison.Ordinal) ? "Release" : "Debug";
-            var path = Path.Combine(directory?.FullName ?? ".", "src", "TriggerEvents.Cli", "bin", configuration, "net10.0", "triggerevents.dll");
-            return File.Exists(path) ? path : throw new FileNotFoundException("Build the Cli project first: " + path);
+    /// <summary>
+    /// Publishes the Cli as deploy/Dockerfile does (Release, ReadyToRun for this machine's
+    /// runtime), so the figures are those of the shipped worker, not of a JIT warming up.
+    /// </summary>
+    public static async Task PublishAsync(CancellationToken cancellationToken)
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TriggerEvents.sln")))
+        {
+            directory = directory.Parent;
         }
+
+        var root = directory?.FullName ?? throw new InvalidOperationException("Run the benchmark from inside the repository.");
+        var output = Path.Combine(root, "artifacts", "bench-worker");
+        var publish = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in new[]
+        {
+            "publish", Path.Combine(root, "src", "TriggerEvents.Cli"), "-c", "Release", "--use-current-runtime",
+            "--no-self-contained", "-p:PublishReadyToRun=true", "-o", output, "-nologo",
+        })
+        {
+            publish.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(publish)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
+        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"dotnet publish failed ({process.ExitCode}):\n{await stdout}{await stderr}");
+        }
+
+        ExecutablePath = Path.Combine(output, "triggerevents.dll");
     }
 
     public static async Task<WorkerUnderTest> StartAsync(string connectionString, string configPath, int httpPort, CancellationToken cancellationToken)

@@ -27,6 +27,9 @@ internal sealed class BenchDatabase : IAsyncDisposable
 
     public int Port => cluster.Port;
 
+    /// <summary>CPU time so far of the server's processes.</summary>
+    public TimeSpan ServerCpu() => CpuTime.OfServer(cluster.DataDirectory);
+
     public NpgsqlDataSource DataSource { get; }
 
     /// <summary>

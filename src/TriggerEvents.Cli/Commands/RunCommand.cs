@@ -9,6 +9,7 @@ using Prometheus;
 using Serilog;
 using TriggerEvents.Cli.Hosting;
 using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Worker.Delivery;
 using TriggerEvents.Worker.Hosting;
@@ -34,7 +35,7 @@ internal static class RunCommand
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
             var loaded = CommonOptions.LoadConfig(parse.GetValue(config));
-            await using var dataSource = CommandLine.OpenDatabase();
+            await using var dataSource = CommandLine.OpenDatabase(WorkerConnection.Tune);
             await using var logger = Logging.Create(parse.GetValue(CommandLine.Verbose));
             return await RunAsync(loaded, dataSource, logger, cancellationToken);
         }));
