@@ -11,8 +11,10 @@
 -- still adds exactly one entry to one of them per row version (none for delivered or dead).
 
 -- Serves the claim of due deliveries (`WHERE subscription_id = $1 AND status = 'pending' AND
--- next_attempt_at <= now() ORDER BY next_attempt_at`).
-CREATE INDEX deliveries_pending ON trigger_events.deliveries (subscription_id, next_attempt_at)
+-- (next_attempt_at, event_id) > (cursor) ORDER BY next_attempt_at, event_id`). event_id makes
+-- the order total, so a claim can resume after the last row it took instead of walking the
+-- entries of every row claimed since the last vacuum (a drain leaves them all behind it).
+CREATE INDEX deliveries_pending ON trigger_events.deliveries (subscription_id, next_attempt_at, event_id)
     WHERE status = 'pending';
 
 -- Serves the max_in_flight count (`status = 'in_flight' AND next_attempt_at > now()`: leases

@@ -66,7 +66,7 @@ internal static class DeliveryBenchmark
 
             var latency = await MeasureLatencyAsync(database, receiver, connectionString, configPath, options, cancellationToken);
             Console.WriteLine($"## (b) End-to-end latency, {options.Writers} single-row writers for {options.LatencySeconds} s: " +
-                $"{latency.Rate:N0} events/s written and delivered; p50 {latency.P50:F1} ms, p99 {latency.P99:F1} ms, max {latency.Max:F1} ms ({latency.Count:N0} events after a 2 s warm-up)");
+                $"{latency.Rate:N0} events/s written and delivered; p50 {latency.P50:F1} ms, p99 {latency.P99:F1} ms, max {latency.Max:F1} ms ({latency.Count:N0} events after a {DeliveryOptions.LatencyWarmupSeconds} s warm-up)");
             Console.WriteLine();
 
             var memory = await MeasureMemoryAsync(database, receiver, connectionString, configPath, options, cancellationToken);
@@ -195,7 +195,7 @@ internal static class DeliveryBenchmark
         var duration = (DateTimeOffset.UtcNow - started).TotalSeconds;
         await receiver.WaitForDistinctAsync((int)written, TimeSpan.FromMinutes(5), cancellationToken);
         var arrivals = receiver.TakeArrivals();
-        var latencies = arrivals.Where(a => a.At >= started.AddSeconds(2)).Select(a => a.LatencyMs).Order().ToArray();
+        var latencies = arrivals.Where(a => a.At >= started.AddSeconds(DeliveryOptions.LatencyWarmupSeconds)).Select(a => a.LatencyMs).Order().ToArray();
         return (written / duration, Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99), latencies[^1], latencies.Length);
     }
 

@@ -15,6 +15,9 @@ internal sealed record DeliveryOptions
     /// <summary>How long the single-row writers run in the latency phase.</summary>
     public int LatencySeconds { get; init; } = 15;
 
+    /// <summary>Seconds at the start of the latency phase whose events are left out of the percentiles.</summary>
+    public const int LatencyWarmupSeconds = 2;
+
     /// <summary>Concurrent single-row writers in the latency phase.</summary>
     public int Writers { get; init; } = 4;
 
@@ -50,6 +53,16 @@ internal sealed record DeliveryOptions
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
+        }
+
+        if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1)
+        {
+            throw new ArgumentException($"Sizes must be positive. Usage: {Usage}");
+        }
+
+        if (options.LatencySeconds <= LatencyWarmupSeconds)
+        {
+            throw new ArgumentException($"--latency-seconds must be more than the {LatencyWarmupSeconds} s warm-up it leaves out. Usage: {Usage}");
         }
 
         return options;

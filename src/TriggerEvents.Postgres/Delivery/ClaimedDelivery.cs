@@ -10,9 +10,38 @@ namespace TriggerEvents.Postgres.Delivery;
 /// <param name="Event">The captured event.</param>
 /// <param name="Attempt">1 for the first attempt.</param>
 /// <param name="TookOverExpiredLease">Another worker held it and let its lease expire.</param>
-internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, int Attempt, bool TookOverExpiredLease)
+/// <param name="DueAt">Its <c>next_attempt_at</c> when claimed: with the event id, its place in the queue.</param>
+internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, int Attempt, bool TookOverExpiredLease, DateTimeOffset DueAt)
 {
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
+}
+
+/// <summary>
+/// Where a claim resumes in a subscription's queue of pending deliveries: after the row at
+/// (<paramref name="DueAt"/>, <paramref name="EventId"/>), the last one claimed.
+/// </summary>
+internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId)
+{
+    /// <summary>From the head of the queue, expired leases included.</summary>
+    public static ClaimCursor Sweep { get; } = new(DateTimeOffset.MinValue, 0);
+
+    public bool IsSweep => DueAt == DateTimeOffset.MinValue;
+
+    /// <summary>The cursor after a claim: the last pending row it took, or unchanged if it took none.</summary>
+    public ClaimCursor After(IReadOnlyList<ClaimedDelivery> claimed)
+    {
+        var after = this;
+        foreach (var delivery in claimed)
+        {
+            if (!delivery.TookOverExpiredLease &&
+                (after.IsSweep || (delivery.DueAt, delivery.Event.Id).CompareTo((after.DueAt, after.EventId)) > 0))
+            {
+                after = new ClaimCursor(delivery.DueAt, delivery.Event.Id);
+            }
+        }
+
+        return after;
+    }
 }
 
 /// <summary>Identifies one delivery: an event for a subscription.</summary>

@@ -45,36 +45,50 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     private const string PinPlanSql = $"SELECT {PinnedPlan}";
 
     /// <summary>
-    /// Claims up to <c>limit</c> due deliveries of one subscription, after <see cref="LockSubscriptionSql"/>
+    /// Claims up to <c>$3</c> due deliveries of one subscription, after <see cref="LockSubscriptionSql"/>
     /// in the same transaction, so claimers on every replica together never exceed
-    /// <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means in flight with
-    /// an expired lease (a crashed worker's, taken over first: it is the oldest work), or pending
-    /// and past <c>next_attempt_at</c>. Each kind is read from its own partial index.
+    /// <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means pending and past
+    /// <c>next_attempt_at</c>, or (when <c>$7</c>) in flight with an expired lease: a crashed
+    /// worker's, taken over first as the oldest work. Each kind is read from its own partial index.
     /// </summary>
-    internal const string ClaimSql = """
+    /// <remarks>
+    /// Pending rows are read in (<c>next_attempt_at</c>, <c>event_id</c>) order after a cursor
+    /// (<c>$5</c>, <c>$6</c>): the last row this worker claimed. Every claimed row leaves a dead
+    /// entry at the head of the index until vacuum removes it, and a scan from the start walked
+    /// them all: a claim read 150 index pages, growing, 150,000 events into a drain. A capture's
+    /// <c>next_attempt_at</c> is its transaction's start, so a transaction that commits after
+    /// later ones lands behind the cursor: the scan therefore never starts later than
+    /// <see cref="CommitWindow"/> before now, and <see cref="ClaimCursor.Sweep"/> (-infinity)
+    /// starts from the head.
+    /// </remarks>
+    internal const string ClaimSql = $$"""
         WITH capacity AS (
             SELECT greatest(0, s.max_in_flight - (
                        SELECT count(*) FROM trigger_events.deliveries d
                        WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now())) AS free
             FROM trigger_events.subscriptions s WHERE s.id = $1
         ), expired AS (
-            SELECT d.subscription_id, d.event_id, true AS took_over
+            SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at
             FROM trigger_events.deliveries d
-            WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= now()
+            WHERE $7 AND d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= now()
               AND (SELECT free FROM capacity) > 0
             ORDER BY d.next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
+        ), start AS (
+            SELECT CASE WHEN $5 < now() - interval '{{CommitWindow}}' THEN $5 ELSE now() - interval '{{CommitWindow}}' END AS due_at,
+                   CASE WHEN $5 < now() - interval '{{CommitWindow}}' THEN $6 ELSE 0 END AS event_id
         ), pending AS (
             -- LIMIT is the plain batch size so the planner sizes the join below from it (a
             -- computed LIMIT is estimated at a tenth of the table, which chose a hash join over a
             -- sequential scan of every delivery, history included). The capacity cap is applied
             -- by position instead.
-            SELECT d.subscription_id, d.event_id, false AS took_over
+            SELECT d.subscription_id, d.event_id, false AS took_over, d.next_attempt_at AS due_at
             FROM trigger_events.deliveries d
             WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+              AND (d.next_attempt_at, d.event_id) > ((SELECT due_at FROM start), (SELECT event_id FROM start))
               AND (SELECT free FROM capacity) > 0
-            ORDER BY d.next_attempt_at
+            ORDER BY d.next_attempt_at, d.event_id
             LIMIT $3
             FOR UPDATE SKIP LOCKED
         ), allowed AS (
@@ -87,12 +101,18 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM allowed
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
               AND allowed.position <= least($3, (SELECT free FROM capacity))
-            RETURNING d.event_id, d.attempts, allowed.took_over
+            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at
         )
         SELECT e.id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
-               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over
+               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over, c.due_at
         FROM claimed c JOIN trigger_events.event_log e ON e.id = c.event_id
         """;
+
+    /// <summary>
+    /// How long before now a cursor claim still looks: a transaction that captured this long
+    /// before it committed is still claimed at once; a longer one waits for the next sweep.
+    /// </summary>
+    private const string CommitWindow = "2 seconds";
 
     // The statements below find held rows by key and lease_owner alone: only in-flight rows
     // have an owner (recording and releasing clear it). A status condition would let the
@@ -164,8 +184,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         UPDATE trigger_events.worker_signal SET idle = $1, updated_at = now() WHERE idle IS DISTINCT FROM $1
         """;
 
+    /// <summary>Claims from the head of the queue, expired leases included (a sweep).</summary>
+    public Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken) =>
+        ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, cancellationToken);
+
+    /// <summary>
+    /// Claims pending deliveries after <paramref name="cursor"/> (see <see cref="ClaimSql"/>);
+    /// expired leases are taken over only on a sweep.
+    /// </summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
-        int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken)
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, CancellationToken cancellationToken)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
@@ -177,6 +206,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
+        // DateTimeOffset.MinValue is written as -infinity.
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = cursor.IsSweep });
         batch.BatchCommands.Add(command);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
@@ -194,7 +227,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 NewRow: reader.IsDBNull(7) ? null : reader.GetString(7),
                 SessionVariables: reader.IsDBNull(8) ? null : reader.GetString(8),
                 TraceParent: reader.IsDBNull(9) ? null : reader.GetString(9));
-            claimed.Add(new ClaimedDelivery(subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11)));
+            claimed.Add(new ClaimedDelivery(subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12)));
         }
 
         return claimed;
