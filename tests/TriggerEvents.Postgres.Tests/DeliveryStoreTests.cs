@@ -178,21 +178,34 @@ public sealed class DeliveryStoreTests
     [Test]
     public async Task A_late_commit_behind_the_cursor_is_claimed_at_once_if_recent_and_by_the_next_sweep_otherwise()
     {
-        // A drained queue whose last claimed row was captured an hour ago (a deep backlog).
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 hour'");
+        // A drained queue: the cursor is at rows captured just now.
         var owner = Guid.NewGuid();
         var cursor = ClaimCursor.Sweep.After(await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None));
-        // Two transactions commit now that captured before the cursor moved: one a second ago, one
-        // two hours ago (a long batch job).
+        // Two transactions commit now that captured before the cursor's rows: one 100 ms before
+        // (within the commit window), one an hour before (a long batch job).
         await database.ExecuteAsync("INSERT INTO orders VALUES (11), (12)");
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE event_id = 11");
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '2 hours' WHERE event_id = 12");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '100 milliseconds' WHERE event_id = 11", cursor.DueAt);
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 hour' WHERE event_id = 12", cursor.DueAt);
 
         var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, CancellationToken.None);
         var bySweep = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, CancellationToken.None);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 11 }));
         Assert.That(bySweep.Select(c => c.Event.Id), Is.EqualTo(new long[] { 12 }));
+    }
+
+    [Test]
+    public async Task Deep_in_a_backlog_a_cursor_claim_still_takes_what_commits_late_ahead_of_the_cursor()
+    {
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 hour'");
+        var owner = Guid.NewGuid();
+        var cursor = ClaimCursor.Sweep.After(await store.ClaimAsync(subscriptionId, owner, 5, Lease, CancellationToken.None));
+        await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '30 minutes' WHERE event_id = 11");
+
+        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, CancellationToken.None);
+
+        Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 6, 7, 8, 9, 10, 11 }));
     }
 
     [Test]
@@ -233,6 +246,33 @@ public sealed class DeliveryStoreTests
 
         Assert.That(fromCursor, Is.LessThan(10), "pages read by the cursor claim's pending scan");
         Assert.That(fromHead, Is.GreaterThan(fromCursor * 4), "pages read by a sweep over the same queue");
+    }
+
+    [Test]
+    public async Task Subscription_status_counts_each_state_from_its_index_not_the_delivered_history()
+    {
+        // 20,000 delivered, then of the 10 first: 2 in flight, 1 retrying, 1 dead, 6 pending.
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered' WHERE event_id > 10");
+        await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 2, Lease, CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET attempts = 1 WHERE event_id = 3");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead' WHERE event_id = 4");
+        await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries");
+
+        var counts = await database.ScalarAsync<string>(
+            "SELECT concat_ws(',', pending, retrying, in_flight, dead, oldest_pending_captured_at IS NOT NULL) FROM trigger_events.subscription_status");
+        var plan = new List<string>();
+        await using (var command = database.DataSource.CreateCommand("EXPLAIN SELECT * FROM trigger_events.subscription_status"))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.That(counts, Is.EqualTo("6,1,2,1,t"));
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));
     }
 
     private static int PendingScanBuffers(List<string> plan)

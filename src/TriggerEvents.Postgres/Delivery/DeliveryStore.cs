@@ -112,7 +112,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// How long before now a cursor claim still looks: a transaction that captured this long
     /// before it committed is still claimed at once; a longer one waits for the next sweep.
     /// </summary>
-    private const string CommitWindow = "2 seconds";
+    private const string CommitWindow = "250 milliseconds";
 
     // The statements below find held rows by key and lease_owner alone: only in-flight rows
     // have an owner (recording and releasing clear it). A status condition would let the
