@@ -173,42 +173,34 @@ internal static class DeliveryBenchmark
     private static async Task<(double Rate, double P50, double P99, double Max, int Count)> MeasureLatencyAsync(
         BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
     {
-        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
-        receiver.TakeArrivals();
-        if (options.LatencyWarmupSeconds > 0)
+        // The writers are pgbench clients, in their own process: neither their work nor their
+        // pauses land in the process that receives and timestamps the deliveries.
+        var script = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-writer-{Guid.NewGuid():N}.sql");
+        await File.WriteAllTextAsync(script, """
+            \set customer_id random(1, 100000)
+            INSERT INTO orders (customer_id, status, amount) VALUES (:customer_id, 'new', 10.00);
+            """, cancellationToken);
+        try
         {
-            var (warmup, _) = await RunWritersAsync(database, options.Writers, TimeSpan.FromSeconds(options.LatencyWarmupSeconds), cancellationToken);
-            await receiver.WaitForDistinctAsync((int)warmup, TimeSpan.FromMinutes(5), cancellationToken);
+            var pgbench = new Pgbench(database);
+            await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
             receiver.TakeArrivals();
-        }
-
-        var (written, seconds) = await RunWritersAsync(database, options.Writers, TimeSpan.FromSeconds(options.LatencySeconds), cancellationToken);
-        await receiver.WaitForDistinctAsync((int)written, TimeSpan.FromMinutes(5), cancellationToken);
-        var latencies = receiver.TakeArrivals().Select(a => a.LatencyMs).Order().ToArray();
-        return (written / seconds, Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99), latencies[^1], latencies.Length);
-    }
-
-    /// <summary>Single-row autocommitted inserts, prepared, as fast as they go; returns rows written and seconds taken.</summary>
-    private static async Task<(long Written, double Seconds)> RunWritersAsync(
-        BenchDatabase database, int writers, TimeSpan duration, CancellationToken cancellationToken)
-    {
-        long written = 0;
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        stop.CancelAfter(duration);
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, writers).Select(async w =>
-        {
-            await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
-            await using var insert = new NpgsqlCommand("INSERT INTO orders (customer_id, status, amount) VALUES ($1, 'new', 10.00)", connection);
-            insert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = w });
-            await insert.PrepareAsync(cancellationToken);
-            while (!stop.IsCancellationRequested)
+            if (options.LatencyWarmupSeconds > 0)
             {
-                await insert.ExecuteNonQueryAsync(cancellationToken);
-                Interlocked.Increment(ref written);
+                var warmup = await pgbench.RunAsync(script, options.Writers, options.LatencyWarmupSeconds, cancellationToken);
+                await receiver.WaitForDistinctAsync((int)warmup.Transactions, TimeSpan.FromMinutes(5), cancellationToken);
+                receiver.TakeArrivals();
             }
-        }));
-        return (written, clock.Elapsed.TotalSeconds);
+
+            var measured = await pgbench.RunAsync(script, options.Writers, options.LatencySeconds, cancellationToken);
+            await receiver.WaitForDistinctAsync((int)measured.Transactions, TimeSpan.FromMinutes(5), cancellationToken);
+            var latencies = receiver.TakeArrivals().Select(a => a.LatencyMs).Order().ToArray();
+            return (measured.TransactionsPerSecond, Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99), latencies[^1], latencies.Length);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
     }
 
     private static async Task<(double PeakMiB, double Rate, IReadOnlyList<double> SegmentRates)> MeasureMemoryAsync(
