@@ -22,6 +22,9 @@ internal sealed record DeliveryOptions
     /// </summary>
     public int LatencyWarmupSeconds { get; init; } = 10;
 
+    /// <summary>The total rate of the paced run of the latency phase, events/s.</summary>
+    public int LatencyRate { get; init; } = 2_000;
+
     /// <summary>Concurrent single-row writers in the latency phase.</summary>
     public int Writers { get; init; } = 4;
 
@@ -38,7 +41,7 @@ internal sealed record DeliveryOptions
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--writers N] [--batch-size N] [--concurrency N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -52,6 +55,7 @@ internal sealed record DeliveryOptions
                 "--memory-events" => options with { MemoryEvents = Int(value) },
                 "--latency-seconds" => options with { LatencySeconds = Int(value) },
                 "--latency-warmup" => options with { LatencyWarmupSeconds = Int(value) },
+                "--latency-rate" => options with { LatencyRate = Int(value) },
                 "--writers" => options with { Writers = Int(value) },
                 "--batch-size" => options with { BatchSize = Int(value) },
                 "--concurrency" => options with { Concurrency = Int(value) },
@@ -61,7 +65,7 @@ internal sealed record DeliveryOptions
         }
 
         if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1 ||
-            options.LatencySeconds < 1 || options.LatencyWarmupSeconds < 0)
+            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0)
         {
             throw new ArgumentException($"Sizes must be positive (the warm-up may be 0). Usage: {Usage}");
         }

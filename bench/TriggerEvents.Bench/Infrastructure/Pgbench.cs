@@ -17,9 +17,10 @@ internal sealed partial class Pgbench(BenchDatabase database)
 
     /// <summary>
     /// <c>pgbench -n -f script -c clients -j clients -T seconds</c>: no vacuum of pgbench's own
-    /// tables (there are none), one thread per client.
+    /// tables (there are none), one thread per client; with <paramref name="rate"/>, <c>-R</c>:
+    /// that many transactions a second in all, on a Poisson schedule, instead of as many as fit.
     /// </summary>
-    public async Task<PgbenchResult> RunAsync(string scriptPath, int clients, int seconds, CancellationToken cancellationToken)
+    public async Task<PgbenchResult> RunAsync(string scriptPath, int clients, int seconds, CancellationToken cancellationToken, int? rate = null)
     {
         var start = new ProcessStartInfo(Executable)
         {
@@ -34,6 +35,12 @@ internal sealed partial class Pgbench(BenchDatabase database)
         })
         {
             start.ArgumentList.Add(argument);
+        }
+
+        if (rate is { } perSecond)
+        {
+            start.ArgumentList.Add("-R");
+            start.ArgumentList.Add(Invariant(perSecond));
         }
 
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {Executable}.");
