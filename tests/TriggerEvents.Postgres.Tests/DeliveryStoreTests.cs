@@ -168,7 +168,7 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var first = await store.ClaimAsync(subscriptionId, owner, 4, Lease, CancellationToken.None);
         var cursor = ClaimCursor.Sweep.After(first);
-        var rest = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, CancellationToken.None);
+        var rest = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(first.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2, 3, 4 }));
         Assert.That(cursor, Is.EqualTo(new ClaimCursor(first[3].DueAt, 4)));
@@ -187,8 +187,8 @@ public sealed class DeliveryStoreTests
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '100 milliseconds' WHERE event_id = 11", cursor.DueAt);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 hour' WHERE event_id = 12", cursor.DueAt);
 
-        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, CancellationToken.None);
-        var bySweep = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, CancellationToken.None);
+        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var bySweep = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 11 }));
         Assert.That(bySweep.Select(c => c.Event.Id), Is.EqualTo(new long[] { 12 }));
@@ -203,24 +203,24 @@ public sealed class DeliveryStoreTests
         await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '30 minutes' WHERE event_id = 11");
 
-        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, CancellationToken.None);
+        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 6, 7, 8, 9, 10, 11 }));
     }
 
     [Test]
-    public async Task Expired_leases_are_taken_over_by_sweeps_only()
+    public async Task Expired_leases_are_taken_over_only_when_the_claim_asks()
     {
         var crashed = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscriptionId, crashed, 10, Lease, CancellationToken.None);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second'");
 
         var rescuer = Guid.NewGuid();
-        var byCursor = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep.After(claimed), CancellationToken.None);
-        var bySweep = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep, CancellationToken.None);
+        var notAsked = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep.After(claimed), takeOverExpired: false, CancellationToken.None);
+        var asked = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep.After(claimed), takeOverExpired: true, CancellationToken.None);
 
-        Assert.That(byCursor, Is.Empty);
-        Assert.That(bySweep, Has.Count.EqualTo(10).And.All.Matches<ClaimedDelivery>(c => c.TookOverExpiredLease));
+        Assert.That(notAsked, Is.Empty);
+        Assert.That(asked, Has.Count.EqualTo(10).And.All.Matches<ClaimedDelivery>(c => c.TookOverExpiredLease));
     }
 
     [Test]
@@ -236,7 +236,7 @@ public sealed class DeliveryStoreTests
         var cursor = ClaimCursor.Sweep;
         for (var i = 0; i < 150; i++)
         {
-            cursor = cursor.After(await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, CancellationToken.None));
+            cursor = cursor.After(await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None));
         }
 
         var cursorPlan = await ClaimPlanAsync(cursor, analyze: true);
@@ -298,7 +298,7 @@ public sealed class DeliveryStoreTests
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<TimeSpan> { TypedValue = Lease, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Interval });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = cursor.EventId });
-        explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = cursor.IsSweep });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
         batch.BatchCommands.Add(explain);
         var plan = new List<string>();
         await using var reader = await batch.ExecuteReaderAsync();

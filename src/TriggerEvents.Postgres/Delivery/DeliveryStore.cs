@@ -110,7 +110,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
     /// <summary>
     /// How long before now a cursor claim still looks: a transaction that captured this long
-    /// before it committed is still claimed at once; a longer one waits for the next sweep.
+    /// before it committed is still claimed at once; a longer one waits for the next sweep from
+    /// the head of the queue.
     /// </summary>
     private const string CommitWindow = "250 milliseconds";
 
@@ -184,17 +185,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         UPDATE trigger_events.worker_signal SET idle = $1, updated_at = now() WHERE idle IS DISTINCT FROM $1
         """;
 
-    /// <summary>Claims from the head of the queue, expired leases included (a sweep).</summary>
+    /// <summary>Claims from the head of the queue, expired leases included.</summary>
     public Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken) =>
-        ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, cancellationToken);
+        ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, takeOverExpired: true, cancellationToken);
 
     /// <summary>
-    /// Claims pending deliveries after <paramref name="cursor"/> (see <see cref="ClaimSql"/>);
-    /// expired leases are taken over only on a sweep.
+    /// Claims pending deliveries after <paramref name="cursor"/> (see <see cref="ClaimSql"/>),
+    /// and expired leases first when <paramref name="takeOverExpired"/>.
     /// </summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
-        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, CancellationToken cancellationToken)
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, CancellationToken cancellationToken)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
@@ -209,7 +210,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         // DateTimeOffset.MinValue is written as -infinity.
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
-        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = cursor.IsSweep });
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
         batch.BatchCommands.Add(command);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
