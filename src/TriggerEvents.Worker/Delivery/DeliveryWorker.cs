@@ -49,9 +49,7 @@ internal sealed class DeliveryWorker
     private readonly WorkerMetrics metrics;
     private readonly ConcurrentDictionary<DeliveryKey, byte> held = new();
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Dictionary<int, ClaimCursor> cursors = [];
-    private long lastTakeOver;
-    private long lastSweep;
+    private readonly Dictionary<int, ClaimState> claimStates = [];
     private bool idleSignalled;
 
     /// <summary>Free slots worth a claim round trip while deliveries are in progress.</summary>
@@ -209,18 +207,6 @@ internal sealed class DeliveryWorker
     /// </remarks>
     private async Task<(int Claimed, bool Drained)> ClaimRoundAsync(ConcurrentDictionary<Task, byte> requests, CancellationToken abort, CancellationToken stopping)
     {
-        var takeOver = lastTakeOver == 0 || time.GetElapsedTime(lastTakeOver) >= options.PollInterval;
-        if (takeOver)
-        {
-            lastTakeOver = time.GetTimestamp();
-        }
-
-        var sweep = lastSweep == 0 || time.GetElapsedTime(lastSweep) >= options.PollInterval * SweepPollIntervals;
-        if (sweep)
-        {
-            lastSweep = time.GetTimestamp();
-        }
-
         var claimedTotal = 0;
         var drained = false;
         foreach (var subscription in subscriptions)
@@ -234,9 +220,15 @@ internal sealed class DeliveryWorker
             }
 
             var limit = Math.Min(options.BatchSize, free);
-            var cursor = sweep ? ClaimCursor.Sweep : cursors.GetValueOrDefault(subscription.Id, ClaimCursor.Sweep);
+            if (!claimStates.TryGetValue(subscription.Id, out var state))
+            {
+                claimStates[subscription.Id] = state = new ClaimState();
+            }
+
+            var takeOver = IsDue(ref state.LastTakeOver, options.PollInterval);
+            var cursor = IsDue(ref state.LastSweep, options.PollInterval * SweepPollIntervals) ? ClaimCursor.Sweep : state.Cursor;
             var claimed = await store.ClaimAsync(subscription.Id, Owner, limit, options.Lease, cursor, takeOver, stopping);
-            cursors[subscription.Id] = cursor.After(claimed);
+            state.Cursor = cursor.After(claimed);
             claimedTotal += claimed.Count;
             drained |= claimed.Count < limit;
             foreach (var delivery in claimed)
@@ -254,6 +246,18 @@ internal sealed class DeliveryWorker
         }
 
         return (claimedTotal, drained);
+    }
+
+    /// <summary>True, and restarts the period, when <paramref name="every"/> has passed since <paramref name="last"/> (or never ran).</summary>
+    private bool IsDue(ref long last, TimeSpan every)
+    {
+        if (last != 0 && time.GetElapsedTime(last) < every)
+        {
+            return false;
+        }
+
+        last = time.GetTimestamp();
+        return true;
     }
 
     private async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, CancellationToken abort)
@@ -438,5 +442,13 @@ internal sealed class DeliveryWorker
         {
             // Stopping.
         }
+    }
+
+    /// <summary>Where one subscription's claims resume, and when it last took over leases and swept.</summary>
+    private sealed class ClaimState
+    {
+        public ClaimCursor Cursor = ClaimCursor.Sweep;
+        public long LastTakeOver;
+        public long LastSweep;
     }
 }
