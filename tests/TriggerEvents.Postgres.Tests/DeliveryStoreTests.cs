@@ -261,14 +261,11 @@ public sealed class DeliveryStoreTests
 
         var counts = await database.ScalarAsync<string>(
             "SELECT concat_ws(',', pending, retrying, in_flight, dead, oldest_pending_captured_at IS NOT NULL) FROM trigger_events.subscription_status");
-        var plan = new List<string>();
+        List<string> plan;
         await using (var command = database.DataSource.CreateCommand("EXPLAIN SELECT * FROM trigger_events.subscription_status"))
         await using (var reader = await command.ExecuteReaderAsync())
         {
-            while (await reader.ReadAsync())
-            {
-                plan.Add(reader.GetString(0));
-            }
+            plan = await ReadPlanAsync(reader);
         }
 
         Assert.That(counts, Is.EqualTo("6,1,2,1,t"));
@@ -300,9 +297,15 @@ public sealed class DeliveryStoreTests
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = cursor.EventId });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
         batch.BatchCommands.Add(explain);
-        var plan = new List<string>();
         await using var reader = await batch.ExecuteReaderAsync();
         await reader.NextResultAsync();
+        return await ReadPlanAsync(reader);
+    }
+
+    /// <summary>The lines of an EXPLAIN the reader is positioned on.</summary>
+    private static async Task<List<string>> ReadPlanAsync(Npgsql.NpgsqlDataReader reader)
+    {
+        var plan = new List<string>();
         while (await reader.ReadAsync())
         {
             plan.Add(reader.GetString(0));
@@ -330,13 +333,10 @@ public sealed class DeliveryStoreTests
         command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]> { TypedValue = [DateTimeOffset.UtcNow, DateTimeOffset.UtcNow] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1, 1] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
-        var plan = new List<string>();
+        List<string> plan;
         await using (var reader = await command.ExecuteReaderAsync())
         {
-            while (await reader.ReadAsync())
-            {
-                plan.Add(reader.GetString(0));
-            }
+            plan = await ReadPlanAsync(reader);
         }
 
         Assert.That(plan, Has.Some.Contains("deliveries_pkey"), string.Join('\n', plan));

@@ -22,10 +22,8 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
 /// </summary>
 internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId)
 {
-    /// <summary>From the head of the queue, expired leases included.</summary>
+    /// <summary>From the head of the queue (-infinity): before every row.</summary>
     public static ClaimCursor Sweep { get; } = new(DateTimeOffset.MinValue, 0);
-
-    public bool IsSweep => DueAt == DateTimeOffset.MinValue;
 
     /// <summary>The cursor after a claim: the last pending row it took, or unchanged if it took none.</summary>
     public ClaimCursor After(IReadOnlyList<ClaimedDelivery> claimed)
@@ -34,7 +32,7 @@ internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId)
         foreach (var delivery in claimed)
         {
             if (!delivery.TookOverExpiredLease &&
-                (after.IsSweep || (delivery.DueAt, delivery.Event.Id).CompareTo((after.DueAt, after.EventId)) > 0))
+                (delivery.DueAt, delivery.Event.Id).CompareTo((after.DueAt, after.EventId)) > 0)
             {
                 after = new ClaimCursor(delivery.DueAt, delivery.Event.Id);
             }

@@ -76,8 +76,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             LIMIT $3
             FOR UPDATE SKIP LOCKED
         ), start AS (
-            SELECT CASE WHEN $5 < now() - interval '{{CommitWindow}}' THEN $5 ELSE now() - interval '{{CommitWindow}}' END AS due_at,
-                   CASE WHEN $5 < now() - interval '{{CommitWindow}}' THEN $6 ELSE 0 END AS event_id
+            SELECT CASE WHEN $5 < w.since THEN $5 ELSE w.since END AS due_at,
+                   CASE WHEN $5 < w.since THEN $6 ELSE 0 END AS event_id
+            FROM (SELECT now() - interval '{{CommitWindow}}' AS since) w
         ), pending AS (
             -- LIMIT is the plain batch size so the planner sizes the join below from it (a
             -- computed LIMIT is estimated at a tenth of the table, which chose a hash join over a
