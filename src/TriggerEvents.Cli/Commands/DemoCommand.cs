@@ -106,7 +106,24 @@ internal static class DemoCommand
             .CreateLogger();
         using var workerStop = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
         var worker = RunCommand.RunAsync(config, dataSource, logger, workerStop.Token, "127.0.0.1");
-        await WaitUntilReadyAsync(config.Worker.HttpPort, worker, stop.Token);
+        try
+        {
+            return await WriteAndPrintDeliveriesAsync(dataSource, server, receiver, config.Worker.HttpPort, worker, keepRunning, stop);
+        }
+        finally
+        {
+            // Also on a failure: the worker must stop before its data source and server go away.
+            Step("Cleaning up: stopping the worker, the receiver and PostgreSQL");
+            await workerStop.CancelAsync();
+            await worker;
+        }
+    }
+
+    /// <summary>The scripted writes, each delivery as it arrives, the status table; then, if asked, more until Ctrl-C.</summary>
+    private static async Task<int> WriteAndPrintDeliveriesAsync(
+        NpgsqlDataSource dataSource, ThrowawayServer server, DemoReceiver receiver, int workerPort, Task<int> worker, bool keepRunning, CancellationTokenSource stop)
+    {
+        await WaitUntilReadyAsync(workerPort, worker, stop.Token);
 
         Step("Writing to the table; each change is an event, delivered and verified below");
         await ExecuteAsync(dataSource, "INSERT INTO orders (customer, amount) VALUES ('ada', 42.00), ('grace', 17.50)", stop.Token);
@@ -158,17 +175,13 @@ internal static class DemoCommand
             }
         }
 
-        Step("Cleaning up: stopping the worker, the receiver and PostgreSQL");
-        await workerStop.CancelAsync();
-        await worker;
-        var verified = receiver.Verified;
-        return printed >= ScriptedEvents && verified == receiver.Received ? ExitCodes.Done : ExitCodes.Failed;
+        return printed >= ScriptedEvents && receiver.Verified == receiver.Received ? ExitCodes.Done : ExitCodes.Failed;
     }
 
     /// <summary>Waits for the worker's /readyz: its subscriptions are registered from then on.</summary>
     private static async Task WaitUntilReadyAsync(int port, Task<int> worker, CancellationToken cancellationToken)
     {
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(TimeSpan.FromSeconds(60));
         while (!worker.IsCompleted)
@@ -184,6 +197,10 @@ internal static class DemoCommand
             catch (HttpRequestException)
             {
                 // Not listening yet.
+            }
+            catch (TaskCanceledException) when (!deadline.IsCancellationRequested)
+            {
+                // One slow answer on a busy machine: the probe's own timeout, not the deadline.
             }
 
             await Task.Delay(100, deadline.Token);
