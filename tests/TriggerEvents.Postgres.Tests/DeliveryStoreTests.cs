@@ -166,12 +166,12 @@ public sealed class DeliveryStoreTests
     public async Task A_cursor_claim_resumes_after_the_last_row_it_took_in_queue_order()
     {
         var owner = Guid.NewGuid();
-        var first = await store.ClaimAsync(subscriptionId, owner, 4, Lease, CancellationToken.None);
-        var cursor = ClaimCursor.Sweep.After(first);
-        var rest = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var (first, cursor) = await store.ClaimAsync(subscriptionId, owner, 4, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
+        var (rest, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(first.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2, 3, 4 }));
-        Assert.That(cursor, Is.EqualTo(new ClaimCursor(first[3].DueAt, 4)));
+        Assert.That((cursor.DueAt, cursor.EventId), Is.EqualTo((first[3].DueAt, 4L)));
+        Assert.That(cursor.ClaimedAt, Is.GreaterThanOrEqualTo(first[3].DueAt), "the claim's own time by the database clock");
         Assert.That(rest.Select(c => c.Event.Id), Is.EquivalentTo(new long[] { 5, 6, 7, 8, 9, 10 }));
     }
 
@@ -180,18 +180,35 @@ public sealed class DeliveryStoreTests
     {
         // A drained queue: the cursor is at rows captured just now.
         var owner = Guid.NewGuid();
-        var cursor = ClaimCursor.Sweep.After(await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None));
+        var cursor = await ClaimAllAsync(owner);
         // Two transactions commit now that captured before the cursor's rows: one 100 ms before
         // (within the commit window), one an hour before (a long batch job).
         await database.ExecuteAsync("INSERT INTO orders VALUES (11), (12)");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '100 milliseconds' WHERE event_id = 11", cursor.DueAt);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 hour' WHERE event_id = 12", cursor.DueAt);
 
-        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
-        var bySweep = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, takeOverExpired: false, CancellationToken.None);
+        var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var (bySweep, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 11 }));
         Assert.That(bySweep.Select(c => c.Event.Id), Is.EqualTo(new long[] { 12 }));
+    }
+
+    [Test]
+    public async Task A_late_commit_behind_the_cursor_is_claimed_by_the_next_claim_however_long_after_the_previous_one()
+    {
+        // The worker claimed everything, then waited (idle, or a poll interval) for longer than
+        // the commit window. Meanwhile a transaction that was open during that claim, and had
+        // captured just before the cursor's rows, committed.
+        var owner = Guid.NewGuid();
+        var cursor = await ClaimAllAsync(owner);
+        await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 millisecond' WHERE event_id = 11", cursor.DueAt);
+        await Task.Delay(TimeSpan.FromMilliseconds(400));
+
+        var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+
+        Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 11 }));
     }
 
     [Test]
@@ -199,11 +216,11 @@ public sealed class DeliveryStoreTests
     {
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 hour'");
         var owner = Guid.NewGuid();
-        var cursor = ClaimCursor.Sweep.After(await store.ClaimAsync(subscriptionId, owner, 5, Lease, CancellationToken.None));
+        var (_, cursor) = await store.ClaimAsync(subscriptionId, owner, 5, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '30 minutes' WHERE event_id = 11");
 
-        var byCursor = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 6, 7, 8, 9, 10, 11 }));
     }
@@ -212,12 +229,12 @@ public sealed class DeliveryStoreTests
     public async Task Expired_leases_are_taken_over_only_when_the_claim_asks()
     {
         var crashed = Guid.NewGuid();
-        var claimed = await store.ClaimAsync(subscriptionId, crashed, 10, Lease, CancellationToken.None);
+        var cursor = await ClaimAllAsync(crashed);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second'");
 
         var rescuer = Guid.NewGuid();
-        var notAsked = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep.After(claimed), takeOverExpired: false, CancellationToken.None);
-        var asked = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep.After(claimed), takeOverExpired: true, CancellationToken.None);
+        var (notAsked, _) = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var (asked, _) = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, cursor, takeOverExpired: true, CancellationToken.None);
 
         Assert.That(notAsked, Is.Empty);
         Assert.That(asked, Has.Count.EqualTo(10).And.All.Matches<ClaimedDelivery>(c => c.TookOverExpiredLease));
@@ -236,7 +253,7 @@ public sealed class DeliveryStoreTests
         var cursor = ClaimCursor.Sweep;
         for (var i = 0; i < 150; i++)
         {
-            cursor = cursor.After(await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None));
+            (_, cursor) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
         }
 
         var cursorPlan = await ClaimPlanAsync(cursor, analyze: true);
@@ -272,6 +289,14 @@ public sealed class DeliveryStoreTests
         Assert.That(plan, Has.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));
     }
 
+    /// <summary>Claims everything due (the 10 rows of the set-up) and returns the cursor after it.</summary>
+    private async Task<ClaimCursor> ClaimAllAsync(Guid owner)
+    {
+        var (claimed, cursor) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
+        Assert.That(claimed, Has.Count.EqualTo(10), "the set-up's rows");
+        return cursor;
+    }
+
     private static int PendingScanBuffers(List<string> plan)
     {
         var scan = plan.FindIndex(l => l.Contains("Index Scan using deliveries_pending", StringComparison.Ordinal));
@@ -296,6 +321,7 @@ public sealed class DeliveryStoreTests
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = cursor.EventId });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
         batch.BatchCommands.Add(explain);
         await using var reader = await batch.ExecuteReaderAsync();
         await reader.NextResultAsync();

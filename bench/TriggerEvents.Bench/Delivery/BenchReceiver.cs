@@ -16,12 +16,15 @@ namespace TriggerEvents.Bench.Delivery;
 /// </summary>
 internal sealed class BenchReceiver : IAsyncDisposable
 {
+    /// <summary>One request: the event it carried, when it arrived, and how long after its capture.</summary>
+    public sealed record Arrival(long EventId, DateTimeOffset At, double LatencyMs);
+
     private static readonly byte[] IdMarker = "\"id\":\""u8.ToArray();
     private static readonly byte[] CreatedMarker = "\"created_at\":\""u8.ToArray();
 
     private readonly WebApplication app;
     private readonly ConcurrentDictionary<long, byte> seen = new();
-    private ConcurrentQueue<(DateTimeOffset At, double LatencyMs)> arrivals = new();
+    private ConcurrentQueue<Arrival> arrivals = new();
     private long requests;
 
     private BenchReceiver(WebApplication app) => this.app = app;
@@ -46,9 +49,9 @@ internal sealed class BenchReceiver : IAsyncDisposable
     }
 
     /// <summary>Forgets what arrived so far and returns it.</summary>
-    public IReadOnlyList<(DateTimeOffset At, double LatencyMs)> TakeArrivals()
+    public IReadOnlyList<Arrival> TakeArrivals()
     {
-        var taken = Interlocked.Exchange(ref arrivals, new ConcurrentQueue<(DateTimeOffset, double)>());
+        var taken = Interlocked.Exchange(ref arrivals, new ConcurrentQueue<Arrival>());
         seen.Clear();
         return [.. taken];
     }
@@ -79,7 +82,7 @@ internal sealed class BenchReceiver : IAsyncDisposable
         if (TryReadEvent(body, out var id, out var createdAt))
         {
             seen.TryAdd(id, 0);
-            arrivals.Enqueue((arrived, (arrived - createdAt).TotalMilliseconds));
+            arrivals.Enqueue(new Arrival(id, arrived, (arrived - createdAt).TotalMilliseconds));
         }
 
         context.Response.StatusCode = StatusCodes.Status204NoContent;

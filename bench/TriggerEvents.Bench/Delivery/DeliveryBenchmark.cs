@@ -67,8 +67,10 @@ internal static class DeliveryBenchmark
             var (latency, paced) = await MeasureLatencyAsync(database, receiver, connectionString, configPath, options, cancellationToken);
             Console.WriteLine($"## (b) End-to-end latency, {options.Writers} single-row writers as fast as they can for {options.LatencySeconds} s: " +
                 $"{latency.Rate:N0} events/s written and delivered; p50 {latency.P50:F1} ms, p99 {latency.P99:F1} ms, max {latency.Max:F1} ms ({latency.Count:N0} events, after a {options.LatencyWarmupSeconds} s warm-up under the same load)");
+            Console.WriteLine($"    {latency.Split}");
             Console.WriteLine($"    the same writers paced to {options.LatencyRate:N0} events/s in all, then, for {options.LatencySeconds} s: " +
                 $"{paced.Rate:N0} events/s; p50 {paced.P50:F1} ms, p99 {paced.P99:F1} ms, max {paced.Max:F1} ms ({paced.Count:N0} events)");
+            Console.WriteLine($"    {paced.Split}");
             Console.WriteLine();
 
             var memory = await MeasureMemoryAsync(database, receiver, connectionString, configPath, options, cancellationToken);
@@ -173,8 +175,8 @@ internal static class DeliveryBenchmark
         return options.Backlog / (last - first).TotalSeconds;
     }
 
-    /// <summary>Latency figures of one run of the writers.</summary>
-    private sealed record LatencyFigures(double Rate, double P50, double P99, double Max, int Count);
+    /// <summary>Latency figures of one run of the writers; <see cref="Split"/> says where the time went.</summary>
+    private sealed record LatencyFigures(double Rate, double P50, double P99, double Max, int Count, string Split);
 
     /// <summary>
     /// One fresh worker: an unmeasured warm-up under the writers, then the writers as fast as
@@ -211,14 +213,50 @@ internal static class DeliveryBenchmark
             {
                 var run = await pgbench.RunAsync(script, options.Writers, options.LatencySeconds, cancellationToken, rate);
                 await receiver.WaitForDistinctAsync((int)run.Transactions, TimeSpan.FromMinutes(5), cancellationToken);
-                var latencies = receiver.TakeArrivals().Select(a => a.LatencyMs).Order().ToArray();
-                return new LatencyFigures(run.TransactionsPerSecond, Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99), latencies[^1], latencies.Length);
+                var arrivals = receiver.TakeArrivals();
+                var latencies = arrivals.Select(a => a.LatencyMs).Order().ToArray();
+                var split = await SplitLatencyAsync(database, arrivals, cancellationToken);
+                return new LatencyFigures(run.TransactionsPerSecond, Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99), latencies[^1], latencies.Length, split);
             }
         }
         finally
         {
             File.Delete(script);
         }
+    }
+
+    /// <summary>
+    /// Splits each event's latency at the start of its request (the attempt's <c>started_at</c>,
+    /// by the worker's clock on this machine): before it, the commit, the wait for a claim and
+    /// the claim; after it, the request until the receiver took it.
+    /// </summary>
+    private static async Task<string> SplitLatencyAsync(BenchDatabase database, IReadOnlyList<BenchReceiver.Arrival> arrivals, CancellationToken cancellationToken)
+    {
+        var requestStarts = new Dictionary<long, double>(arrivals.Count);
+        await using (var command = database.DataSource.CreateCommand("""
+            SELECT a.event_id, extract(epoch FROM a.started_at - e.captured_at)::float8 * 1000
+            FROM trigger_events.attempts a JOIN trigger_events.event_log e ON e.id = a.event_id
+            WHERE a.event_id = ANY($1) AND a.attempt = 1
+            """))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = arrivals.Select(a => a.EventId).ToArray() });
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                requestStarts[reader.GetInt64(0)] = reader.GetDouble(1);
+            }
+        }
+
+        var split = arrivals.Where(a => requestStarts.ContainsKey(a.EventId)).Select(a => (Before: requestStarts[a.EventId], After: a.LatencyMs - requestStarts[a.EventId])).ToArray();
+        if (split.Length == 0)
+        {
+            return "no recorded attempts to split the latency at";
+        }
+
+        var before = split.Select(s => s.Before).Order().ToArray();
+        var after = split.Select(s => s.After).Order().ToArray();
+        return $"capture to request start (commit, claim wait, claim): p50 {Statistics.Percentile(before, 50):F1} ms, p99 {Statistics.Percentile(before, 99):F1} ms; " +
+            $"request start to receipt: p50 {Statistics.Percentile(after, 50):F1} ms, p99 {Statistics.Percentile(after, 99):F1} ms";
     }
 
     private static async Task<(double PeakMiB, double Rate, IReadOnlyList<double> SegmentRates)> MeasureMemoryAsync(

@@ -16,25 +16,33 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
 }
 
+/// <summary>What one claim took, and where the next claim resumes.</summary>
+internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, ClaimCursor Next);
+
 /// <summary>
 /// Where a claim resumes in a subscription's queue of pending deliveries: after the row at
-/// (<paramref name="DueAt"/>, <paramref name="EventId"/>), the last one claimed.
+/// (<paramref name="DueAt"/>, <paramref name="EventId"/>), the last one claimed, but no later
+/// than a commit window before <paramref name="ClaimedAt"/>, the time of the claim that took it
+/// by the database clock.
 /// </summary>
-internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId)
+internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId, DateTimeOffset ClaimedAt)
 {
     /// <summary>From the head of the queue (-infinity): before every row.</summary>
-    public static ClaimCursor Sweep { get; } = new(DateTimeOffset.MinValue, 0);
+    public static ClaimCursor Sweep { get; } = new(DateTimeOffset.MinValue, 0, DateTimeOffset.MinValue);
 
-    /// <summary>The cursor after a claim: the last pending row it took, or unchanged if it took none.</summary>
-    public ClaimCursor After(IReadOnlyList<ClaimedDelivery> claimed)
+    /// <summary>
+    /// The cursor after a claim at <paramref name="claimedAt"/>: the last pending row it took, or
+    /// the same row if it took none.
+    /// </summary>
+    public ClaimCursor After(IReadOnlyList<ClaimedDelivery> claimed, DateTimeOffset claimedAt)
     {
-        var after = this;
+        var after = this with { ClaimedAt = claimedAt };
         foreach (var delivery in claimed)
         {
             if (!delivery.TookOverExpiredLease &&
                 (delivery.DueAt, delivery.Event.Id).CompareTo((after.DueAt, after.EventId)) > 0)
             {
-                after = new ClaimCursor(delivery.DueAt, delivery.Event.Id);
+                after = after with { DueAt = delivery.DueAt, EventId = delivery.Event.Id };
             }
         }
 

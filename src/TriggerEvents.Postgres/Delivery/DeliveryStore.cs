@@ -18,9 +18,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// take <c>max_in_flight</c> again (ReplicaTests, ClaimLimitTests). In READ COMMITTED the
     /// next statement takes a fresh snapshot, which sees every claim committed before the lock.
     /// </summary>
-    /// <remarks>It also pins the claim's plan for the rest of this transaction: see <see cref="PinnedPlan"/>.</remarks>
+    /// <remarks>
+    /// It also pins the claim's plan for the rest of this transaction (see <see cref="PinnedPlan"/>),
+    /// and returns the claim's time by the database clock, which bounds where the next claim looks.
+    /// </remarks>
     internal const string LockSubscriptionSql = $"""
-        SELECT {PinnedPlan} FROM trigger_events.subscriptions WHERE id = $1 FOR UPDATE
+        SELECT now(), {PinnedPlan} FROM trigger_events.subscriptions WHERE id = $1 FOR UPDATE
         """;
 
     /// <summary>
@@ -58,8 +61,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// them all: a claim read 150 index pages, growing, 150,000 events into a drain. A capture's
     /// <c>next_attempt_at</c> is its transaction's start, so a transaction that commits after
     /// later ones lands behind the cursor: the scan therefore never starts later than
-    /// <see cref="CommitWindow"/> before now, and <see cref="ClaimCursor.Sweep"/> (-infinity)
-    /// starts from the head.
+    /// <see cref="CommitWindow"/> before the previous claim (<c>$8</c>), whose snapshot could not
+    /// see what committed after it, however long ago that claim was (an idle wait, a poll
+    /// interval). <see cref="ClaimCursor.Sweep"/> (-infinity) starts from the head.
     /// </remarks>
     internal const string ClaimSql = $$"""
         WITH capacity AS (
@@ -78,7 +82,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         ), start AS (
             SELECT CASE WHEN $5 < w.since THEN $5 ELSE w.since END AS due_at,
                    CASE WHEN $5 < w.since THEN $6 ELSE 0 END AS event_id
-            FROM (SELECT now() - interval '{{CommitWindow}}' AS since) w
+            FROM (SELECT $8 - interval '{{CommitWindow}}' AS since) w
         ), pending AS (
             -- LIMIT is the plain batch size so the planner sizes the join below from it (a
             -- computed LIMIT is estimated at a tenth of the table, which chose a hash join over a
@@ -110,9 +114,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>
-    /// How long before now a cursor claim still looks: a transaction that captured this long
-    /// before it committed is still claimed at once; a longer one waits for the next sweep from
-    /// the head of the queue.
+    /// How long before the previous claim a cursor claim still looks: a transaction that captured
+    /// up to this long before it committed is claimed by the next claim; a longer one waits for
+    /// the next sweep from the head of the queue.
     /// </summary>
     private const string CommitWindow = "250 milliseconds";
 
@@ -187,15 +191,16 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>Claims from the head of the queue, expired leases included.</summary>
-    public Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
+    public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken) =>
-        ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, takeOverExpired: true, cancellationToken);
+        (await ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, takeOverExpired: true, cancellationToken)).Deliveries;
 
     /// <summary>
     /// Claims pending deliveries after <paramref name="cursor"/> (see <see cref="ClaimSql"/>),
-    /// and expired leases first when <paramref name="takeOverExpired"/>.
+    /// and expired leases first when <paramref name="takeOverExpired"/>; returns them with the
+    /// cursor the next claim resumes from.
     /// </summary>
-    public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
+    public async Task<ClaimBatch> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, CancellationToken cancellationToken)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
@@ -212,8 +217,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
         batch.BatchCommands.Add(command);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        // No row: the subscription is gone, and so is anything to claim for it.
+        var claimedAt = await reader.ReadAsync(cancellationToken) ? reader.GetFieldValue<DateTimeOffset>(0) : cursor.ClaimedAt;
         await reader.NextResultAsync(cancellationToken);
         var claimed = new List<ClaimedDelivery>();
         while (await reader.ReadAsync(cancellationToken))
@@ -232,7 +240,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             claimed.Add(new ClaimedDelivery(subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12)));
         }
 
-        return claimed;
+        return new ClaimBatch(claimed, cursor.After(claimed, claimedAt));
     }
 
     /// <summary>Records results; returns how many were applied (the rest had lost their lease).</summary>

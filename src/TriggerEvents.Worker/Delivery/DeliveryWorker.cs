@@ -92,6 +92,7 @@ internal sealed class DeliveryWorker
         {
             try
             {
+                var roundStarted = time.GetTimestamp();
                 var (claimed, drained) = await ClaimRoundAsync(requests, abort.Token, stopping);
                 failures = 0;
                 LastLoopAt = time.GetUtcNow();
@@ -103,10 +104,12 @@ internal sealed class DeliveryWorker
                         idleSignalled = false;
                     }
 
-                    if (drained)
+                    var sinceRoundStarted = time.GetElapsedTime(roundStarted);
+                    if (drained && sinceRoundStarted < GatherWait)
                     {
                         // Everything due was taken: let a few more events arrive than one or two.
-                        await Task.Delay(GatherWait, time, stopping);
+                        // Counted from the start of the claim, which gathered for as long as it took.
+                        await Task.Delay(GatherWait - sinceRoundStarted, time, stopping);
                     }
 
                     await WaitForFreeSlotsAsync(stopping);
@@ -227,8 +230,8 @@ internal sealed class DeliveryWorker
 
             var takeOver = IsDue(ref state.LastTakeOver, options.PollInterval);
             var cursor = IsDue(ref state.LastSweep, options.PollInterval * SweepPollIntervals) ? ClaimCursor.Sweep : state.Cursor;
-            var claimed = await store.ClaimAsync(subscription.Id, Owner, limit, options.Lease, cursor, takeOver, stopping);
-            state.Cursor = cursor.After(claimed);
+            var (claimed, next) = await store.ClaimAsync(subscription.Id, Owner, limit, options.Lease, cursor, takeOver, stopping);
+            state.Cursor = next;
             claimedTotal += claimed.Count;
             drained |= claimed.Count < limit;
             foreach (var delivery in claimed)
