@@ -204,7 +204,7 @@ public sealed class DeliveryStoreTests
         var cursor = await ClaimAllAsync(owner);
         await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 millisecond' WHERE event_id = 11", cursor.DueAt);
-        await Task.Delay(TimeSpan.FromMilliseconds(400));
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // longer than the commit window
 
         var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
 

@@ -316,6 +316,7 @@ internal sealed class DeliveryWorker
         var batch = new List<DeliveryResult>(MaxResultsPerWrite);
         var failures = 0;
         var split = false;
+        var lastWriteStarted = 0L;
         // A batch kept from a failed write is retried without waiting for a new result: when every
         // slot is taken by deliveries whose results failed, no new result ever comes.
         while (batch.Count > 0 || await results.Reader.WaitToReadAsync(cancellationToken))
@@ -325,16 +326,19 @@ internal sealed class DeliveryWorker
                 batch.Add(result);
             }
 
-            if (batch.Count < RefillThreshold && !results.Reader.Completion.IsCompleted)
+            var sinceLastWrite = time.GetElapsedTime(lastWriteStarted);
+            if (batch.Count < RefillThreshold && !results.Reader.Completion.IsCompleted && sinceLastWrite < GatherWait)
             {
-                // A few results: give the requests still running a moment to add theirs.
-                await Task.Delay(GatherWait, time, CancellationToken.None);
+                // A few results soon after the last write: give the requests still running a
+                // moment to add theirs. Results that waited for a longer write are written at once.
+                await Task.Delay(GatherWait - sinceLastWrite, time, CancellationToken.None);
                 while (batch.Count < MaxResultsPerWrite && results.Reader.TryRead(out var result))
                 {
                     batch.Add(result);
                 }
             }
 
+            lastWriteStarted = time.GetTimestamp();
             try
             {
                 if (split)
