@@ -32,7 +32,7 @@ internal sealed record DeliveryOptions
     public int BatchSize { get; init; } = 100;
 
     /// <summary><c>worker.concurrency</c>, and the subscription's <c>max_in_flight</c>.</summary>
-    public int Concurrency { get; init; } = 128;
+    public int Concurrency { get; init; } = 256;
 
     /// <summary>Length of the plain HTTP load that measures the receiver's own ceiling.</summary>
     public int CeilingSeconds { get; init; } = 5;
