@@ -42,6 +42,12 @@ public sealed class WebhookReceiver : IAsyncDisposable
     /// <summary>Decides the response; the default answers 200 at once.</summary>
     public Func<ReceivedRequest, ReceiverResponse> Respond { get; set; } = _ => ReceiverResponse.Ok;
 
+    /// <summary>
+    /// Called once per request, in its handler, right before its answer is written, or when its
+    /// client gave up during the answer's delay: from then on the request is no longer open.
+    /// </summary>
+    public Action<ReceivedRequest>? Answering { get; set; }
+
     public Uri BaseUrl { get; private set; } = null!;
 
     public Uri Url(string path = "/hook") => new(BaseUrl, path);
@@ -123,11 +129,13 @@ public sealed class WebhookReceiver : IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
+                Answering?.Invoke(request);
                 requests.Enqueue(request);
                 return;
             }
         }
 
+        Answering?.Invoke(request);
         context.Response.StatusCode = response.Status;
         foreach (var (name, value) in response.Headers ?? new Dictionary<string, string>())
         {

@@ -9,18 +9,14 @@ namespace TriggerEvents.Worker.Tests;
 /// once it has been answered) and how many requests are open at once.
 /// </summary>
 /// <remarks>
-/// A request counts as open from its arrival until its answer is due: <see cref="ReceiverResponse.Delay"/>
-/// after arrival, by a timer started before the receiver's own delay, which is lengthened by
-/// <see cref="AnswerMargin"/>. So the count drops before the answer leaves, never after it: the
-/// maximum can under-count, never over-count, and a bound it reports holds. A request abandoned by
-/// its client stays counted until its answer would have been due, so the maximum is only
-/// meaningful where no client gives up (nothing is killed).
+/// A request counts as open from its arrival until its handler is about to write the answer
+/// (<see cref="WebhookReceiver.Answering"/>), in that order in one handler: the count drops
+/// before the answer leaves, never after it, so the maximum never over-counts and a bound it
+/// reports holds. A timer set to the answer's delay over-counted on a busy machine, when it fired
+/// after the answer had gone and the client had already sent the next request.
 /// </remarks>
 internal sealed class TrackingReceiver : IAsyncDisposable
 {
-    /// <summary>How much later than asked a delayed answer leaves, so that its count has dropped first.</summary>
-    public static readonly TimeSpan AnswerMargin = TimeSpan.FromMilliseconds(5);
-
     private readonly ConcurrentQueue<ReceivedRequest> arrivals = new();
     private int open;
     private int maxOpen;
@@ -29,6 +25,7 @@ internal sealed class TrackingReceiver : IAsyncDisposable
     {
         Inner = inner;
         inner.Respond = OnArrival;
+        inner.Answering = _ => Interlocked.Decrement(ref open);
     }
 
     public WebhookReceiver Inner { get; }
@@ -74,29 +71,14 @@ internal sealed class TrackingReceiver : IAsyncDisposable
             // Another arrival raised the maximum meanwhile; compare again.
         }
 
-        ReceiverResponse response;
         try
         {
-            response = Answer(request);
+            return Answer(request);
         }
         catch
         {
             Interlocked.Decrement(ref open);
             throw;
         }
-
-        if (response.Delay <= TimeSpan.Zero)
-        {
-            // Answered right after this returns.
-            Interlocked.Decrement(ref open);
-        }
-        else
-        {
-            _ = Task.Delay(response.Delay).ContinueWith(
-                _ => Interlocked.Decrement(ref open), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            response = response with { Delay = response.Delay + AnswerMargin };
-        }
-
-        return response;
     }
 }
