@@ -167,7 +167,7 @@ public sealed class DeliveryStoreTests
     {
         var owner = Guid.NewGuid();
         var (first, cursor) = await store.ClaimAsync(subscriptionId, owner, 4, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
-        var (rest, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var rest = await ClaimAfterAsync(owner, cursor);
 
         Assert.That(first.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2, 3, 4 }));
         Assert.That((cursor.DueAt, cursor.EventId), Is.EqualTo((first[3].DueAt, 4L)));
@@ -183,11 +183,10 @@ public sealed class DeliveryStoreTests
         var cursor = await ClaimAllAsync(owner);
         // Two transactions commit now that captured before the cursor's rows: one 100 ms before
         // (within the commit window), one an hour before (a long batch job).
-        await database.ExecuteAsync("INSERT INTO orders VALUES (11), (12)");
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '100 milliseconds' WHERE event_id = 11", cursor.DueAt);
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 hour' WHERE event_id = 12", cursor.DueAt);
+        await CaptureLateAsync(11, cursor.DueAt, "100 milliseconds");
+        await CaptureLateAsync(12, cursor.DueAt, "1 hour");
 
-        var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var byCursor = await ClaimAfterAsync(owner, cursor);
         var (bySweep, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, takeOverExpired: false, CancellationToken.None);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 11 }));
@@ -202,11 +201,10 @@ public sealed class DeliveryStoreTests
         // captured just before the cursor's rows, committed.
         var owner = Guid.NewGuid();
         var cursor = await ClaimAllAsync(owner);
-        await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '1 millisecond' WHERE event_id = 11", cursor.DueAt);
+        await CaptureLateAsync(11, cursor.DueAt, "1 millisecond");
         await Task.Delay(TimeSpan.FromSeconds(1.5)); // longer than the commit window
 
-        var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var byCursor = await ClaimAfterAsync(owner, cursor);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 11 }));
     }
@@ -220,7 +218,7 @@ public sealed class DeliveryStoreTests
         await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '30 minutes' WHERE event_id = 11");
 
-        var (byCursor, _) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None);
+        var byCursor = await ClaimAfterAsync(owner, cursor);
 
         Assert.That(byCursor.Select(c => c.Event.Id), Is.EqualTo(new long[] { 6, 7, 8, 9, 10, 11 }));
     }
@@ -295,6 +293,21 @@ public sealed class DeliveryStoreTests
         var (claimed, cursor) = await store.ClaimAsync(subscriptionId, owner, 100, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
         Assert.That(claimed, Has.Count.EqualTo(10), "the set-up's rows");
         return cursor;
+    }
+
+    /// <summary>A cursor claim of up to 100, expired leases left alone.</summary>
+    private async Task<IReadOnlyList<ClaimedDelivery>> ClaimAfterAsync(Guid owner, ClaimCursor cursor) =>
+        (await store.ClaimAsync(subscriptionId, owner, 100, Lease, cursor, takeOverExpired: false, CancellationToken.None)).Deliveries;
+
+    /// <summary>
+    /// Captures and commits order <paramref name="id"/> now, as if its transaction had started
+    /// <paramref name="before"/> (an interval) before <paramref name="time"/>.
+    /// </summary>
+    private async Task CaptureLateAsync(int id, DateTimeOffset time, string before)
+    {
+        await database.ExecuteAsync($"INSERT INTO orders VALUES ({id})");
+        await database.ExecuteAsync(
+            $"UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '{before}' WHERE event_id = {id}", time);
     }
 
     private static int PendingScanBuffers(List<string> plan)

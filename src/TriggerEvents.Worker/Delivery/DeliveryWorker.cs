@@ -106,12 +106,11 @@ internal sealed class DeliveryWorker
                         idleSignalled = false;
                     }
 
-                    var sinceRoundStarted = time.GetElapsedTime(roundStarted);
-                    if (drained && sinceRoundStarted < GatherWait)
+                    var gatherLeft = GatherLeft(roundStarted);
+                    if (drained && gatherLeft > TimeSpan.Zero)
                     {
                         // Everything due was taken: let a few more events arrive than one or two.
-                        // Counted from the start of the claim, which gathered for as long as it took.
-                        await Task.Delay(GatherWait - sinceRoundStarted, time, stopping);
+                        await Task.Delay(gatherLeft, time, stopping);
                     }
 
                     await WaitForFreeSlotsAsync(stopping);
@@ -253,6 +252,9 @@ internal sealed class DeliveryWorker
         return (claimedTotal, drained);
     }
 
+    /// <summary>What is left of <see cref="GatherWait"/> since a claim or write started at <paramref name="startedAt"/>.</summary>
+    private TimeSpan GatherLeft(long startedAt) => GatherWait - time.GetElapsedTime(startedAt);
+
     /// <summary>True, and restarts the period, when <paramref name="every"/> has passed since <paramref name="last"/> (or never ran).</summary>
     private bool IsDue(ref long last, TimeSpan every)
     {
@@ -328,12 +330,12 @@ internal sealed class DeliveryWorker
                 batch.Add(result);
             }
 
-            var sinceLastWrite = time.GetElapsedTime(lastWriteStarted);
-            if (batch.Count < RefillThreshold && !results.Reader.Completion.IsCompleted && sinceLastWrite < GatherWait)
+            var gatherLeft = GatherLeft(lastWriteStarted);
+            if (batch.Count < RefillThreshold && !results.Reader.Completion.IsCompleted && gatherLeft > TimeSpan.Zero)
             {
                 // A few results soon after the last write: give the requests still running a
-                // moment to add theirs. Results that waited for a longer write are written at once.
-                await Task.Delay(GatherWait - sinceLastWrite, time, CancellationToken.None);
+                // moment to add theirs.
+                await Task.Delay(gatherLeft, time, CancellationToken.None);
                 while (batch.Count < MaxResultsPerWrite && results.Reader.TryRead(out var result))
                 {
                     batch.Add(result);
