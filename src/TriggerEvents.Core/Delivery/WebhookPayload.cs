@@ -74,9 +74,12 @@ internal static class WebhookPayload
         webhookEvent.Id.TryFormat(text, out var idLength, provider: CultureInfo.InvariantCulture);
         writer.WriteString(Id, text[..idLength]);
 
-        // Microseconds, the precision of a PostgreSQL timestamptz, always in UTC with a 'Z'.
-        webhookEvent.CapturedAt.UtcDateTime.TryFormat(text, out var timeLength, "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'ffffff'Z'", CultureInfo.InvariantCulture);
-        writer.WriteString(CreatedAt, text[..timeLength]);
+        // Microseconds, the precision of a PostgreSQL timestamptz, always in UTC with a 'Z': the
+        // round-trip format ("yyyy-MM-ddTHH:mm:ss.fffffffZ", fast-pathed, unlike a custom format)
+        // without its seventh digit, which a timestamptz never has.
+        webhookEvent.CapturedAt.UtcDateTime.TryFormat(text, out _, "O", CultureInfo.InvariantCulture);
+        text[26] = 'Z';
+        writer.WriteString(CreatedAt, text[..27]);
 
         writer.WriteStartObject(Trigger);
         writer.WriteString(Name, webhookEvent.TriggerName);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Reflection;
@@ -129,15 +130,28 @@ internal sealed class WebhookClient : IDisposable
 
     private static async Task<string?> ReadExcerptAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
-        await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
-        var buffer = new byte[ResponseExcerptBytes];
-        var read = 0;
-        int n;
-        while (read < buffer.Length && (n = await stream.ReadAsync(buffer.AsMemory(read), cancellationToken)) > 0)
+        if (response.Content.Headers.ContentLength == 0)
         {
-            read += n;
+            // A 204, or an empty 200: the common answer, with nothing to keep.
+            return null;
         }
 
-        return read == 0 ? null : System.Text.Encoding.UTF8.GetString(buffer, 0, read);
+        await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
+        var buffer = ArrayPool<byte>.Shared.Rent(ResponseExcerptBytes);
+        try
+        {
+            var read = 0;
+            int n;
+            while (read < ResponseExcerptBytes && (n = await stream.ReadAsync(buffer.AsMemory(read, ResponseExcerptBytes - read), cancellationToken)) > 0)
+            {
+                read += n;
+            }
+
+            return read == 0 ? null : System.Text.Encoding.UTF8.GetString(buffer, 0, read);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 }
