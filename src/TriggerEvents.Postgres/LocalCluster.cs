@@ -9,6 +9,9 @@ namespace TriggerEvents.Postgres;
 /// </summary>
 internal sealed class LocalCluster : IDisposable
 {
+    /// <summary>What a cluster's directory is called, before its owner's process id.</summary>
+    internal const string DirectoryPrefix = "triggerevents-pg-";
+
     private readonly string binDirectory;
     private readonly string? runAs;
 
@@ -58,9 +61,11 @@ internal sealed class LocalCluster : IDisposable
             return null;
         }
 
+        RemoveAbandoned(Path.GetTempPath());
+
         // initdb refuses to run as root; the cluster then belongs to the postgres user.
         var runAs = Environment.UserName == "root" ? "postgres" : null;
-        var directory = Path.Combine(Path.GetTempPath(), $"triggerevents-pg-{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
+        var directory = Path.Combine(Path.GetTempPath(), $"{DirectoryPrefix}{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
         Directory.CreateDirectory(directory);
         if (runAs is not null)
         {
@@ -102,6 +107,55 @@ internal sealed class LocalCluster : IDisposable
             // A leftover temporary directory is harmless.
         }
     }
+
+    /// <summary>
+    /// Deletes the cluster directories under <paramref name="root"/> that nobody uses any more:
+    /// their owner process is gone and no server runs in them. A process that is killed, or a
+    /// test host that is ended while it deletes its cluster at exit, leaves one behind (about
+    /// 100 MB each), and a machine that runs the tests often would fill its disk with them.
+    /// </summary>
+    internal static void RemoveAbandoned(string root)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            // Whether a process runs is read from /proc.
+            return;
+        }
+
+        foreach (var directory in Directory.EnumerateDirectories(root, DirectoryPrefix + "*"))
+        {
+            var owner = Path.GetFileName(directory)[DirectoryPrefix.Length..].Split('-')[0];
+            if (!int.TryParse(owner, out var ownerId) || IsRunning(ownerId) || ServerRunsIn(Path.Combine(directory, "data")))
+            {
+                continue;
+            }
+
+            try
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Someone else's, or being deleted right now: it is left as it is.
+            }
+        }
+    }
+
+    private static bool ServerRunsIn(string dataDirectory)
+    {
+        // postmaster.pid's first line is the server's process id; the file goes when it stops.
+        var pidFile = Path.Combine(dataDirectory, "postmaster.pid");
+        try
+        {
+            return File.Exists(pidFile) && (!int.TryParse(File.ReadLines(pidFile).FirstOrDefault(), out var serverId) || IsRunning(serverId));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return true;
+        }
+    }
+
+    private static bool IsRunning(int processId) => Directory.Exists($"/proc/{processId}");
 
     private static async Task RunAsync(string file, string? runAs, params string[] arguments)
     {
