@@ -51,7 +51,7 @@ internal static class DeliveryBenchmark
             $"INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('{Subscription}', 'orders', {options.Concurrency})",
             cancellationToken);
 
-        await using var receiver = await BenchReceiver.StartAsync();
+        await using var receiver = BenchReceiver.Start();
         var ceiling = await MeasureCeilingAsync(receiver, options, cancellationToken);
         Console.WriteLine($"## Receiver ceiling: {ceiling:N0} requests/s (plain HTTP POSTs of a 400-byte body, {options.Concurrency} concurrent connections, {options.CeilingSeconds} s)");
         Console.WriteLine();
