@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: sets up what the tests need on a fresh Debian/Ubuntu machine with the .NET
 # SDK, then runs every test project. Each test process starts its own throwaway PostgreSQL
-# unless TRIGGER_EVENTS_TEST_DATABASE names a server.
+# unless TRIGGER_EVENTS_TEST_DATABASE names a server. The tests that start the executable as a
+# process start the published native one (artifacts/publish/triggerevents), the one that ships.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,6 @@ if [ -f tests/receivers/package.json ] && command -v npm >/dev/null 2>&1; then
 fi
 
 dotnet build TriggerEvents.sln -c Release -warnaserror -nologo -clp:NoSummary
+./scripts/publish.sh artifacts/publish
+export TRIGGER_EVENTS_TEST_EXECUTABLE="$PWD/artifacts/publish/triggerevents"
 dotnet test TriggerEvents.sln -c Release --no-build --nologo "$@"

@@ -47,11 +47,20 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>The built executable (<c>triggerevents.dll</c>) of the Cli project, same configuration as the tests.</summary>
+    /// <summary>
+    /// The executable under test: the published native one named by
+    /// <c>TRIGGER_EVENTS_TEST_EXECUTABLE</c> (scripts/test.sh sets it: what ships is what is tested),
+    /// else the Cli project's <c>triggerevents.dll</c> built in the tests' configuration.
+    /// </summary>
     public static string ExecutablePath
     {
         get
         {
+            if (Environment.GetEnvironmentVariable("TRIGGER_EVENTS_TEST_EXECUTABLE") is { Length: > 0 } published)
+            {
+                return File.Exists(published) ? Path.GetFullPath(published) : throw new FileNotFoundException("TRIGGER_EVENTS_TEST_EXECUTABLE names no file: " + published);
+            }
+
             var directory = new DirectoryInfo(RepositoryRoot);
             var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
             var path = Path.Combine(directory.FullName, "src", "TriggerEvents.Cli", "bin", configuration, "net10.0", "triggerevents.dll");
@@ -180,13 +189,19 @@ public sealed class WorkerProcess : IAsyncDisposable
 
     private static ProcessStartInfo StartInfo(IReadOnlyDictionary<string, string?> environment, string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var executable = ExecutablePath;
+        var managed = executable.EndsWith(".dll", StringComparison.Ordinal);
+        var start = new ProcessStartInfo(managed ? "dotnet" : executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(ExecutablePath);
+        if (managed)
+        {
+            start.ArgumentList.Add(executable);
+        }
+
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);

@@ -36,7 +36,7 @@ internal static class DeliveryBenchmark
         Console.WriteLine("# TriggerEvents delivery benchmark");
         Console.WriteLine();
         server.WriteTo(Console.Out);
-        Console.WriteLine($"Worker:     the real executable, published as deploy/Dockerfile does (ReadyToRun; {WorkerUnderTest.ExecutablePath}), batch_size {options.BatchSize}, " +
+        Console.WriteLine($"Worker:     the real executable, published as deploy/Dockerfile does (Native AOT; {WorkerUnderTest.ExecutablePath}), batch_size {options.BatchSize}, " +
             $"concurrency {options.Concurrency}, max_in_flight {options.Concurrency}, poll_interval 1s, one subscription");
         Console.WriteLine("Receiver:   a minimal HTTP/1.1 server on 127.0.0.1 in the benchmark process (sockets, keep-alive), answers 204 at once");
         Console.WriteLine($"Load:       {MachineLoad.Describe()} at start");

@@ -21,12 +21,12 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
 
     private bool Ready { get; set; }
 
-    /// <summary>The published <c>triggerevents.dll</c>; set by <see cref="PublishAsync"/>.</summary>
+    /// <summary>The published native <c>triggerevents</c>; set by <see cref="PublishAsync"/>.</summary>
     public static string ExecutablePath { get; private set; } = "";
 
     /// <summary>
-    /// Publishes the Cli as deploy/Dockerfile does (Release, ReadyToRun for this machine's
-    /// runtime), so the figures are those of the shipped worker, not of a JIT warming up.
+    /// Publishes the Cli as it ships (scripts/publish.sh, as deploy/Dockerfile does: Native AOT
+    /// for this machine), so the figures are those of the shipped worker.
     /// </summary>
     public static async Task PublishAsync(CancellationToken cancellationToken)
     {
@@ -38,42 +38,33 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
 
         var root = directory?.FullName ?? throw new InvalidOperationException("Run the benchmark from inside the repository.");
         var output = Path.Combine(root, "artifacts", "bench-worker");
-        var publish = new ProcessStartInfo("dotnet")
+        var publish = new ProcessStartInfo(Path.Combine(root, "scripts", "publish.sh"))
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[]
-        {
-            "publish", Path.Combine(root, "src", "TriggerEvents.Cli"), "-c", "Release", "--use-current-runtime",
-            "--no-self-contained", "-p:PublishReadyToRun=true", "-o", output, "-nologo",
-        })
-        {
-            publish.ArgumentList.Add(argument);
-        }
-
+        publish.ArgumentList.Add(output);
         using var process = Process.Start(publish)!;
         var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
         var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
         await process.WaitForExitAsync(cancellationToken);
         if (process.ExitCode != 0)
         {
-            throw new InvalidOperationException($"dotnet publish failed ({process.ExitCode}):\n{await stdout}{await stderr}");
+            throw new InvalidOperationException($"scripts/publish.sh failed ({process.ExitCode}):\n{await stdout}{await stderr}");
         }
 
-        ExecutablePath = Path.Combine(output, "triggerevents.dll");
+        ExecutablePath = Path.Combine(output, "triggerevents");
     }
 
     public static async Task<WorkerUnderTest> StartAsync(string connectionString, string configPath, int httpPort, CancellationToken cancellationToken)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(ExecutablePath)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(ExecutablePath);
         start.ArgumentList.Add("run");
         start.ArgumentList.Add("--config");
         start.ArgumentList.Add(configPath);

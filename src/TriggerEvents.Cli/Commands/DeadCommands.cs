@@ -40,7 +40,7 @@ internal static class DeadCommands
             var rows = await DeadLetters.ListAsync(dataSource, filter, parse.GetValue(limit), cancellationToken);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(rows, JsonOutput.Options));
+                Console.WriteLine(JsonSerializer.Serialize(rows, JsonOutput.Default.IReadOnlyListDeadLetter));
                 return ExitCodes.Done;
             }
 

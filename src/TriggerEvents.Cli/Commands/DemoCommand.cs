@@ -10,7 +10,6 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using Serilog;
 using Serilog.Events;
-using Testcontainers.PostgreSql;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres;
@@ -33,8 +32,7 @@ internal static class DemoCommand
         var wait = new Option<bool>("--wait") { Description = "Keep running after the scripted writes, printing deliveries, until Ctrl-C (the default on a terminal)." };
         var noWait = new Option<bool>("--no-wait") { Description = "Exit after the scripted writes are delivered (the default when not on a terminal)." };
         var command = new Command("demo", """
-            The quickstart: starts a throwaway PostgreSQL (local server binaries, else a Docker
-            container), attaches an event trigger to a sample table, runs a local webhook receiver
+            The quickstart: starts a throwaway PostgreSQL from the local server binaries, attaches an event trigger to a sample table, runs a local webhook receiver
             and the worker, makes a few writes and prints each delivery with its signature check.
 
             Examples:
@@ -62,7 +60,7 @@ internal static class DemoCommand
         };
 
         Step("Starting a throwaway PostgreSQL");
-        await using var server = await ThrowawayServer.StartAsync();
+        using var server = await ThrowawayServer.StartAsync();
         Console.WriteLine($"  {server.Description}");
         await using var dataSource = NpgsqlDataSource.Create(server.ConnectionString);
 
@@ -222,23 +220,16 @@ internal static class DemoCommand
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    /// <summary>A local cluster from the server binaries, else a Testcontainers container.</summary>
-    private sealed class ThrowawayServer : IAsyncDisposable
+    /// <summary>A throwaway cluster from the local server binaries, removed on exit.</summary>
+    private sealed class ThrowawayServer : IDisposable
     {
-        private readonly LocalCluster? cluster;
-        private readonly PostgreSqlContainer? container;
+        private readonly LocalCluster cluster;
 
-        private ThrowawayServer(string connectionString, string description, LocalCluster? cluster, PostgreSqlContainer? container)
-        {
-            ConnectionString = connectionString;
-            Description = description;
-            this.cluster = cluster;
-            this.container = container;
-        }
+        private ThrowawayServer(LocalCluster cluster) => this.cluster = cluster;
 
-        public string ConnectionString { get; }
+        public string ConnectionString => cluster.AdminConnectionString;
 
-        public string Description { get; }
+        public string Description => $"local server binaries, port {cluster.Port}, data in {cluster.DataDirectory}";
 
         public string PsqlTarget
         {
@@ -249,33 +240,14 @@ internal static class DemoCommand
             }
         }
 
-        public static async Task<ThrowawayServer> StartAsync()
-        {
-            var cluster = await LocalCluster.StartAsync();
-            if (cluster is not null)
-            {
-                return new ThrowawayServer(cluster.AdminConnectionString, $"local server binaries, port {cluster.Port}, data in {cluster.DataDirectory}", cluster, null);
-            }
+        public static async Task<ThrowawayServer> StartAsync() =>
+            new(await LocalCluster.StartAsync() ?? throw new InvalidOperationException(
+                "the demo needs PostgreSQL's server binaries; on Debian or Ubuntu: sudo apt-get install -y postgresql (scripts/demo.sh does it for you)"));
 
-            if (await DockerEngine.AnswersAsync())
-            {
-                var container = new PostgreSqlBuilder("postgres:15-alpine").Build();
-                await container.StartAsync();
-                return new ThrowawayServer(container.GetConnectionString(), "a postgres:15 container (Testcontainers)", null, container);
-            }
-
-            throw new InvalidOperationException(
-                "the demo needs PostgreSQL's server binaries or a Docker engine; on Debian or Ubuntu: sudo apt-get install -y postgresql (scripts/demo.sh does it for you)");
-        }
-
-        public async ValueTask DisposeAsync()
+        public void Dispose()
         {
             NpgsqlConnection.ClearAllPools();
-            cluster?.Dispose();
-            if (container is not null)
-            {
-                await container.DisposeAsync();
-            }
+            cluster.Dispose();
         }
     }
 

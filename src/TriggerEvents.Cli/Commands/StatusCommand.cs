@@ -26,7 +26,7 @@ internal static class StatusCommand
             var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(statuses, JsonOutput.Options));
+                Console.WriteLine(JsonSerializer.Serialize(statuses, JsonOutput.Default.IReadOnlyListSubscriptionStatus));
                 return ExitCodes.Done;
             }
 

@@ -80,7 +80,7 @@ internal static class TriggerCommands
             var triggers = await EventTriggerAdmin.ListAsync(dataSource, cancellationToken);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(triggers, JsonOutput.Options));
+                Console.WriteLine(JsonSerializer.Serialize(triggers, JsonOutput.Default.IReadOnlyListAttachedTrigger));
                 return ExitCodes.Done;
             }
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace TriggerEvents.Postgres;
+namespace TriggerEvents.Testing;
 
 /// <summary>Whether a Docker engine answers here, so a PostgreSQL container can be started.</summary>
 internal static class DockerEngine
