@@ -271,13 +271,17 @@ internal static class DeliveryBenchmark
     /// <summary>
     /// Splits each event's latency at the start of its request (the attempt's <c>started_at</c>,
     /// by the worker's clock on this machine): before it, the commit, the wait for a claim and
-    /// the claim; after it, the request until the receiver took it.
+    /// the claim; after it, the request until the receiver took it. With
+    /// <c>--set track_commit_timestamp=on</c> the part before the request is split at the commit
+    /// of the writer's transaction too.
     /// </summary>
     private static async Task<string> SplitLatencyAsync(BenchDatabase database, IReadOnlyList<BenchReceiver.Arrival> arrivals, CancellationToken cancellationToken)
     {
-        var requestStarts = new Dictionary<long, double>(arrivals.Count);
+        var splits = new Dictionary<long, (double RequestStart, double? Commit)>(arrivals.Count);
         await using (var command = database.DataSource.CreateCommand("""
-            SELECT a.event_id, extract(epoch FROM a.started_at - e.captured_at)::float8 * 1000
+            SELECT a.event_id, extract(epoch FROM a.started_at - e.captured_at)::float8 * 1000,
+                   CASE WHEN current_setting('track_commit_timestamp')::bool
+                        THEN extract(epoch FROM pg_xact_commit_timestamp(e.xmin) - e.captured_at)::float8 * 1000 END
             FROM trigger_events.attempts a JOIN trigger_events.event_log e ON e.id = a.event_id
             WHERE a.event_id = ANY($1) AND a.attempt = 1
             """))
@@ -286,11 +290,13 @@ internal static class DeliveryBenchmark
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                requestStarts[reader.GetInt64(0)] = reader.GetDouble(1);
+                splits[reader.GetInt64(0)] = (reader.GetDouble(1), reader.IsDBNull(2) ? null : reader.GetDouble(2));
             }
         }
 
-        var split = arrivals.Where(a => requestStarts.ContainsKey(a.EventId)).Select(a => (Before: requestStarts[a.EventId], After: a.LatencyMs - requestStarts[a.EventId])).ToArray();
+        var split = arrivals.Where(a => splits.ContainsKey(a.EventId))
+            .Select(a => (Before: splits[a.EventId].RequestStart, After: a.LatencyMs - splits[a.EventId].RequestStart, splits[a.EventId].Commit))
+            .ToArray();
         if (split.Length == 0)
         {
             return "no recorded attempts to split the latency at";
@@ -298,8 +304,17 @@ internal static class DeliveryBenchmark
 
         var before = split.Select(s => s.Before).Order().ToArray();
         var after = split.Select(s => s.After).Order().ToArray();
-        return $"capture to request start (commit, claim wait, claim): p50 {Statistics.Percentile(before, 50):F1} ms, p99 {Statistics.Percentile(before, 99):F1} ms; " +
+        var text = $"capture to request start (commit, claim wait, claim): p50 {Statistics.Percentile(before, 50):F1} ms, p99 {Statistics.Percentile(before, 99):F1} ms; " +
             $"request start to receipt: p50 {Statistics.Percentile(after, 50):F1} ms, p99 {Statistics.Percentile(after, 99):F1} ms";
+        if (split.All(s => s.Commit is not null))
+        {
+            var commit = split.Select(s => s.Commit!.Value).Order().ToArray();
+            var claim = split.Select(s => s.Before - s.Commit!.Value).Order().ToArray();
+            text += $"\n    capture to commit: p50 {Statistics.Percentile(commit, 50):F1} ms, p99 {Statistics.Percentile(commit, 99):F1} ms; " +
+                $"commit to request start (claim wait, claim): p50 {Statistics.Percentile(claim, 50):F1} ms, p99 {Statistics.Percentile(claim, 99):F1} ms";
+        }
+
+        return text;
     }
 
     private static async Task<(double PeakMiB, double Rate, IReadOnlyList<double> SegmentRates)> MeasureMemoryAsync(
