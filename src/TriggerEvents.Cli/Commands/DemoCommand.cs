@@ -32,8 +32,9 @@ internal static class DemoCommand
         var wait = new Option<bool>("--wait") { Description = "Keep running after the scripted writes, printing deliveries, until Ctrl-C (the default on a terminal)." };
         var noWait = new Option<bool>("--no-wait") { Description = "Exit after the scripted writes are delivered (the default when not on a terminal)." };
         var command = new Command("demo", """
-            The quickstart: starts a throwaway PostgreSQL from the local server binaries, attaches an event trigger to a sample table, runs a local webhook receiver
-            and the worker, makes a few writes and prints each delivery with its signature check.
+            The quickstart: starts a throwaway PostgreSQL from the local server binaries, attaches
+            an event trigger to a sample table, runs a local webhook receiver and the worker, makes
+            a few writes and prints each delivery with its signature check.
 
             Examples:
               triggerevents demo
