@@ -48,13 +48,32 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscriptionId, owner, 2, Lease, CancellationToken.None);
 
-        var stranger = await store.RecordAsync(Guid.NewGuid(), [.. claimed.Select(Delivered)], CancellationToken.None);
-        var rightful = await store.RecordAsync(owner, [.. claimed.Select(Delivered)], CancellationToken.None);
+        var stranger = await store.RecordAsync(Guid.NewGuid(), [.. claimed.Select(Delivered)], writtenBefore: false, CancellationToken.None);
+        var rightful = await store.RecordAsync(owner, [.. claimed.Select(Delivered)], writtenBefore: false, CancellationToken.None);
 
         Assert.That(stranger, Is.Zero);
         Assert.That(rightful, Is.EqualTo(2));
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'"), Is.EqualTo(2));
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(4), "every attempt is logged");
+    }
+
+    [Test]
+    public async Task A_write_tried_again_after_an_unknown_outcome_logs_each_attempt_once()
+    {
+        // The first write committed but its reply was lost: the worker writes the same results
+        // again, with one more that arrived meanwhile.
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 3, Lease, CancellationToken.None);
+        await store.RecordAsync(owner, [.. claimed.Take(2).Select(Delivered)], writtenBefore: false, CancellationToken.None);
+
+        var again = await store.RecordAsync(owner, [.. claimed.Select(Delivered)], writtenBefore: true, CancellationToken.None);
+
+        Assert.That(again, Is.EqualTo(1), "only the new result is applied");
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(3),
+            "each attempt is logged once");
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(DISTINCT event_id) FROM trigger_events.attempts"), Is.EqualTo(3));
     }
 
     [Test]
@@ -66,13 +85,13 @@ public sealed class DeliveryStoreTests
 
         var rescuer = Guid.NewGuid();
         var rescued = await store.ClaimAsync(subscriptionId, rescuer, 1, Lease, CancellationToken.None);
-        var late = await store.RecordAsync(crashed, [Delivered(claimed[0])], CancellationToken.None);
+        var late = await store.RecordAsync(crashed, [Delivered(claimed[0])], writtenBefore: false, CancellationToken.None);
 
         Assert.That(rescued.Single().Event.Id, Is.EqualTo(claimed[0].Event.Id));
         Assert.That(rescued[0].TookOverExpiredLease, Is.True);
         Assert.That(rescued[0].Attempt, Is.EqualTo(2));
         Assert.That(late, Is.Zero);
-        Assert.That(await store.RecordAsync(rescuer, [Delivered(rescued[0])], CancellationToken.None), Is.EqualTo(1));
+        Assert.That(await store.RecordAsync(rescuer, [Delivered(rescued[0])], writtenBefore: false, CancellationToken.None), Is.EqualTo(1));
     }
 
     [Test]
@@ -80,7 +99,7 @@ public sealed class DeliveryStoreTests
     {
         var owner = Guid.NewGuid();
         var claimed = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
-        await store.RecordAsync(owner, [Delivered(claimed) with { Kind = DeliveryResultKind.Retry, RetryDelay = TimeSpan.FromHours(1), HttpStatus = 503, Error = "HTTP 503" }], CancellationToken.None);
+        await store.RecordAsync(owner, [Delivered(claimed) with { Kind = DeliveryResultKind.Retry, RetryDelay = TimeSpan.FromHours(1), HttpStatus = 503, Error = "HTTP 503" }], writtenBefore: false, CancellationToken.None);
 
         var others = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() WHERE event_id = $1", claimed.Event.Id);
@@ -372,6 +391,7 @@ public sealed class DeliveryStoreTests
         command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]> { TypedValue = [DateTimeOffset.UtcNow, DateTimeOffset.UtcNow] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1, 1] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
         List<string> plan;
         await using (var reader = await command.ExecuteReaderAsync())
         {

@@ -131,7 +131,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
     /// <summary>
     /// Applies results only where this owner still holds the lease: a worker whose lease expired
-    /// and was taken over cannot overwrite the newer owner's state. Every attempt is logged.
+    /// and was taken over cannot overwrite the newer owner's state. Every attempt is logged, once:
+    /// when a write is tried again (<c>$12</c>) after one whose outcome was not known (the
+    /// connection dropped, perhaps after the commit), an attempt this worker already logged is
+    /// not logged again.
     /// </summary>
     internal const string RecordSql = """
         WITH result AS (
@@ -159,6 +162,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker)
             SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1
             FROM result r
+            WHERE NOT $12 OR NOT EXISTS (
+                SELECT FROM trigger_events.attempts a
+                WHERE a.subscription_id = r.subscription_id AND a.event_id = r.event_id
+                  AND a.attempt = r.attempt AND a.worker = $1)
         )
         SELECT count(*) FROM applied
         """;
@@ -247,8 +254,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return new ClaimBatch(claimed, cursor.After(claimed, claimedAt));
     }
 
-    /// <summary>Records results; returns how many were applied (the rest had lost their lease).</summary>
-    public async Task<int> RecordAsync(Guid owner, IReadOnlyList<DeliveryResult> results, CancellationToken cancellationToken)
+    /// <summary>
+    /// Records results; returns how many were applied (the rest had lost their lease).
+    /// <paramref name="writtenBefore"/>: an earlier write of these results failed without a
+    /// known outcome, so some may be recorded already (see <see cref="RecordSql"/>).
+    /// </summary>
+    public async Task<int> RecordAsync(Guid owner, IReadOnlyList<DeliveryResult> results, bool writtenBefore, CancellationToken cancellationToken)
     {
         if (results.Count == 0)
         {
@@ -271,6 +282,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]> { TypedValue = [.. results.Select(r => r.StartedAt)] });
         command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.Duration.TotalMilliseconds)] });
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);

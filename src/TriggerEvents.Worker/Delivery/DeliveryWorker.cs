@@ -347,12 +347,12 @@ internal sealed class DeliveryWorker
             {
                 if (split)
                 {
-                    await RecordOneByOneAsync(batch, cancellationToken);
+                    await RecordOneByOneAsync(batch, writtenBefore: failures > 0, cancellationToken);
                     split = false;
                 }
                 else
                 {
-                    var applied = await store.RecordAsync(Owner, batch, cancellationToken);
+                    var applied = await store.RecordAsync(Owner, batch, writtenBefore: failures > 0, cancellationToken);
                     if (applied < batch.Count)
                     {
                         logger.LogWarning("{Lost} results were not recorded: their lease had expired and another worker took them over", batch.Count - applied);
@@ -405,14 +405,14 @@ internal sealed class DeliveryWorker
     /// result the server refuses is given up: its lease expires and the delivery is attempted
     /// again, instead of staying in flight for ever. A lost connection propagates, keeping the rest.
     /// </summary>
-    private async Task RecordOneByOneAsync(List<DeliveryResult> batch, CancellationToken cancellationToken)
+    private async Task RecordOneByOneAsync(List<DeliveryResult> batch, bool writtenBefore, CancellationToken cancellationToken)
     {
         while (batch.Count > 0)
         {
             var result = batch[^1];
             try
             {
-                await store.RecordAsync(Owner, [result], cancellationToken);
+                await store.RecordAsync(Owner, [result], writtenBefore, cancellationToken);
             }
             catch (PostgresException e) when (IsPermanent(e))
             {
