@@ -20,16 +20,6 @@ if ! $binaries_only && command -v docker >/dev/null 2>&1 && docker info >/dev/nu
   exit 0
 fi
 
-echo "No PostgreSQL server binaries found: installing PostgreSQL from the distribution's packages (apt-get install postgresql)." >&2
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "apt-get is not available: install PostgreSQL's server binaries, start a Docker engine, or set TRIGGER_EVENTS_TEST_DATABASE." >&2
-  exit 1
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
 # Only the binaries are needed; the tests and the demo start throwaway clusters of their own.
-$sudo apt-get install -y -qq postgresql >/dev/null
+"$(dirname "$0")/apt-install.sh" "No PostgreSQL server binaries found" \
+  "install PostgreSQL's server binaries, start a Docker engine, or set TRIGGER_EVENTS_TEST_DATABASE" postgresql
