@@ -294,10 +294,16 @@ internal static class DeliveryBenchmark
             }
         }
 
-        var split = arrivals.Where(a => splits.ContainsKey(a.EventId))
-            .Select(a => (Before: splits[a.EventId].RequestStart, After: a.LatencyMs - splits[a.EventId].RequestStart, splits[a.EventId].Commit))
-            .ToArray();
-        if (split.Length == 0)
+        var split = new List<(double Before, double After, double? Commit)>(arrivals.Count);
+        foreach (var arrival in arrivals)
+        {
+            if (splits.TryGetValue(arrival.EventId, out var times))
+            {
+                split.Add((times.RequestStart, arrival.LatencyMs - times.RequestStart, times.Commit));
+            }
+        }
+
+        if (split.Count == 0)
         {
             return "no recorded attempts to split the latency at";
         }
