@@ -20,6 +20,12 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
 internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, ClaimCursor Next);
 
 /// <summary>
+/// Which subscriptions a fan-out serves, and how many committed events one call handles at most
+/// (it always takes at least one whole transaction, however large).
+/// </summary>
+internal sealed record FanOutRequest(int[] SubscriptionIds, int MaxEvents);
+
+/// <summary>
 /// Where a claim resumes in a subscription's queue of pending deliveries: after the row at
 /// (<paramref name="DueAt"/>, <paramref name="EventId"/>), the last one claimed, but no later
 /// than a commit window before <paramref name="ClaimedAt"/>, the time of the claim that took it

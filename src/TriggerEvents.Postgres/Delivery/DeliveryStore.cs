@@ -5,8 +5,9 @@ using TriggerEvents.Core.Delivery;
 namespace TriggerEvents.Postgres.Delivery;
 
 /// <summary>
-/// The worker's hot-path queries: claim under a lease, record results while the lease is held,
-/// extend and release leases, and the idle signal that gates capture's NOTIFY.
+/// The worker's hot-path queries: fan committed events out into deliveries, claim under a lease,
+/// record results while the lease is held, extend and release leases, and the idle signal that
+/// gates capture's NOTIFY.
 /// </summary>
 internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 {
@@ -43,6 +44,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         set_config('enable_sort', 'off', true), set_config('enable_hashjoin', 'off', true),
         set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)
         """;
+
+    /// <summary>
+    /// Turns the events committed since each subscription's place in the log into deliveries
+    /// (<c>trigger_events.fan_out</c>, migration 000003). It goes first in a claim's round trip, so
+    /// the claim that follows in the same transaction takes what it made at once.
+    /// </summary>
+    internal const string FanOutSql = "SELECT trigger_events.fan_out($1, $2)";
 
     /// <summary><see cref="PinnedPlan"/> on its own, ahead of the result write.</summary>
     private const string PinPlanSql = $"SELECT {PinnedPlan}";
@@ -201,10 +209,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         UPDATE trigger_events.worker_signal SET idle = $1, updated_at = now() WHERE idle IS DISTINCT FROM $1
         """;
 
-    /// <summary>Claims from the head of the queue, expired leases included.</summary>
+    /// <summary>Fans the subscription's committed events out, then claims from the head of its queue, expired leases included.</summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken) =>
-        (await ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, takeOverExpired: true, cancellationToken)).Deliveries;
+        (await ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, takeOverExpired: true,
+            new FanOutRequest([subscriptionId], Math.Max(limit, 10_000)), cancellationToken)).Deliveries;
 
     /// <summary>
     /// Claims pending deliveries after <paramref name="cursor"/> (see <see cref="ClaimSql"/>),
@@ -212,10 +221,27 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// cursor the next claim resumes from.
     /// </summary>
     public async Task<ClaimBatch> ClaimAsync(
-        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, CancellationToken cancellationToken)
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, CancellationToken cancellationToken) =>
+        await ClaimAsync(subscriptionId, owner, limit, lease, cursor, takeOverExpired, fanOut: null, cancellationToken);
+
+    /// <summary>
+    /// As above, after fanning out the events committed for <paramref name="fanOut"/>'s
+    /// subscriptions (<see cref="FanOutSql"/>) in the same round trip and transaction.
+    /// </summary>
+    public async Task<ClaimBatch> ClaimAsync(
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, FanOutRequest? fanOut,
+        CancellationToken cancellationToken)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
+        if (fanOut is not null)
+        {
+            var fan = new NpgsqlBatchCommand(FanOutSql);
+            fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
+            fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
+            batch.BatchCommands.Add(fan);
+        }
+
         var lockSubscription = new NpgsqlBatchCommand(LockSubscriptionSql);
         lockSubscription.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         batch.BatchCommands.Add(lockSubscription);
@@ -231,6 +257,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
         batch.BatchCommands.Add(command);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        if (fanOut is not null)
+        {
+            // How many deliveries the fan-out made: the claim below counts what it takes.
+            await reader.NextResultAsync(cancellationToken);
+        }
+
         // No row: the subscription is gone, and so is anything to claim for it.
         var claimedAt = await reader.ReadAsync(cancellationToken) ? reader.GetFieldValue<DateTimeOffset>(0) : cursor.ClaimedAt;
         await reader.NextResultAsync(cancellationToken);
@@ -296,6 +328,15 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <summary>Gives back deliveries this worker will not attempt (shutdown).</summary>
     public Task ReleaseAsync(Guid owner, IReadOnlyCollection<DeliveryKey> held, CancellationToken cancellationToken) =>
         held.Count == 0 ? Task.CompletedTask : ExecuteForKeysAsync(ReleaseSql, owner, held, null, cancellationToken);
+
+    /// <summary>Fans out on its own, outside a claim: registration, tests and the benchmark's set-up.</summary>
+    public async Task<long> FanOutAsync(FanOutRequest request, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(FanOutSql);
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = request.SubscriptionIds });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = request.MaxEvents });
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
 
     /// <summary>Tells capture whether a worker is idle (NOTIFY on) or busy (NOTIFY off).</summary>
     public async Task SetIdleAsync(bool idle, CancellationToken cancellationToken)

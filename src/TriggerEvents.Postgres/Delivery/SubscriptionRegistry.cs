@@ -1,5 +1,4 @@
 using Npgsql;
-using NpgsqlTypes;
 using TriggerEvents.Core.Configuration;
 
 namespace TriggerEvents.Postgres.Delivery;
@@ -8,9 +7,10 @@ namespace TriggerEvents.Postgres.Delivery;
 internal sealed record RegisteredSubscription(int Id, SubscriptionConfig Config, bool IsNew, long Backfilled, bool TriggerAttached);
 
 /// <summary>
-/// Writes the YAML file's subscriptions into <c>trigger_events.subscriptions</c>, from where
-/// capture fans events out to them. Subscriptions that left the file are disabled (capture
-/// stops fanning out to them), never deleted: their pending deliveries stay.
+/// Writes the YAML file's subscriptions into <c>trigger_events.subscriptions</c>. A new one starts
+/// at its place in the log (a snapshot taken as it is inserted, migration 000003), from where the
+/// worker fans events out to it. Subscriptions that left the file are disabled, never deleted:
+/// their pending deliveries stay, and so does their place in the log.
 /// </summary>
 internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
 {
@@ -26,12 +26,15 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
         RETURNING id, xmax = 0 AS inserted
         """;
 
-    // A backfill inserts the deliveries a new subscription would have had since `since`.
-    // ON CONFLICT: capture may have fanned an event out to it already.
+    // start_from earliest or a time: the deliveries of the events before the new subscription's
+    // place in the log (the fan-out gives it every event after). Exactly those: an event of a
+    // transaction still open at registration is after the place, and comes from the fan-out.
     private const string BackfillSql = """
         INSERT INTO trigger_events.deliveries (subscription_id, event_id)
         SELECT $1, e.id FROM trigger_events.event_log e
-        WHERE e.trigger_name = $2 AND e.op = ANY ($3) AND e.captured_at >= $4 AND ($5::text IS NULL OR e.transaction_id >= $5::text::xid8)
+        WHERE e.trigger_name = $2 AND e.op = ANY ($3) AND e.captured_at >= $4
+          AND pg_visible_in_snapshot(e.transaction_id,
+                (SELECT sp.position FROM trigger_events.subscription_positions sp WHERE sp.subscription_id = $1))
         ON CONFLICT DO NOTHING
         """;
 
@@ -58,7 +61,6 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
         int id;
         bool inserted;
         long backfilled = 0;
-        string? snapshotXmin = null;
         await using (var transaction = await connection.BeginTransactionAsync(cancellationToken))
         {
             await using (var upsert = new NpgsqlCommand(UpsertSql, connection, transaction))
@@ -89,45 +91,23 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
                 id = (int)(await lookup.ExecuteScalarAsync(cancellationToken))!;
             }
 
-            var since = SinceOf(subscription.StartFrom);
-            if (inserted && since is not null)
+            if (inserted && SinceOf(subscription.StartFrom) is { } since)
             {
-                await using (var snapshot = new NpgsqlCommand("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", connection, transaction))
-                {
-                    snapshotXmin = (string)(await snapshot.ExecuteScalarAsync(cancellationToken))!;
-                }
-
-                backfilled = await BackfillAsync(connection, transaction, id, subscription, operations, since.Value, null, cancellationToken);
+                await using var backfill = new NpgsqlCommand(BackfillSql, connection, transaction);
+                backfill.Parameters.Add(new NpgsqlParameter<int> { TypedValue = id });
+                backfill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Trigger });
+                backfill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
+                backfill.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = since });
+                backfilled = await backfill.ExecuteNonQueryAsync(cancellationToken);
             }
 
             await transaction.CommitAsync(cancellationToken);
-        }
-
-        if (snapshotXmin is not null)
-        {
-            // Transactions that were in progress while we registered neither saw the new
-            // subscription (so capture did not fan out to it) nor were visible to the backfill
-            // above; a second pass over exactly those transactions closes the gap.
-            backfilled += await BackfillAsync(connection, null, id, subscription, operations, SinceOf(subscription.StartFrom)!.Value, snapshotXmin, cancellationToken);
         }
 
         await using var attached = new NpgsqlCommand("SELECT EXISTS (SELECT 1 FROM trigger_events.event_triggers WHERE name = $1)", connection);
         attached.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Trigger });
         var triggerAttached = (bool)(await attached.ExecuteScalarAsync(cancellationToken))!;
         return new RegisteredSubscription(id, subscription, inserted, backfilled, triggerAttached);
-    }
-
-    private static async Task<long> BackfillAsync(
-        NpgsqlConnection connection, NpgsqlTransaction? transaction, int id, SubscriptionConfig subscription, string[] operations,
-        DateTimeOffset since, string? fromTransaction, CancellationToken cancellationToken)
-    {
-        await using var backfill = new NpgsqlCommand(BackfillSql, connection, transaction);
-        backfill.Parameters.Add(new NpgsqlParameter<int> { TypedValue = id });
-        backfill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Trigger });
-        backfill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
-        backfill.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = since });
-        backfill.Parameters.Add(new NpgsqlParameter { Value = (object?)fromTransaction ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        return await backfill.ExecuteNonQueryAsync(cancellationToken);
     }
 
     private static DateTimeOffset? SinceOf(StartFrom startFrom) => startFrom switch

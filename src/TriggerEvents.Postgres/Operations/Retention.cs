@@ -7,7 +7,7 @@ internal sealed record RetentionResult(long Events, long Deliveries, long Attemp
 
 /// <summary>
 /// Retention (<c>cleanup</c>, and the worker's scheduled duty): deletes events older than a bound
-/// whose deliveries all succeeded, with those deliveries, and attempt records older than their
+/// that every subscription's place in the log has passed and whose deliveries all succeeded, with those deliveries, and attempt records older than their
 /// own bound (a null bound keeps that kind forever). Pending, in-flight and dead deliveries, and their events, are never deleted.
 /// </summary>
 /// <remarks>
@@ -23,7 +23,7 @@ internal static class Retention
 
     private const string DeleteEvents = """
         WITH candidate AS (
-            SELECT e.id FROM trigger_events.event_log e
+            SELECT e.id, e.transaction_id FROM trigger_events.event_log e
             WHERE e.id > $1 AND e.captured_at < $2
             ORDER BY e.id
             LIMIT $3
@@ -33,6 +33,10 @@ internal static class Retention
                 SELECT 1 FROM trigger_events.subscriptions s
                 JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = c.id
                 WHERE d.status <> 'delivered')
+              -- Every subscription's place has passed it: it was fanned out to all of them.
+              AND NOT EXISTS (
+                SELECT 1 FROM trigger_events.subscription_positions sp
+                WHERE NOT pg_visible_in_snapshot(c.transaction_id, sp.position))
         ), deliveries_gone AS (
             DELETE FROM trigger_events.deliveries d
             USING doomed, trigger_events.subscriptions s

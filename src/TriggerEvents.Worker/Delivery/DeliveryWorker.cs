@@ -42,6 +42,12 @@ internal sealed class DeliveryWorker
     /// <summary>Poll intervals between sweeps of a subscription's queue from its head.</summary>
     private const int SweepPollIntervals = 10;
 
+    /// <summary>
+    /// Committed events one fan-out turns into deliveries at most, in claim batches: enough that
+    /// the fan-out at the head of every round stays ahead of the claims behind it.
+    /// </summary>
+    private const int FanOutBatches = 10;
+
     private readonly WorkerConfig options;
     private readonly IReadOnlyList<ActiveSubscription> subscriptions;
     private readonly DeliveryStore store;
@@ -52,6 +58,7 @@ internal sealed class DeliveryWorker
     private readonly ConcurrentDictionary<DeliveryKey, byte> held = new();
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<int, ClaimState> claimStates = [];
+    private readonly FanOutRequest fanOutRequest;
     private bool idleSignalled;
 
     /// <summary>Free slots worth a claim round trip while deliveries are in progress.</summary>
@@ -68,6 +75,7 @@ internal sealed class DeliveryWorker
         this.time = time;
         this.logger = logger;
         this.metrics = metrics;
+        fanOutRequest = new FanOutRequest([.. subscriptions.Select(s => s.Id)], FanOutBatches * options.BatchSize);
     }
 
     /// <summary>This worker's lease owner token.</summary>
@@ -202,6 +210,9 @@ internal sealed class DeliveryWorker
     /// fewer than it asked for (its queue is drained for now).
     /// </summary>
     /// <remarks>
+    /// The round's first claim starts with the fan-out of every subscription of this worker: the
+    /// events committed since each one's place in the log become deliveries, in the same round
+    /// trip, so the claim behind it can take them at once.
     /// Each subscription's claim resumes after the last row it took (<see cref="ClaimCursor"/>).
     /// Once per poll interval a claim also takes over expired leases (a short read of the lease
     /// index). Once per <see cref="SweepPollIntervals"/> poll intervals it starts from the head of
@@ -213,6 +224,7 @@ internal sealed class DeliveryWorker
     {
         var claimedTotal = 0;
         var drained = false;
+        var fanOut = fanOutRequest;
         foreach (var subscription in subscriptions)
         {
             // A slot is taken from claim until the result is recorded: the database counts the
@@ -231,7 +243,8 @@ internal sealed class DeliveryWorker
 
             var takeOver = IsDue(ref state.LastTakeOver, options.PollInterval);
             var cursor = IsDue(ref state.LastSweep, options.PollInterval * SweepPollIntervals) ? ClaimCursor.Sweep : state.Cursor;
-            var (claimed, next) = await store.ClaimAsync(subscription.Id, Owner, limit, options.Lease, cursor, takeOver, stopping);
+            var (claimed, next) = await store.ClaimAsync(subscription.Id, Owner, limit, options.Lease, cursor, takeOver, fanOut, stopping);
+            fanOut = null;
             state.Cursor = next;
             claimedTotal += claimed.Count;
             drained |= claimed.Count < limit;
