@@ -357,7 +357,7 @@ public sealed class CaptureTests
     }
 
     [Test]
-    public async Task Events_fan_out_to_the_enabled_subscriptions_of_their_operation()
+    public async Task The_writer_records_one_row_per_change_and_the_fan_out_gives_each_subscription_its_operations()
     {
         var table = await CreateOrdersTableAsync();
         var trigger = Unique("t");
@@ -369,9 +369,19 @@ public sealed class CaptureTests
         await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'new', 1, NULL), (2, 'new', 1, NULL)");
         await database.ExecuteAsync($"UPDATE {table} SET status = 'paid'");
 
-        var counts = await database.ScalarAsync<string>(
+        Task<string> DeliveriesAsync() => database.ScalarAsync<string>(
+            "SELECT string_agg(s.name || '=' || (SELECT count(*) FROM trigger_events.deliveries d WHERE d.subscription_id = s.id), ',' ORDER BY s.name) " +
+            "FROM trigger_events.subscriptions s WHERE s.trigger_name = $1", trigger);
+        Task<string> PendingAsync() => database.ScalarAsync<string>(
             "SELECT string_agg(subscription || '=' || pending, ',' ORDER BY subscription) FROM trigger_events.subscription_status WHERE trigger_name = $1", trigger);
-        Assert.That(counts, Is.EqualTo($"{trigger}_all=4,{trigger}_ins=2,{trigger}_off=0"));
+        Assert.That(await EventsAsync(trigger), Has.Count.EqualTo(4));
+        Assert.That(await DeliveriesAsync(), Is.EqualTo($"{trigger}_all=0,{trigger}_ins=0,{trigger}_off=0"), "the writer made no delivery rows");
+        Assert.That(await PendingAsync(), Is.EqualTo($"{trigger}_all=4,{trigger}_ins=2,{trigger}_off=4"), "not yet fanned out, yet pending");
+
+        await database.FanOutAsync($"{trigger}_all", $"{trigger}_ins");
+
+        Assert.That(await DeliveriesAsync(), Is.EqualTo($"{trigger}_all=4,{trigger}_ins=2,{trigger}_off=0"));
+        Assert.That(await PendingAsync(), Is.EqualTo($"{trigger}_all=4,{trigger}_ins=2,{trigger}_off=4"), "the paused one keeps its backlog");
     }
 
     [Test]

@@ -21,6 +21,7 @@ public sealed class DeliveryStoreTests
         subscriptionId = await database.ScalarAsync<int>(
             "INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('hook', 'orders_changed', 100) RETURNING id");
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 10) g");
+        await database.FanOutAsync();
     }
 
     [TearDown]
@@ -141,6 +142,7 @@ public sealed class DeliveryStoreTests
     {
         // 20,000 delivered deliveries of history, 10 pending.
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered' WHERE event_id > 10");
         await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries");
 
@@ -159,6 +161,7 @@ public sealed class DeliveryStoreTests
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
         await database.ExecuteAsync("ANALYZE trigger_events.deliveries");
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 31000) g");
+        await database.FanOutAsync();
 
         var plan = await ClaimPlanAsync();
 
@@ -171,6 +174,7 @@ public sealed class DeliveryStoreTests
     {
         // 30,000 retries due in an hour: the count for max_in_flight must not walk them.
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 31000) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET attempts = 1, next_attempt_at = now() + interval '1 hour'");
         await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries");
 
@@ -235,6 +239,7 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var (_, cursor) = await store.ClaimAsync(subscriptionId, owner, 5, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (11)");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '30 minutes' WHERE event_id = 11");
 
         var byCursor = await ClaimAfterAsync(owner, cursor);
@@ -263,6 +268,7 @@ public sealed class DeliveryStoreTests
         // A backlog of 20,000 captured an hour ago, 15,000 of them already claimed: their entries
         // stay in the pending index, dead, until vacuum.
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 hour'");
         await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET max_in_flight = 100000");
         await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries");
@@ -287,6 +293,7 @@ public sealed class DeliveryStoreTests
     {
         // 20,000 delivered, then of the 10 first: 2 in flight, 1 retrying, 1 dead, 6 pending.
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered' WHERE event_id > 10");
         await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 2, Lease, CancellationToken.None);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET attempts = 1 WHERE event_id = 3");
@@ -325,6 +332,7 @@ public sealed class DeliveryStoreTests
     private async Task CaptureLateAsync(int id, DateTimeOffset time, string before)
     {
         await database.ExecuteAsync($"INSERT INTO orders VALUES ({id})");
+        await database.FanOutAsync();
         await database.ExecuteAsync(
             $"UPDATE trigger_events.deliveries SET next_attempt_at = $1::timestamptz - interval '{before}' WHERE event_id = {id}", time);
     }
@@ -378,6 +386,7 @@ public sealed class DeliveryStoreTests
         // A burst of captures right after the table was last analyzed: the state in which a
         // status condition once made the planner scan the claim index for every result.
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
+        await database.FanOutAsync();
 
         await using var command = database.DataSource.CreateCommand("EXPLAIN " + DeliveryStore.RecordSql);
         command.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });

@@ -4,7 +4,7 @@ using TriggerEvents.Testing;
 
 namespace TriggerEvents.Postgres.Tests;
 
-/// <summary>Registering the YAML file's subscriptions: start_from, backfill, leaving the file.</summary>
+/// <summary>Registering the YAML file's subscriptions: start_from, backfill, leaving the file, each one's place in the log.</summary>
 public sealed class SubscriptionRegistryTests
 {
     private TestDatabase database = null!;
@@ -40,6 +40,7 @@ public sealed class SubscriptionRegistryTests
         var first = await registry.SyncAsync([Subscription("from-now"), Subscription("from-earliest", new StartFrom.Earliest())], CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (3)");
         var second = await registry.SyncAsync([Subscription("from-now"), Subscription("from-earliest", new StartFrom.Earliest())], CancellationToken.None);
+        await database.FanOutAsync();
 
         Assert.That(first.Select(r => (r.Config.Name, r.IsNew, r.Backfilled)), Is.EqualTo(new[] { ("from-now", true, 0L), ("from-earliest", true, 2L) }));
         Assert.That(second.Select(r => (r.IsNew, r.Backfilled)), Is.EqualTo(new[] { (false, 0L), (false, 0L) }), "a backfill happens once, on registration");
@@ -62,21 +63,45 @@ public sealed class SubscriptionRegistryTests
     }
 
     [Test]
-    public async Task A_subscription_that_leaves_the_file_is_disabled_and_keeps_its_pending_deliveries()
+    public async Task A_subscription_that_leaves_the_file_keeps_its_place_and_gets_what_it_missed_when_it_returns()
     {
         var registry = new SubscriptionRegistry(database.DataSource);
         await registry.SyncAsync([Subscription("stays"), Subscription("leaves")], CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await database.FanOutAsync("stays", "leaves");
 
         await registry.SyncAsync([Subscription("stays")], CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (2)");
+        await database.FanOutAsync("stays");
 
         Assert.That(await database.ScalarAsync<bool>("SELECT enabled FROM trigger_events.subscriptions WHERE name = 'leaves'"), Is.False);
-        Assert.That(await DeliveriesAsync("leaves"), Is.EqualTo(1), "pending delivery kept; no fan-out once disabled");
+        Assert.That(await DeliveriesAsync("leaves"), Is.EqualTo(1), "its pending delivery is kept; nothing new while no worker serves it");
         Assert.That(await DeliveriesAsync("stays"), Is.EqualTo(2));
 
         await registry.SyncAsync([Subscription("stays"), Subscription("leaves")], CancellationToken.None);
+        await database.FanOutAsync("stays", "leaves");
         Assert.That(await database.ScalarAsync<bool>("SELECT enabled FROM trigger_events.subscriptions WHERE name = 'leaves'"), Is.True, "coming back re-enables it");
+        Assert.That(await DeliveriesAsync("leaves"), Is.EqualTo(2), "it continues from its place: the event written while it was away is not lost");
+        Assert.That(await DeliveriesAsync("stays"), Is.EqualTo(2), "and nothing is given twice");
+    }
+
+    [Test]
+    public async Task A_new_subscription_gets_the_events_of_transactions_still_open_when_it_was_registered()
+    {
+        await using var writer = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await writer.BeginTransactionAsync();
+        await using (var insert = new Npgsql.NpgsqlCommand("INSERT INTO orders VALUES (1)", writer, transaction))
+        {
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        await new SubscriptionRegistry(database.DataSource).SyncAsync(
+            [Subscription("now"), Subscription("earliest", new StartFrom.Earliest())], CancellationToken.None);
+        await transaction.CommitAsync();
+        await database.FanOutAsync();
+
+        Assert.That(await DeliveriesAsync("now"), Is.EqualTo(1), "committed after registration: it is the new subscription's");
+        Assert.That(await DeliveriesAsync("earliest"), Is.EqualTo(1), "once, though the backfill and the fan-out both could take it");
     }
 
     [Test]
@@ -89,6 +114,7 @@ public sealed class SubscriptionRegistryTests
         await database.ExecuteAsync("CREATE TABLE later (id int)");
         await database.ScalarAsync<string>("SELECT trigger_events.attach('later', 'attached_later')");
         await database.ExecuteAsync("INSERT INTO later VALUES (1)");
+        await database.FanOutAsync();
         Assert.That(await DeliveriesAsync("early"), Is.EqualTo(1));
     }
 }

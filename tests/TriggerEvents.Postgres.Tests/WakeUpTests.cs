@@ -5,7 +5,7 @@ namespace TriggerEvents.Postgres.Tests;
 
 /// <summary>
 /// The NOTIFY wake-up hint: at most one per transaction, only while a worker has said it is
-/// idle, only when deliveries were created, and never for a trigger attached with notify off.
+/// idle, only when an event was captured, and never for a trigger attached with notify off.
 /// </summary>
 public sealed class WakeUpTests
 {
@@ -22,22 +22,21 @@ public sealed class WakeUpTests
     [SetUp]
     public Task ResetSignal() => database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true");
 
-    [TestCase(true, true, true, 1)]
-    [TestCase(false, true, true, 0)]
-    [TestCase(true, false, true, 0)]
-    [TestCase(true, true, false, 0)]
-    public async Task Notifies_once_per_transaction_only_when_idle_notify_on_and_deliveries_created(
-        bool idle, bool notify, bool subscribed, int expected)
+    private async Task<string> AttachedTableAsync(bool notify)
     {
         var table = $"w_{Guid.NewGuid():N}";
         var trigger = $"t_{Guid.NewGuid():N}"[..20];
         await database.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, s text)");
         await database.ScalarAsync<string>($"SELECT trigger_events.attach('{table}', '{trigger}', notify => {notify})");
-        if (subscribed)
-        {
-            await database.ExecuteAsync($"INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('{trigger}', '{trigger}')");
-        }
+        return table;
+    }
 
+    [TestCase(true, true, 1)]
+    [TestCase(false, true, 0)]
+    [TestCase(true, false, 0)]
+    public async Task Notifies_once_per_transaction_only_when_idle_and_notify_on(bool idle, bool notify, int expected)
+    {
+        var table = await AttachedTableAsync(notify);
         await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = $1", idle);
 
         var received = await CountNotificationsAsync(async writer =>
@@ -50,6 +49,21 @@ public sealed class WakeUpTests
         });
 
         Assert.That(received, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public async Task A_statement_that_captures_nothing_does_not_notify()
+    {
+        var table = await AttachedTableAsync(notify: true);
+
+        var received = await CountNotificationsAsync(async writer =>
+        {
+            // The statement-level triggers fire with empty transition tables.
+            await new NpgsqlCommand($"INSERT INTO {table} SELECT 1, 'a' WHERE false", writer).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"DELETE FROM {table}", writer).ExecuteNonQueryAsync();
+        });
+
+        Assert.That(received, Is.Zero);
     }
 
     /// <summary>

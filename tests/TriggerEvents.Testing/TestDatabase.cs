@@ -78,6 +78,17 @@ public sealed class TestDatabase : IAsyncDisposable
         return await command.ExecuteNonQueryAsync();
     }
 
+    /// <summary>
+    /// Turns the committed events into deliveries for the named subscriptions (all when none are
+    /// named), as the fan-out at the head of a worker's claim does; returns how many it made.
+    /// </summary>
+    public Task<long> FanOutAsync(params string[] subscriptions) => ScalarAsync<long>(
+        """
+        SELECT trigger_events.fan_out(CASE WHEN cardinality($1::text[]) > 0
+            THEN ARRAY(SELECT id FROM trigger_events.subscriptions WHERE name = ANY ($1::text[])) END)
+        """,
+        (object)subscriptions);
+
     private static async Task<string> GetTemplateAsync(string admin)
     {
         await TemplateLock.WaitAsync();
