@@ -29,6 +29,7 @@ public sealed class RepairCommandTests
     public async Task Dead_letters_are_listed_retried_and_purged_with_filters_and_counts()
     {
         await database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 5) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync(
             "UPDATE trigger_events.deliveries SET status = 'dead', attempts = 10, last_status = 503, last_error = 'gave up after 10 attempts; last: HTTP 503'");
 
@@ -52,6 +53,7 @@ public sealed class RepairCommandTests
     public async Task Replay_redelivers_a_time_range_including_events_from_before_the_subscription_existed()
     {
         await database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 4) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('late', 'orders_changed')");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered', delivered_at = now()");
         await database.ExecuteAsync(
@@ -76,6 +78,7 @@ public sealed class RepairCommandTests
     public async Task Cleanup_deletes_only_old_events_whose_deliveries_all_succeeded()
     {
         await database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 6) g");
+        await database.FanOutAsync();
         // Events 1-4 fully delivered; 5 has one delivery pending; 6 has one dead.
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'pending' WHERE event_id = 5 AND subscription_id = (SELECT min(id) FROM trigger_events.subscriptions)");
@@ -102,6 +105,7 @@ public sealed class RepairCommandTests
         for (var cycle = 0; cycle < 12; cycle++)
         {
             await database.ExecuteAsync($"INSERT INTO orders SELECT g, 'new' FROM generate_series({(cycle * 2000) + 1}, {(cycle + 1) * 2000}) g");
+            await database.FanOutAsync();
             await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered', delivered_at = now() WHERE status = 'pending'");
             var cleanup = await cli.RunAsync("cleanup", "--older-than", "0s");
             Assert.That(cleanup.Out, Does.Contain("Deleted 2000 delivered events, 4000 deliveries"), cleanup.ToString());
