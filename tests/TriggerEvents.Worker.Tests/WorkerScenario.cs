@@ -1,4 +1,5 @@
 using TriggerEvents.Postgres;
+using TriggerEvents.Postgres.Migrations;
 using Npgsql;
 using TriggerEvents.Testing;
 
@@ -31,9 +32,16 @@ internal sealed class WorkerScenario : IAsyncDisposable
 
     public string DatabaseUrl => Database.ConnectionString;
 
-    public static async Task<WorkerScenario> CreateAsync(string attachOptions = "")
+    /// <param name="attachOptions">Extra arguments of the attach call.</param>
+    /// <param name="schemaVersion">Migrate only up to this version, as an earlier release left a database (upgrade tests).</param>
+    public static async Task<WorkerScenario> CreateAsync(string attachOptions = "", int? schemaVersion = null)
     {
-        var database = await TestDatabase.CreateAsync();
+        var database = await TestDatabase.CreateAsync(migrated: schemaVersion is null);
+        if (schemaVersion is { } version)
+        {
+            await Migrator.MigrateAsync(database.DataSource, version, CancellationToken.None);
+        }
+
         await database.ExecuteAsync("CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new', amount numeric)");
         await database.ScalarAsync<string>($"SELECT trigger_events.attach('orders', 'orders_changed'{attachOptions})");
         var receiver = await WebhookReceiver.StartAsync();

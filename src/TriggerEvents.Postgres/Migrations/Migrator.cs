@@ -37,7 +37,14 @@ internal static class Migrator
         );
         """;
 
-    public static async Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    public static Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken) =>
+        MigrateAsync(dataSource, MigrationSource.LatestVersion, cancellationToken);
+
+    /// <summary>
+    /// Applies the migrations up to <paramref name="targetVersion"/>: upgrade tests start from a
+    /// database as an earlier release left it.
+    /// </summary>
+    public static async Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, int targetVersion, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({AdvisoryLockKey})", cancellationToken);
@@ -51,7 +58,7 @@ internal static class Migrator
             }
 
             var applied = new List<int>();
-            foreach (var migration in MigrationSource.All.Where(m => m.Version > from))
+            foreach (var migration in MigrationSource.All.Where(m => m.Version > from && m.Version <= targetVersion))
             {
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
                 await using (var record = new NpgsqlCommand("INSERT INTO trigger_events.migrations (version, name) VALUES ($1, $2)", connection, transaction))
@@ -66,7 +73,7 @@ internal static class Migrator
                 applied.Add(migration.Version);
             }
 
-            return new MigrationResult(from, Math.Max(from, MigrationSource.LatestVersion), applied);
+            return new MigrationResult(from, Math.Max(from, Math.Min(targetVersion, MigrationSource.LatestVersion)), applied);
         }
         finally
         {
@@ -87,7 +94,7 @@ internal static class Migrator
     /// <summary>
     /// The whole upgrade as one plain SQL script, for DBAs who apply SQL with their own tools.
     /// It takes the same advisory lock and records versions the same way as
-    /// <see cref="MigrateAsync"/>, and each migration skips itself when already applied, so the
+    /// <see cref="MigrateAsync(NpgsqlDataSource, int, CancellationToken)"/>, and each migration skips itself when already applied, so the
     /// script can be run again and mixed with <c>triggerevents migrate</c>.
     /// </summary>
     public static void WriteScript(TextWriter writer)
