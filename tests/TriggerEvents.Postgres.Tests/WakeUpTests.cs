@@ -52,6 +52,43 @@ public sealed class WakeUpTests
     }
 
     [Test]
+    public async Task Only_the_first_capture_after_a_worker_went_idle_notifies_until_it_goes_idle_again()
+    {
+        var table = await AttachedTableAsync(notify: true);
+
+        var first = await CountNotificationsAsync(async writer =>
+        {
+            for (var id = 1; id <= 5; id++)
+            {
+                await new NpgsqlCommand($"INSERT INTO {table} VALUES ({id}, 'a')", writer).ExecuteNonQueryAsync();
+            }
+        });
+        var flagAfterwards = await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal");
+        await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true");
+        var again = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (6, 'b')", writer).ExecuteNonQueryAsync());
+
+        Assert.That(first, Is.EqualTo(1), "five transactions, one wake-up");
+        Assert.That(flagAfterwards, Is.False, "the writer that sent it took the flag");
+        Assert.That(again, Is.EqualTo(1), "the worker armed it again");
+    }
+
+    [Test]
+    public async Task A_writer_that_takes_the_flag_and_rolls_back_leaves_it_for_the_next()
+    {
+        var table = await AttachedTableAsync(notify: true);
+        await using (var rolledBack = await database.DataSource.OpenConnectionAsync())
+        {
+            await using var transaction = await rolledBack.BeginTransactionAsync();
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (1, 'a')", rolledBack, transaction).ExecuteNonQueryAsync();
+            await transaction.RollbackAsync();
+        }
+
+        var received = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (2, 'b')", writer).ExecuteNonQueryAsync());
+
+        Assert.That(received, Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task A_statement_that_captures_nothing_does_not_notify()
     {
         var table = await AttachedTableAsync(notify: true);

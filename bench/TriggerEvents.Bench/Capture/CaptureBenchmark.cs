@@ -37,9 +37,10 @@ internal static class CaptureBenchmark
         output.WriteLine();
         server.WriteTo(output);
         output.WriteLine($"Cluster:    fresh throwaway cluster on 127.0.0.1:{database.Port}, database {DatabaseName}");
-        output.WriteLine($"Tables:     {OrdersSchema.PlainTable} and {OrdersSchema.AttachedTable}, identical; the latter attached as '{OrdersSchema.TriggerName}' " +
-            $"(INSERT, UPDATE, DELETE) with one enabled subscription '{OrdersSchema.SubscriptionName}'");
-        output.WriteLine("Each run:   TRUNCATE both tables, event_log and deliveries RESTART IDENTITY; CHECKPOINT");
+        output.WriteLine($"Tables:     {OrdersSchema.PlainTable}, {OrdersSchema.AttachedTable} and {OrdersSchema.HasuraTable}, identical; the second attached as '{OrdersSchema.TriggerName}' " +
+            $"(INSERT, UPDATE, DELETE) with subscription '{OrdersSchema.SubscriptionName}' (and 9 more where the configuration says 10), the third with the Hasura-shaped row trigger");
+        output.WriteLine("Worker:     none runs; 'worker busy' and 'idle' are the wake-up signal held as a worker sets it. The writers make no delivery rows: the worker's fan-out, after commit, is measured by the delivery benchmark");
+        output.WriteLine("Each run:   TRUNCATE the tables, both event logs and deliveries RESTART IDENTITY; CHECKPOINT");
         output.WriteLine($"Load:       {MachineLoad.Describe()} at start");
         output.WriteLine();
 

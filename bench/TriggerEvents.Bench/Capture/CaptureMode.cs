@@ -2,31 +2,46 @@ namespace TriggerEvents.Bench.Capture;
 
 /// <summary>
 /// One write configuration measured by the capture benchmark: which table is written and, for
-/// the attached table, how its wake-up is set.
+/// the attached table, how its wake-up is set and how many subscriptions its trigger has.
 /// </summary>
 /// <param name="Label">How the figures are labelled.</param>
 /// <param name="Table">The table pgbench and the bulk insert write to.</param>
-/// <param name="Notify">The attach's notify flag; null for the plain table.</param>
-/// <param name="WorkerIdle">worker_signal.idle held during the run (only read when Notify is on).</param>
-internal sealed record CaptureMode(string Label, string Table, bool? Notify, bool WorkerIdle)
+/// <param name="Notify">The attach's notify flag; null for tables not attached by TriggerEvents.</param>
+/// <param name="WorkerIdle">
+/// worker_signal.idle set at the start of the run and armed again every
+/// <see cref="ThroughputBenchmark.RearmInterval"/> while it runs, as a worker that drains each
+/// wake-up at once and goes idle again would (only read when Notify is on).
+/// </param>
+/// <param name="Subscriptions">Subscriptions of the attached trigger during the run.</param>
+internal sealed record CaptureMode(string Label, string Table, bool? Notify, bool WorkerIdle, int Subscriptions = 1)
 {
     public static readonly CaptureMode Plain =
         new("plain table", OrdersSchema.PlainTable, Notify: null, WorkerIdle: false);
 
+    /// <summary>The peer: Hasura's event-trigger capture, reconstructed (Capture/Peers/hasura-capture.sql).</summary>
+    public static readonly CaptureMode Hasura =
+        new("Hasura-shaped row trigger", OrdersSchema.HasuraTable, Notify: null, WorkerIdle: false);
+
+    public static readonly CaptureMode NotifyWorkerBusy =
+        new("attached, 1 subscription, worker busy", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false);
+
+    public static readonly CaptureMode TenSubscriptionsWorkerBusy =
+        new("attached, 10 subscriptions, worker busy", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Subscriptions: 10);
+
     public static readonly CaptureMode NotifyOff =
         new("attached, notify off", OrdersSchema.AttachedTable, Notify: false, WorkerIdle: true);
 
-    public static readonly CaptureMode NotifyWorkerBusy =
-        new("attached, notify on, worker busy", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false);
-
     public static readonly CaptureMode NotifyWorkerIdle =
-        new("attached, notify on, worker idle held", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: true);
+        new("attached, worker idle, re-armed (NOTIFY)", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: true);
 
     /// <summary>Plain first: it is the baseline every ratio divides by.</summary>
-    public static IReadOnlyList<CaptureMode> All { get; } = [Plain, NotifyOff, NotifyWorkerBusy, NotifyWorkerIdle];
+    public static IReadOnlyList<CaptureMode> All { get; } =
+        [Plain, Hasura, NotifyWorkerBusy, TenSubscriptionsWorkerBusy, NotifyOff, NotifyWorkerIdle];
 
     public bool IsAttached => Notify is not null;
 
-    /// <summary>Every committing transaction should send one wake-up.</summary>
-    public bool NotifiesEveryTransaction => Notify == true && WorkerIdle;
+    public bool IsPeer => this == Hasura;
+
+    /// <summary>Capture may send wake-ups during the run.</summary>
+    public bool MayNotify => Notify == true && WorkerIdle;
 }

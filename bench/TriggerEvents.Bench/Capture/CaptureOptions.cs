@@ -4,8 +4,8 @@ using TriggerEvents.Bench.Infrastructure;
 namespace TriggerEvents.Bench.Capture;
 
 /// <summary>
-/// Sizes of the capture benchmark. The defaults keep one run under about four minutes:
-/// 2 client counts x 4 configurations x (2 s warm-up + 3 x 7 s) of pgbench, plus the bulk inserts.
+/// Sizes of the capture benchmark. The defaults keep one run under about eight minutes:
+/// 2 client counts x 6 configurations x (2 s warm-up + 5 x 5 s) of pgbench, plus the bulk inserts.
 /// </summary>
 internal sealed record CaptureOptions
 {
@@ -19,13 +19,13 @@ internal sealed record CaptureOptions
     public IReadOnlyList<int> Clients { get; init; } = [4, 16];
 
     /// <summary>Length of each measured pgbench run.</summary>
-    public int Seconds { get; init; } = 7;
+    public int Seconds { get; init; } = 5;
 
     /// <summary>Length of the unmeasured pgbench run per configuration and client count.</summary>
     public int WarmupSeconds { get; init; } = 2;
 
-    /// <summary>Measured pgbench runs per configuration and client count; the median is reported.</summary>
-    public int Repeats { get; init; } = 3;
+    /// <summary>Measured rounds (one run of every configuration each) per client count; medians are reported.</summary>
+    public int Repeats { get; init; } = 5;
 
     /// <summary>
     /// Extra server settings (<c>name=value</c>), applied after LocalCluster's own, so

@@ -4,13 +4,14 @@ using TriggerEvents.Bench.Infrastructure;
 namespace TriggerEvents.Bench.Capture;
 
 /// <summary>
-/// The two identical <c>orders</c> tables (one plain, one attached with one enabled
-/// subscription, as in production), and the statements that reset and configure them.
+/// The three identical <c>orders</c> tables (one plain, one attached with its subscriptions, as in
+/// production, one with the Hasura-shaped trigger), and the statements that reset and configure them.
 /// </summary>
 internal static class OrdersSchema
 {
     public const string PlainTable = "orders_plain";
     public const string AttachedTable = "orders_attached";
+    public const string HasuraTable = "orders_hasura";
     public const string TriggerName = "orders";
     public const string SubscriptionName = "orders-webhook";
 
@@ -30,6 +31,11 @@ internal static class OrdersSchema
     {
         await database.ExecuteAsync(string.Format(CultureInfo.InvariantCulture, TableDefinition, PlainTable), cancellationToken);
         await database.ExecuteAsync(string.Format(CultureInfo.InvariantCulture, TableDefinition, AttachedTable), cancellationToken);
+        await database.ExecuteAsync(string.Format(CultureInfo.InvariantCulture, TableDefinition, HasuraTable), cancellationToken);
+        await database.ExecuteAsync(HasuraCapture(), cancellationToken);
+        await database.ExecuteAsync(
+            $"CREATE TRIGGER h_ins AFTER INSERT ON {HasuraTable} FOR EACH ROW EXECUTE FUNCTION hdb_catalog.\"notify_hasura_h_ins_INSERT\"()",
+            cancellationToken);
         await database.ExecuteAsync(
             $"SELECT trigger_events.attach('{AttachedTable}', '{TriggerName}')", cancellationToken);
         await database.ExecuteAsync(
@@ -45,18 +51,26 @@ internal static class OrdersSchema
     public static async Task ResetAsync(BenchDatabase database, CancellationToken cancellationToken)
     {
         await database.ExecuteAsync(
-            $"TRUNCATE {PlainTable}, {AttachedTable}, trigger_events.event_log, trigger_events.deliveries RESTART IDENTITY",
+            $"TRUNCATE {PlainTable}, {AttachedTable}, {HasuraTable}, hdb_catalog.event_log, trigger_events.event_log, trigger_events.deliveries RESTART IDENTITY",
             cancellationToken);
         await database.ExecuteAsync("CHECKPOINT", cancellationToken);
     }
 
-    /// <summary>Re-attaches with the mode's notify flag (a no-op when unchanged) and sets worker_signal.idle.</summary>
+    /// <summary>
+    /// Re-attaches with the mode's notify flag (a no-op when unchanged), gives the trigger the
+    /// mode's number of subscriptions and sets worker_signal.idle.
+    /// </summary>
     public static async Task ApplyAsync(BenchDatabase database, CaptureMode mode, CancellationToken cancellationToken)
     {
         if (!mode.IsAttached)
         {
             return;
         }
+
+        await database.ExecuteAsync($"DELETE FROM trigger_events.subscriptions WHERE name LIKE '{SubscriptionName}-extra-%'", cancellationToken);
+        await database.ExecuteAsync(
+            $"INSERT INTO trigger_events.subscriptions (name, trigger_name) SELECT '{SubscriptionName}-extra-' || g, '{TriggerName}' FROM generate_series(2, {mode.Subscriptions}) g",
+            cancellationToken);
 
         await database.ExecuteAsync(
             $"SELECT trigger_events.attach('{AttachedTable}', '{TriggerName}', notify => {(mode.Notify == true ? "true" : "false")})",
@@ -66,13 +80,16 @@ internal static class OrdersSchema
             cancellationToken);
     }
 
-    /// <summary>Rows in the mode's table, and the events and deliveries captured from them.</summary>
+    /// <summary>
+    /// Rows in the mode's table, the events captured from them (in the peer's log for the peer),
+    /// and the delivery rows the writers made (none: the worker makes them after commit).
+    /// </summary>
     public static async Task<(long Rows, long Events, long Deliveries)> CountAsync(
         BenchDatabase database, CaptureMode mode, CancellationToken cancellationToken)
     {
         await using var command = database.DataSource.CreateCommand($"""
             SELECT (SELECT count(*) FROM {mode.Table}),
-                   (SELECT count(*) FROM trigger_events.event_log),
+                   (SELECT count(*) FROM {(mode.IsPeer ? "hdb_catalog" : "trigger_events")}.event_log),
                    (SELECT count(*) FROM trigger_events.deliveries)
             """);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -94,4 +111,13 @@ internal static class OrdersSchema
         SELECT 1 + g % 5000, (ARRAY['new', 'paid', 'shipped', 'cancelled'])[1 + g % 4], (g % 100000) / 100.0
         FROM generate_series(1, {rows}) AS g
         """;
+
+    /// <summary>The peer's schema and trigger function, embedded from Capture/Peers/hasura-capture.sql.</summary>
+    private static string HasuraCapture()
+    {
+        using var stream = typeof(OrdersSchema).Assembly.GetManifestResourceStream("peers/hasura-capture.sql")
+            ?? throw new InvalidOperationException("The embedded peers/hasura-capture.sql is missing.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
 }

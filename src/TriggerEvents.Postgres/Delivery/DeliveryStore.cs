@@ -338,12 +338,15 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
-    /// <summary>Tells capture whether a worker is idle (NOTIFY on) or busy (NOTIFY off).</summary>
-    public async Task SetIdleAsync(bool idle, CancellationToken cancellationToken)
+    /// <summary>
+    /// Tells capture whether a worker is idle (the next capture sends a wake-up) or busy (none);
+    /// true when the flag changed.
+    /// </summary>
+    public async Task<bool> SetIdleAsync(bool idle, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(SetIdleSql);
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     private async Task ExecuteForKeysAsync(string sql, Guid owner, IReadOnlyCollection<DeliveryKey> keys, TimeSpan? lease, CancellationToken cancellationToken)

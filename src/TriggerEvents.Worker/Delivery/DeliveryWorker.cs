@@ -125,13 +125,20 @@ internal sealed class DeliveryWorker
                     continue;
                 }
 
-                if (!idleSignalled && held.IsEmpty)
+                if (held.IsEmpty)
                 {
-                    // Tell capture to NOTIFY from now on, then look once more: an event committed
-                    // between the empty claim and the flip would otherwise wait for the next poll.
-                    await store.SetIdleAsync(true, stopping);
+                    // Tell capture to send a wake-up. The flag may be off although this worker
+                    // set it: the first capture after it takes it as it notifies (migration
+                    // 000003), and a claim that then found nothing (another replica took the
+                    // event) must arm it again. When it was off, look once more: an event
+                    // committed between the empty claim and the flip would otherwise wait for
+                    // the next poll.
+                    var armed = await store.SetIdleAsync(true, stopping);
                     idleSignalled = true;
-                    continue;
+                    if (armed)
+                    {
+                        continue;
+                    }
                 }
 
                 await wake.WaitAsync(options.PollInterval, stopping);
