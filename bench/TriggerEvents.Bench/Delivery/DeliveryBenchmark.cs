@@ -46,7 +46,8 @@ internal static class DeliveryBenchmark
             "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint, status text, amount numeric(12,2), created_at timestamptz DEFAULT now())",
             cancellationToken);
         await database.ExecuteAsync("SELECT trigger_events.attach('orders', 'orders')", cancellationToken);
-        // Registered ahead of the worker so that the backlog captured before it starts fans out to it.
+        // Registered ahead of the backlog, so that its place in the log is before it: the worker's
+        // fan-out turns the backlog into deliveries as it drains, and that is measured too.
         await database.ExecuteAsync(
             $"INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('{Subscription}', 'orders', {options.Concurrency})",
             cancellationToken);
@@ -85,10 +86,10 @@ internal static class DeliveryBenchmark
             Console.WriteLine("| figure | measured | goal |");
             Console.WriteLine("| --- | --- | --- |");
             Console.WriteLine($"| receiver ceiling (plain HTTP load) | {ceiling:N0} req/s | |");
-            Console.WriteLine($"| drain, {options.Backlog:N0} backlog, batch {options.BatchSize}, concurrency {options.Concurrency} | {drain:N0} events/s ({drain / ceiling:P0} of ceiling) | >= 10,000 events/s |");
-            Console.WriteLine($"| drain of a second backlog by the running worker | {runningDrain:N0} events/s ({runningDrain / ceiling:P0} of ceiling) | >= 10,000 events/s |");
+            Console.WriteLine($"| drain, {options.Backlog:N0} backlog, batch {options.BatchSize}, concurrency {options.Concurrency} | {drain:N0} events/s ({drain / ceiling:P0} of ceiling) | >= 11,364 events/s (before one-row capture) |");
+            Console.WriteLine($"| drain of a second backlog by the running worker | {runningDrain:N0} events/s ({runningDrain / ceiling:P0} of ceiling) | >= 11,364 events/s |");
             Console.WriteLine($"| latency p50 / p99, writers as fast as they can ({latency.Rate:N0} events/s) | {latency.P50:F1} / {latency.P99:F1} ms | <= 5 / 20 ms at >= 2,000 events/s |");
-            Console.WriteLine($"| latency p50 / p99, writers paced to {paced.Rate:N0} events/s | {paced.P50:F1} / {paced.P99:F1} ms | <= 5 / 20 ms at >= 2,000 events/s |");
+            Console.WriteLine($"| latency p50 / p99, writers paced to {paced.Rate:N0} events/s | {paced.P50:F1} / {paced.P99:F1} ms | <= 3 / 15 ms at >= 2,000 events/s, commit to request |");
             Console.WriteLine($"| worker peak memory, {options.MemoryEvents:N0} backlog | {memory.PeakMiB:F0} MiB | < 200 MiB, flat |");
             Console.WriteLine($"| drain rate first / last segment | {memory.SegmentRates.First():N0} / {memory.SegmentRates.Last():N0} events/s | flat |");
         }

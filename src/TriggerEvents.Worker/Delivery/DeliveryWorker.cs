@@ -43,10 +43,11 @@ internal sealed class DeliveryWorker
     private const int SweepPollIntervals = 10;
 
     /// <summary>
-    /// Committed events one fan-out turns into deliveries at most, in claim batches: enough that
-    /// the fan-out at the head of every round stays ahead of the claims behind it.
+    /// Committed events one fan-out turns into deliveries at most, in claim batches: enough for
+    /// the claims of the rounds until the queue runs low again, few enough that a backlog in the
+    /// log is not all turned into delivery rows ahead of the claims.
     /// </summary>
-    private const int FanOutBatches = 10;
+    private const int FanOutBatches = 4;
 
     private readonly WorkerConfig options;
     private readonly IReadOnlyList<ActiveSubscription> subscriptions;
@@ -59,6 +60,8 @@ internal sealed class DeliveryWorker
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<int, ClaimState> claimStates = [];
     private readonly FanOutRequest fanOutRequest;
+    private bool fanOutDue = true;
+    private long lastFanOut;
     private bool idleSignalled;
 
     /// <summary>Free slots worth a claim round trip while deliveries are in progress.</summary>
@@ -219,7 +222,9 @@ internal sealed class DeliveryWorker
     /// <remarks>
     /// The round's first claim starts with the fan-out of every subscription of this worker: the
     /// events committed since each one's place in the log become deliveries, in the same round
-    /// trip, so the claim behind it can take them at once.
+    /// trip, so the claim behind it can take them at once. It runs when the previous round
+    /// drained a queue, and at least once a poll interval: while claims still find work, what it
+    /// made before is enough.
     /// Each subscription's claim resumes after the last row it took (<see cref="ClaimCursor"/>).
     /// Once per poll interval a claim also takes over expired leases (a short read of the lease
     /// index). Once per <see cref="SweepPollIntervals"/> poll intervals it starts from the head of
@@ -231,7 +236,12 @@ internal sealed class DeliveryWorker
     {
         var claimedTotal = 0;
         var drained = false;
-        var fanOut = fanOutRequest;
+        var fanOut = fanOutDue || IsDue(ref lastFanOut, options.PollInterval) ? fanOutRequest : null;
+        if (fanOut is not null)
+        {
+            lastFanOut = time.GetTimestamp();
+        }
+
         foreach (var subscription in subscriptions)
         {
             // A slot is taken from claim until the result is recorded: the database counts the
@@ -269,6 +279,7 @@ internal sealed class DeliveryWorker
             }
         }
 
+        fanOutDue = drained;
         return (claimedTotal, drained);
     }
 
