@@ -14,15 +14,16 @@
 -- How the worker finds what committed: every event carries its writer's transaction id, and
 -- each subscription keeps its place in the log as a snapshot (pg_snapshot): the events it has
 -- been given are exactly those whose transaction is visible in that snapshot. fan_out() takes
--- a newer snapshot, inserts deliveries for the events visible in it but not in the old one, and
--- stores the new one, as PgQ does between ticks. A transaction that captured early and commits
+-- a newer snapshot, inserts deliveries for the events visible in it but not in the old one (in
+-- chunks), and stores the new one, as PgQ does between ticks. A transaction that captured early and commits
 -- late, or one open for minutes, is in the old snapshot's in-progress list, so it is picked up
 -- whenever it commits, never skipped and never given twice.
 
--- Serves fan_out (`transaction_id >= $xmax AND transaction_id < $xmax'` and `= ANY ($xip)`)
--- and retention's test of a subscription's place. Transaction ids only grow, so entries are
--- appended at the right edge, and the rows of one transaction share one deduplicated entry.
-CREATE INDEX event_log_transaction ON trigger_events.event_log (transaction_id);
+-- Serves fan_out (`transaction_id >= $xmax AND transaction_id < $xmax'` and `= ANY ($xip)`,
+-- in (transaction_id, id) order after a chunk's last event) and the count of events not yet
+-- fanned out in subscription_status. Transaction ids only grow, so entries are appended at the
+-- right edge.
+CREATE INDEX event_log_transaction ON trigger_events.event_log (transaction_id, id);
 
 -- ---------------------------------------------------------------------------------------------
 -- Each subscription's place in the log. Apart from subscriptions, whose rows claims lock: the
@@ -32,7 +33,13 @@ CREATE TABLE trigger_events.subscription_positions (
     subscription_id int         PRIMARY KEY REFERENCES trigger_events.subscriptions (id) ON DELETE CASCADE,
     -- The events of transactions visible in this snapshot have their deliveries; the rest not yet.
     position        pg_snapshot NOT NULL,
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    -- A batch being given in chunks: the events visible in batch_end and not in position, up to
+    -- (batch_after_xid, batch_after_id) in (transaction_id, id) order, have their deliveries too.
+    batch_end       pg_snapshot,
+    batch_after_xid xid8,
+    batch_after_id  bigint,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CHECK ((batch_end IS NULL) = (batch_after_xid IS NULL) AND (batch_end IS NULL) = (batch_after_id IS NULL))
 );
 COMMENT ON TABLE trigger_events.subscription_positions IS
     'Each subscription''s place in event_log: events of transactions visible in position have been fanned out to it.';
@@ -67,8 +74,12 @@ DROP INDEX trigger_events.subscriptions_trigger;
 -- fan_out(): turns committed events into deliveries for the given subscriptions (all when
 -- NULL), from each one's place in the log; returns how many deliveries it made. The worker calls
 -- it at the start of a claim. Replicas never wait for each other: a subscription whose place
--- another transaction holds is skipped. A call handles the events of at most about max_events
--- (always at least one whole transaction); the next call continues.
+-- another transaction holds is skipped.
+--
+-- A batch is the events visible in a newer snapshot (batch_end) and not in the place; it is
+-- given in chunks of at most max_events, in (transaction_id, id) order, so that one bulk
+-- statement of a million rows becomes a million deliveries a chunk at a time, in short
+-- transactions, instead of in one. When a batch is done, its snapshot becomes the place.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION trigger_events.fan_out(subscription_ids int[] DEFAULT NULL, max_events int DEFAULT 10000)
 RETURNS bigint
@@ -81,9 +92,10 @@ SET jit = off
 AS $fan_out$
 DECLARE
     place record;
-    current_snapshot pg_snapshot;
-    cutoff xid8;
-    next_position pg_snapshot;
+    target pg_snapshot;
+    chunk_events bigint;
+    last_xid xid8;
+    last_id bigint;
     made bigint := 0;
     inserted bigint;
 BEGIN
@@ -94,74 +106,71 @@ BEGIN
     -- Subscriptions at the same place (the usual case: they were fanned out together) share
     -- one read of the log. pg_snapshot has no equality operator, hence its text.
     FOR place IN
-        SELECT (array_agg(p.position))[1] AS position, array_agg(p.subscription_id) AS ids
-        FROM (SELECT sp.subscription_id, sp.position
+        SELECT (array_agg(p.position))[1] AS position, (array_agg(p.batch_end))[1] AS batch_end,
+               p.batch_after_xid, p.batch_after_id, array_agg(p.subscription_id) AS ids
+        FROM (SELECT sp.subscription_id, sp.position, sp.batch_end, sp.batch_after_xid, sp.batch_after_id
               FROM trigger_events.subscription_positions sp
               WHERE subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids)
               FOR UPDATE SKIP LOCKED) p
-        GROUP BY p.position::text
+        GROUP BY p.position::text, p.batch_end::text, p.batch_after_xid, p.batch_after_id
     LOOP
-        -- Taken after the lock: it sees every place another fan-out committed before.
-        current_snapshot := pg_current_snapshot();
-
-        -- Stop before the transaction of the (max_events + 1)th committed event that started
-        -- after the old place, but take at least the first such transaction whole.
-        SELECT e.transaction_id INTO cutoff
-        FROM trigger_events.event_log e
-        WHERE e.transaction_id >= pg_snapshot_xmax(place.position)
-          AND e.transaction_id < pg_snapshot_xmax(current_snapshot)
-        ORDER BY e.transaction_id
-        OFFSET max_events LIMIT 1;
-        IF cutoff IS NOT NULL AND NOT EXISTS (
-            SELECT FROM trigger_events.event_log e
-            WHERE e.transaction_id >= pg_snapshot_xmax(place.position) AND e.transaction_id < cutoff) THEN
-            cutoff := (cutoff::text::numeric + 1)::text::xid8;
-        END IF;
-
-        IF cutoff IS NULL OR cutoff >= pg_snapshot_xmax(current_snapshot) THEN
-            next_position := current_snapshot;
-        ELSE
-            -- The current snapshot cut at cutoff: what it sees below cutoff, nothing above.
-            SELECT (coalesce(min(x), cutoff)::text || ':' || cutoff::text || ':'
-                    || coalesce(string_agg(x::text, ',' ORDER BY x), ''))::pg_snapshot
-            INTO next_position
-            FROM pg_snapshot_xip(current_snapshot) AS x
-            WHERE x < cutoff;
-        END IF;
-
-        IF next_position::text = place.position::text THEN
+        -- A new batch ends at a snapshot taken after the lock: it sees every place another
+        -- fan-out committed before.
+        target := coalesce(place.batch_end, pg_current_snapshot());
+        IF place.batch_end IS NULL AND target::text = place.position::text THEN
             CONTINUE;
         END IF;
 
-        -- The events visible from the new place and not from the old one: transactions that
-        -- started after the old place, and those that were still running then. Aborted
-        -- transactions left no visible rows; ids order the events of one fan-out.
-        INSERT INTO trigger_events.deliveries (subscription_id, event_id)
-        SELECT s.id, e.id
-        FROM (
-            SELECT e.id, e.trigger_name, e.op
-            FROM trigger_events.event_log e
-            WHERE e.transaction_id >= pg_snapshot_xmax(place.position)
-              AND e.transaction_id < pg_snapshot_xmax(next_position)
-              AND pg_visible_in_snapshot(e.transaction_id, next_position)
-            UNION ALL
-            SELECT e.id, e.trigger_name, e.op
-            FROM trigger_events.event_log e
-            WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
-              AND pg_visible_in_snapshot(e.transaction_id, next_position)
-        ) e
-        JOIN trigger_events.subscriptions s
-          ON s.id = ANY (place.ids) AND s.trigger_name = e.trigger_name AND e.op = ANY (s.operations)
-        ORDER BY e.id, s.id
-        -- A replay may have made a row already, and so may capture still running the code of
-        -- migration 000002 while this one was applied.
-        ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS inserted = ROW_COUNT;
+        -- The next chunk of the batch: transactions that were still running at the place, then
+        -- those that started after it, each only if it committed before the batch's end.
+        -- Aborted transactions left no visible rows.
+        WITH chunk AS (
+            SELECT e.id, e.transaction_id, e.trigger_name, e.op
+            FROM (
+                SELECT e.id, e.transaction_id, e.trigger_name, e.op
+                FROM trigger_events.event_log e
+                WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                  AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
+                  AND pg_visible_in_snapshot(e.transaction_id, target)
+                UNION ALL
+                SELECT e.id, e.transaction_id, e.trigger_name, e.op
+                FROM trigger_events.event_log e
+                WHERE e.transaction_id >= pg_snapshot_xmax(place.position)
+                  AND e.transaction_id < pg_snapshot_xmax(target)
+                  AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
+                  AND pg_visible_in_snapshot(e.transaction_id, target)
+            ) e
+            ORDER BY e.transaction_id, e.id
+            LIMIT max_events
+        ), made_deliveries AS (
+            INSERT INTO trigger_events.deliveries (subscription_id, event_id)
+            SELECT s.id, c.id
+            FROM chunk c
+            JOIN trigger_events.subscriptions s
+              ON s.id = ANY (place.ids) AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
+            ORDER BY c.id, s.id
+            -- A replay may have made a row already, and so may capture still running the code
+            -- of migration 000002 while this one was applied.
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+        ), last_event AS (
+            SELECT c.transaction_id, c.id FROM chunk c ORDER BY c.transaction_id DESC, c.id DESC LIMIT 1
+        )
+        SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM made_deliveries), l.transaction_id, l.id
+        INTO chunk_events, inserted, last_xid, last_id
+        FROM (SELECT 1) one LEFT JOIN last_event l ON true;
         made := made + inserted;
 
-        UPDATE trigger_events.subscription_positions
-        SET position = next_position, updated_at = now()
-        WHERE subscription_id = ANY (place.ids);
+        IF chunk_events < max_events THEN
+            -- The batch is done: its end is the new place.
+            UPDATE trigger_events.subscription_positions
+            SET position = target, batch_end = NULL, batch_after_xid = NULL, batch_after_id = NULL, updated_at = now()
+            WHERE subscription_id = ANY (place.ids);
+        ELSE
+            UPDATE trigger_events.subscription_positions
+            SET batch_end = target, batch_after_xid = last_xid, batch_after_id = last_id, updated_at = now()
+            WHERE subscription_id = ANY (place.ids);
+        END IF;
     END LOOP;
     RETURN made;
 END
@@ -516,12 +525,30 @@ LEFT JOIN LATERAL (
     WHERE dl.subscription_id = s.id AND dl.status = 'in_flight'
 ) f ON true
 LEFT JOIN LATERAL (
+    -- Events beyond the subscription's place, found by index: those of transactions that began
+    -- after it, and those of each transaction still running then (one lookup per transaction;
+    -- an OR of both could only be served by scanning the whole log). Less the part of a batch
+    -- in progress already given. An event a replay reached before the fan-out is counted here
+    -- and as a pending delivery until the fan-out passes it.
     SELECT count(*) AS unrouted, min(e.id) AS oldest_event_id
-    FROM trigger_events.event_log e
-    WHERE (e.transaction_id >= pg_snapshot_xmax(sp.position)
-           OR e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(sp.position))))
-      AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
-      AND NOT EXISTS (SELECT FROM trigger_events.deliveries dl WHERE dl.subscription_id = s.id AND dl.event_id = e.id)
+    FROM (
+        SELECT e.id, e.transaction_id FROM trigger_events.event_log e
+        WHERE e.transaction_id >= pg_snapshot_xmax(sp.position)
+          AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
+        UNION ALL
+        SELECT e.id, e.transaction_id
+        FROM pg_snapshot_xip(sp.position) AS running(xid)
+        CROSS JOIN LATERAL (
+            SELECT e.id, e.transaction_id FROM trigger_events.event_log e
+            WHERE e.transaction_id = running.xid AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
+            -- Kept apart (not flattened into a hash join over the log): a snapshot lists few
+            -- running transactions, each an index lookup.
+            OFFSET 0
+        ) e
+    ) e
+    WHERE sp.batch_end IS NULL
+       OR NOT (pg_visible_in_snapshot(e.transaction_id, sp.batch_end)
+               AND (e.transaction_id, e.id) <= (sp.batch_after_xid, sp.batch_after_id))
 ) u ON true
 LEFT JOIN trigger_events.event_log oldest
        ON oldest.id = least(p.oldest_event_id, f.oldest_event_id, u.oldest_event_id)

@@ -1,5 +1,6 @@
 using TriggerEvents.Bench.Capture;
 using TriggerEvents.Bench.Delivery;
+using TriggerEvents.Bench.Retention;
 
 namespace TriggerEvents.Bench;
 
@@ -14,6 +15,7 @@ internal static class Program
         {
             ["capture"] = CaptureBenchmark.RunAsync,
             ["delivery"] = DeliveryBenchmark.RunAsync,
+            ["retention"] = RetentionBenchmark.RunAsync,
         };
 
     public static async Task<int> Main(string[] args)

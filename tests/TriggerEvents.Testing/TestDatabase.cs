@@ -79,15 +79,33 @@ public sealed class TestDatabase : IAsyncDisposable
     }
 
     /// <summary>
-    /// Turns the committed events into deliveries for the named subscriptions (all when none are
-    /// named), as the fan-out at the head of a worker's claim does; returns how many it made.
+    /// Turns every event committed so far into deliveries for the named subscriptions (all when
+    /// none are named), as the fan-out at the head of a worker's claims does, calling it until a
+    /// call that started no batch in progress finds nothing; returns how many deliveries it made.
     /// </summary>
-    public Task<long> FanOutAsync(params string[] subscriptions) => ScalarAsync<long>(
-        """
-        SELECT trigger_events.fan_out(CASE WHEN cardinality($1::text[]) > 0
-            THEN ARRAY(SELECT id FROM trigger_events.subscriptions WHERE name = ANY ($1::text[])) END)
-        """,
-        (object)subscriptions);
+    public async Task<long> FanOutAsync(params string[] subscriptions)
+    {
+        const string inProgress = """
+            SELECT EXISTS (SELECT FROM trigger_events.subscription_positions sp JOIN trigger_events.subscriptions s ON s.id = sp.subscription_id
+                           WHERE sp.batch_end IS NOT NULL AND (cardinality($1::text[]) = 0 OR s.name = ANY ($1::text[])))
+            """;
+        long total = 0;
+        while (true)
+        {
+            var batchInProgress = await ScalarAsync<bool>(inProgress, (object)subscriptions);
+            var made = await ScalarAsync<long>(
+                """
+                SELECT trigger_events.fan_out(CASE WHEN cardinality($1::text[]) > 0
+                    THEN ARRAY(SELECT id FROM trigger_events.subscriptions WHERE name = ANY ($1::text[])) END)
+                """,
+                (object)subscriptions);
+            total += made;
+            if (made == 0 && !batchInProgress && !await ScalarAsync<bool>(inProgress, (object)subscriptions))
+            {
+                return total;
+            }
+        }
+    }
 
     private static async Task<string> GetTemplateAsync(string admin)
     {
