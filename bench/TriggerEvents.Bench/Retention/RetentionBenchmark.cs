@@ -120,8 +120,8 @@ internal static class RetentionBenchmark
         {
             foreach (var (name, table) in new[] { ("table", "trigger_events.event_log"), ("partitioned", "bench_log") })
             {
-                await File.WriteAllTextAsync(Path.Combine(scripts, $"{name}.sql"), $"""
-                    INSERT INTO {table} (trigger_name, schema_name, table_name, op, new_data) VALUES ('orders', 'public', 'orders', 'INSERT', '{"id": 1, "status": "new", "amount": 10.0}');
+                await File.WriteAllTextAsync(Path.Combine(scripts, $"{name}.sql"), $$"""
+                    INSERT INTO {{table}} (trigger_name, schema_name, table_name, op, new_data) VALUES ('orders', 'public', 'orders', 'INSERT', '{"id": 1, "status": "new", "amount": 10.0}');
 
                     """, cancellationToken);
             }
