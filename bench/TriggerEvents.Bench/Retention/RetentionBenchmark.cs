@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using TriggerEvents.Bench.Infrastructure;
-using TriggerEvents.Postgres.Operations;
+using LogRetention = TriggerEvents.Postgres.Operations.Retention;
 
 namespace TriggerEvents.Bench.Retention;
 
@@ -85,7 +85,7 @@ internal static class RetentionBenchmark
         var olderThan = await database.ScalarAsync<TimeSpan>($"SELECT now() - (date_trunc('day', now()) - interval '{Days / 2} days')", cancellationToken);
         var delete = await MeasureAsync(database, async () =>
         {
-            var result = await Retention.RunOnceAsync(database.DataSource, olderThan, attempts: null, progress: null, cancellationToken);
+            var result = await LogRetention.RunOnceAsync(database.DataSource, olderThan, attempts: null, progress: null, cancellationToken);
             return result.Events;
         }, cancellationToken);
         var deleteVacuum = await MeasureAsync(database, async () =>
