@@ -84,10 +84,12 @@ DROP INDEX trigger_events.subscriptions_trigger;
 CREATE FUNCTION trigger_events.fan_out(subscription_ids int[] DEFAULT NULL, max_events int DEFAULT 10000)
 RETURNS bigint
 LANGUAGE plpgsql
--- Every statement below is a short index walk; a plan chosen from the statistics of a log that
--- was empty when they were gathered must not turn one into a sequential scan.
+-- Every statement below is a short index walk in index order; a plan chosen from the statistics
+-- of a log that was empty when they were gathered must not turn one into a sequential or bitmap
+-- scan of the whole batch.
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
+SET enable_bitmapscan = off
 SET jit = off
 AS $fan_out$
 DECLARE
@@ -125,22 +127,29 @@ BEGIN
         -- those that started after it, each only if it committed before the batch's end.
         -- Aborted transactions left no visible rows.
         WITH chunk AS (
-            SELECT e.id, e.transaction_id, e.trigger_name, e.op
+            -- Each part reads at most max_events entries in index order; a plan over their
+            -- union would read all of a large batch and sort it, for every chunk. The running
+            -- transactions' ids are all below the place's xmax, so they come first.
+            SELECT c.id, c.transaction_id, c.trigger_name, c.op
             FROM (
-                SELECT e.id, e.transaction_id, e.trigger_name, e.op
-                FROM trigger_events.event_log e
-                WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
-                  AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
-                  AND pg_visible_in_snapshot(e.transaction_id, target)
+                (SELECT 0 AS part, e.id, e.transaction_id, e.trigger_name, e.op
+                 FROM trigger_events.event_log e
+                 WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                   AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
+                   AND pg_visible_in_snapshot(e.transaction_id, target)
+                 ORDER BY e.transaction_id, e.id
+                 LIMIT max_events)
                 UNION ALL
-                SELECT e.id, e.transaction_id, e.trigger_name, e.op
-                FROM trigger_events.event_log e
-                WHERE e.transaction_id >= pg_snapshot_xmax(place.position)
-                  AND e.transaction_id < pg_snapshot_xmax(target)
-                  AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
-                  AND pg_visible_in_snapshot(e.transaction_id, target)
-            ) e
-            ORDER BY e.transaction_id, e.id
+                (SELECT 1 AS part, e.id, e.transaction_id, e.trigger_name, e.op
+                 FROM trigger_events.event_log e
+                 WHERE e.transaction_id >= pg_snapshot_xmax(place.position)
+                   AND e.transaction_id < pg_snapshot_xmax(target)
+                   AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
+                   AND pg_visible_in_snapshot(e.transaction_id, target)
+                 ORDER BY e.transaction_id, e.id
+                 LIMIT max_events)
+            ) c
+            ORDER BY c.part, c.transaction_id, c.id
             LIMIT max_events
         ), made_deliveries AS (
             INSERT INTO trigger_events.deliveries (subscription_id, event_id)
@@ -148,7 +157,6 @@ BEGIN
             FROM chunk c
             JOIN trigger_events.subscriptions s
               ON s.id = ANY (place.ids) AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
-            ORDER BY c.id, s.id
             -- A replay may have made a row already, and so may capture still running the code
             -- of migration 000002 while this one was applied.
             ON CONFLICT DO NOTHING
