@@ -105,6 +105,25 @@ BEGIN
         RAISE EXCEPTION 'trigger_events.fan_out: max_events must be at least 1';
     END IF;
 
+    -- Nothing committed beyond any of these places and no batch in progress (the usual case of
+    -- a call at the head of every claim round): a few index probes, no row locked, nothing
+    -- written. A place read without its lock may be older than the locked one, never newer.
+    IF NOT EXISTS (
+        SELECT FROM trigger_events.subscription_positions sp
+        WHERE (subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids))
+          AND (sp.batch_end IS NOT NULL
+               OR sp.updated_at < now() - interval '1 second'
+               OR EXISTS (
+                   SELECT FROM trigger_events.event_log e
+                   WHERE e.transaction_id >= pg_snapshot_xmax(sp.position)
+                     AND pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot()))
+               OR EXISTS (
+                   SELECT FROM trigger_events.event_log e
+                   WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(sp.position)))
+                     AND pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot())))) THEN
+        RETURN 0;
+    END IF;
+
     -- Subscriptions at the same place (the usual case: they were fanned out together) share
     -- one read of the log. pg_snapshot has no equality operator, hence its text.
     FOR place IN
@@ -119,7 +138,20 @@ BEGIN
         -- A new batch ends at a snapshot taken after the lock: it sees every place another
         -- fan-out committed before.
         target := coalesce(place.batch_end, pg_current_snapshot());
-        IF place.batch_end IS NULL AND target::text = place.position::text THEN
+        -- Nothing committed since the place: the place moves on at most once a second then, so
+        -- that retention is not held back by an idle subscription.
+        IF place.batch_end IS NULL
+           AND NOT EXISTS (
+               SELECT FROM trigger_events.event_log e
+               WHERE e.transaction_id >= pg_snapshot_xmax(place.position) AND e.transaction_id < pg_snapshot_xmax(target)
+                 AND pg_visible_in_snapshot(e.transaction_id, target))
+           AND NOT EXISTS (
+               SELECT FROM trigger_events.event_log e
+               WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                 AND pg_visible_in_snapshot(e.transaction_id, target)) THEN
+            UPDATE trigger_events.subscription_positions
+            SET position = target, updated_at = now()
+            WHERE subscription_id = ANY (place.ids) AND updated_at < now() - interval '1 second';
             CONTINUE;
         END IF;
 
