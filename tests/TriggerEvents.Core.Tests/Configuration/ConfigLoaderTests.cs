@@ -183,11 +183,22 @@ public class ConfigLoaderTests
         Assert.That(subscription.Webhook.SigningSecrets, Is.EqualTo(new[] { "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_AAECAwQF" }));
     }
 
-    [Test]
-    public void An_empty_signing_secret_means_no_signature()
+    [TestCase("signing_secret: none")]
+    [TestCase("signing_secret: ${SECRET}")]
+    [TestCase("signing_secret: ${SECRET:-none}")]
+    public void None_sends_unsigned_requests_on_purpose_also_through_a_variable(string line)
     {
         var subscription = ConfigText.Parse(
-            ConfigText.Subscription().Replace("https://example.com/hook", "https://example.com/hook\n      signing_secret: ${SECRET:-}", StringComparison.Ordinal)).Subscriptions.Single();
+            ConfigText.Subscription().Replace("https://example.com/hook", "https://example.com/hook\n      " + line, StringComparison.Ordinal),
+            new Dictionary<string, string> { ["SECRET"] = "none" }).Subscriptions.Single();
+
+        Assert.That(subscription.Webhook.SigningSecrets, Is.Empty);
+    }
+
+    [Test]
+    public void Without_the_signing_secret_key_requests_are_unsigned()
+    {
+        var subscription = ConfigText.Parse(ConfigText.Subscription()).Subscriptions.Single();
 
         Assert.That(subscription.Webhook.SigningSecrets, Is.Empty);
     }
