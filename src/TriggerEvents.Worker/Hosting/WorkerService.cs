@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Worker.Delivery;
@@ -42,7 +43,19 @@ internal sealed class WorkerService(
         catch (Exception e)
         {
             Failure = e;
-            logger.LogCritical(e, "The worker stopped: {Error}", e.Message);
+
+            // One line that says what to do; the stack trace only for --verbose (debug level).
+            var message = e switch
+            {
+                PostgresException pg when DatabaseProblems.IsSchemaMissing(pg) =>
+                    await DatabaseProblems.DescribeSchemaProblemAsync(dataSource, pg, CancellationToken.None) ?? pg.MessageText,
+                PostgresException pg when DatabaseProblems.IsPermissionDenied(pg) =>
+                    await DatabaseProblems.DescribePermissionAsync(dataSource, pg, CancellationToken.None),
+                PostgresException pg => $"{pg.MessageText} ({pg.SqlState})",
+                _ => e.Message,
+            };
+            logger.LogCritical("The worker stopped: {Error}", message.ReplaceLineEndings(" "));
+            logger.LogDebug(e, "The worker stopped");
             lifetime.StopApplication();
         }
     }
@@ -57,8 +70,9 @@ internal sealed class WorkerService(
 
         if (!version.IsCurrent)
         {
-            throw new InvalidOperationException(
-                $"The database schema is at version {version.Database}, this binary needs {version.Binary}: run 'triggerevents migrate' first.");
+            throw new InvalidOperationException(version.Database == 0
+                ? $"the trigger_events schema is not installed in this database: {DatabaseProblems.RunMigrate}"
+                : $"this database's trigger_events schema is at version {version.Database}, this triggerevents needs {version.Binary}: {DatabaseProblems.RunMigrate}");
         }
 
         var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Subscriptions, stoppingToken);
@@ -118,7 +132,9 @@ internal sealed class WorkerService(
             {
                 return await Migrator.GetVersionAsync(dataSource, stoppingToken);
             }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException && failures < 30)
+            // Only what may pass is waited out (no connection, a server starting or shutting down):
+            // a wrong password, a missing database or a missing grant will not fix itself.
+            catch (Exception e) when (e is NpgsqlException { IsTransient: true } or TimeoutException && failures < 30)
             {
                 var delay = ReconnectBackoff.Delay(failures);
                 logger.LogWarning("Database not reachable, retrying in {Delay}: {Error}", delay, e.Message);
