@@ -54,7 +54,7 @@ internal static class RunCommand
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(dataSource);
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton(new WorkerMetrics(registry));
+        builder.Services.AddSingleton(new WorkerMetrics(registry, config.Worker.MetricsInterval));
         builder.Services.AddSingleton<WorkerHealth>();
         builder.Services.AddSingleton<WorkerService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());

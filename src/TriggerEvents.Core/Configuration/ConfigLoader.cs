@@ -24,7 +24,7 @@ internal static partial class ConfigLoader
     private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency"];
+    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -524,6 +524,8 @@ internal static partial class ConfigLoader
             HttpPort = reader.Int(map["http_port"], map.PathOf("http_port"), WorkerConfig.DefaultHttpPort, min: 1, max: 65535),
             ShutdownTimeout = reader.Duration(shutdownTimeout, map.PathOf("shutdown_timeout"), WorkerConfig.DefaultShutdownTimeout, TimeSpan.Zero),
             Concurrency = reader.Int(map["concurrency"], map.PathOf("concurrency"), WorkerConfig.DefaultConcurrency, min: 1),
+            MetricsInterval = reader.Duration(map["metrics_interval"], map.PathOf("metrics_interval"), WorkerConfig.DefaultMetricsInterval, TimeSpan.FromMilliseconds(100)),
+            SummaryInterval = reader.Duration(map["summary_interval"], map.PathOf("summary_interval"), WorkerConfig.DefaultSummaryInterval, TimeSpan.FromMilliseconds(100)),
         };
         return (worker, new WorkerLocations(
             lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null,

@@ -85,6 +85,8 @@ public class ConfigLoaderTests
               http_port: 9090
               shutdown_timeout: 45s
               concurrency: 8
+              metrics_interval: 5s
+              summary_interval: 10m
             retention:
               delivered_events: 1d
               attempts: 12h
@@ -99,6 +101,8 @@ public class ConfigLoaderTests
             HttpPort = 9090,
             ShutdownTimeout = TimeSpan.FromSeconds(45),
             Concurrency = 8,
+            MetricsInterval = TimeSpan.FromSeconds(5),
+            SummaryInterval = TimeSpan.FromMinutes(10),
         }));
         Assert.That(config.Retention, Is.EqualTo(new RetentionConfig
         {
