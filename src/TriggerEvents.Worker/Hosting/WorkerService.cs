@@ -25,6 +25,9 @@ internal sealed class WorkerService(
     ILoggerFactory loggerFactory,
     IHostApplicationLifetime lifetime) : BackgroundService
 {
+    /// <summary>How often a worker waiting for migrate looks at the schema version again.</summary>
+    private static readonly TimeSpan SchemaCheckInterval = TimeSpan.FromSeconds(2);
+
     private readonly ILogger logger = loggerFactory.CreateLogger("TriggerEvents.Worker");
 
     /// <summary>Set when the worker stopped because of an error: the process exits 1.</summary>
@@ -62,17 +65,16 @@ internal sealed class WorkerService(
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
+        health.Waiting = true;
         var version = await WaitForDatabaseAsync(stoppingToken);
+        if (!version.IsCurrent && version.Database < version.Binary)
+        {
+            version = await WaitForSchemaAsync(version, stoppingToken);
+        }
+
         if (version.Database > version.Binary)
         {
             throw new SchemaTooNewException(version.Database, version.Binary);
-        }
-
-        if (!version.IsCurrent)
-        {
-            throw new InvalidOperationException(version.Database == 0
-                ? $"the trigger_events schema is not installed in this database: {DatabaseProblems.RunMigrate}"
-                : $"this database's trigger_events schema is at version {version.Database}, this triggerevents needs {version.Binary}: {DatabaseProblems.RunMigrate}");
         }
 
         var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Subscriptions, stoppingToken);
@@ -121,6 +123,28 @@ internal sealed class WorkerService(
                 client.Client.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Waits, alive and not ready, until the schema is migrated to this binary's version: a
+    /// release's workers may start before its migrate job has finished. Says so once.
+    /// </summary>
+    private async Task<SchemaVersion> WaitForSchemaAsync(SchemaVersion version, CancellationToken stoppingToken)
+    {
+        logger.LogWarning(
+            "Waiting for the schema: {Problem}; checking every {Interval}",
+            version.Database == 0
+                ? $"the trigger_events schema is not installed in this database, {DatabaseProblems.RunMigrate}"
+                : $"this database's trigger_events schema is at version {version.Database}, this triggerevents needs {version.Binary}, {DatabaseProblems.RunMigrate}",
+            Duration.Format(SchemaCheckInterval));
+        while (!version.IsCurrent && version.Database < version.Binary)
+        {
+            await Task.Delay(SchemaCheckInterval, time, stoppingToken);
+            version = await WaitForDatabaseAsync(stoppingToken);
+        }
+
+        logger.LogInformation("The schema is at version {Version}", version.Database);
+        return version;
     }
 
     /// <summary>Waits for the database to answer at start-up, retrying with backoff.</summary>
