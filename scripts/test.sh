@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/ensure-postgres.sh
-if [ -f tests/receivers/package.json ] && command -v npm >/dev/null 2>&1; then
-  (cd tests/receivers && npm ci --silent --no-audit --no-fund)
+# Node packages the tests use: the Standard Webhooks library (receivers) and the offline
+# validators of deploy/ (manifests).
+if command -v npm >/dev/null 2>&1; then
+  for dir in tests/receivers tests/manifests; do
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+  done
 fi
 
 dotnet build TriggerEvents.sln -c Release -warnaserror -nologo -clp:NoSummary

@@ -2,6 +2,8 @@ using System.CommandLine;
 using Npgsql;
 using TriggerEvents.Cli.Commands;
 using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres;
+using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli;
 
@@ -42,7 +44,7 @@ internal static class CommandLine
         {
             MigrateCommand.Create(), TriggerCommands.Attach(), TriggerCommands.Detach(), TriggerCommands.List(),
             ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), DeadCommands.Create(), ReplayCommand.Create(),
-            TriggerCommands.Invoke(), CleanupCommand.Create(), DemoCommand.Create(),
+            TriggerCommands.Invoke(), CleanupCommand.Create(), HealthcheckCommand.Create(), DemoCommand.Create(),
         })
         {
             root.Subcommands.Add(command);
@@ -51,12 +53,7 @@ internal static class CommandLine
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors)
-            {
-                await Console.Error.WriteLineAsync($"triggerevents: {error.Message}");
-            }
-
-            await Console.Error.WriteLineAsync("Run 'triggerevents --help' for usage.");
+            await Console.Error.WriteLineAsync($"triggerevents: {ParseErrors.Describe(parsed)}");
             return ExitCodes.BadUsage;
         }
 
@@ -90,9 +87,58 @@ internal static class CommandLine
         }
         catch (Exception e)
         {
-            var message = e is PostgresException pg ? $"{pg.MessageText} ({pg.SqlState})" : e.Message;
-            await Console.Error.WriteLineAsync(verbose ? e.ToString() : $"triggerevents: {message.ReplaceLineEndings(" ")}");
+            var message = e switch
+            {
+                PostgresException pg when DatabaseProblems.IsSchemaMissing(pg) => await DescribeAsync(pg, DatabaseProblems.DescribeSchemaProblemAsync),
+                PostgresException pg when DatabaseProblems.IsPermissionDenied(pg) => await DescribeAsync(pg, async (d, e, c) => await DatabaseProblems.DescribePermissionAsync(d, e, c)),
+                PostgresException pg => $"{pg.MessageText} ({pg.SqlState})",
+                _ => e.Message,
+            };
+            await Console.Error.WriteLineAsync($"triggerevents: {message.ReplaceLineEndings(" ")}");
+            if (verbose)
+            {
+                await Console.Error.WriteLineAsync(e.ToString());
+            }
+
             return ExitCodes.Failed;
+        }
+    }
+
+    private static async Task<string> DescribeAsync(
+        PostgresException e, Func<NpgsqlDataSource, PostgresException, CancellationToken, Task<string?>> describe)
+    {
+        // The database is asked (what the role lacks, which schema version it has) on a
+        // connection of its own: the failed one may be gone.
+        await using var dataSource = OpenDatabase();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        return await describe(dataSource, e, timeout.Token) ?? $"{e.MessageText} ({e.SqlState})";
+    }
+
+    /// <summary>
+    /// A usage error when the name given for <paramref name="what"/> does not exist: every command
+    /// says it the same way, with exit code 2.
+    /// </summary>
+    public static UsageException NoSuch(string what, string name, string? hint = null) =>
+        new($"no {what} named '{name}'{(hint is null ? "" : $" ({hint})")}");
+
+    /// <summary>Throws <see cref="NoSuch"/> unless a subscription named <paramref name="name"/> is registered; null passes.</summary>
+    public static async Task RequireSubscriptionAsync(NpgsqlDataSource dataSource, string? name, CancellationToken cancellationToken)
+    {
+        if (name is not null && !await Names.SubscriptionExistsAsync(dataSource, name, cancellationToken))
+        {
+            throw NoSuch("subscription", name, "a worker registers its configuration's subscriptions when it starts; see 'triggerevents status'");
+        }
+    }
+
+    /// <summary>
+    /// Throws <see cref="NoSuch"/> unless an event trigger named <paramref name="name"/> is attached
+    /// (or, with <paramref name="orDetached"/>, still named by a subscription); null passes.
+    /// </summary>
+    public static async Task RequireTriggerAsync(NpgsqlDataSource dataSource, string? name, CancellationToken cancellationToken, bool orDetached = false)
+    {
+        if (name is not null && !await (orDetached ? Names.TriggerKnownAsync(dataSource, name, cancellationToken) : Names.TriggerExistsAsync(dataSource, name, cancellationToken)))
+        {
+            throw NoSuch("event trigger", name, "see 'triggerevents triggers'");
         }
     }
 

@@ -7,7 +7,11 @@ internal sealed class Cli(string? databaseUrl)
 {
     public async Task<Result> RunAsync(params string[] arguments) => await RunWithAsync(new Dictionary<string, string?>(), arguments);
 
-    public async Task<Result> RunWithAsync(Dictionary<string, string?> environment, params string[] arguments)
+    public Task<Result> RunWithAsync(Dictionary<string, string?> environment, params string[] arguments) =>
+        RunInAsync(null, environment, arguments);
+
+    /// <summary>Runs in <paramref name="workingDirectory"/> (null: the test's), with <paramref name="environment"/> added.</summary>
+    public async Task<Result> RunInAsync(string? workingDirectory, Dictionary<string, string?> environment, params string[] arguments)
     {
         if (databaseUrl is not null)
         {
@@ -15,7 +19,7 @@ internal sealed class Cli(string? databaseUrl)
         }
 
         environment.TryAdd("TRIGGER_EVENTS_LOG_FORMAT", null);
-        var (exitCode, output, error) = await WorkerProcess.RunToEndAsync(environment, arguments);
+        var (exitCode, output, error) = await WorkerProcess.RunToEndInAsync(workingDirectory, environment, arguments);
         return new Result(exitCode, output, error);
     }
 

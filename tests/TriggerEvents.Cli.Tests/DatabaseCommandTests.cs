@@ -46,14 +46,14 @@ public sealed class DatabaseCommandTests
     }
 
     [Test]
-    public async Task A_refused_attach_is_one_line_naming_the_problem_and_exit_1()
+    public async Task A_refused_attach_is_one_line_naming_the_problem_and_exit_2()
     {
         await using var database = await TestDatabase.CreateAsync();
         await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
 
         var result = await new Cli(database.ConnectionString).RunAsync("attach", "orders", "--trigger", "t", "--update-columns", "nope");
 
-        Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString());
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString());
         Assert.That(result.Error.Trim(), Does.StartWith("triggerevents: trigger_events.attach: unknown column nope on public.orders"));
         Assert.That(result.Error.Trim().Split('\n'), Has.Length.EqualTo(1));
     }

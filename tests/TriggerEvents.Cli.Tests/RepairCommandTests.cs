@@ -107,7 +107,7 @@ public sealed class RepairCommandTests
             await database.ExecuteAsync($"INSERT INTO orders SELECT g, 'new' FROM generate_series({(cycle * 2000) + 1}, {(cycle + 1) * 2000}) g");
             await database.FanOutAsync();
             await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered', delivered_at = now() WHERE status = 'pending'");
-            var cleanup = await cli.RunAsync("cleanup", "--older-than", "0s");
+            var cleanup = await cli.RunAsync("cleanup", "--older-than", "0s", "--attempts-older-than", "7d");
             Assert.That(cleanup.Out, Does.Contain("Deleted 2000 delivered events, 4000 deliveries"), cleanup.ToString());
             // Stands in for autovacuum (which the migration tunes for these tables): deleted rows'
             // space is reused by the next cycle's inserts instead of growing the files.

@@ -71,7 +71,7 @@ public sealed class WorkerEndpointTests
     }
 
     [Test]
-    public async Task A_worker_on_a_database_without_the_schema_says_to_migrate_and_exits_1()
+    public async Task A_worker_on_a_database_without_the_schema_waits_alive_and_not_ready_saying_so_once_then_delivers_after_migrate()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);
         await using var receiver = await WebhookReceiver.StartAsync();
@@ -79,14 +79,57 @@ public sealed class WorkerEndpointTests
         var path = Config(receiver, port, Path.GetTempPath());
         await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
 
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (!worker.HasExited)
+        // Waiting is visible: alive for the liveness probe, not ready, one line in the log.
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
         {
-            await Task.Delay(50, deadline.Token);
+            while (!worker.Output.Contains("Waiting for the schema", StringComparison.Ordinal))
+            {
+                Assert.That(worker.HasExited, Is.False, worker.Output);
+                await Task.Delay(50, deadline.Token);
+            }
         }
 
+        var health = await worker.GetAsync("/healthz");
+        var ready = await worker.GetAsync("/readyz");
+        var healthcheck = await new Cli(null).RunAsync("healthcheck", "--config", path);
+        var migrate = await new Cli(database.ConnectionString).RunAsync("migrate");
+        await worker.WaitUntilReadyAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 1, TimeSpan.FromSeconds(30), "the delivery after migrate");
         File.Delete(path);
-        Assert.That(worker.ExitCode, Is.EqualTo(1), worker.Output);
-        Assert.That(worker.Output, Does.Contain("run 'triggerevents migrate' first"));
+
+        Assert.That(health.Status, Is.EqualTo(200), worker.Output);
+        Assert.That(ready.Status, Is.EqualTo(503));
+        Assert.That(ready.Body, Does.Contain("schema version 0"));
+        Assert.That(healthcheck.ExitCode, Is.Zero, healthcheck.ToString());
+        Assert.That(migrate.ExitCode, Is.Zero, migrate.ToString());
+        var waiting = worker.Output.Split('\n').Where(l => l.Contains("Waiting for the schema", StringComparison.Ordinal)).ToList();
+        Assert.That(waiting, Has.Count.EqualTo(1), worker.Output);
+        Assert.That(waiting[0], Does.Contain("not installed in this database, run 'triggerevents migrate' first"));
+        Assert.That(worker.Output, Does.Not.Contain("   at "));
+    }
+
+    [Test]
+    public async Task Healthcheck_asks_the_port_of_the_configuration_and_fails_in_one_line_when_no_worker_answers()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
+        await worker.WaitUntilReadyAsync();
+
+        var alive = await new Cli(null).RunWithAsync(new() { ["TRIGGER_EVENTS_CONFIG"] = path }, "healthcheck");
+        Assert.That(await worker.TerminateAsync(), Is.Zero);
+        var gone = await new Cli(null).RunWithAsync(new() { ["TRIGGER_EVENTS_CONFIG"] = path }, "healthcheck");
+        File.Delete(path);
+
+        Assert.That(alive.ExitCode, Is.Zero, alive.ToString());
+        Assert.That(alive.Out.Trim(), Is.EqualTo($"http://127.0.0.1:{port}/healthz: ok"));
+        Assert.That(gone.ExitCode, Is.EqualTo(1), gone.ToString());
+        Assert.That(gone.Error.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(gone.Error, Does.StartWith($"triggerevents: no worker answers at http://127.0.0.1:{port}/healthz"));
     }
 }

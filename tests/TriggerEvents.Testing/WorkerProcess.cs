@@ -69,10 +69,21 @@ public sealed class WorkerProcess : IAsyncDisposable
     }
 
     /// <summary>Runs a command to completion: (exit code, stdout, stderr).</summary>
-    public static async Task<(int ExitCode, string Out, string Error)> RunToEndAsync(
-        IReadOnlyDictionary<string, string?> environment, params string[] arguments)
+    public static Task<(int ExitCode, string Out, string Error)> RunToEndAsync(
+        IReadOnlyDictionary<string, string?> environment, params string[] arguments) =>
+        RunToEndInAsync(null, environment, arguments);
+
+    /// <summary>Runs a command to completion in <paramref name="workingDirectory"/> (null: this process's): (exit code, stdout, stderr).</summary>
+    public static async Task<(int ExitCode, string Out, string Error)> RunToEndInAsync(
+        string? workingDirectory, IReadOnlyDictionary<string, string?> environment, params string[] arguments)
     {
-        using var process = Process.Start(StartInfo(environment, arguments))!;
+        var start = StartInfo(environment, arguments);
+        if (workingDirectory is not null)
+        {
+            start.WorkingDirectory = workingDirectory;
+        }
+
+        using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));

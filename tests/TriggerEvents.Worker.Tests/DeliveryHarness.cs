@@ -172,13 +172,14 @@ internal sealed class DeliveryHarness : IAsyncDisposable
             yaml.Append(hook.ToYaml());
         }
 
-        // The lease is longer than every timeout here, so no request outlives its lease.
+        // The lease and the shutdown timeout are longer than every webhook timeout here, as the
+        // configuration requires.
         yaml.Append(CultureInfo.InvariantCulture, $"""
             worker:
               http_port: {port}
               poll_interval: 200ms
               lease: 10s
-              shutdown_timeout: 5s
+              shutdown_timeout: 8s
 
             """);
         await File.WriteAllTextAsync(file, yaml.ToString());

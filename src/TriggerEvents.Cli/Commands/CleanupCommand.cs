@@ -4,35 +4,75 @@ using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli.Commands;
 
+/// <summary>
+/// <c>triggerevents cleanup</c>: retention now, with the bounds the worker would use. It reads the
+/// configuration file exactly as <c>run</c> does, so an audit trail the team keeps <c>forever</c>
+/// is not deleted by an operator who ran it without --config in a container.
+/// </summary>
 internal static class CleanupCommand
 {
     public static Command Create()
     {
-        var olderThan = new Option<string?>("--older-than") { Description = "Delete delivered events older than this (default: retention.delivered_events of --config, else 7d)." };
-        var attemptsOlderThan = new Option<string?>("--attempts-older-than") { Description = "Delete attempt records older than this (default: retention.attempts, else 7d)." };
+        var olderThan = new Option<string?>("--older-than")
+        {
+            Description = "Delete delivered events older than this, or 'forever' to keep them (default: retention.delivered_events of the configuration).",
+        };
+        var attemptsOlderThan = new Option<string?>("--attempts-older-than")
+        {
+            Description = "Delete attempt records older than this, or 'forever' to keep them (default: retention.attempts of the configuration).",
+        };
         var config = CommonOptions.Config();
-        var command = new Command("cleanup", """
+        var command = new Command("cleanup", $"""
             Apply retention now: delete events whose deliveries all succeeded and that are older than
             the bound, in small batches. Pending, in-flight and dead deliveries are never deleted.
             The worker runs the same on a schedule.
 
+            The bounds come from the configuration file, found as 'run' finds it: --config, else
+            {CommonOptions.ConfigVariable}, else ./{ConfigLoader.DefaultFileName}. A bound written
+            'forever' deletes nothing of that kind. --older-than and --attempts-older-than override
+            the file; with both given no file is needed. The file and the bounds are printed before
+            anything is deleted.
+
             Examples:
-              triggerevents cleanup --older-than 7d
+              triggerevents cleanup
               triggerevents cleanup --config triggerevents.yaml
+              triggerevents cleanup --older-than 7d --attempts-older-than 30d
             """)
         {
             olderThan, attemptsOlderThan, config,
         };
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
-            var retention = parse.GetValue(config) is { } path ? CommonOptions.LoadConfig(path).Retention : new RetentionConfig();
-            var events = Bound(parse.GetValue(olderThan), "--older-than") ?? retention.DeliveredEvents;
-            var attempts = Bound(parse.GetValue(attemptsOlderThan), "--attempts-older-than") ?? retention.Attempts;
+            var eventsFlag = ParseBound(parse.GetValue(olderThan), "--older-than");
+            var attemptsFlag = ParseBound(parse.GetValue(attemptsOlderThan), "--attempts-older-than");
+            var path = CommonOptions.ResolveConfig(parse.GetValue(config));
+
+            // The file is read whenever it was named on purpose (a broken one is an error, not
+            // skipped) and whenever a bound has to come from it.
+            RetentionConfig? retention = null;
+            if (path.Explicit || eventsFlag is null || attemptsFlag is null)
+            {
+                retention = CommonOptions.LoadConfig(path).Retention;
+            }
+
+            var events = eventsFlag ?? new RetentionBound(retention!.DeliveredEvents, path);
+            var attempts = attemptsFlag ?? new RetentionBound(retention!.Attempts, path);
+            Console.WriteLine(retention is null
+                ? "Retention from the command line:"
+                : $"Retention from {path.Path} (named by {path.NamedBy}):");
+            Console.WriteLine($"  delivered events: {events.Describe("--older-than")}");
+            Console.WriteLine($"  attempt records:  {attempts.Describe("--attempts-older-than")}");
+            if (events.Age is null && attempts.Age is null)
+            {
+                Console.WriteLine("Both are kept forever; nothing to delete.");
+                return ExitCodes.Done;
+            }
+
             await using var dataSource = CommandLine.OpenDatabase();
             RetentionResult result;
             using (var progress = new ProgressLine("deleting events", null))
             {
-                result = await Retention.RunOnceAsync(dataSource, events, attempts, progress, cancellationToken);
+                result = await Retention.RunOnceAsync(dataSource, events.Age, attempts.Age, progress, cancellationToken);
             }
 
             Console.WriteLine(result.Skipped
@@ -43,8 +83,17 @@ internal static class CleanupCommand
         return command;
     }
 
-    private static TimeSpan? Bound(string? text, string option) =>
+    private static RetentionBound? ParseBound(string? text, string option) =>
         text is null ? null
-        : Duration.TryParse(text, out var value) ? value
-        : throw new UsageException($"{option}: '{text}' is not a duration (500ms, 10s, 5m, 1h, 7d)");
+        : text == "forever" ? new RetentionBound(null, null)
+        : Duration.TryParse(text, out var value) ? new RetentionBound(value, null)
+        : throw new UsageException($"{option}: '{text}' is not a duration ({Duration.Examples}) or forever");
+
+    /// <summary>One retention bound (null: forever) and the file it came from (null: the command line).</summary>
+    private sealed record RetentionBound(TimeSpan? Age, ConfigPath? From)
+    {
+        public string Describe(string option) =>
+            (Age is { } age ? $"older than {Duration.Format(age)} are deleted" : "kept forever")
+            + (From is null ? $" ({option})" : "");
+    }
 }

@@ -37,6 +37,7 @@ internal static class DeadCommands
         {
             await using var dataSource = CommandLine.OpenDatabase();
             var filter = filters.Read(parse);
+            await CommandLine.RequireSubscriptionAsync(dataSource, filter.Subscription, cancellationToken);
             var rows = await DeadLetters.ListAsync(dataSource, filter, parse.GetValue(limit), cancellationToken);
             if (parse.GetValue(json))
             {
@@ -98,6 +99,7 @@ internal static class DeadCommands
         {
             await using var dataSource = CommandLine.OpenDatabase();
             var filter = filters.Read(parse);
+            await CommandLine.RequireSubscriptionAsync(dataSource, filter.Subscription, cancellationToken);
             var total = await DeadLetters.CountAsync(dataSource, filter, cancellationToken);
             long changed;
             using (var progress = new ProgressLine(verb, total))

@@ -36,6 +36,8 @@ internal static class ReplayCommand
 
             var to = FilterOptions.ParseTime(parse.GetValue(until) ?? parse.GetValue(before), "--until");
             await using var dataSource = CommandLine.OpenDatabase();
+            await CommandLine.RequireSubscriptionAsync(dataSource, parse.GetValue(subscription), cancellationToken);
+            await CommandLine.RequireTriggerAsync(dataSource, parse.GetValue(trigger), cancellationToken, orDetached: true);
             var dry = parse.GetValue(dryRun);
             ReplayResult result;
             try

@@ -54,7 +54,7 @@ internal static class RunCommand
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(dataSource);
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton(new WorkerMetrics(registry));
+        builder.Services.AddSingleton(new WorkerMetrics(registry, config.Worker.MetricsInterval));
         builder.Services.AddSingleton<WorkerHealth>();
         builder.Services.AddSingleton<WorkerService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
@@ -88,7 +88,15 @@ internal static class RunCommand
         app.MapMetrics("/metrics", registry);
 
         var worker = app.Services.GetRequiredService<WorkerService>();
-        await app.RunAsync(cancellationToken);
+        try
+        {
+            await app.RunAsync(cancellationToken);
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            throw new IOException($"worker.http_port {config.Worker.HttpPort} of {config.SourcePath} is already in use by another process ({e.Message})", e);
+        }
+
         return worker.Failure is null ? ExitCodes.Done : ExitCodes.Failed;
     }
 }

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
+using Npgsql;
+using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli.Commands;
@@ -29,10 +31,25 @@ internal static class TriggerCommands
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
             await using var dataSource = CommandLine.OpenDatabase();
-            var result = await EventTriggerAdmin.AttachAsync(
-                dataSource, parse.GetValue(table)!, parse.GetValue(trigger)!, Split(parse.GetValue(ops)),
-                Split(parse.GetValue(updateColumns)), Split(parse.GetValue(payloadColumns)), parse.GetValue(when),
-                !parse.GetValue(noNotify), cancellationToken);
+            string result;
+            try
+            {
+                result = await EventTriggerAdmin.AttachAsync(
+                    dataSource, parse.GetValue(table)!, parse.GetValue(trigger)!, Split(parse.GetValue(ops)),
+                    Split(parse.GetValue(updateColumns)), Split(parse.GetValue(payloadColumns)), parse.GetValue(when),
+                    !parse.GetValue(noNotify), cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable && !DatabaseProblems.IsSchemaMissing(e))
+            {
+                throw CommandLine.NoSuch("table", parse.GetValue(table)!);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.RaiseException)
+            {
+                // trigger_events.attach refuses bad arguments (an unknown column, an unknown
+                // operation, a name used on another table) this way: the user's input, exit 2.
+                throw new UsageException(e.MessageText);
+            }
+
             Console.WriteLine($"{parse.GetValue(trigger)}: {result}");
             return ExitCodes.Done;
         }));
@@ -54,8 +71,12 @@ internal static class TriggerCommands
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
             await using var dataSource = CommandLine.OpenDatabase();
-            var removed = await EventTriggerAdmin.DetachAsync(dataSource, parse.GetValue(name)!, cancellationToken);
-            Console.WriteLine(removed ? $"{parse.GetValue(name)}: detached" : $"{parse.GetValue(name)}: not attached");
+            if (!await EventTriggerAdmin.DetachAsync(dataSource, parse.GetValue(name)!, cancellationToken))
+            {
+                throw CommandLine.NoSuch("event trigger", parse.GetValue(name)!, "see 'triggerevents triggers'");
+            }
+
+            Console.WriteLine($"{parse.GetValue(name)}: detached");
             return ExitCodes.Done;
         }));
         return command;
@@ -124,6 +145,7 @@ internal static class TriggerCommands
             }
 
             await using var dataSource = CommandLine.OpenDatabase();
+            await CommandLine.RequireTriggerAsync(dataSource, parse.GetValue(trigger), cancellationToken);
             var id = await EventTriggerAdmin.InvokeAsync(dataSource, parse.GetValue(trigger)!, json, cancellationToken);
             Console.WriteLine($"event {id} captured");
             return ExitCodes.Done;

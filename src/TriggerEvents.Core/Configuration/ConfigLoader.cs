@@ -24,7 +24,7 @@ internal static partial class ConfigLoader
     private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency"];
+    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -111,7 +111,7 @@ internal static partial class ConfigLoader
             return null;
         }
 
-        var (worker, leaseLocation) = ReadWorker(reader, top);
+        var (worker, workerLocations) = ReadWorker(reader, top);
         var retention = ReadRetention(reader, top);
 
         var subscriptions = new List<SubscriptionConfig>();
@@ -125,7 +125,7 @@ internal static partial class ConfigLoader
         for (var i = 0; i < (items?.Count ?? 0); i++)
         {
             var path = string.Create(CultureInfo.InvariantCulture, $"subscriptions[{i}]");
-            if (ReadSubscription(reader, items![i], path, worker, leaseLocation) is not { } subscription)
+            if (ReadSubscription(reader, items![i], path, worker, workerLocations) is not { } subscription)
             {
                 continue;
             }
@@ -149,7 +149,7 @@ internal static partial class ConfigLoader
         };
     }
 
-    private static SubscriptionConfig? ReadSubscription(NodeReader reader, YamlTree.Node node, string path, WorkerConfig worker, ConfigLocation? leaseLocation)
+    private static SubscriptionConfig? ReadSubscription(NodeReader reader, YamlTree.Node node, string path, WorkerConfig worker, WorkerLocations workerLocations)
     {
         var map = reader.Mapping(node, path, SubscriptionKeys);
         if (map is null)
@@ -176,7 +176,7 @@ internal static partial class ConfigLoader
 
         var operations = ReadOperations(reader, map["operations"], map.PathOf("operations"));
         var startFrom = ReadStartFrom(reader, map["start_from"], map.PathOf("start_from"));
-        var webhook = ReadWebhook(reader, map, worker, leaseLocation);
+        var webhook = ReadWebhook(reader, map, worker, workerLocations);
         var retry = ReadRetry(reader, map["retry"], map.PathOf("retry"));
         var maxInFlight = reader.Int(map["max_in_flight"], map.PathOf("max_in_flight"), SubscriptionConfig.DefaultMaxInFlight, min: 1);
 
@@ -281,7 +281,7 @@ internal static partial class ConfigLoader
         return new StartFrom.Now();
     }
 
-    private static WebhookConfig? ReadWebhook(NodeReader reader, NodeReader.MappingReader subscription, WorkerConfig worker, ConfigLocation? leaseLocation)
+    private static WebhookConfig? ReadWebhook(NodeReader reader, NodeReader.MappingReader subscription, WorkerConfig worker, WorkerLocations workerLocations)
     {
         var node = subscription["webhook"];
         var map = reader.Mapping(node, subscription.PathOf("webhook"), WebhookKeys);
@@ -301,11 +301,21 @@ internal static partial class ConfigLoader
         var timeout = reader.Duration(timeoutNode, map.PathOf("timeout"), WebhookConfig.DefaultTimeout, MoreThanZero);
         var secrets = ReadSigningSecrets(reader, map["signing_secret"], map.PathOf("signing_secret"));
 
+        // The error goes where the timeout is written, else where the bound it breaks is.
+        var explicitTimeout = timeoutNode is YamlTree.Scalar { IsNull: false };
         if (timeout >= worker.Lease)
         {
             // A request still running when its lease expires is claimed and sent again by another worker.
-            var at = timeoutNode is YamlTree.Scalar { IsNull: false } ? timeoutNode.Location : leaseLocation ?? map.Location;
+            var at = explicitTimeout ? timeoutNode!.Location : workerLocations.Lease ?? map.Location;
             reader.Error(at, map.PathOf("timeout"), $"{Duration.Format(timeout)} must be shorter than worker.lease ({Duration.Format(worker.Lease)}), or a request still running when its lease expires is delivered twice");
+        }
+
+        if (timeout >= worker.ShutdownTimeout)
+        {
+            // SIGTERM waits shutdown_timeout for requests in flight, then releases them: a request the
+            // receiver got but had not yet answered would be sent again by another worker.
+            var at = explicitTimeout ? timeoutNode!.Location : workerLocations.ShutdownTimeout ?? map.Location;
+            reader.Error(at, map.PathOf("timeout"), $"{Duration.Format(timeout)} must be shorter than worker.shutdown_timeout ({Duration.Format(worker.ShutdownTimeout)}), or a request still running at SIGTERM is released and delivered twice");
         }
 
         return url is null
@@ -429,7 +439,28 @@ internal static partial class ConfigLoader
             return [];
         }
 
-        if (reader.Scalar(node, path) is not { } scalar)
+        if (node is null or YamlTree.Scalar { HasError: true })
+        {
+            // Absent: requests are not signed. A failed substitution was reported already.
+            return [];
+        }
+
+        // A key that is there but empty is most often a variable set to "" by a deployment that
+        // lost its secret: sending unsigned requests then would go unnoticed. Unsigned on purpose
+        // is said with 'none' (which a variable can carry too) or by leaving the key out.
+        var scalar = reader.Scalar(node, path);
+        if (scalar is null && node is not YamlTree.Scalar)
+        {
+            return [];
+        }
+
+        if (scalar is null || string.IsNullOrWhiteSpace(scalar.Value))
+        {
+            reader.Error(node.Location, path, $"is empty: give a '{SigningSecret.Prefix}...' secret, or write '{SigningSecret.Unsigned}' to send unsigned requests");
+            return [];
+        }
+
+        if (scalar.Value.Trim() == SigningSecret.Unsigned)
         {
             return [];
         }
@@ -476,24 +507,29 @@ internal static partial class ConfigLoader
         return new RetryConfig { MaxAttempts = maxAttempts, InitialInterval = initial, MaxInterval = max };
     }
 
-    private static (WorkerConfig Worker, ConfigLocation? LeaseLocation) ReadWorker(NodeReader reader, NodeReader.MappingReader top)
+    private static (WorkerConfig Worker, WorkerLocations Locations) ReadWorker(NodeReader reader, NodeReader.MappingReader top)
     {
         if (reader.Mapping(top["worker"], "worker", WorkerKeys) is not { } map)
         {
-            return (new WorkerConfig(), null);
+            return (new WorkerConfig(), new WorkerLocations(null, null));
         }
 
         var lease = map["lease"];
+        var shutdownTimeout = map["shutdown_timeout"];
         var worker = new WorkerConfig
         {
             BatchSize = reader.Int(map["batch_size"], map.PathOf("batch_size"), WorkerConfig.DefaultBatchSize, min: 1),
             PollInterval = reader.Duration(map["poll_interval"], map.PathOf("poll_interval"), WorkerConfig.DefaultPollInterval, MoreThanZero),
             Lease = reader.Duration(lease, map.PathOf("lease"), WorkerConfig.DefaultLease, MoreThanZero),
             HttpPort = reader.Int(map["http_port"], map.PathOf("http_port"), WorkerConfig.DefaultHttpPort, min: 1, max: 65535),
-            ShutdownTimeout = reader.Duration(map["shutdown_timeout"], map.PathOf("shutdown_timeout"), WorkerConfig.DefaultShutdownTimeout, TimeSpan.Zero),
+            ShutdownTimeout = reader.Duration(shutdownTimeout, map.PathOf("shutdown_timeout"), WorkerConfig.DefaultShutdownTimeout, TimeSpan.Zero),
             Concurrency = reader.Int(map["concurrency"], map.PathOf("concurrency"), WorkerConfig.DefaultConcurrency, min: 1),
+            MetricsInterval = reader.Duration(map["metrics_interval"], map.PathOf("metrics_interval"), WorkerConfig.DefaultMetricsInterval, TimeSpan.FromMilliseconds(100)),
+            SummaryInterval = reader.Duration(map["summary_interval"], map.PathOf("summary_interval"), WorkerConfig.DefaultSummaryInterval, TimeSpan.FromMilliseconds(100)),
         };
-        return (worker, lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null);
+        return (worker, new WorkerLocations(
+            lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null,
+            shutdownTimeout is YamlTree.Scalar { IsNull: false } ? shutdownTimeout.Location : null));
     }
 
     private static RetentionConfig ReadRetention(NodeReader reader, NodeReader.MappingReader top)
@@ -510,6 +546,9 @@ internal static partial class ConfigLoader
             CleanupInterval = reader.Duration(map["cleanup_interval"], map.PathOf("cleanup_interval"), RetentionConfig.DefaultCleanupInterval, MoreThanZero),
         };
     }
+
+    /// <summary>Where the worker's bounds on <c>webhook.timeout</c> are written, when they are.</summary>
+    private sealed record WorkerLocations(ConfigLocation? Lease, ConfigLocation? ShutdownTimeout);
 
     // \z, not $: '$' would also match before a final line break, which an environment variable may carry.
     [GeneratedRegex(@"^[A-Za-z0-9_-]+\z", RegexOptions.CultureInvariant)]

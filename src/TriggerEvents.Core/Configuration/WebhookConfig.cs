@@ -31,7 +31,8 @@ internal sealed record WebhookConfig
 
     /// <summary>
     /// <c>signing_secret</c>: the <c>whsec_...</c> secrets, in the order written; every one signs
-    /// each request, so a new secret can be added before the old is removed. Empty: no signature.
+    /// each request, so a new secret can be added before the old is removed. Empty (the key left
+    /// out, or <c>none</c>): no signature. An empty value is an error, never "unsigned".
     /// </summary>
     public IReadOnlyList<string> SigningSecrets { get; init; } = [];
 

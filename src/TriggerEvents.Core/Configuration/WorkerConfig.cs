@@ -21,6 +21,12 @@ internal sealed record WorkerConfig
     /// <summary>Default for <see cref="Concurrency"/>.</summary>
     public const int DefaultConcurrency = 64;
 
+    /// <summary>Default for <see cref="MetricsInterval"/>.</summary>
+    public static readonly TimeSpan DefaultMetricsInterval = TimeSpan.FromSeconds(15);
+
+    /// <summary>Default for <see cref="SummaryInterval"/>.</summary>
+    public static readonly TimeSpan DefaultSummaryInterval = TimeSpan.FromMinutes(1);
+
     /// <summary><c>batch_size</c>: most deliveries claimed in one round trip.</summary>
     public int BatchSize { get; init; } = DefaultBatchSize;
 
@@ -41,4 +47,14 @@ internal sealed record WorkerConfig
 
     /// <summary><c>concurrency</c>: HTTP requests in flight in one worker process, over all subscriptions.</summary>
     public int Concurrency { get; init; } = DefaultConcurrency;
+
+    /// <summary>
+    /// <c>metrics_interval</c>: how often the backlog gauges (pending, oldest pending age, dead)
+    /// are read from the database, by the one replica that reports them. Counting a large backlog
+    /// costs a scan of the pending deliveries, so this is not every scrape.
+    /// </summary>
+    public TimeSpan MetricsInterval { get; init; } = DefaultMetricsInterval;
+
+    /// <summary><c>summary_interval</c>: how often the worker logs what it delivered since the last summary.</summary>
+    public TimeSpan SummaryInterval { get; init; } = DefaultSummaryInterval;
 }

@@ -8,6 +8,9 @@ internal static class SigningSecret
     /// <summary>What every secret starts with.</summary>
     public const string Prefix = "whsec_";
 
+    /// <summary>The <c>signing_secret</c> value that sends requests unsigned, on purpose.</summary>
+    public const string Unsigned = "none";
+
     /// <summary>
     /// The HMAC key in <paramref name="secret"/>: false when the prefix is missing or the rest is not
     /// standard, padded base64 of at least one byte.

@@ -3,13 +3,17 @@ using Prometheus;
 namespace TriggerEvents.Worker.Delivery;
 
 /// <summary>
-/// The delivery metrics of SPEC.md "Worker", prefix <c>triggerevents_</c>. Backlog gauges
-/// (pending, oldest pending age, dead) are set from the database by the maintenance duties.
+/// The delivery metrics of SPEC.md "Worker", prefix <c>triggerevents_</c>. Counters and
+/// histograms are this replica's own and add up across replicas. The backlog gauges (pending,
+/// oldest pending age, dead) describe the whole database: the maintenance duties set them on one
+/// replica at a time (<see cref="BacklogReporter"/> is 1 there), so a <c>sum()</c> over replicas
+/// counts each delivery once.
 /// </summary>
 internal sealed class WorkerMetrics
 {
-    public WorkerMetrics(CollectorRegistry registry)
+    public WorkerMetrics(CollectorRegistry registry, TimeSpan? backlogInterval = null)
     {
+        var every = $"read from the database every {Core.Configuration.Duration.Format(backlogInterval ?? Core.Configuration.WorkerConfig.DefaultMetricsInterval)} (worker.metrics_interval) by one replica at a time";
         var factory = Metrics.WithCustomRegistry(registry);
         Deliveries = factory.CreateCounter("triggerevents_deliveries_total",
             "Delivery attempts by outcome: delivered, retry, dead.", "subscription", "outcome");
@@ -27,10 +31,12 @@ internal sealed class WorkerMetrics
             });
         LeasesExpired = factory.CreateCounter("triggerevents_leases_expired_total",
             "Deliveries taken over from a worker whose lease expired (a crash or a stall).");
-        Pending = factory.CreateGauge("triggerevents_pending_deliveries", "Deliveries waiting or retrying.", "subscription");
+        Pending = factory.CreateGauge("triggerevents_pending_deliveries", $"Deliveries waiting or retrying; {every}.", "subscription");
         OldestPendingAge = factory.CreateGauge("triggerevents_oldest_pending_age_seconds",
-            "Age of the oldest event still waiting for delivery.", "subscription");
-        Dead = factory.CreateGauge("triggerevents_dead_deliveries", "Dead-lettered deliveries.", "subscription");
+            $"Age of the oldest event still waiting for delivery; {every}.", "subscription");
+        Dead = factory.CreateGauge("triggerevents_dead_deliveries", $"Dead-lettered deliveries; {every}.", "subscription");
+        BacklogReporter = factory.CreateGauge("triggerevents_backlog_reporter",
+            "1 on the one replica that exports the database-wide backlog gauges, 0 on the others.");
         BuildInfo = factory.CreateGauge("triggerevents_build_info", "Always 1; the version label says which build runs.", "version");
         BuildInfo.WithLabels(WebhookClient.UserAgent.Split('/')[1]).Set(1);
     }
@@ -48,6 +54,8 @@ internal sealed class WorkerMetrics
     public Gauge OldestPendingAge { get; }
 
     public Gauge Dead { get; }
+
+    public Gauge BacklogReporter { get; }
 
     public Gauge BuildInfo { get; }
 }

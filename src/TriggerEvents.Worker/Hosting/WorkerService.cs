@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Worker.Delivery;
@@ -24,6 +25,9 @@ internal sealed class WorkerService(
     ILoggerFactory loggerFactory,
     IHostApplicationLifetime lifetime) : BackgroundService
 {
+    /// <summary>How often a worker waiting for migrate looks at the schema version again.</summary>
+    private static readonly TimeSpan SchemaCheckInterval = TimeSpan.FromSeconds(2);
+
     private readonly ILogger logger = loggerFactory.CreateLogger("TriggerEvents.Worker");
 
     /// <summary>Set when the worker stopped because of an error: the process exits 1.</summary>
@@ -42,23 +46,35 @@ internal sealed class WorkerService(
         catch (Exception e)
         {
             Failure = e;
-            logger.LogCritical(e, "The worker stopped: {Error}", e.Message);
+
+            // One line that says what to do; the stack trace only for --verbose (debug level).
+            var message = e switch
+            {
+                PostgresException pg when DatabaseProblems.IsSchemaMissing(pg) =>
+                    await DatabaseProblems.DescribeSchemaProblemAsync(dataSource, pg, CancellationToken.None) ?? pg.MessageText,
+                PostgresException pg when DatabaseProblems.IsPermissionDenied(pg) =>
+                    await DatabaseProblems.DescribePermissionAsync(dataSource, pg, CancellationToken.None),
+                PostgresException pg => $"{pg.MessageText} ({pg.SqlState})",
+                _ => e.Message,
+            };
+            logger.LogCritical("The worker stopped: {Error}", message.ReplaceLineEndings(" "));
+            logger.LogDebug(e, "The worker stopped");
             lifetime.StopApplication();
         }
     }
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
+        health.Waiting = true;
         var version = await WaitForDatabaseAsync(stoppingToken);
+        if (!version.IsCurrent && version.Database < version.Binary)
+        {
+            version = await WaitForSchemaAsync(version, stoppingToken);
+        }
+
         if (version.Database > version.Binary)
         {
             throw new SchemaTooNewException(version.Database, version.Binary);
-        }
-
-        if (!version.IsCurrent)
-        {
-            throw new InvalidOperationException(
-                $"The database schema is at version {version.Database}, this binary needs {version.Binary}: run 'triggerevents migrate' first.");
         }
 
         var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Subscriptions, stoppingToken);
@@ -109,6 +125,28 @@ internal sealed class WorkerService(
         }
     }
 
+    /// <summary>
+    /// Waits, alive and not ready, until the schema is migrated to this binary's version: a
+    /// release's workers may start before its migrate job has finished. Says so once.
+    /// </summary>
+    private async Task<SchemaVersion> WaitForSchemaAsync(SchemaVersion version, CancellationToken stoppingToken)
+    {
+        logger.LogWarning(
+            "Waiting for the schema: {Problem}; checking every {Interval}",
+            version.Database == 0
+                ? $"the trigger_events schema is not installed in this database, {DatabaseProblems.RunMigrate}"
+                : $"this database's trigger_events schema is at version {version.Database}, this triggerevents needs {version.Binary}, {DatabaseProblems.RunMigrate}",
+            Duration.Format(SchemaCheckInterval));
+        while (!version.IsCurrent && version.Database < version.Binary)
+        {
+            await Task.Delay(SchemaCheckInterval, time, stoppingToken);
+            version = await WaitForDatabaseAsync(stoppingToken);
+        }
+
+        logger.LogInformation("The schema is at version {Version}", version.Database);
+        return version;
+    }
+
     /// <summary>Waits for the database to answer at start-up, retrying with backoff.</summary>
     private async Task<SchemaVersion> WaitForDatabaseAsync(CancellationToken stoppingToken)
     {
@@ -118,7 +156,9 @@ internal sealed class WorkerService(
             {
                 return await Migrator.GetVersionAsync(dataSource, stoppingToken);
             }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException && failures < 30)
+            // Only what may pass is waited out (no connection, a server starting or shutting down):
+            // a wrong password, a missing database or a missing grant will not fix itself.
+            catch (Exception e) when (e is NpgsqlException { IsTransient: true } or TimeoutException && failures < 30)
             {
                 var delay = ReconnectBackoff.Delay(failures);
                 logger.LogWarning("Database not reachable, retrying in {Delay}: {Error}", delay, e.Message);

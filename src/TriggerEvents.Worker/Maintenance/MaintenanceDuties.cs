@@ -1,5 +1,7 @@
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Prometheus;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Operations;
 using TriggerEvents.Worker.Delivery;
@@ -8,23 +10,30 @@ namespace TriggerEvents.Worker.Maintenance;
 
 /// <summary>
 /// The worker's background duties besides delivery, each on its own timer: backlog gauges for
-/// <c>/metrics</c>, and retention (one worker at a time database-wide). A failing duty logs and
-/// tries again at its next tick.
+/// <c>/metrics</c> (one replica at a time), a summary of deliveries in the log, and retention (one
+/// worker at a time database-wide). A failing duty logs and tries again at its next tick.
 /// </summary>
 internal sealed class MaintenanceDuties(
     TriggerEventsConfig config, NpgsqlDataSource dataSource, WorkerMetrics metrics, TimeProvider time, ILogger logger)
 {
-    /// <summary>How often the backlog gauges are read from the database.</summary>
-    // Counting a large backlog costs the database a scan of the pending deliveries; every 15 s
-    // is plenty for alerting and keeps that cost small next to delivery itself.
-    public static readonly TimeSpan GaugeInterval = TimeSpan.FromSeconds(15);
+    private readonly Dictionary<(string Subscription, string Outcome), double> summarized = [];
 
-    public Task RunAsync(CancellationToken stopping) => Task.WhenAll(
-        EveryAsync(GaugeInterval, UpdateGaugesAsync, "backlog gauges", stopping),
-        EveryAsync(config.Retention.CleanupInterval, CleanUpAsync, "retention", stopping));
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        await using var reporter = new BacklogReporter(dataSource);
+        await Task.WhenAll(
+            EveryAsync(config.Worker.MetricsInterval, c => UpdateGaugesAsync(reporter, c), "backlog gauges", stopping),
+            EveryAsync(config.Worker.SummaryInterval, SummarizeAsync, "delivery summary", stopping, skipFirst: true),
+            EveryAsync(config.Retention.CleanupInterval, CleanUpAsync, "retention", stopping));
+    }
 
     private async Task CleanUpAsync(CancellationToken cancellationToken)
     {
+        if (config.Retention.DeliveredEvents is null && config.Retention.Attempts is null)
+        {
+            return;
+        }
+
         var result = await Retention.RunOnceAsync(dataSource, config.Retention.DeliveredEvents, config.Retention.Attempts, null, cancellationToken);
         if (result.Events + result.Attempts > 0)
         {
@@ -34,8 +43,20 @@ internal sealed class MaintenanceDuties(
         }
     }
 
-    private async Task UpdateGaugesAsync(CancellationToken cancellationToken)
+    private async Task UpdateGaugesAsync(BacklogReporter reporter, CancellationToken cancellationToken)
     {
+        if (!await reporter.HoldsAsync(cancellationToken))
+        {
+            // Another replica reports the database's backlog; a copy here would be counted twice
+            // by every sum() over replicas.
+            metrics.BacklogReporter.Set(0);
+            Clear(metrics.Pending);
+            Clear(metrics.OldestPendingAge);
+            Clear(metrics.Dead);
+            return;
+        }
+
+        metrics.BacklogReporter.Set(1);
         var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
         foreach (var status in statuses.Where(s => config.Subscriptions.Any(c => c.Name == s.Subscription)))
         {
@@ -45,11 +66,52 @@ internal sealed class MaintenanceDuties(
         }
     }
 
-    private async Task EveryAsync(TimeSpan interval, Func<CancellationToken, Task> duty, string name, CancellationToken stopping)
+    private static void Clear(Gauge gauge)
+    {
+        foreach (var labels in gauge.GetAllLabelValues().ToList())
+        {
+            gauge.RemoveLabelled(labels);
+        }
+    }
+
+    /// <summary>
+    /// One information line per interval with what this replica delivered since the last one, so
+    /// that a healthy worker's log shows it is working (failures are logged one by one anyway).
+    /// </summary>
+    private Task SummarizeAsync(CancellationToken cancellationToken)
+    {
+        var counts = new Dictionary<(string Subscription, string Outcome), long>();
+        foreach (var labels in metrics.Deliveries.GetAllLabelValues())
+        {
+            var key = (labels[0], labels[1]);
+            var value = metrics.Deliveries.WithLabels(labels).Value;
+            counts[key] = (long)(value - summarized.GetValueOrDefault(key));
+            summarized[key] = value;
+        }
+
+        long Total(string outcome) => counts.Where(c => c.Key.Outcome == outcome).Sum(c => c.Value);
+        var perSubscription = counts
+            .Where(c => c.Value > 0)
+            .GroupBy(c => c.Key.Subscription)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => string.Create(CultureInfo.InvariantCulture, $"{g.Key}: {string.Join(", ", g.OrderBy(c => c.Key.Outcome, StringComparer.Ordinal).Select(c => $"{c.Value} {c.Key.Outcome}"))}"));
+        logger.LogInformation(
+            "In the last {Interval}: {Delivered} delivered, {Retried} failed attempts to retry, {Dead} dead{Detail}",
+            Duration.Format(config.Worker.SummaryInterval), Total("delivered"), Total("retry"), Total("dead"),
+            string.Join("; ", perSubscription) is { Length: > 0 } detail ? $" ({detail})" : "");
+        return Task.CompletedTask;
+    }
+
+    private async Task EveryAsync(TimeSpan interval, Func<CancellationToken, Task> duty, string name, CancellationToken stopping, bool skipFirst = false)
     {
         using var timer = new PeriodicTimer(interval, time);
         try
         {
+            if (skipFirst && !await timer.WaitForNextTickAsync(stopping))
+            {
+                return;
+            }
+
             do
             {
                 try

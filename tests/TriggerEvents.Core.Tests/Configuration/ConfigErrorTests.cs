@@ -327,11 +327,46 @@ public class ConfigErrorTests
     public void A_webhook_timeout_as_long_as_the_lease_is_an_error()
     {
         Assert.That(
-            ConfigText.Error(WithWebhookLine("timeout: 60s")),
-            Does.StartWith("te.yaml:6:16: subscriptions[0].webhook.timeout: 1m must be shorter than worker.lease (1m)"));
+            ConfigText.Errors(WithWebhookLine("timeout: 60s")),
+            Has.Some.StartWith("te.yaml:6:16: subscriptions[0].webhook.timeout: 1m must be shorter than worker.lease (1m)"));
         Assert.That(
             ConfigText.Error(ConfigText.Subscription("worker:\n  lease: 5s\n")),
             Does.StartWith("te.yaml:7:10: subscriptions[0].webhook.timeout: 10s must be shorter than worker.lease (5s)"));
+    }
+
+    [Test]
+    public void A_webhook_timeout_as_long_as_the_shutdown_timeout_is_an_error_at_the_timeout_or_else_at_the_shutdown_timeout()
+    {
+        Assert.That(
+            ConfigText.Error(WithWebhookLine("timeout: 30s")),
+            Is.EqualTo("te.yaml:6:16: subscriptions[0].webhook.timeout: 30s must be shorter than worker.shutdown_timeout (30s), or a request still running at SIGTERM is released and delivered twice"));
+        Assert.That(
+            ConfigText.Error(ConfigText.Subscription("worker:\n  shutdown_timeout: 5s\n")),
+            Is.EqualTo("te.yaml:7:21: subscriptions[0].webhook.timeout: 10s must be shorter than worker.shutdown_timeout (5s), or a request still running at SIGTERM is released and delivered twice"));
+        Assert.That(ConfigText.Parse(ConfigText.Subscription("worker:\n  shutdown_timeout: 11s\n")).Worker.ShutdownTimeout, Is.EqualTo(TimeSpan.FromSeconds(11)));
+    }
+
+    [Test]
+    public void A_webhook_timeout_longer_than_both_bounds_names_both()
+    {
+        var errors = ConfigText.Errors(WithWebhookLine("timeout: 2m"));
+
+        Assert.That(errors, Has.Count.EqualTo(2));
+        Assert.That(errors[0], Does.Contain("must be shorter than worker.lease (1m)"));
+        Assert.That(errors[1], Does.Contain("must be shorter than worker.shutdown_timeout (30s)"));
+    }
+
+    [TestCase("signing_secret: ${SECRET}", "")]
+    [TestCase("signing_secret: ${SECRET}", "   ")]
+    [TestCase("signing_secret: ${UNSET:-}", "")]
+    [TestCase("signing_secret:", "")]
+    [TestCase("signing_secret: ''", "")]
+    public void An_empty_signing_secret_is_an_error_that_says_how_to_send_unsigned(string line, string secret)
+    {
+        var error = ConfigText.Error(WithWebhookLine(line), new Dictionary<string, string> { ["SECRET"] = secret });
+
+        Assert.That(error, Does.StartWith("te.yaml:6:").And.EndWith(
+            "subscriptions[0].webhook.signing_secret: is empty: give a 'whsec_...' secret, or write 'none' to send unsigned requests"));
     }
 
     [Test]

@@ -85,6 +85,8 @@ public class ConfigLoaderTests
               http_port: 9090
               shutdown_timeout: 45s
               concurrency: 8
+              metrics_interval: 5s
+              summary_interval: 10m
             retention:
               delivered_events: 1d
               attempts: 12h
@@ -99,6 +101,8 @@ public class ConfigLoaderTests
             HttpPort = 9090,
             ShutdownTimeout = TimeSpan.FromSeconds(45),
             Concurrency = 8,
+            MetricsInterval = TimeSpan.FromSeconds(5),
+            SummaryInterval = TimeSpan.FromMinutes(10),
         }));
         Assert.That(config.Retention, Is.EqualTo(new RetentionConfig
         {
@@ -183,11 +187,22 @@ public class ConfigLoaderTests
         Assert.That(subscription.Webhook.SigningSecrets, Is.EqualTo(new[] { "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_AAECAwQF" }));
     }
 
-    [Test]
-    public void An_empty_signing_secret_means_no_signature()
+    [TestCase("signing_secret: none")]
+    [TestCase("signing_secret: ${SECRET}")]
+    [TestCase("signing_secret: ${SECRET:-none}")]
+    public void None_sends_unsigned_requests_on_purpose_also_through_a_variable(string line)
     {
         var subscription = ConfigText.Parse(
-            ConfigText.Subscription().Replace("https://example.com/hook", "https://example.com/hook\n      signing_secret: ${SECRET:-}", StringComparison.Ordinal)).Subscriptions.Single();
+            ConfigText.Subscription().Replace("https://example.com/hook", "https://example.com/hook\n      " + line, StringComparison.Ordinal),
+            new Dictionary<string, string> { ["SECRET"] = "none" }).Subscriptions.Single();
+
+        Assert.That(subscription.Webhook.SigningSecrets, Is.Empty);
+    }
+
+    [Test]
+    public void Without_the_signing_secret_key_requests_are_unsigned()
+    {
+        var subscription = ConfigText.Parse(ConfigText.Subscription()).Subscriptions.Single();
 
         Assert.That(subscription.Webhook.SigningSecrets, Is.Empty);
     }

@@ -1,0 +1,146 @@
+using System.Text.RegularExpressions;
+using Npgsql;
+using TriggerEvents.Postgres.Migrations;
+
+namespace TriggerEvents.Postgres;
+
+/// <summary>
+/// Turns the database errors an operator can fix into one line that says how: a schema that is
+/// not installed ("run 'triggerevents migrate' first") and a privilege the role lacks (the
+/// <c>GRANT</c> that is missing). Shared by every command and by the worker's start-up.
+/// </summary>
+internal static partial class DatabaseProblems
+{
+    /// <summary>What migrate must fix, said once for every command.</summary>
+    public const string RunMigrate = "run 'triggerevents migrate' first";
+
+    // What the product's own statements need on each of its objects (the worker, retention and the
+    // operator commands), so the missing grant named is one that is really needed, never more.
+    private static readonly Dictionary<string, string[]> TablePrivileges = new(StringComparer.Ordinal)
+    {
+        ["event_log"] = ["SELECT", "DELETE"],
+        ["deliveries"] = ["SELECT", "INSERT", "UPDATE", "DELETE"],
+        ["subscriptions"] = ["SELECT", "INSERT", "UPDATE"],
+        ["subscription_positions"] = ["SELECT", "INSERT", "UPDATE"],
+        ["attempts"] = ["SELECT", "INSERT", "DELETE"],
+        ["worker_signal"] = ["SELECT", "UPDATE"],
+        ["migrations"] = ["SELECT"],
+        ["event_triggers"] = ["SELECT"],
+        ["triggers"] = ["SELECT"],
+        ["subscription_status"] = ["SELECT"],
+    };
+
+    /// <summary>True for an error that means the schema is not installed, or older than this binary.</summary>
+    public static bool IsSchemaMissing(PostgresException e) =>
+        e.SqlState switch
+        {
+            PostgresErrorCodes.InvalidSchemaName => e.MessageText.Contains("\"trigger_events\"", StringComparison.Ordinal),
+            PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedFunction or PostgresErrorCodes.UndefinedColumn =>
+                e.MessageText.Contains("trigger_events.", StringComparison.Ordinal),
+            _ => false,
+        };
+
+    /// <summary>
+    /// The one line for a schema problem, or null when <paramref name="e"/> is not one: the
+    /// database is asked its schema version, since a missing table reads the same whether nothing
+    /// is installed or an older version is.
+    /// </summary>
+    public static async Task<string?> DescribeSchemaProblemAsync(NpgsqlDataSource dataSource, PostgresException e, CancellationToken cancellationToken)
+    {
+        if (!IsSchemaMissing(e))
+        {
+            return null;
+        }
+
+        try
+        {
+            var version = await Migrator.GetVersionAsync(dataSource, cancellationToken);
+            return version.Database == 0
+                ? $"the trigger_events schema is not installed in this database: {RunMigrate}"
+                : version.Database < version.Binary
+                    ? $"this database's trigger_events schema is at version {version.Database}, this triggerevents needs {version.Binary}: {RunMigrate}"
+                    : $"{e.MessageText} ({e.SqlState})";
+        }
+        catch (Exception inner) when (inner is NpgsqlException or TimeoutException)
+        {
+            return $"{e.MessageText} ({e.SqlState}): is the trigger_events schema installed? {RunMigrate}";
+        }
+    }
+
+    /// <summary>True for "permission denied".</summary>
+    public static bool IsPermissionDenied(PostgresException e) => e.SqlState == PostgresErrorCodes.InsufficientPrivilege;
+
+    /// <summary>
+    /// One line for a permission error: which object, which role, and the <c>GRANT</c> that is
+    /// missing, found by asking the database what the role lacks of what the product needs there.
+    /// Falls back to the database's own message when the object is not one of the product's.
+    /// </summary>
+    public static async Task<string> DescribePermissionAsync(NpgsqlDataSource dataSource, PostgresException e, CancellationToken cancellationToken)
+    {
+        var said = $"{e.MessageText} ({e.SqlState})";
+        var match = PermissionDenied().Match(e.MessageText);
+        if (!match.Success)
+        {
+            return said;
+        }
+
+        var kind = match.Groups[1].Value;
+        var name = match.Groups[2].Value;
+        try
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+            var role = await ScalarAsync<string>(connection, "SELECT quote_ident(current_user)", cancellationToken, []);
+            string? grant = kind switch
+            {
+                "schema" when name == "trigger_events" =>
+                    await ScalarAsync<bool>(connection, "SELECT has_schema_privilege('trigger_events', 'USAGE')", cancellationToken, [])
+                        ? null : "USAGE ON SCHEMA trigger_events",
+                "table" or "view" => await MissingTablePrivilegesAsync(connection, name, cancellationToken) is { Length: > 0 } missing
+                    ? $"{missing} ON trigger_events.{name}" : null,
+                "function" or "procedure" => $"EXECUTE ON FUNCTION trigger_events.{name}",
+                _ => null,
+            };
+            return grant is null
+                ? $"{said}: the role {role} lacks a privilege there; sql/README.md lists the grants"
+                : $"{said}: the role {role} lacks {grant}; a schema owner can run: GRANT {grant} TO {role};";
+        }
+        catch (Exception inner) when (inner is NpgsqlException or TimeoutException)
+        {
+            return said;
+        }
+    }
+
+    private static async Task<string?> MissingTablePrivilegesAsync(NpgsqlConnection connection, string name, CancellationToken cancellationToken)
+    {
+        if (!TablePrivileges.TryGetValue(name, out var needed))
+        {
+            return null;
+        }
+
+        var missing = new List<string>();
+        foreach (var privilege in needed)
+        {
+            if (!await ScalarAsync<bool>(connection, "SELECT has_table_privilege($1::regclass, $2)", cancellationToken, ["trigger_events." + name, privilege]))
+            {
+                missing.Add(privilege);
+            }
+        }
+
+        return string.Join(", ", missing);
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, CancellationToken cancellationToken, string[] parameters)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = parameter });
+        }
+
+        return (T)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    // PostgreSQL's wording, e.g. "permission denied for table deliveries", "... for schema trigger_events".
+    [GeneratedRegex(@"^permission denied for (schema|table|view|function|procedure|sequence) ""?([A-Za-z0-9_]+)""?\z", RegexOptions.CultureInvariant)]
+    private static partial Regex PermissionDenied();
+}

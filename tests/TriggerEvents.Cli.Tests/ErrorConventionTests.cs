@@ -1,0 +1,217 @@
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+using TriggerEvents.Postgres;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Cli.Tests;
+
+/// <summary>
+/// The README's convention for errors and exit codes, through the real executable: one line on
+/// stderr (a stack trace only with --verbose), 1 for what failed, 2 for what was asked wrongly,
+/// including a name that does not exist, whichever command it was given to.
+/// </summary>
+public sealed class ErrorConventionTests
+{
+    private static void AssertOneLine(Cli.Result result)
+    {
+        Assert.That(result.Error.Trim().Split('\n'), Has.Length.EqualTo(1), result.ToString());
+        Assert.That(result.Error, Does.StartWith("triggerevents: "), result.ToString());
+        Assert.That(result.Error, Does.Not.Contain("   at "), result.ToString());
+    }
+
+    [TestCase("attach", "orders", "--trigger", "orders_changed")]
+    [TestCase("detach", "orders_changed")]
+    [TestCase("triggers")]
+    [TestCase("status")]
+    [TestCase("dead", "list")]
+    [TestCase("dead", "retry", "--subscription", "hook")]
+    [TestCase("replay", "--subscription", "hook", "--since", "1h")]
+    [TestCase("invoke", "--trigger", "orders_changed", "--payload", "{}")]
+    [TestCase("cleanup", "--older-than", "7d", "--attempts-older-than", "7d")]
+    public async Task Before_migrate_every_database_command_says_to_run_migrate_first_in_one_line_and_exits_1(params string[] command)
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+
+        var result = await new Cli(database.ConnectionString).RunAsync(command);
+
+        Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString());
+        AssertOneLine(result);
+        Assert.That(result.Error.Trim(), Is.EqualTo("triggerevents: the trigger_events schema is not installed in this database: run 'triggerevents migrate' first"));
+    }
+
+    [TestCase("detach", "nope")]
+    [TestCase("invoke", "--trigger", "nope", "--payload", "{}")]
+    [TestCase("dead", "list", "--subscription", "nope")]
+    [TestCase("dead", "retry", "--subscription", "nope")]
+    [TestCase("dead", "purge", "--subscription", "nope")]
+    [TestCase("replay", "--subscription", "nope", "--since", "1h")]
+    [TestCase("replay", "--subscription", "hook", "--since", "1h", "--trigger", "nope")]
+    [TestCase("attach", "nope", "--trigger", "t")]
+    [TestCase("attach", "orders", "--trigger", "t", "--update-columns", "nope")]
+    public async Task A_name_that_does_not_exist_exits_2_from_every_command_and_changes_nothing(params string[] command)
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('hook', 'orders_changed')");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead'");
+
+        var result = await new Cli(database.ConnectionString).RunAsync(command);
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString());
+        AssertOneLine(result);
+        Assert.That(result.Error, Does.Contain("nope"));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log"), Is.EqualTo(1));
+        Assert.That(await database.ScalarAsync<string>("SELECT string_agg(status::text, ',') FROM trigger_events.deliveries"), Is.EqualTo("dead"));
+        Assert.That(await database.ScalarAsync<string>("SELECT string_agg(name, ',') FROM trigger_events.triggers"), Is.EqualTo("orders_changed"));
+    }
+
+    [TestCase(new[] { "stauts" }, "unknown command 'stauts': did you mean 'triggerevents status'?")]
+    [TestCase(new[] { "replya", "--since", "1h" }, "unknown command 'replya': did you mean 'triggerevents replay'?")]
+    [TestCase(new[] { "dead", "lst" }, "unknown command 'lst': did you mean 'triggerevents dead list'?")]
+    [TestCase(new[] { "frobnicate" }, "unknown command 'frobnicate': the commands are migrate, attach,")]
+    [TestCase(new[] { "dead" }, "'triggerevents dead' needs a command: list, retry, purge")]
+    public async Task An_unknown_or_missing_command_is_one_error_with_the_nearest_command(string[] arguments, string expected)
+    {
+        var result = await new Cli(null).RunAsync(arguments);
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString());
+        AssertOneLine(result);
+        Assert.That(result.Error, Does.StartWith("triggerevents: " + expected));
+        Assert.That(result.Error, Does.Not.Contain("Required command was not provided"));
+    }
+
+    [Test]
+    public async Task Several_usage_errors_are_still_one_line_that_points_at_the_commands_help()
+    {
+        var result = await new Cli(null).RunAsync("replay");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString());
+        AssertOneLine(result);
+        Assert.That(result.Error.Trim(), Is.EqualTo("triggerevents: Option '--subscription' is required; Option '--since' is required; see 'triggerevents replay --help'"));
+    }
+
+    [Test]
+    public async Task A_role_without_usage_on_the_schema_is_told_the_grant_it_lacks_by_commands_and_by_run()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var role = await LoginRole.CreateAsync(database);
+
+        var status = await new Cli(role.ConnectionString).RunAsync("status");
+        var verbose = await new Cli(role.ConnectionString).RunAsync("status", "--verbose");
+        var run = await RunToExitAsync(role.ConnectionString, Loopback.FreePort());
+
+        Assert.That(status.ExitCode, Is.EqualTo(1), status.ToString());
+        AssertOneLine(status);
+        Assert.That(status.Error.Trim(), Is.EqualTo(
+            $"triggerevents: permission denied for schema trigger_events (42501): the role {role.Name} lacks USAGE ON SCHEMA trigger_events; " +
+            $"a schema owner can run: GRANT USAGE ON SCHEMA trigger_events TO {role.Name};"));
+        Assert.That(verbose.Error, Does.Contain("   at "), "--verbose adds the stack trace");
+        Assert.That(run.ExitCode, Is.EqualTo(1), run.Output);
+        Assert.That(run.Output, Does.Contain($"GRANT USAGE ON SCHEMA trigger_events TO {role.Name};"));
+        Assert.That(run.Output, Does.Not.Contain("not reachable"), "a permission error is not waited out as an outage");
+        Assert.That(run.Output, Does.Not.Contain("   at "));
+    }
+
+    [Test]
+    public async Task A_role_with_usage_but_no_table_rights_is_told_which_privileges_on_which_table_it_lacks()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var role = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT USAGE ON SCHEMA trigger_events TO {role.Name}");
+        await database.ExecuteAsync($"GRANT SELECT ON trigger_events.deliveries, trigger_events.event_log TO {role.Name}");
+
+        var retry = await new Cli(role.ConnectionString).RunAsync("dead", "retry", "--id", "1");
+
+        Assert.That(retry.ExitCode, Is.EqualTo(1), retry.ToString());
+        AssertOneLine(retry);
+        Assert.That(retry.Error, Does.Match(
+            $@"permission denied for table (\w+) \(42501\): the role {role.Name} lacks [A-Z, ]+ ON trigger_events\.\1; a schema owner can run: GRANT [A-Z, ]+ ON trigger_events\.\1 TO {role.Name};"));
+        Assert.That(retry.Error, Does.Not.Contain("lacks SELECT ON trigger_events.deliveries"), "only what is missing is named");
+    }
+
+    [Test]
+    public async Task Run_on_a_port_in_use_says_so_in_one_line_naming_the_setting_without_a_stack_trace()
+    {
+        await using var migrated = await TestDatabase.CreateAsync();
+        using var taken = new TcpListener(IPAddress.Any, 0);
+        taken.Start();
+        var takenPort = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        var portInUse = await RunToExitAsync(migrated.ConnectionString, takenPort);
+
+        Assert.That(portInUse.ExitCode, Is.EqualTo(1), portInUse.Output);
+        Assert.That(ErrorLines(portInUse.Output), Has.Count.EqualTo(1), portInUse.Output);
+        Assert.That(ErrorLines(portInUse.Output)[0], Does.StartWith($"worker.http_port {takenPort} of ").And.Contain("is already in use"));
+        Assert.That(portInUse.Output, Does.Not.Contain("   at "));
+    }
+
+    /// <summary>The error lines of a worker's text output, without their time and level: logged errors and the command's own line.</summary>
+    private static List<string> ErrorLines(string output) =>
+    [
+        .. output.Split('\n')
+            .Select(line => line.Split(' ', 3) is [_, "ERR" or "FTL", var message] ? message
+                : line.StartsWith("triggerevents: ", StringComparison.Ordinal) ? line["triggerevents: ".Length..]
+                : null)
+            .OfType<string>()
+            .Select(line => line.TrimEnd()),
+    ];
+
+    /// <summary>Runs a worker with a minimal configuration until it exits by itself.</summary>
+    private static async Task<(int ExitCode, string Output)> RunToExitAsync(string connectionString, int httpPort)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(path, $"subscriptions: []\nworker:\n  http_port: {httpPort}\n");
+        try
+        {
+            await using var worker = WorkerProcess.Start(connectionString, path, httpPort);
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            while (!worker.HasExited)
+            {
+                await Task.Delay(50, deadline.Token);
+            }
+
+            return (worker.ExitCode, worker.Output);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>A login role of its own, with no grant on the trigger_events schema; dropped after the test.</summary>
+    private sealed class LoginRole : IAsyncDisposable
+    {
+        private readonly TestDatabase database;
+
+        private LoginRole(TestDatabase database, string name, string connectionString)
+        {
+            this.database = database;
+            Name = name;
+            ConnectionString = connectionString;
+        }
+
+        public string Name { get; }
+
+        public string ConnectionString { get; }
+
+        public static async Task<LoginRole> CreateAsync(TestDatabase database)
+        {
+            var name = $"te_role_{Guid.NewGuid():N}"[..20];
+            var password = Guid.NewGuid().ToString("N");
+            await database.ExecuteAsync($"CREATE ROLE {name} LOGIN PASSWORD '{password}'");
+            var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = name, Password = password }.ConnectionString;
+            return new LoginRole(database, name, connectionString);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            NpgsqlConnection.ClearAllPools();
+            await database.ExecuteAsync($"DROP OWNED BY {Name}");
+            await database.ExecuteAsync($"DROP ROLE {Name}");
+        }
+    }
+}
