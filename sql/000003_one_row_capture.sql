@@ -587,8 +587,16 @@ AS $$
 $$;
 
 -- subscription_status: pending also counts the events not fanned out yet, and the oldest
--- pending age looks at them too.
-CREATE OR REPLACE VIEW trigger_events.subscription_status AS
+-- pending age looks at them too. The rows come from a function with JIT off: a subscriptions
+-- table too small for autovacuum ever to analyze is guessed at 530 rows, and the view's cost
+-- then crossed jit_above_cost, compiling it at every metrics refresh.
+CREATE FUNCTION trigger_events.subscription_status_rows()
+RETURNS TABLE (subscription text, trigger_name text, enabled boolean, pending bigint, retrying bigint,
+               in_flight bigint, dead bigint, oldest_pending_captured_at timestamptz, oldest_pending_age_seconds double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
 SELECT s.name AS subscription,
        s.trigger_name,
        s.enabled,
@@ -618,6 +626,10 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM trigger_events.deliveries dl
     WHERE dl.subscription_id = s.id AND dl.status = 'dead'
 ) dead ON true;
+$$;
+
+CREATE OR REPLACE VIEW trigger_events.subscription_status AS
+SELECT * FROM trigger_events.subscription_status_rows();
 
 REVOKE ALL ON TABLE trigger_events.subscription_positions FROM PUBLIC;
 -- events_not_fanned_out stays executable by whoever may read subscription_status: it runs with
