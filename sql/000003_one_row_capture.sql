@@ -95,6 +95,8 @@ AS $fan_out$
 DECLARE
     place record;
     target pg_snapshot;
+    range_after_xid xid8;
+    range_after_id bigint;
     chunk_events bigint;
     last_xid xid8;
     last_id bigint;
@@ -155,6 +157,16 @@ BEGIN
             CONTINUE;
         END IF;
 
+        -- Where the range of transactions that began after the place resumes: after the last
+        -- event given when the batch got that far, else at the place's xmax.
+        IF place.batch_after_xid >= pg_snapshot_xmax(place.position) THEN
+            range_after_xid := place.batch_after_xid;
+            range_after_id := place.batch_after_id;
+        ELSE
+            range_after_xid := pg_snapshot_xmax(place.position);
+            range_after_id := 0;
+        END IF;
+
         -- The next chunk of the batch: transactions that were still running at the place, then
         -- those that started after it, each only if it committed before the batch's end.
         -- Aborted transactions left no visible rows.
@@ -174,9 +186,10 @@ BEGIN
                 UNION ALL
                 (SELECT 1 AS part, e.id, e.transaction_id, e.trigger_name, e.op
                  FROM trigger_events.event_log e
-                 WHERE e.transaction_id >= pg_snapshot_xmax(place.position)
+                 -- One row comparison is where the scan starts: beside a plain bound on
+                 -- transaction_id it started at the head of the index and walked the whole log.
+                 WHERE (e.transaction_id, e.id) > (range_after_xid, range_after_id)
                    AND e.transaction_id < pg_snapshot_xmax(target)
-                   AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
                    AND pg_visible_in_snapshot(e.transaction_id, target)
                  ORDER BY e.transaction_id, e.id
                  LIMIT max_events)
@@ -536,22 +549,64 @@ $$;
 SELECT trigger_events.install_capture(et.id) FROM trigger_events.event_triggers et ORDER BY et.id;
 
 -- ---------------------------------------------------------------------------------------------
--- subscription_status: pending now also counts the events committed for a subscription that no
--- fan-out has turned into deliveries yet (a worker is down, say), and the oldest pending age
--- looks at them too.
+-- The events committed for a subscription that no fan-out has turned into deliveries yet (a
+-- worker is down, say), and the oldest of them. A function with its own settings rather than a
+-- part of the view: the planner's guesses for these scans made the whole view cost enough to be
+-- compiled by JIT, two seconds of CPU at every metrics refresh.
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE VIEW trigger_events.subscription_status AS
+CREATE FUNCTION trigger_events.events_not_fanned_out(subscription_id int, OUT events bigint, OUT oldest_event_id bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $$
+    -- Events beyond the subscription's place, found by index: those of transactions that began
+    -- after it, and those of each transaction still running then (one lookup each). Less the
+    -- part of a batch in progress already given. An event a replay reached before the fan-out
+    -- is counted here and as a pending delivery until the fan-out passes it.
+    SELECT count(*), min(e.id)
+    FROM trigger_events.subscriptions s
+    JOIN trigger_events.subscription_positions sp ON sp.subscription_id = s.id
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.transaction_id FROM trigger_events.event_log e
+        WHERE e.transaction_id >= pg_snapshot_xmax(sp.position)
+          AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
+        UNION ALL
+        SELECT e.id, e.transaction_id
+        FROM pg_snapshot_xip(sp.position) AS running(xid)
+        CROSS JOIN LATERAL (
+            SELECT e.id, e.transaction_id FROM trigger_events.event_log e
+            WHERE e.transaction_id = running.xid AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
+        ) e
+    ) e
+    WHERE s.id = events_not_fanned_out.subscription_id
+      AND (sp.batch_end IS NULL
+           OR NOT (pg_visible_in_snapshot(e.transaction_id, sp.batch_end)
+                   AND (e.transaction_id, e.id) <= (sp.batch_after_xid, sp.batch_after_id)))
+$$;
+
+-- subscription_status: pending also counts the events not fanned out yet, and the oldest
+-- pending age looks at them too. The rows come from a function with JIT off: a subscriptions
+-- table too small for autovacuum ever to analyze is guessed at 530 rows, and the view's cost
+-- then crossed jit_above_cost, compiling it at every metrics refresh.
+CREATE FUNCTION trigger_events.subscription_status_rows()
+RETURNS TABLE (subscription text, trigger_name text, enabled boolean, pending bigint, retrying bigint,
+               in_flight bigint, dead bigint, oldest_pending_captured_at timestamptz, oldest_pending_age_seconds double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
 SELECT s.name AS subscription,
        s.trigger_name,
        s.enabled,
-       coalesce(p.pending, 0) + coalesce(u.unrouted, 0) AS pending,
+       coalesce(p.pending, 0) + coalesce(u.events, 0) AS pending,
        coalesce(p.retrying, 0) AS retrying,
        coalesce(f.in_flight, 0) AS in_flight,
        coalesce(dead.dead, 0) AS dead,
        oldest.captured_at AS oldest_pending_captured_at,
        extract(epoch FROM now() - oldest.captured_at)::double precision AS oldest_pending_age_seconds
 FROM trigger_events.subscriptions s
-LEFT JOIN trigger_events.subscription_positions sp ON sp.subscription_id = s.id
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE dl.attempts = 0) AS pending,
            count(*) FILTER (WHERE dl.attempts > 0) AS retrying,
@@ -564,39 +619,20 @@ LEFT JOIN LATERAL (
     FROM trigger_events.deliveries dl
     WHERE dl.subscription_id = s.id AND dl.status = 'in_flight'
 ) f ON true
-LEFT JOIN LATERAL (
-    -- Events beyond the subscription's place, found by index: those of transactions that began
-    -- after it, and those of each transaction still running then (one lookup per transaction;
-    -- an OR of both could only be served by scanning the whole log). Less the part of a batch
-    -- in progress already given. An event a replay reached before the fan-out is counted here
-    -- and as a pending delivery until the fan-out passes it.
-    SELECT count(*) AS unrouted, min(e.id) AS oldest_event_id
-    FROM (
-        SELECT e.id, e.transaction_id FROM trigger_events.event_log e
-        WHERE e.transaction_id >= pg_snapshot_xmax(sp.position)
-          AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
-        UNION ALL
-        SELECT e.id, e.transaction_id
-        FROM pg_snapshot_xip(sp.position) AS running(xid)
-        CROSS JOIN LATERAL (
-            SELECT e.id, e.transaction_id FROM trigger_events.event_log e
-            WHERE e.transaction_id = running.xid AND e.trigger_name = s.trigger_name AND e.op = ANY (s.operations)
-            -- Kept apart (not flattened into a hash join over the log): a snapshot lists few
-            -- running transactions, each an index lookup.
-            OFFSET 0
-        ) e
-    ) e
-    WHERE sp.batch_end IS NULL
-       OR NOT (pg_visible_in_snapshot(e.transaction_id, sp.batch_end)
-               AND (e.transaction_id, e.id) <= (sp.batch_after_xid, sp.batch_after_id))
-) u ON true
+LEFT JOIN LATERAL trigger_events.events_not_fanned_out(s.id) u ON true
 LEFT JOIN trigger_events.event_log oldest
        ON oldest.id = least(p.oldest_event_id, f.oldest_event_id, u.oldest_event_id)
 LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM trigger_events.deliveries dl
     WHERE dl.subscription_id = s.id AND dl.status = 'dead'
 ) dead ON true;
+$$;
+
+CREATE OR REPLACE VIEW trigger_events.subscription_status AS
+SELECT * FROM trigger_events.subscription_status_rows();
 
 REVOKE ALL ON TABLE trigger_events.subscription_positions FROM PUBLIC;
+-- events_not_fanned_out stays executable by whoever may read subscription_status: it runs with
+-- the caller's rights on the tables it reads.
 REVOKE ALL ON FUNCTION trigger_events.fan_out(int[], int), trigger_events.install_capture(int),
     trigger_events.start_subscription_position(), trigger_events.wake_worker() FROM PUBLIC;
