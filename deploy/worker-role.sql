@@ -17,5 +17,7 @@ GRANT SELECT, INSERT, UPDATE ON trigger_events.subscriptions TO triggerevents_wo
 -- fan-out, which turns committed events into deliveries at the head of the worker's claims.
 GRANT SELECT, INSERT, UPDATE ON trigger_events.subscription_positions TO triggerevents_worker;
 GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int) TO triggerevents_worker;
+-- subscription_status reads its rows through this function (status, the backlog gauges).
+GRANT EXECUTE ON FUNCTION trigger_events.subscription_status_rows() TO triggerevents_worker;
 GRANT SELECT, INSERT, DELETE ON trigger_events.attempts TO triggerevents_worker;
 GRANT SELECT, UPDATE ON trigger_events.worker_signal TO triggerevents_worker;

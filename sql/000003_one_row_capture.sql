@@ -555,7 +555,7 @@ SELECT trigger_events.install_capture(et.id) FROM trigger_events.event_triggers 
 -- compiled by JIT, two seconds of CPU at every metrics refresh.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION trigger_events.events_not_fanned_out(subscription_id int, OUT events bigint, OUT oldest_event_id bigint)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 SET enable_bitmapscan = off
@@ -593,7 +593,7 @@ $$;
 CREATE FUNCTION trigger_events.subscription_status_rows()
 RETURNS TABLE (subscription text, trigger_name text, enabled boolean, pending bigint, retrying bigint,
                in_flight bigint, dead bigint, oldest_pending_captured_at timestamptz, oldest_pending_age_seconds double precision)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
@@ -632,7 +632,8 @@ CREATE OR REPLACE VIEW trigger_events.subscription_status AS
 SELECT * FROM trigger_events.subscription_status_rows();
 
 REVOKE ALL ON TABLE trigger_events.subscription_positions FROM PUBLIC;
--- events_not_fanned_out stays executable by whoever may read subscription_status: it runs with
--- the caller's rights on the tables it reads.
+-- subscription_status reads through two functions that run as the schema owner, as a view
+-- reads its tables: a role that may read it needs EXECUTE on subscription_status_rows() too.
+REVOKE ALL ON FUNCTION trigger_events.subscription_status_rows(), trigger_events.events_not_fanned_out(int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION trigger_events.fan_out(int[], int), trigger_events.install_capture(int),
     trigger_events.start_subscription_position(), trigger_events.wake_worker() FROM PUBLIC;
