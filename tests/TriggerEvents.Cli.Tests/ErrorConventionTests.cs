@@ -57,6 +57,7 @@ public sealed class ErrorConventionTests
         await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
         await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('hook', 'orders_changed')");
         await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead'");
 
         var result = await new Cli(database.ConnectionString).RunAsync(command);

@@ -37,6 +37,7 @@ public sealed class RetentionCommandTests
         await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
         await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('hook', 'orders_changed')");
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await database.FanOutAsync();
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered', delivered_at = now()");
     }
 
