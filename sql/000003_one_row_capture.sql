@@ -70,6 +70,13 @@ CREATE TRIGGER subscriptions_start_position AFTER INSERT ON trigger_events.subsc
 -- Capture no longer looks subscriptions up.
 DROP INDEX trigger_events.subscriptions_trigger;
 
+-- When replay or dead retry scheduled a delivery again: its latency from capture says nothing
+-- about the pipeline, so the worker leaves it out of end_to_end_latency_seconds. Nullable,
+-- without a default: adding it rewrites nothing.
+ALTER TABLE trigger_events.deliveries ADD COLUMN rescheduled_at timestamptz;
+COMMENT ON COLUMN trigger_events.deliveries.rescheduled_at IS
+    'Set by replay and dead retry: the delivery is a redelivery, kept out of the capture-to-delivery latency.';
+
 -- ---------------------------------------------------------------------------------------------
 -- fan_out(): turns committed events into deliveries for the given subscriptions (all when
 -- NULL), from each one's place in the log; returns how many deliveries it made. The worker calls

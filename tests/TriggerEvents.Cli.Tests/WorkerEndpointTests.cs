@@ -132,4 +132,40 @@ public sealed class WorkerEndpointTests
         Assert.That(gone.Error.Trim().Split('\n'), Has.Length.EqualTo(1));
         Assert.That(gone.Error, Does.StartWith($"triggerevents: no worker answers at http://127.0.0.1:{port}/healthz"));
     }
+
+    [Test]
+    public async Task Replayed_and_dead_retried_deliveries_are_counted_but_kept_out_of_the_capture_to_delivery_latency()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
+        await worker.WaitUntilReadyAsync();
+        var cli = new Cli(database.ConnectionString);
+
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await receiver.WaitUntilAsync(r => r.Requests.Count(q => q.Succeeded) == 3, TimeSpan.FromSeconds(30), "3 first deliveries");
+        var replay = await cli.RunAsync("replay", "--subscription", "hook", "--since", "1h");
+        await receiver.WaitUntilAsync(r => r.Requests.Count(q => q.Succeeded) == 6, TimeSpan.FromSeconds(30), "3 replayed deliveries");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead' WHERE event_id = 1");
+        var retry = await cli.RunAsync("dead", "retry", "--subscription", "hook");
+        await receiver.WaitUntilAsync(r => r.Requests.Count(q => q.Succeeded) == 7, TimeSpan.FromSeconds(30), "the dead-retried delivery");
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            while (!(await worker.GetAsync("/metrics")).Body.Contains("triggerevents_deliveries_total{subscription=\"hook\",outcome=\"delivered\"} 7", StringComparison.Ordinal))
+            {
+                await Task.Delay(50, deadline.Token);
+            }
+        }
+
+        var metrics = (await worker.GetAsync("/metrics")).Body;
+        File.Delete(path);
+
+        Assert.That(replay.ExitCode, Is.Zero, replay.ToString());
+        Assert.That(retry.ExitCode, Is.Zero, retry.ToString());
+        Assert.That(metrics, Does.Contain("triggerevents_end_to_end_latency_seconds_count{subscription=\"hook\"} 3"), metrics);
+    }
 }

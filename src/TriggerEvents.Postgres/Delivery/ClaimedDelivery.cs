@@ -11,7 +11,8 @@ namespace TriggerEvents.Postgres.Delivery;
 /// <param name="Attempt">1 for the first attempt.</param>
 /// <param name="TookOverExpiredLease">Another worker held it and let its lease expire.</param>
 /// <param name="DueAt">Its <c>next_attempt_at</c> when claimed: with the event id, its place in the queue.</param>
-internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, int Attempt, bool TookOverExpiredLease, DateTimeOffset DueAt)
+/// <param name="Rescheduled">Replay or dead retry scheduled it again: a redelivery, not the event's first way through.</param>
+internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, int Attempt, bool TookOverExpiredLease, DateTimeOffset DueAt, bool Rescheduled = false)
 {
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
 }

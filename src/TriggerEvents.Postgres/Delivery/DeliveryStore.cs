@@ -114,10 +114,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM allowed
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
               AND allowed.position <= least($3, (SELECT free FROM capacity))
-            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at
+            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at
         )
         SELECT e.id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
-               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over, c.due_at
+               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at
         FROM claimed c JOIN trigger_events.event_log e ON e.id = c.event_id
         """;
 
@@ -280,7 +280,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 NewRow: reader.IsDBNull(7) ? null : reader.GetString(7),
                 SessionVariables: reader.IsDBNull(8) ? null : reader.GetString(8),
                 TraceParent: reader.IsDBNull(9) ? null : reader.GetString(9));
-            claimed.Add(new ClaimedDelivery(subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12)));
+            claimed.Add(new ClaimedDelivery(
+                subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12),
+                Rescheduled: !reader.IsDBNull(13)));
         }
 
         return new ClaimBatch(claimed, cursor.After(claimed, claimedAt));

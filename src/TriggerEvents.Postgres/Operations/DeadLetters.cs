@@ -66,7 +66,7 @@ internal static class DeadLetters
     public static Task<long> RetryAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, IProgress<long>? progress, CancellationToken cancellationToken) =>
         InBatchesAsync(dataSource, filter, """
             UPDATE trigger_events.deliveries d
-            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL, updated_at = now()
+            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL, rescheduled_at = now(), updated_at = now()
             FROM batch WHERE d.subscription_id = batch.subscription_id AND d.event_id = batch.event_id
             """, progress, cancellationToken);
 

@@ -50,11 +50,11 @@ internal static class Replay
                 WITH batch AS (
                     {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
                 ), scheduled AS (
-                    INSERT INTO trigger_events.deliveries (subscription_id, event_id)
-                    SELECT $7, batch.id FROM batch
+                    INSERT INTO trigger_events.deliveries (subscription_id, event_id, rescheduled_at)
+                    SELECT $7, batch.id, now() FROM batch
                     ON CONFLICT (subscription_id, event_id) DO UPDATE
                     SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL,
-                        last_status = NULL, last_error = NULL, delivered_at = NULL, updated_at = now()
+                        last_status = NULL, last_error = NULL, delivered_at = NULL, rescheduled_at = now(), updated_at = now()
                     WHERE deliveries.status <> 'in_flight'
                     RETURNING 1
                 )

@@ -316,7 +316,11 @@ internal sealed class DeliveryWorker
             metrics.Deliveries.WithLabels(subscription.Name, kind.ToString().ToLowerInvariant()).Inc();
             if (kind == DeliveryResultKind.Delivered)
             {
-                metrics.EndToEndLatency.WithLabels(subscription.Name).Observe((time.GetUtcNow() - delivery.Event.CapturedAt).TotalSeconds);
+                // A replayed or dead-retried event's age is not the pipeline's latency: left out.
+                if (!delivery.Rescheduled)
+                {
+                    metrics.EndToEndLatency.WithLabels(subscription.Name).Observe((time.GetUtcNow() - delivery.Event.CapturedAt).TotalSeconds);
+                }
             }
             else
             {
