@@ -104,6 +104,9 @@ internal static class DeliveryBenchmark
         return 0;
     }
 
+    /// <summary>A fixed Standard Webhooks secret: the receiver does not verify, the worker signs.</summary>
+    private const string SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
     private static string WriteConfig(BenchReceiver receiver, DeliveryOptions options)
     {
         var path = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-{Guid.NewGuid():N}.yaml");
@@ -114,6 +117,8 @@ internal static class DeliveryBenchmark
                 webhook:
                   url: {receiver.Url}
                   timeout: 10s
+                  # Signed, as users run it: every request pays its HMAC.
+                  signing_secret: {SigningSecret}
                 max_in_flight: {options.Concurrency}
             worker:
               batch_size: {options.BatchSize}

@@ -331,15 +331,6 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     public Task ReleaseAsync(Guid owner, IReadOnlyCollection<DeliveryKey> held, CancellationToken cancellationToken) =>
         held.Count == 0 ? Task.CompletedTask : ExecuteForKeysAsync(ReleaseSql, owner, held, null, cancellationToken);
 
-    /// <summary>Fans out on its own, outside a claim: registration, tests and the benchmark's set-up.</summary>
-    public async Task<long> FanOutAsync(FanOutRequest request, CancellationToken cancellationToken)
-    {
-        await using var command = dataSource.CreateCommand(FanOutSql);
-        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = request.SubscriptionIds });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = request.MaxEvents });
-        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
-    }
-
     /// <summary>
     /// Tells capture whether a worker is idle (the next capture sends a wake-up) or busy (none);
     /// true when the flag changed.
