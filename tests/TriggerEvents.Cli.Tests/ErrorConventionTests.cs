@@ -182,37 +182,4 @@ public sealed class ErrorConventionTests
             File.Delete(path);
         }
     }
-
-    /// <summary>A login role of its own, with no grant on the trigger_events schema; dropped after the test.</summary>
-    private sealed class LoginRole : IAsyncDisposable
-    {
-        private readonly TestDatabase database;
-
-        private LoginRole(TestDatabase database, string name, string connectionString)
-        {
-            this.database = database;
-            Name = name;
-            ConnectionString = connectionString;
-        }
-
-        public string Name { get; }
-
-        public string ConnectionString { get; }
-
-        public static async Task<LoginRole> CreateAsync(TestDatabase database)
-        {
-            var name = $"te_role_{Guid.NewGuid():N}"[..20];
-            var password = Guid.NewGuid().ToString("N");
-            await database.ExecuteAsync($"CREATE ROLE {name} LOGIN PASSWORD '{password}'");
-            var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = name, Password = password }.ConnectionString;
-            return new LoginRole(database, name, connectionString);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            NpgsqlConnection.ClearAllPools();
-            await database.ExecuteAsync($"DROP OWNED BY {Name}");
-            await database.ExecuteAsync($"DROP ROLE {Name}");
-        }
-    }
 }
