@@ -128,7 +128,7 @@ internal static class TriggerCommands
             {
                 Console.Error.WriteLine(
                     $"not healthy: {string.Join(", ", unhealthy)}; 'triggerevents attach' with the same arguments repairs a trigger "
-                    + "whose table still exists (see the README, \"Schema changes on attached tables\")");
+                    + "whose table still exists (sql/README.md, \"Health and upgrades\")");
             }
 
             return ExitCodes.Done;
