@@ -118,6 +118,20 @@ public sealed class ErrorConventionTests
     }
 
     [Test]
+    public async Task Migrate_as_a_role_without_rights_fails_in_one_line_and_changes_nothing()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await using var role = await LoginRole.CreateAsync(database);
+
+        var migrate = await new Cli(role.ConnectionString).RunAsync("migrate");
+
+        Assert.That(migrate.ExitCode, Is.EqualTo(1), migrate.ToString());
+        AssertOneLine(migrate);
+        Assert.That(migrate.Error, Does.Contain("permission denied").And.Contain(role.Name));
+        Assert.That(await database.ScalarAsync<bool>("SELECT to_regnamespace('trigger_events') IS NULL"), Is.True);
+    }
+
+    [Test]
     public async Task A_role_with_usage_but_no_table_rights_is_told_which_privileges_on_which_table_it_lacks()
     {
         await using var database = await TestDatabase.CreateAsync();
