@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS orders (
 SELECT trigger_events.attach('orders', 'orders_changed');
 DO $$
 BEGIN
-    CREATE ROLE triggerevents_worker LOGIN PASSWORD 'worker';
+    CREATE ROLE trigger_events_worker LOGIN PASSWORD 'worker';
 EXCEPTION WHEN duplicate_object THEN
     NULL;
 END

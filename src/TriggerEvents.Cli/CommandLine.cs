@@ -43,7 +43,7 @@ internal static class CommandLine
         foreach (var command in new[]
         {
             MigrateCommand.Create(), TriggerCommands.Attach(), TriggerCommands.Detach(), TriggerCommands.List(),
-            ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), DeadCommands.Create(), ReplayCommand.Create(),
+            ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), SubscriptionCommands.Create(), DeadCommands.Create(), ReplayCommand.Create(),
             TriggerCommands.Invoke(), CleanupCommand.Create(), HealthcheckCommand.Create(), DemoCommand.Create(),
         })
         {

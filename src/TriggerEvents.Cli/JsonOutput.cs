@@ -12,4 +12,5 @@ namespace TriggerEvents.Cli;
 [JsonSerializable(typeof(IReadOnlyList<DeadLetter>))]
 [JsonSerializable(typeof(IReadOnlyList<AttachedTrigger>))]
 [JsonSerializable(typeof(IReadOnlyList<SubscriptionStatus>))]
+[JsonSerializable(typeof(IReadOnlyList<Commands.SubscriptionSummary>))]
 internal sealed partial class JsonOutput : JsonSerializerContext;

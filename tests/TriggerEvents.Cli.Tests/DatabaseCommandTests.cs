@@ -46,6 +46,56 @@ public sealed class DatabaseCommandTests
     }
 
     [Test]
+    public async Task Subscriptions_lists_pauses_resumes_and_deletes_only_when_confirmed()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await database.ExecuteAsync(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, group_name) VALUES ('hook', 'orders_changed', 'billing'), ('gone', 'orders_changed', 'default')");
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET enabled = false, paused_by = 'file', paused_reason = 'not in the file of group default', paused_at = now() WHERE name = 'gone'");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1), (2)");
+        await database.FanOutAsync("hook");
+        var cli = new Cli(database.ConnectionString);
+
+        var paused = await cli.RunAsync("subscriptions", "pause", "hook", "--reason", "receiver maintenance");
+        var listed = await cli.RunAsync("subscriptions", "--json");
+        var resumeFilePaused = await cli.RunAsync("subscriptions", "resume", "gone");
+        var resumed = await cli.RunAsync("subscriptions", "resume", "hook");
+        var unconfirmed = await cli.RunAsync("subscriptions", "delete", "hook");
+        var unknown = await cli.RunAsync("subscriptions", "pause", "nope");
+        var deleted = await cli.RunAsync("subscriptions", "delete", "hook", "--yes");
+
+        Assert.That(paused.Out.Trim(), Is.EqualTo("hook: paused"), paused.ToString());
+        using (var json = JsonDocument.Parse(listed.Out))
+        {
+            var hook = json.RootElement.EnumerateArray().Single(e => e.GetProperty("name").GetString() == "hook");
+            Assert.That(hook.GetProperty("group").GetString(), Is.EqualTo("billing"));
+            Assert.That(hook.GetProperty("trigger").GetString(), Is.EqualTo("orders_changed"));
+            Assert.That(hook.GetProperty("state").GetString(), Is.EqualTo("paused"));
+            Assert.That(hook.GetProperty("paused_reason").GetString(), Is.EqualTo("receiver maintenance"));
+            Assert.That(hook.GetProperty("circuit").GetString(), Is.EqualTo("closed"));
+            Assert.That(hook.GetProperty("pending").GetInt64(), Is.EqualTo(2), "a paused backlog is shown");
+            foreach (var key in new[] { "retrying", "in_flight", "dead", "oldest_pending_age_seconds" })
+            {
+                Assert.That(hook.TryGetProperty(key, out _), Is.True, key);
+            }
+        }
+
+        Assert.That(resumeFilePaused.ExitCode, Is.EqualTo(2), resumeFilePaused.ToString());
+        Assert.That(resumeFilePaused.Error, Does.Contain("not in its group's file"));
+        Assert.That(resumed.Out.Trim(), Is.EqualTo("hook: resumed"), resumed.ToString());
+        Assert.That(unconfirmed.ExitCode, Is.EqualTo(2), unconfirmed.ToString());
+        Assert.That(unconfirmed.Error, Does.Contain("pass --yes"));
+        Assert.That(unknown.ExitCode, Is.EqualTo(2), unknown.ToString());
+        Assert.That(unknown.Error, Does.Contain("no subscription named 'nope'"));
+        Assert.That(deleted.Out.Trim(), Is.EqualTo("hook: deleted, with 2 undelivered and 0 dead deliveries"), deleted.ToString());
+        Assert.That(await database.ScalarAsync<long>(
+            "SELECT (SELECT count(*) FROM trigger_events.subscriptions WHERE name = 'hook') + (SELECT count(*) FROM trigger_events.deliveries) + (SELECT count(*) FROM trigger_events.subscription_positions sp WHERE NOT EXISTS (SELECT FROM trigger_events.subscriptions s WHERE s.id = sp.subscription_id))"),
+            Is.Zero, "the subscription, its deliveries and its place are gone");
+    }
+
+    [Test]
     public async Task Triggers_shows_an_unhealthy_trigger_and_attach_repairs_it()
     {
         await using var database = await TestDatabase.CreateAsync();

@@ -186,7 +186,7 @@ public sealed class DeployTests
 
         Assert.That(SecretOf("Job"), Is.Not.EqualTo(SecretOf("Deployment")));
         Assert.That(UserOf(SecretOf("Job")), Is.Not.EqualTo(UserOf(SecretOf("Deployment"))));
-        Assert.That(UserOf(SecretOf("Deployment")), Is.EqualTo("triggerevents_worker"), "the role deploy/worker-role.sql grants");
+        Assert.That(UserOf(SecretOf("Deployment")), Is.EqualTo("trigger_events_worker"), "the role deploy/worker-role.sql grants");
         Assert.That(secrets[SecretOf("Job")].ToString(), Does.Not.Contain("BILLING_SECRET"), "migrate holds no subscription secret");
     }
 
@@ -197,7 +197,7 @@ public sealed class DeployTests
         var role = $"te_worker_{Guid.NewGuid():N}"[..20];
         var setup = (await File.ReadAllTextAsync(Deploy("compose-setup.sql")))
             .Replace("\\ir worker-role.sql", await File.ReadAllTextAsync(Deploy("worker-role.sql")), StringComparison.Ordinal)
-            .Replace("triggerevents_worker", role, StringComparison.Ordinal);
+            .Replace("trigger_events_worker", role, StringComparison.Ordinal);
         await database.ExecuteAsync(setup);
         await database.ExecuteAsync(setup);
         var asWorker = new Npgsql.NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = role, Password = "worker" }.ConnectionString;

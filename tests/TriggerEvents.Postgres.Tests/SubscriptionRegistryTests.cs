@@ -37,9 +37,9 @@ public sealed class SubscriptionRegistryTests
         await database.ExecuteAsync("INSERT INTO orders VALUES (1), (2)");
         var registry = new SubscriptionRegistry(database.DataSource);
 
-        var first = await registry.SyncAsync([Subscription("from-now"), Subscription("from-earliest", new StartFrom.Earliest())], CancellationToken.None);
+        var first = await registry.SyncAsync("default", [Subscription("from-now"), Subscription("from-earliest", new StartFrom.Earliest())], CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (3)");
-        var second = await registry.SyncAsync([Subscription("from-now"), Subscription("from-earliest", new StartFrom.Earliest())], CancellationToken.None);
+        var second = await registry.SyncAsync("default", [Subscription("from-now"), Subscription("from-earliest", new StartFrom.Earliest())], CancellationToken.None);
         await database.FanOutAsync();
 
         Assert.That(first.Select(r => (r.Config.Name, r.IsNew, r.Backfilled)), Is.EqualTo(new[] { ("from-now", true, 0L), ("from-earliest", true, 2L) }));
@@ -56,7 +56,7 @@ public sealed class SubscriptionRegistryTests
         await database.ExecuteAsync("UPDATE trigger_events.event_log SET captured_at = now() - interval '2 days'");
         await database.ExecuteAsync("INSERT INTO orders VALUES (2)");
 
-        var registered = await new SubscriptionRegistry(database.DataSource).SyncAsync(
+        var registered = await new SubscriptionRegistry(database.DataSource).SyncAsync("default",
             [Subscription("since-yesterday", new StartFrom.At(DateTimeOffset.UtcNow.AddDays(-1)))], CancellationToken.None);
 
         Assert.That(registered.Single().Backfilled, Is.EqualTo(1));
@@ -66,11 +66,11 @@ public sealed class SubscriptionRegistryTests
     public async Task A_subscription_that_leaves_the_file_keeps_its_place_and_gets_what_it_missed_when_it_returns()
     {
         var registry = new SubscriptionRegistry(database.DataSource);
-        await registry.SyncAsync([Subscription("stays"), Subscription("leaves")], CancellationToken.None);
+        await registry.SyncAsync("default", [Subscription("stays"), Subscription("leaves")], CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
         await database.FanOutAsync("stays", "leaves");
 
-        await registry.SyncAsync([Subscription("stays")], CancellationToken.None);
+        await registry.SyncAsync("default", [Subscription("stays")], CancellationToken.None);
         await database.ExecuteAsync("INSERT INTO orders VALUES (2)");
         await database.FanOutAsync("stays");
 
@@ -78,11 +78,39 @@ public sealed class SubscriptionRegistryTests
         Assert.That(await DeliveriesAsync("leaves"), Is.EqualTo(1), "its pending delivery is kept; nothing new while no worker serves it");
         Assert.That(await DeliveriesAsync("stays"), Is.EqualTo(2));
 
-        await registry.SyncAsync([Subscription("stays"), Subscription("leaves")], CancellationToken.None);
+        await registry.SyncAsync("default", [Subscription("stays"), Subscription("leaves")], CancellationToken.None);
         await database.FanOutAsync("stays", "leaves");
         Assert.That(await database.ScalarAsync<bool>("SELECT enabled FROM trigger_events.subscriptions WHERE name = 'leaves'"), Is.True, "coming back re-enables it");
         Assert.That(await DeliveriesAsync("leaves"), Is.EqualTo(2), "it continues from its place: the event written while it was away is not lost");
         Assert.That(await DeliveriesAsync("stays"), Is.EqualTo(2), "and nothing is given twice");
+    }
+
+    [Test]
+    public async Task A_group_pauses_only_its_own_subscriptions_and_an_operators_pause_outlasts_a_restart()
+    {
+        var registry = new SubscriptionRegistry(database.DataSource);
+        await registry.SyncAsync("team-a", [Subscription("a-one"), Subscription("a-two")], CancellationToken.None);
+        await registry.SyncAsync("team-b", [Subscription("b-one")], CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET enabled = false, paused_by = 'operator', paused_reason = 'maintenance', paused_at = now() WHERE name = 'a-one'");
+
+        await registry.SyncAsync("team-b", [], CancellationToken.None);
+        await registry.SyncAsync("team-a", [Subscription("a-one"), Subscription("a-two")], CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<string>(
+                "SELECT string_agg(name || ':' || coalesce(paused_by, 'active'), ',' ORDER BY name) FROM trigger_events.subscriptions WHERE name IN ('a-one', 'a-two', 'b-one')"),
+            Is.EqualTo("a-one:operator,a-two:active,b-one:file"), "team b's empty file paused only b-one; a restart of team a keeps the operator's pause");
+    }
+
+    [Test]
+    public async Task A_name_another_group_owns_is_refused_before_anything_is_written()
+    {
+        var registry = new SubscriptionRegistry(database.DataSource);
+        await registry.SyncAsync("owner", [Subscription("owned")], CancellationToken.None);
+
+        var error = Assert.ThrowsAsync<ConfigException>(() => registry.SyncAsync("intruder", [Subscription("fresh"), Subscription("owned")], CancellationToken.None));
+
+        Assert.That(error!.Message, Does.Contain("subscription 'owned' belongs to group 'owner', not to this file's group 'intruder'"));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.subscriptions WHERE name = 'fresh' OR group_name = 'intruder'"), Is.Zero);
     }
 
     [Test]
@@ -95,7 +123,7 @@ public sealed class SubscriptionRegistryTests
             await insert.ExecuteNonQueryAsync();
         }
 
-        await new SubscriptionRegistry(database.DataSource).SyncAsync(
+        await new SubscriptionRegistry(database.DataSource).SyncAsync("default",
             [Subscription("now"), Subscription("earliest", new StartFrom.Earliest())], CancellationToken.None);
         await transaction.CommitAsync();
         await database.FanOutAsync();
@@ -107,7 +135,7 @@ public sealed class SubscriptionRegistryTests
     [Test]
     public async Task A_subscription_for_a_trigger_not_attached_yet_is_registered_and_reported()
     {
-        var registered = await new SubscriptionRegistry(database.DataSource).SyncAsync(
+        var registered = await new SubscriptionRegistry(database.DataSource).SyncAsync("default",
             [Subscription("early") with { Trigger = "attached_later" }], CancellationToken.None);
 
         Assert.That(registered.Single().TriggerAttached, Is.False);

@@ -97,6 +97,13 @@ internal static class RunCommand
             throw new IOException($"worker.http_port {config.Worker.HttpPort} of {config.SourcePath} is already in use by another process ({e.Message})", e);
         }
 
-        return worker.Failure is null ? ExitCodes.Done : ExitCodes.Failed;
+        // A file that names another group's subscription is a configuration error, found only once
+        // the database is asked: exit 2, like every other one.
+        return worker.Failure switch
+        {
+            null => ExitCodes.Done,
+            ConfigException => ExitCodes.BadUsage,
+            _ => ExitCodes.Failed,
+        };
     }
 }

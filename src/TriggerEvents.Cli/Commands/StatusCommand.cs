@@ -31,10 +31,10 @@ internal static class StatusCommand
             }
 
             TextTable.Write(
-                ["SUBSCRIPTION", "TRIGGER", "ENABLED", "PENDING", "RETRYING", "IN FLIGHT", "DEAD", "OLDEST PENDING"],
+                ["SUBSCRIPTION", "GROUP", "TRIGGER", "STATE", "PENDING", "RETRYING", "IN FLIGHT", "DEAD", "OLDEST PENDING"],
                 statuses.Select(s => new[]
                 {
-                    s.Subscription, s.TriggerName, s.Enabled ? "yes" : "no (not in the file)",
+                    s.Subscription, s.Group, s.TriggerName, SubscriptionCommands.DescribeState(s),
                     Count(s.Pending), Count(s.Retrying), Count(s.InFlight), Count(s.Dead),
                     s.OldestPendingAgeSeconds is { } age ? Age(TimeSpan.FromSeconds(age)) : "-",
                 }));

@@ -24,7 +24,7 @@ internal static partial class ConfigLoader
     private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval"];
+    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -516,8 +516,16 @@ internal static partial class ConfigLoader
 
         var lease = map["lease"];
         var shutdownTimeout = map["shutdown_timeout"];
+        var group = WorkerConfig.DefaultGroup;
+        if (map["group"] is { } groupNode && reader.Scalar(groupNode, map.PathOf("group")) is { IsNull: false } groupScalar)
+        {
+            CheckIdentifier(reader, groupScalar, map.PathOf("group"), "a group name");
+            group = groupScalar.Value;
+        }
+
         var worker = new WorkerConfig
         {
+            Group = group,
             BatchSize = reader.Int(map["batch_size"], map.PathOf("batch_size"), WorkerConfig.DefaultBatchSize, min: 1),
             PollInterval = reader.Duration(map["poll_interval"], map.PathOf("poll_interval"), WorkerConfig.DefaultPollInterval, MoreThanZero),
             Lease = reader.Duration(lease, map.PathOf("lease"), WorkerConfig.DefaultLease, MoreThanZero),

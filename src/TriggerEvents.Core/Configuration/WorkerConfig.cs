@@ -3,6 +3,9 @@ namespace TriggerEvents.Core.Configuration;
 /// <summary><c>worker:</c>: how each worker process claims and delivers (SPEC "Worker"). Every key is optional.</summary>
 internal sealed record WorkerConfig
 {
+    /// <summary>Default for <see cref="Group"/>.</summary>
+    public const string DefaultGroup = "default";
+
     /// <summary>Default for <see cref="BatchSize"/>.</summary>
     public const int DefaultBatchSize = 100;
 
@@ -26,6 +29,12 @@ internal sealed record WorkerConfig
 
     /// <summary>Default for <see cref="SummaryInterval"/>.</summary>
     public static readonly TimeSpan DefaultSummaryInterval = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// <c>group</c>: the group this file's subscriptions belong to. A worker registers, updates
+    /// and pauses only its own group's subscriptions, and refuses a name another group owns.
+    /// </summary>
+    public string Group { get; init; } = DefaultGroup;
 
     /// <summary><c>batch_size</c>: most deliveries claimed in one round trip.</summary>
     public int BatchSize { get; init; } = DefaultBatchSize;

@@ -24,7 +24,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// and returns the claim's time by the database clock, which bounds where the next claim looks.
     /// </remarks>
     internal const string LockSubscriptionSql = $"""
-        SELECT now(), {PinnedPlan} FROM trigger_events.subscriptions WHERE id = $1 FOR UPDATE
+        SELECT now(), {PinnedPlan} FROM trigger_events.subscriptions WHERE id = $1 AND enabled FOR UPDATE
         """;
 
     /// <summary>
@@ -48,9 +48,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <summary>
     /// Turns the events committed since each subscription's place in the log into deliveries
     /// (<c>trigger_events.fan_out</c>, migration 000003). It goes first in a claim's round trip, so
-    /// the claim that follows in the same transaction takes what it made at once.
+    /// the claim that follows in the same transaction takes what it made at once. A paused
+    /// subscription is not fanned out: its place in the log stays where it paused.
     /// </summary>
-    internal const string FanOutSql = "SELECT trigger_events.fan_out($1, $2)";
+    internal const string FanOutSql =
+        "SELECT trigger_events.fan_out(ARRAY(SELECT id FROM trigger_events.subscriptions WHERE id = ANY ($1) AND enabled), $2)";
 
     /// <summary><see cref="PinnedPlan"/> on its own, ahead of the result write.</summary>
     private const string PinPlanSql = $"SELECT {PinnedPlan}";
@@ -78,7 +80,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             SELECT greatest(0, s.max_in_flight - (
                        SELECT count(*) FROM trigger_events.deliveries d
                        WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now())) AS free
-            FROM trigger_events.subscriptions s WHERE s.id = $1
+            -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
+            FROM trigger_events.subscriptions s WHERE s.id = $1 AND s.enabled
         ), expired AS (
             SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at
             FROM trigger_events.deliveries d
@@ -264,7 +267,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             await reader.NextResultAsync(cancellationToken);
         }
 
-        // No row: the subscription is gone, and so is anything to claim for it.
+        // No row: the subscription is paused or gone, and nothing of it is claimed.
         var claimedAt = await reader.ReadAsync(cancellationToken) ? reader.GetFieldValue<DateTimeOffset>(0) : cursor.ClaimedAt;
         await reader.NextResultAsync(cancellationToken);
         var claimed = new List<ClaimedDelivery>();

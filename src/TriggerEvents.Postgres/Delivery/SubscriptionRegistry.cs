@@ -7,23 +7,38 @@ namespace TriggerEvents.Postgres.Delivery;
 internal sealed record RegisteredSubscription(int Id, SubscriptionConfig Config, bool IsNew, long Backfilled, bool TriggerAttached);
 
 /// <summary>
-/// Writes the YAML file's subscriptions into <c>trigger_events.subscriptions</c>. A new one starts
-/// at its place in the log (a snapshot taken as it is inserted, migration 000003), from where the
-/// worker fans events out to it. Subscriptions that left the file are disabled, never deleted:
-/// their pending deliveries stay, and so does their place in the log.
+/// Writes the YAML file's subscriptions into <c>trigger_events.subscriptions</c>, as its group's
+/// (<c>worker.group</c>). A new one starts at its place in the log (a snapshot taken as it is
+/// inserted, migration 000003), from where the worker fans events out to it. A subscription of
+/// the group that left the file is paused, never deleted: its deliveries stay, and so does its
+/// place in the log; when it returns it is active again and continues from there. One paused by
+/// an operator or its circuit breaker stays paused until resumed. A name another group owns is
+/// refused before anything is written (migration 000005).
 /// </summary>
 internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
 {
     private const string UpsertSql = """
-        INSERT INTO trigger_events.subscriptions (name, trigger_name, operations, max_attempts, max_in_flight, enabled)
-        VALUES ($1, $2, $3, $4, $5, true)
+        INSERT INTO trigger_events.subscriptions (name, group_name, trigger_name, operations, max_attempts, max_in_flight, enabled)
+        VALUES ($1, $6, $2, $3, $4, $5, true)
         ON CONFLICT (name) DO UPDATE
         SET trigger_name = EXCLUDED.trigger_name, operations = EXCLUDED.operations,
-            max_attempts = EXCLUDED.max_attempts, max_in_flight = EXCLUDED.max_in_flight, enabled = true,
+            max_attempts = EXCLUDED.max_attempts, max_in_flight = EXCLUDED.max_in_flight,
+            enabled = subscriptions.enabled OR subscriptions.paused_by = 'file',
+            paused_by = nullif(subscriptions.paused_by, 'file'),
+            paused_reason = CASE WHEN subscriptions.paused_by = 'file' THEN NULL ELSE subscriptions.paused_reason END,
+            paused_at = CASE WHEN subscriptions.paused_by = 'file' THEN NULL ELSE subscriptions.paused_at END,
             updated_at = now()
-        WHERE (subscriptions.trigger_name, subscriptions.operations, subscriptions.max_attempts, subscriptions.max_in_flight, subscriptions.enabled)
-              IS DISTINCT FROM (EXCLUDED.trigger_name, EXCLUDED.operations, EXCLUDED.max_attempts, EXCLUDED.max_in_flight, true)
+        WHERE subscriptions.group_name = EXCLUDED.group_name
+          AND ((subscriptions.trigger_name, subscriptions.operations, subscriptions.max_attempts, subscriptions.max_in_flight)
+                   IS DISTINCT FROM (EXCLUDED.trigger_name, EXCLUDED.operations, EXCLUDED.max_attempts, EXCLUDED.max_in_flight)
+               OR subscriptions.paused_by = 'file')
         RETURNING id, xmax = 0 AS inserted
+        """;
+
+    private const string PauseLeftSql = """
+        UPDATE trigger_events.subscriptions
+        SET enabled = false, paused_by = 'file', paused_reason = 'not in the file of group ' || $1, paused_at = now(), updated_at = now()
+        WHERE group_name = $1 AND enabled AND NOT (name = ANY ($2))
         """;
 
     // start_from earliest or a time: the deliveries of the events before the new subscription's
@@ -39,23 +54,53 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
         """;
 
     public async Task<IReadOnlyList<RegisteredSubscription>> SyncAsync(
-        IReadOnlyList<SubscriptionConfig> subscriptions, CancellationToken cancellationToken)
+        string group, IReadOnlyList<SubscriptionConfig> subscriptions, CancellationToken cancellationToken)
     {
         var registered = new List<RegisteredSubscription>();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await RefuseOtherGroupsAsync(connection, group, subscriptions, cancellationToken);
         foreach (var subscription in subscriptions)
         {
-            registered.Add(await RegisterAsync(connection, subscription, cancellationToken));
+            registered.Add(await RegisterAsync(connection, group, subscription, cancellationToken));
         }
 
-        await using var disable = new NpgsqlCommand(
-            "UPDATE trigger_events.subscriptions SET enabled = false, updated_at = now() WHERE enabled AND NOT (name = ANY ($1))", connection);
-        disable.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. subscriptions.Select(s => s.Name)] });
-        await disable.ExecuteNonQueryAsync(cancellationToken);
+        await using var pause = new NpgsqlCommand(PauseLeftSql, connection);
+        pause.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
+        pause.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. subscriptions.Select(s => s.Name)] });
+        await pause.ExecuteNonQueryAsync(cancellationToken);
         return registered;
     }
 
-    private static async Task<RegisteredSubscription> RegisterAsync(NpgsqlConnection connection, SubscriptionConfig subscription, CancellationToken cancellationToken)
+    /// <summary>Every name of the file that another group owns, as configuration errors at the name's place.</summary>
+    private static async Task RefuseOtherGroupsAsync(
+        NpgsqlConnection connection, string group, IReadOnlyList<SubscriptionConfig> subscriptions, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            "SELECT name, group_name FROM trigger_events.subscriptions WHERE name = ANY ($1) AND group_name <> $2", connection);
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. subscriptions.Select(s => s.Name)] });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
+        var owned = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                owned[reader.GetString(0)] = reader.GetString(1);
+            }
+        }
+
+        if (owned.Count > 0)
+        {
+            throw OwnedByAnotherGroup(group, subscriptions.Where(s => owned.ContainsKey(s.Name)).Select(s => (s, owned[s.Name])));
+        }
+    }
+
+    private static ConfigException OwnedByAnotherGroup(string group, IEnumerable<(SubscriptionConfig Subscription, string Owner)> names) =>
+        new([.. names.Select(n => (n.Subscription.Location ?? new ConfigLocation("configuration", 0, 0)).Error(
+            $"subscription '{n.Subscription.Name}' belongs to group '{n.Owner}', not to this file's group '{group}': " +
+            $"rename it here, set worker.group: {n.Owner}, or delete it with 'triggerevents subscriptions delete {n.Subscription.Name}'"))]);
+
+    private static async Task<RegisteredSubscription> RegisterAsync(
+        NpgsqlConnection connection, string group, SubscriptionConfig subscription, CancellationToken cancellationToken)
     {
         var operations = subscription.Operations.ToArray();
         int id;
@@ -70,6 +115,7 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
                 upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
                 upsert.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscription.Retry.MaxAttempts });
                 upsert.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscription.MaxInFlight });
+                upsert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
                 await using var reader = await upsert.ExecuteReaderAsync(cancellationToken);
                 if (await reader.ReadAsync(cancellationToken))
                 {
@@ -85,10 +131,17 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
 
             if (id < 0)
             {
-                // Unchanged: the upsert's WHERE skipped the write, so look the id up.
-                await using var lookup = new NpgsqlCommand("SELECT id FROM trigger_events.subscriptions WHERE name = $1", connection, transaction);
+                // Unchanged, or (when another group registered the name since the check) owned by
+                // another group: the upsert's WHERE skipped the write, so look it up.
+                await using var lookup = new NpgsqlCommand("SELECT id, group_name FROM trigger_events.subscriptions WHERE name = $1", connection, transaction);
                 lookup.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Name });
-                id = (int)(await lookup.ExecuteScalarAsync(cancellationToken))!;
+                await using var reader = await lookup.ExecuteReaderAsync(cancellationToken);
+                await reader.ReadAsync(cancellationToken);
+                id = reader.GetInt32(0);
+                if (reader.GetString(1) != group)
+                {
+                    throw OwnedByAnotherGroup(group, [(subscription, reader.GetString(1))]);
+                }
             }
 
             if (inserted && SinceOf(subscription.StartFrom) is { } since)

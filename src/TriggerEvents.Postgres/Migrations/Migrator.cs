@@ -25,6 +25,19 @@ internal sealed class SchemaTooNewException(int databaseVersion, int binaryVersi
 /// </remarks>
 internal static class Migrator
 {
+    /// <summary>
+    /// The role the worker and the console log in as, when a DBA created it (SPEC "Roles and
+    /// secrets"): every migrate grants it exactly the rights of the schema it leaves behind, so a
+    /// migration that adds or replaces an object the worker uses never leaves it without them.
+    /// </summary>
+    public const string WorkerRole = "trigger_events_worker";
+
+    /// <summary>The first schema version with <c>trigger_events.grant_worker_role</c>.</summary>
+    private const int GrantsVersion = 5;
+
+    private const string GrantWorkerRoleSql =
+        $"SELECT trigger_events.grant_worker_role('{WorkerRole}') WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '{WorkerRole}');";
+
     /// <summary>Arbitrary but fixed: the advisory lock key that serialises migrators.</summary>
     internal const long AdvisoryLockKey = 0x7472_6967_6d69_67; // "trigmig"
 
@@ -73,7 +86,13 @@ internal static class Migrator
                 applied.Add(migration.Version);
             }
 
-            return new MigrationResult(from, Math.Max(from, Math.Min(targetVersion, MigrationSource.LatestVersion)), applied);
+            var to = Math.Max(from, Math.Min(targetVersion, MigrationSource.LatestVersion));
+            if (to >= GrantsVersion)
+            {
+                await ExecuteAsync(connection, null, GrantWorkerRoleSql, cancellationToken);
+            }
+
+            return new MigrationResult(from, to, applied);
         }
         finally
         {
@@ -133,6 +152,7 @@ internal static class Migrator
         }
 
         writer.WriteLine();
+        writer.WriteLine(GrantWorkerRoleSql);
         writer.WriteLine($"SELECT pg_advisory_unlock({AdvisoryLockKey});");
     }
 

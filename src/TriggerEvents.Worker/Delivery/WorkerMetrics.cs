@@ -11,6 +11,9 @@ namespace TriggerEvents.Worker.Delivery;
 /// </summary>
 internal sealed class WorkerMetrics
 {
+    /// <summary>The states of <c>subscription_state</c>; circuit_open is set by circuit breakers.</summary>
+    public static readonly string[] SubscriptionStates = ["active", "paused", "circuit_open"];
+
     public WorkerMetrics(CollectorRegistry registry, TimeSpan? backlogInterval = null)
     {
         var every = $"read from the database every {Core.Configuration.Duration.Format(backlogInterval ?? Core.Configuration.WorkerConfig.DefaultMetricsInterval)} (worker.metrics_interval) by one replica at a time";
@@ -35,6 +38,9 @@ internal sealed class WorkerMetrics
         OldestPendingAge = factory.CreateGauge("triggerevents_oldest_pending_age_seconds",
             $"Age of the oldest event still waiting for delivery; {every}.", "subscription");
         Dead = factory.CreateGauge("triggerevents_dead_deliveries", $"Dead-lettered deliveries; {every}.", "subscription");
+        SubscriptionState = factory.CreateGauge("triggerevents_subscription_state",
+            $"1 for each subscription's current state (active, paused, circuit_open), 0 for the others; {every}.",
+            "subscription", "state");
         TriggerHealth = factory.CreateGauge("triggerevents_trigger_health",
             $"1 for each attached event trigger's current state (ok, missing, disabled, outdated), 0 for the others; {every}.",
             "trigger", "state");
@@ -57,6 +63,8 @@ internal sealed class WorkerMetrics
     public Gauge OldestPendingAge { get; }
 
     public Gauge Dead { get; }
+
+    public Gauge SubscriptionState { get; }
 
     public Gauge TriggerHealth { get; }
 

@@ -77,7 +77,7 @@ internal sealed class WorkerService(
             throw new SchemaTooNewException(version.Database, version.Binary);
         }
 
-        var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Subscriptions, stoppingToken);
+        var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Worker.Group, config.Subscriptions, stoppingToken);
         foreach (var subscription in registered)
         {
             if (!subscription.TriggerAttached)
@@ -105,8 +105,8 @@ internal sealed class WorkerService(
             health.StallAfter = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(30).Ticks, config.Worker.PollInterval.Ticks * 5));
             health.MarkStarted(() => worker.LastLoopAt);
             logger.LogInformation(
-                "Worker {Owner} delivering {Count} subscriptions: {Subscriptions}",
-                worker.Owner, clients.Count, string.Join(", ", clients.Select(c => c.Name)));
+                "Worker {Owner} of group {Group} delivering {Count} subscriptions: {Subscriptions}",
+                worker.Owner, config.Worker.Group, clients.Count, string.Join(", ", clients.Select(c => c.Name)));
 
             using var stopBackground = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             var listening = listener.RunAsync(stopBackground.Token);

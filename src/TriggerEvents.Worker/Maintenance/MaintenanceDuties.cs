@@ -53,17 +53,28 @@ internal sealed class MaintenanceDuties(
             Clear(metrics.Pending);
             Clear(metrics.OldestPendingAge);
             Clear(metrics.Dead);
+            Clear(metrics.SubscriptionState);
             Clear(metrics.TriggerHealth);
             return;
         }
 
         metrics.BacklogReporter.Set(1);
+        // Every subscription of the database, of every group, paused ones included: a paused
+        // subscription's growing backlog is what an operator must see. One replica reports.
         var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
-        foreach (var status in statuses.Where(s => config.Subscriptions.Any(c => c.Name == s.Subscription)))
+        Clear(metrics.Pending);
+        Clear(metrics.OldestPendingAge);
+        Clear(metrics.Dead);
+        Clear(metrics.SubscriptionState);
+        foreach (var status in statuses)
         {
             metrics.Pending.WithLabels(status.Subscription).Set(status.Pending + status.Retrying);
             metrics.OldestPendingAge.WithLabels(status.Subscription).Set(status.OldestPendingAgeSeconds ?? 0);
             metrics.Dead.WithLabels(status.Subscription).Set(status.Dead);
+            foreach (var state in WorkerMetrics.SubscriptionStates)
+            {
+                metrics.SubscriptionState.WithLabels(status.Subscription, state).Set(status.State == state ? 1 : 0);
+            }
         }
 
         // Every event trigger of the database, whoever's subscriptions use it: a trigger that

@@ -1,0 +1,186 @@
+using TriggerEvents.Postgres;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Worker.Tests;
+
+/// <summary>
+/// Groups and the lifecycle (SPEC "Configuration": groups, lifecycle), with real worker
+/// processes, a real receiver and writes flowing: two teams on one trigger, a rolling deploy,
+/// pause and resume under load, and a file that names another group's subscription. Every test
+/// counts lost events (0) per subscription.
+/// </summary>
+public sealed class GroupLifecycleTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(2);
+
+    /// <summary>A file of <paramref name="group"/> with one subscription per name, each to the receiver's /name.</summary>
+    private static (string Path, int HttpPort) WriteConfig(WorkerScenario scenario, string? group, params string[] subscriptions)
+    {
+        var port = Loopback.FreePort();
+        var file = Path.Combine(scenario.Directory, $"{Guid.NewGuid():N}.yaml");
+        var entries = string.Concat(subscriptions.Select(name => $"""
+              - name: {name}
+                trigger: {scenario.Trigger}
+                start_from: earliest
+                webhook:
+                  url: {scenario.Receiver.Url("/" + name)}
+                  timeout: 5s
+
+            """));
+        File.WriteAllText(file, $"""
+            subscriptions:
+            {entries}
+            worker:
+            {(group is null ? "" : $"  group: {group}")}
+              http_port: {port}
+              poll_interval: 200ms
+              lease: 10s
+              shutdown_timeout: 10s
+            """);
+        return (file, port);
+    }
+
+    /// <summary>Inserts a row every few milliseconds until stopped; returns how many.</summary>
+    private static async Task<int> WriteUntilAsync(WorkerScenario scenario, int firstId, CancellationToken stop)
+    {
+        var id = firstId;
+        while (!stop.IsCancellationRequested)
+        {
+            await scenario.Database.ExecuteAsync($"INSERT INTO orders (id, amount) VALUES ({id}, {id})");
+            id++;
+            try
+            {
+                await Task.Delay(5, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        return id - firstId;
+    }
+
+    private static async Task AssertEverythingDeliveredAsync(WorkerScenario scenario, params string[] subscriptions)
+    {
+        var captured = await scenario.CapturedEventIdsAsync();
+        foreach (var subscription in subscriptions)
+        {
+            await scenario.Receiver.WaitUntilAsync(
+                r => r.DeliveredEventIds("/" + subscription).Count >= captured.Count, Patience, $"every event delivered to {subscription}");
+            Assert.That(captured.Except(scenario.Receiver.DeliveredEventIds("/" + subscription)), Is.Empty, $"events lost for {subscription}");
+        }
+
+        Assert.That(scenario.Receiver.DuplicateDeliveries, Is.Zero, "duplicates");
+    }
+
+    [Test]
+    public async Task Two_groups_on_one_trigger_each_deliver_everything_and_restarts_never_pause_the_other()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        var configA = WriteConfig(scenario, "team-a", "a-hook");
+        await using var teamA = WorkerProcess.Start(scenario.DatabaseUrl, configA.Path, configA.HttpPort);
+        var configB = WriteConfig(scenario, "team-b", "b-hook");
+        var teamB = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
+        await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
+        await scenario.InsertOrdersAsync(1, 200);
+
+        // Team B restarts with its own file: under the old rule it switched a-hook off.
+        Assert.That(await teamB.TerminateAsync(), Is.Zero, teamB.Output);
+        await using var teamBAgain = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
+        await teamBAgain.WaitUntilReadyAsync();
+        await scenario.InsertOrdersAsync(201, 300);
+
+        Assert.That(await scenario.Database.ScalarAsync<string>("SELECT string_agg(name || ':' || group_name || ':' || enabled, ',' ORDER BY name) FROM trigger_events.subscriptions"),
+            Is.EqualTo("a-hook:team-a:true,b-hook:team-b:true"));
+        await AssertEverythingDeliveredAsync(scenario, "a-hook", "b-hook");
+    }
+
+    [Test]
+    public async Task A_rolling_deploy_with_writes_flowing_loses_no_event_for_any_subscription()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        var oldConfig = WriteConfig(scenario, null, "kept", "dropped");
+        var newConfig = WriteConfig(scenario, null, "kept", "added");
+        using var stopWrites = new CancellationTokenSource();
+        var oldWorker = WorkerProcess.Start(scenario.DatabaseUrl, oldConfig.Path, oldConfig.HttpPort);
+        await oldWorker.WaitUntilReadyAsync();
+        var writes = WriteUntilAsync(scenario, 1, stopWrites.Token);
+
+        // The new release starts beside the old one, then the old one stops.
+        await Task.Delay(500);
+        var newWorker = WorkerProcess.Start(scenario.DatabaseUrl, newConfig.Path, newConfig.HttpPort);
+        await newWorker.WaitUntilReadyAsync();
+        await Task.Delay(1000);
+        Assert.That(await oldWorker.TerminateAsync(), Is.Zero, oldWorker.Output);
+        await Task.Delay(500);
+        await stopWrites.CancelAsync();
+        var written = await writes;
+
+        Assert.That(await scenario.Database.ScalarAsync<string>("SELECT paused_by FROM trigger_events.subscriptions WHERE name = 'dropped'"), Is.EqualTo("file"));
+        await AssertEverythingDeliveredAsync(scenario, "kept", "added");
+
+        // "dropped" kept its place while paused: a file that names it again gets it everything.
+        Assert.That(await newWorker.TerminateAsync(), Is.Zero, newWorker.Output);
+        var allConfig = WriteConfig(scenario, null, "kept", "added", "dropped");
+        await using var all = WorkerProcess.Start(scenario.DatabaseUrl, allConfig.Path, allConfig.HttpPort);
+        await all.WaitUntilReadyAsync();
+        await AssertEverythingDeliveredAsync(scenario, "kept", "added", "dropped");
+        TestContext.Out.WriteLine($"{written} rows written during the deploy");
+    }
+
+    [Test]
+    public async Task Pause_and_resume_under_load_send_nothing_while_paused_and_lose_nothing()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        var config = WriteConfig(scenario, null, "hook");
+        await using var worker = WorkerProcess.Start(scenario.DatabaseUrl, config.Path, config.HttpPort);
+        await worker.WaitUntilReadyAsync();
+        var cli = new Dictionary<string, string?> { ["TRIGGER_EVENTS_DATABASE_URL"] = scenario.DatabaseUrl };
+        using var stopWrites = new CancellationTokenSource();
+        var writes = WriteUntilAsync(scenario, 1, stopWrites.Token);
+        await Task.Delay(500);
+
+        var pause = await WorkerProcess.RunToEndAsync(cli, "subscriptions", "pause", "hook", "--reason", "receiver maintenance");
+        Assert.That(pause.ExitCode, Is.Zero, pause.Error);
+        await Task.Delay(500); // requests in flight when it paused finish
+        var sentBefore = scenario.Receiver.Requests.Count;
+        await Task.Delay(1500);
+        var sentWhilePaused = scenario.Receiver.Requests.Count - sentBefore;
+        var status = await WorkerProcess.RunToEndAsync(cli, "status");
+        var resume = await WorkerProcess.RunToEndAsync(cli, "subscriptions", "resume", "hook");
+        await Task.Delay(500);
+        await stopWrites.CancelAsync();
+        await writes;
+
+        Assert.That(sentWhilePaused, Is.Zero, "nothing is sent while paused");
+        Assert.That(status.Out, Does.Contain("paused (receiver maintenance)"));
+        Assert.That(resume.Out.Trim(), Is.EqualTo("hook: resumed"), resume.Error);
+        await AssertEverythingDeliveredAsync(scenario, "hook");
+    }
+
+    [Test]
+    public async Task A_file_that_names_another_groups_subscription_is_refused_naming_both_and_changes_nothing()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        var billing = WriteConfig(scenario, "billing", "shared");
+        await using (var owner = WorkerProcess.Start(scenario.DatabaseUrl, billing.Path, billing.HttpPort))
+        {
+            await owner.WaitUntilReadyAsync();
+            Assert.That(await owner.TerminateAsync(), Is.Zero, owner.Output);
+        }
+
+        var other = WriteConfig(scenario, "shipping", "mine", "shared");
+        await using var intruder = WorkerProcess.Start(scenario.DatabaseUrl, other.Path, other.HttpPort);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!intruder.HasExited)
+        {
+            await Task.Delay(50, deadline.Token);
+        }
+
+        Assert.That(intruder.ExitCode, Is.EqualTo(2), intruder.Output);
+        Assert.That(intruder.Output, Does.Contain("subscription 'shared' belongs to group 'billing', not to this file's group 'shipping'"));
+        Assert.That(await scenario.Database.ScalarAsync<string>("SELECT string_agg(name || ':' || group_name || ':' || enabled, ',' ORDER BY name) FROM trigger_events.subscriptions"),
+            Is.EqualTo("shared:billing:true"), "nothing of the refused file was registered");
+    }
+}
