@@ -46,7 +46,7 @@ public sealed partial class MetricsTests
               poll_interval: 200ms
             {worker}
             """);
-        return WorkerProcess.Start(database.ConnectionString, path, port);
+        return WorkerProcess.Start(database.WorkerConnectionString, path, port);
     }
 
     private static async Task<string> MetricsAsync(WorkerProcess worker) => (await worker.GetAsync("/metrics")).Body;

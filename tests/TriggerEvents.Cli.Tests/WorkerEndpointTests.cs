@@ -34,7 +34,7 @@ public sealed class WorkerEndpointTests
         await using var receiver = await WebhookReceiver.StartAsync();
         var port = Loopback.FreePort();
         var path = Config(receiver, port, Path.GetTempPath());
-        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port, new Dictionary<string, string?> { ["TRIGGER_EVENTS_LOG_FORMAT"] = "json" });
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port, new Dictionary<string, string?> { ["TRIGGER_EVENTS_LOG_FORMAT"] = "json" });
         await worker.WaitUntilReadyAsync();
 
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
@@ -118,7 +118,7 @@ public sealed class WorkerEndpointTests
         await using var receiver = await WebhookReceiver.StartAsync();
         var port = Loopback.FreePort();
         var path = Config(receiver, port, Path.GetTempPath());
-        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port);
         await worker.WaitUntilReadyAsync();
 
         var alive = await new Cli(null).RunWithAsync(new() { ["TRIGGER_EVENTS_CONFIG"] = path }, "healthcheck");
@@ -142,7 +142,7 @@ public sealed class WorkerEndpointTests
         await using var receiver = await WebhookReceiver.StartAsync();
         var port = Loopback.FreePort();
         var path = Config(receiver, port, Path.GetTempPath());
-        await using var worker = WorkerProcess.Start(database.ConnectionString, path, port);
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port);
         await worker.WaitUntilReadyAsync();
         var cli = new Cli(database.ConnectionString);
 

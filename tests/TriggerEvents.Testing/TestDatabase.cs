@@ -26,6 +26,35 @@ public sealed class TestDatabase : IAsyncDisposable
 
     public NpgsqlDataSource DataSource { get; }
 
+    /// <summary>
+    /// This database, logging in as <c>trigger_events_worker</c> with only the rights migrate grants
+    /// it: what workers started by the tests use, as the manifests' workers do.
+    /// </summary>
+    public string WorkerConnectionString => AsWorker(ConnectionString);
+
+    /// <summary>The same connection string, logging in as the worker role (<see cref="EnsureWorkerRoleAsync"/>).</summary>
+    public static string AsWorker(string connectionString) =>
+        new NpgsqlConnectionStringBuilder(connectionString) { Username = Migrator.WorkerRole, Password = WorkerRolePassword }.ConnectionString;
+
+    /// <summary>
+    /// Creates the worker role in the cluster unless it exists (roles belong to the cluster; test
+    /// processes sharing one race to create it). migrate then grants it the worker's rights.
+    /// </summary>
+    public static async Task EnsureWorkerRoleAsync(string adminConnectionString)
+    {
+        await ExecuteAsync(adminConnectionString, $"""
+            DO $$
+            BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{Migrator.WorkerRole}') THEN
+                    CREATE ROLE {Migrator.WorkerRole} LOGIN PASSWORD '{WorkerRolePassword}';
+                END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END
+            $$
+            """);
+    }
+
     /// <summary>Creates a migrated database (or an empty one, for migration tests).</summary>
     public static async Task<TestDatabase> CreateAsync(bool migrated = true)
     {
@@ -107,6 +136,8 @@ public sealed class TestDatabase : IAsyncDisposable
         }
     }
 
+    private const string WorkerRolePassword = "trigger_events_worker";
+
     private static async Task<string> GetTemplateAsync(string admin)
     {
         await TemplateLock.WaitAsync();
@@ -118,6 +149,7 @@ public sealed class TestDatabase : IAsyncDisposable
             }
 
             var name = $"te_template_{Environment.ProcessId}_{Guid.NewGuid():N}"[..40];
+            await EnsureWorkerRoleAsync(admin);
             await ExecuteAsync(admin, $"CREATE DATABASE {name}");
             var connectionString = new NpgsqlConnectionStringBuilder(admin) { Database = name, Pooling = false }.ConnectionString;
             await using (var dataSource = NpgsqlDataSource.Create(connectionString))

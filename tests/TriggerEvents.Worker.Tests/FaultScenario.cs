@@ -59,6 +59,9 @@ internal sealed class FaultScenario : IAsyncDisposable
     /// <summary>The database, as the workers get it in <c>TRIGGER_EVENTS_DATABASE_URL</c>.</summary>
     public string ConnectionString { get; }
 
+    /// <summary>The same database as the worker role: what the workers of the scenario log in as.</summary>
+    public string WorkerConnectionString => TestDatabase.AsWorker(ConnectionString);
+
     /// <summary>The test's own connections (their application name is not the worker's).</summary>
     public NpgsqlDataSource DataSource { get; }
 
@@ -107,6 +110,7 @@ internal sealed class FaultScenario : IAsyncDisposable
                 }
             }
 
+            await TestDatabase.EnsureWorkerRoleAsync(cluster.AdminConnectionString);
             await Migrator.MigrateAsync(dataSource, CancellationToken.None);
             var scenario = new FaultScenario(connectionString, dataSource, null, cluster, await TrackingReceiver.StartAsync());
             await scenario.SetUpAsync(attachOptions);
@@ -151,7 +155,7 @@ internal sealed class FaultScenario : IAsyncDisposable
     public async Task<WorkerProcess> StartWorkerAsync(FaultWorkerOptions options)
     {
         var (path, port) = WriteConfig(options);
-        var worker = WorkerProcess.Start(ConnectionString, path, port);
+        var worker = WorkerProcess.Start(WorkerConnectionString, path, port);
         lock (workers)
         {
             workers.Add(worker);

@@ -13,8 +13,11 @@ internal sealed class WorkerScenario : IAsyncDisposable
 {
     private readonly List<WorkerProcess> workers = [];
 
-    private WorkerScenario(TestDatabase database, WebhookReceiver receiver, string directory)
+    private readonly bool upgrading;
+
+    private WorkerScenario(TestDatabase database, WebhookReceiver receiver, string directory, bool upgrading)
     {
+        this.upgrading = upgrading;
         Database = database;
         Receiver = receiver;
         Directory = directory;
@@ -30,7 +33,12 @@ internal sealed class WorkerScenario : IAsyncDisposable
 
     public string Trigger => "orders_changed";
 
-    public string DatabaseUrl => Database.ConnectionString;
+    /// <summary>
+    /// What workers and commands of the scenario log in as: the worker role, with only the rights
+    /// migrate grants it; the owner on a database left at an earlier version (upgrade tests), where
+    /// the role has no rights yet.
+    /// </summary>
+    public string DatabaseUrl => upgrading ? Database.ConnectionString : Database.WorkerConnectionString;
 
     /// <param name="attachOptions">Extra arguments of the attach call.</param>
     /// <param name="schemaVersion">Migrate only up to this version, as an earlier release left a database (upgrade tests).</param>
@@ -47,7 +55,7 @@ internal sealed class WorkerScenario : IAsyncDisposable
         var receiver = await WebhookReceiver.StartAsync();
         var directory = Path.Combine(Path.GetTempPath(), $"te-worker-{Guid.NewGuid():N}");
         System.IO.Directory.CreateDirectory(directory);
-        return new WorkerScenario(database, receiver, directory);
+        return new WorkerScenario(database, receiver, directory, upgrading: schemaVersion is not null);
     }
 
     /// <summary>
