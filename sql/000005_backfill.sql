@@ -294,6 +294,8 @@ CREATE UNIQUE INDEX backfills_running ON trigger_events.backfills
 -- before anything runs) and checks its columns and type; compiling it as the body of an
 -- SQL-standard function (`RETURN (filter)`), whose grammar takes one expression, refuses
 -- anything that closes the parenthesis and goes on (`true) UNION ALL SELECT … WHERE (true`).
+-- Like a trigger's condition, it is read with search_path = pg_catalog: other tables and one's
+-- own functions are written with their schema.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION trigger_events.backfill_start(
     trigger_name text,
@@ -367,8 +369,14 @@ BEGIN
             FOR r IN EXECUTE format('SELECT 1 FROM %s AS "new" WHERE CASE WHEN false THEN (%s' || E'\n' || ') END', tbl, expr)
             LOOP
             END LOOP;
-        EXCEPTION WHEN others THEN
-            RAISE EXCEPTION 'trigger_events.backfill: invalid filter: %', SQLERRM;
+        EXCEPTION
+            WHEN invalid_cursor_definition THEN
+                RAISE EXCEPTION 'trigger_events.backfill: invalid filter (--where): it must be one boolean expression, not more';
+            WHEN undefined_table OR undefined_function THEN
+                RAISE EXCEPTION 'trigger_events.backfill: invalid filter (--where): %', SQLERRM
+                    USING HINT = 'The filter is read with search_path = pg_catalog, as conditions are: write other tables and your own functions with their schema.';
+            WHEN others THEN
+                RAISE EXCEPTION 'trigger_events.backfill: invalid filter (--where): %', SQLERRM;
         END;
         BEGIN
             -- One statement now (above), so EXECUTE runs nothing but this CREATE. The table's
@@ -378,7 +386,7 @@ BEGIN
             RAISE SQLSTATE 'TE001';
         EXCEPTION
             WHEN syntax_error THEN
-                RAISE EXCEPTION 'trigger_events.backfill: invalid filter: it must be one boolean expression, not more';
+                RAISE EXCEPTION 'trigger_events.backfill: invalid filter (--where): it must be one boolean expression, not more';
             WHEN others THEN
                 NULL;
         END;
