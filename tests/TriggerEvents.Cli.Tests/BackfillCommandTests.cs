@@ -56,6 +56,31 @@ public sealed class BackfillCommandTests
     }
 
     [Test]
+    public async Task A_backfill_stopped_by_sigterm_rolls_its_chunk_back_and_says_how_to_continue()
+    {
+        await using var backfill = WorkerProcess.StartCommand(
+            new Dictionary<string, string?> { ["TRIGGER_EVENTS_DATABASE_URL"] = database.ConnectionString },
+            "backfill", "--trigger", "orders_changed", "--rate", "1000/s", "--chunk-size", "100");
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while (await CountAsync("SELECT coalesce(max(rows_read), 0) FROM trigger_events.backfills") < 500)
+            {
+                Assert.That(backfill.HasExited, Is.False, backfill.Output);
+                await Task.Delay(20, deadline.Token);
+            }
+        }
+
+        var exitCode = await backfill.TerminateAsync();
+        var done = await CountAsync("SELECT rows_read FROM trigger_events.backfills");
+
+        Assert.That(exitCode, Is.EqualTo(1), backfill.Output);
+        Assert.That(backfill.Output, Does.Contain(string.Create(CultureInfo.InvariantCulture,
+            $"triggerevents: backfill of orders_changed interrupted after {done:N0} rows read; the same command continues where it stopped")));
+        Assert.That(done, Is.LessThan(10_000));
+        Assert.That(await CountAsync("SELECT count(*) FROM trigger_events.event_log"), Is.EqualTo(done));
+    }
+
+    [Test]
     public async Task A_backfill_for_one_subscription_says_what_it_did_and_run_again_does_nothing_unless_restarted()
     {
         string[] command = ["backfill", "--trigger", "orders_changed", "--subscription", "billing", "--where", "status = 'paid'"];

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Npgsql;
 using TriggerEvents.Postgres.Operations;
@@ -85,15 +86,30 @@ internal static class BackfillCommand
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Resuming the backfill of {triggerName} after {start.RowsRead:N0} rows read."));
             }
 
+            // Ctrl-C and SIGTERM cancel the chunk running (it rolls back whole) and say how to
+            // continue, instead of ending the process without a word.
+            using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            void Interrupt(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                interrupt.Cancel();
+            }
+
+            using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
+            using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
+            var rowsDone = start.RowsRead;
             BackfillResult result;
             try
             {
                 using var progress = asJson ? null : new ProgressLine("backfilling", start.EstimatedRows is > 0 and var estimate ? Math.Max(estimate, start.RowsRead) : null);
-                result = await Backfill.RunAsync(dataSource, start, chunkRows, rowsPerSecond, TimeProvider.System, progress, cancellationToken);
+                result = await Backfill.RunAsync(
+                    dataSource, start, chunkRows, rowsPerSecond, TimeProvider.System,
+                    new ProgressRelay(rows => { rowsDone = rows; progress?.Report(rows); }), interrupt.Token);
             }
             catch (OperationCanceledException)
             {
-                await Console.Error.WriteLineAsync($"triggerevents: backfill of {triggerName} interrupted; the same command continues where it stopped");
+                await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"triggerevents: backfill of {triggerName} interrupted after {rowsDone:N0} rows read; the same command continues where it stopped"));
                 return ExitCodes.Failed;
             }
 
@@ -122,6 +138,12 @@ internal static class BackfillCommand
         return int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var rate) && rate >= 1
             ? rate
             : throw new UsageException($"--rate: '{text}' is not a rate: give rows per second as a whole number, as 500/s");
+    }
+
+    /// <summary>Hears progress synchronously (<see cref="Progress{T}"/> would post it to the thread pool).</summary>
+    private sealed class ProgressRelay(Action<long> report) : IProgress<long>
+    {
+        public void Report(long value) => report(value);
     }
 
     private static void Write(bool asJson, BackfillSummary summary, string line) =>
