@@ -46,6 +46,52 @@ public sealed class DatabaseCommandTests
     }
 
     [Test]
+    public async Task Triggers_shows_an_unhealthy_trigger_and_attach_repairs_it()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY, note text)");
+        var cli = new Cli(database.ConnectionString);
+        await cli.RunAsync("attach", "orders", "--trigger", "orders-checked", "--when", "(NEW.note)::int > 0");
+        await database.ExecuteAsync("ALTER TABLE orders DISABLE TRIGGER \"te_orders-checked_update\"; INSERT INTO orders VALUES (1, 'not a number')");
+
+        var listed = await cli.RunAsync("triggers");
+        var repaired = await cli.RunAsync("attach", "orders", "--trigger", "orders-checked", "--when", "(NEW.note)::int > 0");
+        var after = await cli.RunAsync("triggers", "--json");
+
+        Assert.That(listed.ExitCode, Is.Zero, listed.ToString());
+        var row = listed.Out.Split('\n').Single(l => l.StartsWith("orders-checked", StringComparison.Ordinal));
+        Assert.That(row, Does.Contain("disabled").And.Contain("(NEW.note)::int > 0"));
+        Assert.That(row.Split(' ', StringSplitOptions.RemoveEmptyEntries), Does.Contain("1"), "one event captured with a condition error");
+        Assert.That(listed.Error, Does.Contain("not healthy: orders-checked"));
+        Assert.That(repaired.Out.Trim(), Is.EqualTo("orders-checked: repaired"), repaired.ToString());
+        using var json = JsonDocument.Parse(after.Out);
+        Assert.That(json.RootElement[0].GetProperty("health").GetString(), Is.EqualTo("ok"));
+        Assert.That(json.RootElement[0].GetProperty("condition_errors").GetInt64(), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Attach_and_detach_on_a_busy_table_fail_after_lock_timeout()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        var cli = new Cli(database.ConnectionString);
+        await cli.RunAsync("attach", "orders", "--trigger", "orders_changed");
+        await using var reader = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await reader.BeginTransactionAsync();
+        await new Npgsql.NpgsqlCommand("SELECT count(*) FROM orders", reader, transaction).ExecuteScalarAsync();
+
+        var detach = await cli.RunAsync("detach", "orders_changed", "--lock-timeout", "300ms");
+        var badTimeout = await cli.RunAsync("detach", "orders_changed", "--lock-timeout", "soon");
+
+        Assert.That(detach.ExitCode, Is.EqualTo(1), detach.ToString());
+        Assert.That(detach.Error, Does.Contain("is busy: could not take its ACCESS EXCLUSIVE lock within"));
+        Assert.That(badTimeout.ExitCode, Is.EqualTo(2), badTimeout.ToString());
+        Assert.That(badTimeout.Error, Does.Contain("--lock-timeout 'soon' is not a duration"));
+        await transaction.CommitAsync();
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.triggers"), Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task A_refused_attach_is_one_line_naming_the_problem_and_exit_2()
     {
         await using var database = await TestDatabase.CreateAsync();

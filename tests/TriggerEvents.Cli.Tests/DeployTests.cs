@@ -225,10 +225,13 @@ public sealed class DeployTests
             }
 
             var status = await new Cli(asWorker).RunAsync("status");
+            var triggers = await new Cli(asWorker).RunAsync("triggers");
             var cleanup = await new Cli(asWorker).RunAsync("cleanup", "--older-than", "0s", "--attempts-older-than", "0s");
             File.Delete(path);
 
             Assert.That(status.ExitCode, Is.Zero, status.ToString());
+            Assert.That(triggers.ExitCode, Is.Zero, triggers.ToString());
+            Assert.That(triggers.Out, Does.Contain(" ok "), "the worker's role reads each trigger's health");
             Assert.That(cleanup.ExitCode, Is.Zero, cleanup.ToString());
             Assert.That(cleanup.Out, Does.Contain("Deleted 2 delivered events"));
         }

@@ -121,6 +121,20 @@ public sealed class ErrorConventionTests
     }
 
     [Test]
+    public async Task Migrate_as_a_role_without_rights_fails_in_one_line_and_changes_nothing()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await using var role = await LoginRole.CreateAsync(database);
+
+        var migrate = await new Cli(role.ConnectionString).RunAsync("migrate");
+
+        Assert.That(migrate.ExitCode, Is.EqualTo(1), migrate.ToString());
+        AssertOneLine(migrate);
+        Assert.That(migrate.Error, Does.Contain("permission denied").And.Contain(role.Name));
+        Assert.That(await database.ScalarAsync<bool>("SELECT to_regnamespace('trigger_events') IS NULL"), Is.True);
+    }
+
+    [Test]
     public async Task A_role_with_usage_but_no_table_rights_is_told_which_privileges_on_which_table_it_lacks()
     {
         await using var database = await TestDatabase.CreateAsync();
@@ -183,39 +197,6 @@ public sealed class ErrorConventionTests
         finally
         {
             File.Delete(path);
-        }
-    }
-
-    /// <summary>A login role of its own, with no grant on the trigger_events schema; dropped after the test.</summary>
-    private sealed class LoginRole : IAsyncDisposable
-    {
-        private readonly TestDatabase database;
-
-        private LoginRole(TestDatabase database, string name, string connectionString)
-        {
-            this.database = database;
-            Name = name;
-            ConnectionString = connectionString;
-        }
-
-        public string Name { get; }
-
-        public string ConnectionString { get; }
-
-        public static async Task<LoginRole> CreateAsync(TestDatabase database)
-        {
-            var name = $"te_role_{Guid.NewGuid():N}"[..20];
-            var password = Guid.NewGuid().ToString("N");
-            await database.ExecuteAsync($"CREATE ROLE {name} LOGIN PASSWORD '{password}'");
-            var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = name, Password = password }.ConnectionString;
-            return new LoginRole(database, name, connectionString);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            NpgsqlConnection.ClearAllPools();
-            await database.ExecuteAsync($"DROP OWNED BY {Name}");
-            await database.ExecuteAsync($"DROP ROLE {Name}");
         }
     }
 }

@@ -104,6 +104,25 @@ public sealed partial class MetricsTests
     }
 
     [Test]
+    public async Task Trigger_health_is_exported_and_a_disabled_trigger_leaves_the_worker_ready()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var worker = Start(receiver.Url(), "  metrics_interval: 200ms");
+        await worker.WaitUntilReadyAsync();
+        await WaitUntilAsync(
+            async () => (await MetricsAsync(worker)).Contains("triggerevents_trigger_health{trigger=\"orders_changed\",state=\"ok\"} 1", StringComparison.Ordinal),
+            "the trigger's health", () => worker.Output);
+
+        await database.ExecuteAsync("ALTER TABLE orders DISABLE TRIGGER te_orders_changed_insert");
+
+        await WaitUntilAsync(
+            async () => (await MetricsAsync(worker)).Contains("triggerevents_trigger_health{trigger=\"orders_changed\",state=\"disabled\"} 1", StringComparison.Ordinal),
+            "the trigger to be reported disabled", () => worker.Output);
+        Assert.That(await MetricsAsync(worker), Does.Contain("triggerevents_trigger_health{trigger=\"orders_changed\",state=\"ok\"} 0"));
+        Assert.That((await worker.GetAsync("/readyz")).Status, Is.EqualTo(200), "readiness is about the worker, not the triggers");
+    }
+
+    [Test]
     public async Task A_healthy_worker_logs_a_summary_of_its_deliveries_every_summary_interval()
     {
         await using var receiver = await WebhookReceiver.StartAsync();

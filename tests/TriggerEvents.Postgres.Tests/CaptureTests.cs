@@ -407,10 +407,16 @@ public sealed class CaptureTests
     [TestCase("payload_columns => '{id,\"also missing\"}'", "unknown column \"also missing\"")]
     [TestCase("operations => '{INSERT,TRUNCATE}'", "unknown operation 'TRUNCATE'")]
     [TestCase("condition => 'NEW.nope > 1'", "invalid condition")]
-    [TestCase("condition => 'NEW.amount'", "argument of WHERE must be type boolean")]
+    [TestCase("condition => 'NEW.amount'", "not a boolean expression")]
     [TestCase("condition => 'NEW.id +'", "invalid condition")]
     [TestCase("condition => 'true); DROP TABLE {table}; SELECT (1'", "cannot open multi-query plan")]
-    [TestCase("condition => 'true --'", "invalid condition")]
+    [TestCase("condition => 'true /*'", "invalid condition")]
+    [TestCase("condition => 'true) UNION ALL SELECT 1 WHERE (true'", "invalid condition")]
+    [TestCase("condition => 'true) UNION ALL SELECT (true'", "syntax error at or near \"UNION\"")]
+    [TestCase("condition => '(SELECT count(*) FROM pg_catalog.pg_authid) >= 0'", "contains a subquery")]
+    [TestCase("condition => 'EXISTS (SELECT 1 FROM public.{table})'", "contains a subquery")]
+    [TestCase("condition => 'count(*) > 0'", "contains an aggregate")]
+    [TestCase("condition => 'generate_series(1, 2) > NEW.id'", "contains a set-returning function")]
     public async Task A_refused_attach_names_the_problem_and_leaves_nothing_behind(string options, string message)
     {
         var table = await CreateOrdersTableAsync();

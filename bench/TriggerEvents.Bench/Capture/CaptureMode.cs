@@ -13,7 +13,9 @@ namespace TriggerEvents.Bench.Capture;
 /// wake-up at once and goes idle again would (only read when Notify is on).
 /// </param>
 /// <param name="Subscriptions">Subscriptions of the attached trigger during the run.</param>
-internal sealed record CaptureMode(string Label, string Table, bool? Notify, bool WorkerIdle, int Subscriptions = 1)
+/// <param name="Variant">What the attached trigger's capture does besides the shipped default.</param>
+internal sealed record CaptureMode(string Label, string Table, bool? Notify, bool WorkerIdle, int Subscriptions = 1,
+    CaptureVariant Variant = CaptureVariant.Shipped)
 {
     public static readonly CaptureMode Plain =
         new("plain table", OrdersSchema.PlainTable, Notify: null, WorkerIdle: false);
@@ -34,9 +36,26 @@ internal sealed record CaptureMode(string Label, string Table, bool? Notify, boo
     public static readonly CaptureMode NotifyWorkerIdle =
         new("attached, worker idle, re-armed (NOTIFY)", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: true);
 
+    /// <summary>What the check of who fired the capture function costs: the same, with the check cut out.</summary>
+    public static readonly CaptureMode WithoutGuard =
+        new("attached, busy, guard cut out", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.WithoutGuard);
+
+    /// <summary>What a condition costs (its subtransaction included): one that is always true.</summary>
+    public static readonly CaptureMode Condition =
+        new("attached, busy, with a condition", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.Condition);
+
+    /// <summary>Payload columns as shipped: kept by attribute number, the others' names read per statement.</summary>
+    public static readonly CaptureMode PayloadColumns =
+        new("attached, busy, payload columns", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.PayloadColumns);
+
+    /// <summary>The same payload columns compiled in by name, as before schema changes were followed.</summary>
+    public static readonly CaptureMode PayloadColumnsByName =
+        new("attached, busy, payload columns by name", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.PayloadColumnsByName);
+
     /// <summary>Plain first: it is the baseline every ratio divides by.</summary>
     public static IReadOnlyList<CaptureMode> All { get; } =
-        [Plain, Hasura, NotifyWorkerBusy, TenSubscriptionsWorkerBusy, NotifyOff, NotifyWorkerIdle];
+        [Plain, Hasura, NotifyWorkerBusy, TenSubscriptionsWorkerBusy, NotifyOff, NotifyWorkerIdle,
+         WithoutGuard, Condition, PayloadColumns, PayloadColumnsByName];
 
     public bool IsAttached => Notify is not null;
 
@@ -44,4 +63,17 @@ internal sealed record CaptureMode(string Label, string Table, bool? Notify, boo
 
     /// <summary>Capture may send wake-ups during the run.</summary>
     public bool MayNotify => Notify == true && WorkerIdle;
+}
+
+/// <summary>
+/// The attached trigger's capture in a run. The variants that are not shipped rewrite the
+/// generated function's source after attach, to measure what one of its parts costs.
+/// </summary>
+internal enum CaptureVariant
+{
+    Shipped,
+    WithoutGuard,
+    Condition,
+    PayloadColumns,
+    PayloadColumnsByName,
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using TriggerEvents.Bench.Infrastructure;
 
 namespace TriggerEvents.Bench.Capture;
@@ -72,12 +73,61 @@ internal static class OrdersSchema
             $"INSERT INTO trigger_events.subscriptions (name, trigger_name) SELECT '{SubscriptionName}-extra-' || g, '{TriggerName}' FROM generate_series(2, {mode.Subscriptions}) g",
             cancellationToken);
 
+        var options = mode.Variant switch
+        {
+            CaptureVariant.Condition => ", condition => 'NEW.amount >= 0 OR NEW.amount IS NULL'",
+            CaptureVariant.PayloadColumns or CaptureVariant.PayloadColumnsByName => ", payload_columns => '{id,customer_id,status,amount}'",
+            _ => "",
+        };
         await database.ExecuteAsync(
-            $"SELECT trigger_events.attach('{AttachedTable}', '{TriggerName}', notify => {(mode.Notify == true ? "true" : "false")})",
+            $"SELECT trigger_events.attach('{AttachedTable}', '{TriggerName}', notify => {(mode.Notify == true ? "true" : "false")}{options})",
             cancellationToken);
+        // Generated again every time: the variant before may have rewritten it.
+        await database.ExecuteAsync(
+            $"SELECT trigger_events.install_capture(id) FROM trigger_events.event_triggers WHERE name = '{TriggerName}'", cancellationToken);
+        if (mode.Variant is CaptureVariant.WithoutGuard or CaptureVariant.PayloadColumnsByName)
+        {
+            await RewriteCaptureAsync(database, mode.Variant, cancellationToken);
+        }
+
         await database.ExecuteAsync(
             $"UPDATE trigger_events.worker_signal SET idle = {(mode.WorkerIdle ? "true" : "false")}, updated_at = now()",
             cancellationToken);
+    }
+
+    /// <summary>
+    /// Rewrites the attached table's capture functions for a variant: without the check of who
+    /// fired them, or with the payload columns compiled in by name instead of kept by number.
+    /// </summary>
+    private static async Task RewriteCaptureAsync(BenchDatabase database, CaptureVariant variant, CancellationToken cancellationToken)
+    {
+        var definitions = new List<string>();
+        await using (var command = database.DataSource.CreateCommand(
+            $"SELECT DISTINCT pg_get_functiondef(tgfoid) FROM pg_trigger WHERE tgrelid = '{AttachedTable}'::regclass AND tgname LIKE 'te\\_%'"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                definitions.Add(reader.GetString(0));
+            }
+        }
+
+        foreach (var definition in definitions)
+        {
+            var rewritten = variant == CaptureVariant.WithoutGuard
+                ? Regex.Replace(definition, @"\n    IF TG_RELID <> .*?\n    END IF;", "", RegexOptions.Singleline)
+                : Regex.Replace(
+                    Regex.Replace(definition, @"\n    _te_hidden CONSTANT text\[\] := ARRAY\(.*?\);", "", RegexOptions.Singleline),
+                    @"to_jsonb\(""(new|old)""\) - _te_hidden",
+                    m => $"jsonb_build_object('id', \"{m.Groups[1].Value}\".id, 'customer_id', \"{m.Groups[1].Value}\".customer_id, " +
+                         $"'status', \"{m.Groups[1].Value}\".status, 'amount', \"{m.Groups[1].Value}\".amount)");
+            if (rewritten == definition)
+            {
+                throw new InvalidOperationException($"The {variant} rewrite found nothing to change: the capture template moved on.");
+            }
+
+            await database.ExecuteAsync(rewritten, cancellationToken);
+        }
     }
 
     /// <summary>

@@ -76,7 +76,7 @@ internal static class DemoCommand
             await create.ExecuteNonQueryAsync(stop.Token);
         }
 
-        var attached = await EventTriggerAdmin.AttachAsync(dataSource, "orders", "orders_changed", null, null, null, null, true, stop.Token);
+        var attached = await EventTriggerAdmin.AttachAsync(dataSource, "orders", "orders_changed", null, null, null, null, true, EventTriggerAdmin.DefaultLockTimeout, stop.Token);
         Console.WriteLine($"  SELECT trigger_events.attach('orders', 'orders_changed');  -- {attached}");
 
         var secret = "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));

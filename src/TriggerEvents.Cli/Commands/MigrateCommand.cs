@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Npgsql;
 using TriggerEvents.Postgres.Migrations;
 
 namespace TriggerEvents.Cli.Commands;
@@ -28,7 +29,21 @@ internal static class MigrateCommand
             }
 
             await using var dataSource = CommandLine.OpenDatabase();
-            var result = await Migrator.MigrateAsync(dataSource, cancellationToken);
+            MigrationResult result;
+            try
+            {
+                result = await Migrator.MigrateAsync(dataSource, cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+            {
+                // Each migration is one transaction: the one refused changed nothing.
+                var role = new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).Username ?? Environment.UserName;
+                throw new InvalidOperationException(
+                    $"{e.MessageText} ({e.SqlState}): migrate creates and changes the trigger_events schema, so it runs as the schema's owner " +
+                    $"(to install it, a role with CREATE on the database), which the role {role} is not; nothing was changed. " +
+                    "The worker needs less: deploy/worker-role.sql");
+            }
+
             Console.WriteLine(result.Applied.Count == 0
                 ? $"Schema is current (version {result.ToVersion})."
                 : $"Migrated from version {result.FromVersion} to {result.ToVersion} ({result.Applied.Count} applied).");

@@ -1,6 +1,8 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
 using Npgsql;
+using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Operations;
 
@@ -18,15 +20,17 @@ internal static class TriggerCommands
         var payloadColumns = new Option<string[]>("--payload-columns") { Description = "Only these columns appear in old/new.", AllowMultipleArgumentsPerToken = true };
         var when = new Option<string?>("--when") { Description = "A boolean SQL expression over OLD and NEW." };
         var noNotify = new Option<bool>("--no-notify") { Description = "Do not send the NOTIFY wake-up hint (workers then rely on polling)." };
+        var lockTimeout = LockTimeout();
         var command = new Command("attach", """
-            Create or replace an event trigger on a table. Idempotent: the same call again changes nothing.
+            Create or replace an event trigger on a table. Idempotent: the same call again changes nothing,
+            unless the trigger is not healthy (see 'triggerevents triggers'): then it repairs it.
 
             Examples:
               triggerevents attach orders --trigger orders_changed
               triggerevents attach orders --trigger orders_paid --ops UPDATE --update-columns status --when "NEW.status = 'paid'"
             """)
         {
-            table, trigger, ops, updateColumns, payloadColumns, when, noNotify,
+            table, trigger, ops, updateColumns, payloadColumns, when, noNotify, lockTimeout,
         };
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
@@ -37,7 +41,7 @@ internal static class TriggerCommands
                 result = await EventTriggerAdmin.AttachAsync(
                     dataSource, parse.GetValue(table)!, parse.GetValue(trigger)!, Split(parse.GetValue(ops)),
                     Split(parse.GetValue(updateColumns)), Split(parse.GetValue(payloadColumns)), parse.GetValue(when),
-                    !parse.GetValue(noNotify), cancellationToken);
+                    !parse.GetValue(noNotify), ParseLockTimeout(parse.GetValue(lockTimeout)), cancellationToken);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable && !DatabaseProblems.IsSchemaMissing(e))
             {
@@ -59,19 +63,23 @@ internal static class TriggerCommands
     public static Command Detach()
     {
         var name = new Argument<string>("NAME") { Description = "The event trigger's name." };
+        var lockTimeout = LockTimeout();
         var command = new Command("detach", """
-            Remove an event trigger. Events it captured stay and are delivered.
+            Remove an event trigger. Events it captured stay and are delivered. Dropping its triggers
+            takes an ACCESS EXCLUSIVE lock on the table, waited for at most --lock-timeout.
 
             Examples:
               triggerevents detach orders_changed
             """)
         {
-            name,
+            name, lockTimeout,
         };
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
             await using var dataSource = CommandLine.OpenDatabase();
-            if (!await EventTriggerAdmin.DetachAsync(dataSource, parse.GetValue(name)!, cancellationToken))
+            // A busy table fails with the database's message (exit 1), as every command does.
+            var lockWait = ParseLockTimeout(parse.GetValue(lockTimeout));
+            if (!await EventTriggerAdmin.DetachAsync(dataSource, parse.GetValue(name)!, lockWait, cancellationToken))
             {
                 throw CommandLine.NoSuch("event trigger", parse.GetValue(name)!, "see 'triggerevents triggers'");
             }
@@ -106,14 +114,23 @@ internal static class TriggerCommands
             }
 
             TextTable.Write(
-                ["TRIGGER", "TABLE", "OPERATIONS", "UPDATE COLUMNS", "PAYLOAD COLUMNS", "CONDITION", "NOTIFY"],
+                ["TRIGGER", "TABLE", "HEALTH", "OPERATIONS", "UPDATE COLUMNS", "PAYLOAD COLUMNS", "CONDITION", "CONDITION ERRORS", "NOTIFY"],
                 triggers.Select(t => new[]
                 {
-                    t.Name, t.TableExists ? $"{t.TableSchema}.{t.TableName}" : "(dropped)", string.Join(',', t.Operations),
+                    t.Name, t.TableExists ? $"{t.TableSchema}.{t.TableName}" : "(dropped)", t.Health, string.Join(',', t.Operations),
                     t.UpdateColumns is null ? "any" : string.Join(',', t.UpdateColumns),
                     t.PayloadColumns is null ? "all" : string.Join(',', t.PayloadColumns),
-                    t.Condition ?? "", t.Notify ? "yes" : "no",
+                    t.Condition ?? "", t.Condition is null ? "" : t.ConditionErrors.ToString(CultureInfo.InvariantCulture),
+                    t.Notify ? "yes" : "no",
                 }));
+            var unhealthy = triggers.Where(t => t.Health != "ok").Select(t => t.Name).ToList();
+            if (unhealthy.Count > 0)
+            {
+                Console.Error.WriteLine(
+                    $"not healthy: {string.Join(", ", unhealthy)}; 'triggerevents attach' with the same arguments repairs a trigger "
+                    + "whose table still exists (sql/README.md, \"Health and upgrades\")");
+            }
+
             return ExitCodes.Done;
         }));
         return command;
@@ -152,6 +169,15 @@ internal static class TriggerCommands
         }));
         return command;
     }
+
+    private static Option<string?> LockTimeout() =>
+        new("--lock-timeout") { Description = "How long to wait for the table's lock before giving up, e.g. 5s, 1m; 0 waits without limit (default 5s)." };
+
+    private static TimeSpan ParseLockTimeout(string? text) =>
+        text is null ? EventTriggerAdmin.DefaultLockTimeout
+        : text == "0" ? TimeSpan.Zero
+        : Duration.TryParse(text, out var value) ? value
+        : throw new UsageException($"--lock-timeout '{text}' is not a duration: use e.g. 5s, 30s, 2m, or 0 to wait without limit");
 
     /// <summary>Accepts both "--ops INSERT UPDATE" and "--ops INSERT,UPDATE".</summary>
     private static string[]? Split(string[]? values) =>

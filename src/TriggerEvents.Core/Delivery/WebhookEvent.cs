@@ -14,6 +14,8 @@ namespace TriggerEvents.Core.Delivery;
 /// <param name="NewRow">The row after the change (the payload for MANUAL) as JSON text, or null (for DELETE).</param>
 /// <param name="SessionVariables">The <c>trigger_events.session</c> JSON object of the capturing transaction, or null.</param>
 /// <param name="TraceParent">The <c>trigger_events.traceparent</c> of the capturing transaction, or null.</param>
+/// <param name="ConditionError">The error the trigger's condition raised for this row (the event was
+/// captured as if it were true), or null.</param>
 internal sealed record WebhookEvent(
     long Id,
     DateTimeOffset CapturedAt,
@@ -24,4 +26,5 @@ internal sealed record WebhookEvent(
     string? OldRow,
     string? NewRow,
     string? SessionVariables,
-    string? TraceParent);
+    string? TraceParent,
+    string? ConditionError = null);

@@ -45,6 +45,7 @@ internal static class WebhookPayload
     private static readonly JsonEncodedText New = JsonEncodedText.Encode("new");
     private static readonly JsonEncodedText SessionVariables = JsonEncodedText.Encode("session_variables");
     private static readonly JsonEncodedText TraceContext = JsonEncodedText.Encode("trace_context");
+    private static readonly JsonEncodedText ConditionError = JsonEncodedText.Encode("condition_error");
     private static readonly JsonEncodedText TraceParentName = JsonEncodedText.Encode("traceparent");
     private static readonly JsonEncodedText TraceId = JsonEncodedText.Encode("trace_id");
     private static readonly JsonEncodedText SpanId = JsonEncodedText.Encode("span_id");
@@ -101,6 +102,12 @@ internal static class WebhookPayload
         writer.WritePropertyName(SessionVariables);
         WriteRawJson(writer, webhookEvent.SessionVariables, "session variables");
         WriteTraceContext(writer, webhookEvent.TraceParent);
+        // Only when the condition raised: every other body stays exactly Hasura's shape.
+        if (webhookEvent.ConditionError is not null)
+        {
+            writer.WriteString(ConditionError, webhookEvent.ConditionError);
+        }
+
         writer.WriteEndObject();
 
         writer.WriteStartObject(DeliveryInfo);

@@ -117,7 +117,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at
         )
         SELECT e.id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
-               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at
+               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at,
+               e.condition_error
         FROM claimed c JOIN trigger_events.event_log e ON e.id = c.event_id
         """;
 
@@ -279,7 +280,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 OldRow: reader.IsDBNull(6) ? null : reader.GetString(6),
                 NewRow: reader.IsDBNull(7) ? null : reader.GetString(7),
                 SessionVariables: reader.IsDBNull(8) ? null : reader.GetString(8),
-                TraceParent: reader.IsDBNull(9) ? null : reader.GetString(9));
+                TraceParent: reader.IsDBNull(9) ? null : reader.GetString(9),
+                ConditionError: reader.IsDBNull(14) ? null : reader.GetString(14));
             claimed.Add(new ClaimedDelivery(
                 subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12),
                 Rescheduled: !reader.IsDBNull(13)));

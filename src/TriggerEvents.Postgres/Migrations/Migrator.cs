@@ -150,7 +150,10 @@ internal static class Migrator
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        // No command timeout: waiting for another migrator's lock, or building an index on a large
+        // log, may take longer than Npgsql's default 30 seconds, and stopping half-way helps
+        // nobody. Cancellation (Ctrl-C, a stopping host) still ends it.
+        await using var command = new NpgsqlCommand(sql, connection, transaction) { CommandTimeout = 0 };
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }

@@ -35,6 +35,9 @@ internal sealed class WorkerMetrics
         OldestPendingAge = factory.CreateGauge("triggerevents_oldest_pending_age_seconds",
             $"Age of the oldest event still waiting for delivery; {every}.", "subscription");
         Dead = factory.CreateGauge("triggerevents_dead_deliveries", $"Dead-lettered deliveries; {every}.", "subscription");
+        TriggerHealth = factory.CreateGauge("triggerevents_trigger_health",
+            $"1 for each attached event trigger's current state (ok, missing, disabled, outdated), 0 for the others; {every}.",
+            "trigger", "state");
         BacklogReporter = factory.CreateGauge("triggerevents_backlog_reporter",
             "1 on the one replica that exports the database-wide backlog gauges, 0 on the others.");
         BuildInfo = factory.CreateGauge("triggerevents_build_info", "Always 1; the version label says which build runs.", "version");
@@ -54,6 +57,8 @@ internal sealed class WorkerMetrics
     public Gauge OldestPendingAge { get; }
 
     public Gauge Dead { get; }
+
+    public Gauge TriggerHealth { get; }
 
     public Gauge BacklogReporter { get; }
 

@@ -53,6 +53,7 @@ internal sealed class MaintenanceDuties(
             Clear(metrics.Pending);
             Clear(metrics.OldestPendingAge);
             Clear(metrics.Dead);
+            Clear(metrics.TriggerHealth);
             return;
         }
 
@@ -63,6 +64,19 @@ internal sealed class MaintenanceDuties(
             metrics.Pending.WithLabels(status.Subscription).Set(status.Pending + status.Retrying);
             metrics.OldestPendingAge.WithLabels(status.Subscription).Set(status.OldestPendingAgeSeconds ?? 0);
             metrics.Dead.WithLabels(status.Subscription).Set(status.Dead);
+        }
+
+        // Every event trigger of the database, whoever's subscriptions use it: a trigger that
+        // stopped capturing is a problem for whoever relies on it. Not part of /readyz, which is
+        // about this worker.
+        var triggers = await EventTriggerAdmin.ListAsync(dataSource, cancellationToken);
+        Clear(metrics.TriggerHealth);
+        foreach (var trigger in triggers)
+        {
+            foreach (var state in EventTriggerAdmin.HealthStates)
+            {
+                metrics.TriggerHealth.WithLabels(trigger.Name, state).Set(trigger.Health == state ? 1 : 0);
+            }
         }
     }
 

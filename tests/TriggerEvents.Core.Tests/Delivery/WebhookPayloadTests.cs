@@ -76,6 +76,15 @@ public class WebhookPayloadTests
     }
 
     [Test]
+    public void A_condition_error_is_in_the_event_and_absent_otherwise()
+    {
+        var node = Json(SpecEvent with { ConditionError = "22P02: invalid input syntax for type integer: \"abc\"" });
+
+        Assert.That(node["event"]!["condition_error"]!.GetValue<string>(), Is.EqualTo("22P02: invalid input syntax for type integer: \"abc\""));
+        Assert.That(Json(SpecEvent)["event"]!.AsObject().ContainsKey("condition_error"), Is.False);
+    }
+
+    [Test]
     public void A_manual_event_may_carry_any_json_value()
     {
         var node = Json(SpecEvent with { Operation = "MANUAL", OldRow = null, NewRow = """[1, "two", {"three": 3}]""" });

@@ -1,0 +1,461 @@
+using System.Text.Json;
+using Npgsql;
+using TriggerEvents.Postgres.Migrations;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Postgres.Tests;
+
+/// <summary>
+/// Capture at the edges (SPEC.md "Capture details"): only the attached table produces its events,
+/// a condition never fails the write, schema changes never break writes or mislabel events,
+/// health, upgrades and locks. Privileges are tried as unprivileged login roles.
+/// </summary>
+public sealed class CaptureEdgeTests
+{
+    private TestDatabase database = null!;
+
+    [OneTimeSetUp]
+    public async Task CreateDatabase() => database = await TestDatabase.CreateAsync();
+
+    [OneTimeTearDown]
+    public async Task DropDatabase() => await database.DisposeAsync();
+
+    private static string Unique(string prefix) => $"{prefix}_{Guid.NewGuid():N}"[..(prefix.Length + 13)];
+
+    private async Task<string> CreateOrdersTableAsync()
+    {
+        var name = Unique("orders");
+        await database.ExecuteAsync($"CREATE TABLE {name} (id bigint PRIMARY KEY, status text, amount numeric, note text)");
+        return name;
+    }
+
+    private Task<string> AttachAsync(string table, string trigger, string extra = "") =>
+        database.ScalarAsync<string>($"SELECT trigger_events.attach('{table}', '{trigger}'{extra})");
+
+    private Task<string> HealthAsync(string trigger) =>
+        database.ScalarAsync<string>("SELECT health FROM trigger_events.triggers WHERE name = $1", trigger);
+
+    private async Task<List<Captured>> EventsAsync(string trigger)
+    {
+        await using var command = database.DataSource.CreateCommand(
+            "SELECT schema_name, table_name, op, new_data::text, condition_error FROM trigger_events.event_log WHERE trigger_name = $1 ORDER BY id");
+        command.Parameters.Add(new NpgsqlParameter { Value = trigger });
+        await using var reader = await command.ExecuteReaderAsync();
+        var events = new List<Captured>();
+        while (await reader.ReadAsync())
+        {
+            events.Add(new Captured(
+                reader.GetString(0), reader.GetString(1), reader.GetString(2),
+                reader.IsDBNull(3) ? null : JsonDocument.Parse(reader.GetString(3)).RootElement.Clone(),
+                reader.IsDBNull(4) ? null : reader.GetString(4)));
+        }
+
+        return events;
+    }
+
+    /// <summary>The role the README tells DBAs to create for invoke: USAGE on the schema, EXECUTE on invoke.</summary>
+    private async Task<LoginRole> InvokerRoleAsync(string table)
+    {
+        var role = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync(
+            $"GRANT USAGE ON SCHEMA trigger_events TO {role.Name}; GRANT EXECUTE ON FUNCTION trigger_events.invoke(text, jsonb) TO {role.Name}; " +
+            $"GRANT ALL ON {table} TO {role.Name}; GRANT TEMPORARY ON DATABASE {database.Name} TO {role.Name}");
+        return role;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Only the attached table can produce its events.
+    // ---------------------------------------------------------------------------------------
+
+    [TestCase("INSERT", "insert", "REFERENCING NEW TABLE AS te_new FOR EACH STATEMENT")]
+    [TestCase("DELETE", "delete", "REFERENCING OLD TABLE AS te_old FOR EACH STATEMENT")]
+    [TestCase("UPDATE", "row", "FOR EACH ROW")]
+    public async Task A_role_with_usage_on_the_schema_cannot_put_a_capture_function_on_a_table_of_its_own(string op, string function, string shape)
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'real', 1, NULL)");
+        var id = await database.ScalarAsync<int>("SELECT id FROM trigger_events.event_triggers WHERE name = $1", trigger);
+        var before = (await EventsAsync(trigger)).Count;
+        await using var role = await InvokerRoleAsync(table);
+
+        await using (var connection = await role.OpenAsync())
+        {
+            await new NpgsqlCommand($"CREATE TEMP TABLE fake (LIKE {table}); INSERT INTO fake VALUES (7, 'forged', 1000000, NULL)", connection).ExecuteNonQueryAsync();
+            var onTemp = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand(
+                $"CREATE TRIGGER \"te_{trigger}_{op.ToLowerInvariant()}\" AFTER {op} ON fake {shape} EXECUTE FUNCTION trigger_events.capture_{id}_{function}()",
+                connection).ExecuteNonQueryAsync());
+            Assert.That(onTemp!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege), onTemp.MessageText);
+            var called = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand($"SELECT trigger_events.capture_{id}_{function}()", connection).ExecuteScalarAsync());
+            Assert.That(called!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege), called.MessageText);
+
+            // The role's own writes to the attached table are captured, with the role recorded.
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (2, 'by app', 2, NULL)", connection).ExecuteNonQueryAsync();
+        }
+
+        var events = await EventsAsync(trigger);
+        Assert.That(events.Skip(before).Select(e => e.New?.GetProperty("status").GetString()), Is.EqualTo(new[] { "by app" }));
+        Assert.That(await database.ScalarAsync<string>("SELECT captured_by FROM trigger_events.event_log WHERE trigger_name = $1 ORDER BY id DESC LIMIT 1", trigger),
+            Is.EqualTo(role.Name));
+    }
+
+    [Test]
+    public async Task A_capture_function_fired_by_any_other_trigger_raises_and_records_nothing()
+    {
+        // As the schema owner, who could execute it: the function checks who fired it.
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        var id = await database.ScalarAsync<int>("SELECT id FROM trigger_events.event_triggers WHERE name = $1", trigger);
+        var decoy = await CreateOrdersTableAsync();
+        await database.ExecuteAsync(
+            $"CREATE TRIGGER \"te_{trigger}_insert\" AFTER INSERT ON {decoy} REFERENCING NEW TABLE AS te_new FOR EACH STATEMENT EXECUTE FUNCTION trigger_events.capture_{id}_insert(); " +
+            $"CREATE TRIGGER \"te_{trigger}_update\" AFTER UPDATE ON {decoy} FOR EACH ROW EXECUTE FUNCTION trigger_events.capture_{id}_row()");
+
+        var insert = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync($"INSERT INTO {decoy} VALUES (1, 'forged', 1, NULL)"));
+        await database.ExecuteAsync($"ALTER TABLE {decoy} DISABLE TRIGGER \"te_{trigger}_insert\"; INSERT INTO {decoy} VALUES (1, 'x', 1, NULL)");
+        var update = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync($"UPDATE {decoy} SET status = 'forged'"));
+
+        Assert.That(insert!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege));
+        Assert.That(insert.MessageText, Does.Contain("runs only from the triggers attach made").And.Contain(decoy));
+        Assert.That(update!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege));
+        Assert.That(await EventsAsync(trigger), Is.Empty);
+    }
+
+    [Test]
+    public async Task A_partitioned_tables_capture_runs_from_its_partitions_only()
+    {
+        var table = Unique("parts");
+        await database.ExecuteAsync(
+            $"CREATE TABLE {table} (id int, region text) PARTITION BY LIST (region); CREATE TABLE {table}_eu PARTITION OF {table} FOR VALUES IN ('eu')");
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        var id = await database.ScalarAsync<int>("SELECT id FROM trigger_events.event_triggers WHERE name = $1", trigger);
+        var decoy = await CreateOrdersTableAsync();
+        await database.ExecuteAsync($"CREATE TRIGGER \"te_{trigger}_insert\" AFTER INSERT ON {decoy} FOR EACH ROW EXECUTE FUNCTION trigger_events.capture_{id}_row()");
+
+        var forged = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync($"INSERT INTO {decoy} VALUES (1, 'forged', 1, NULL)"));
+        await database.ExecuteAsync($"INSERT INTO {table}_eu VALUES (1, 'eu')");
+
+        Assert.That(forged!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege));
+        var events = await EventsAsync(trigger);
+        Assert.That(events.Select(e => e.Table), Is.EqualTo(new[] { table }), "the event names the attached parent, not the partition");
+    }
+
+    [Test]
+    public async Task Invoke_as_an_application_role_records_that_role()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        await using var role = await InvokerRoleAsync(table);
+
+        await using (var connection = await role.OpenAsync())
+        {
+            await new NpgsqlCommand($"SELECT trigger_events.invoke('{trigger}', '{{\"by\": \"app\"}}')", connection).ExecuteScalarAsync();
+            var read = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand("SELECT count(*) FROM trigger_events.event_log", connection).ExecuteScalarAsync());
+            Assert.That(read!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege));
+        }
+
+        Assert.That(await database.ScalarAsync<string>("SELECT captured_by FROM trigger_events.event_log WHERE trigger_name = $1 AND op = 'MANUAL'", trigger),
+            Is.EqualTo(role.Name));
+    }
+
+    [Test]
+    public async Task No_generated_function_is_executable_by_public()
+    {
+        var table = await CreateOrdersTableAsync();
+        await AttachAsync(table, Unique("t"), ", condition => 'NEW.amount > 0'");
+
+        var executable = await database.ScalarAsync<string>(
+            """
+            SELECT coalesce(string_agg(p.proname, ', '), '') FROM pg_proc p
+            WHERE p.pronamespace = 'trigger_events'::regnamespace AND (p.proname ~ '^capture_[0-9]+_' OR p.proname LIKE 'te\_%')
+              AND has_function_privilege('public', p.oid, 'EXECUTE')
+            """);
+
+        Assert.That(executable, Is.Empty);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // A condition never fails the write.
+    // ---------------------------------------------------------------------------------------
+
+    [Test]
+    public async Task A_condition_that_raises_lets_the_write_succeed_and_captures_the_row_with_the_error()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, ", condition => '(NEW.note)::int > 0'");
+
+        // One statement, four rows: passes, fails the condition, raises, passes.
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'a', 1, '5'), (2, 'b', 1, '-1'), (3, 'c', 1, 'not a number'), (4, 'd', 1, '9')");
+        await database.ExecuteAsync($"UPDATE {table} SET note = 'still not' WHERE id = 3");
+
+        var events = await EventsAsync(trigger);
+        Assert.That(events.Select(e => (e.Op, e.New!.Value.GetProperty("id").GetInt32())),
+            Is.EqualTo(new[] { ("INSERT", 1), ("INSERT", 3), ("INSERT", 4), ("UPDATE", 3) }));
+        Assert.That(events.Select(e => e.ConditionError is not null), Is.EqualTo(new[] { false, true, false, true }));
+        Assert.That(events[1].ConditionError, Does.Contain("invalid input syntax for type integer"));
+        Assert.That(await database.ScalarAsync<long>("SELECT condition_errors FROM trigger_events.triggers WHERE name = $1", trigger),
+            Is.EqualTo(events.Count(e => e.ConditionError is not null)));
+    }
+
+    [Test]
+    public async Task A_condition_that_raises_on_a_partitioned_table_lets_the_write_succeed()
+    {
+        var table = Unique("parts");
+        await database.ExecuteAsync(
+            $"CREATE TABLE {table} (region text, id int, note text) PARTITION BY LIST (region); " +
+            $"CREATE TABLE {table}_eu (note text, id int, region text); ALTER TABLE {table} ATTACH PARTITION {table}_eu FOR VALUES IN ('eu')");
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, ", condition => '(NEW.note)::int > 0'");
+
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES ('eu', 1, '3'), ('eu', 2, '0'), ('eu', 3, 'x')");
+
+        var events = await EventsAsync(trigger);
+        Assert.That(events.Select(e => e.New!.Value.GetProperty("id").GetInt32()), Is.EqualTo(new[] { 1, 3 }));
+        Assert.That(events.Select(e => e.ConditionError is null), Is.EqualTo(new[] { true, false }));
+    }
+
+    [Test]
+    public async Task Only_triggers_with_a_condition_pay_for_a_subtransaction()
+    {
+        var table = await CreateOrdersTableAsync();
+        var plain = Unique("t");
+        var conditional = Unique("t");
+        await AttachAsync(table, plain);
+        await AttachAsync(table, conditional, ", condition => 'NEW.amount > 0'");
+
+        var withHandler = await database.ScalarAsync<string>(
+            """
+            SELECT string_agg(DISTINCT et.name, ',') FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
+            JOIN trigger_events.event_triggers et ON tg.tgname LIKE 'te\_' || et.name || '\_%'
+            WHERE tg.tgrelid = $1::regclass AND p.prosrc ~ 'EXCEPTION\s+WHEN'
+            """,
+            table);
+
+        Assert.That(withHandler, Is.EqualTo(conditional));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Schema changes never break writes and never mislabel events.
+    // ---------------------------------------------------------------------------------------
+
+    [Test]
+    public async Task Renaming_the_table_or_moving_it_to_another_schema_is_followed()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        var schema = Unique("s");
+
+        await database.ExecuteAsync($"ALTER TABLE {table} RENAME TO {table}_renamed; INSERT INTO {table}_renamed VALUES (1, 'a', 1, NULL)");
+        await database.ExecuteAsync($"CREATE SCHEMA {schema}; ALTER TABLE {table}_renamed SET SCHEMA {schema}; INSERT INTO {schema}.{table}_renamed VALUES (2, 'b', 1, NULL)");
+        await database.ExecuteAsync($"UPDATE {schema}.{table}_renamed SET status = 'c'; DELETE FROM {schema}.{table}_renamed WHERE id = 1");
+
+        var events = await EventsAsync(trigger);
+        Assert.That(events.Select(e => $"{e.Op} {e.Schema}.{e.Table}"), Is.EqualTo(new[]
+        {
+            $"INSERT public.{table}_renamed", $"INSERT {schema}.{table}_renamed", $"UPDATE {schema}.{table}_renamed",
+            $"UPDATE {schema}.{table}_renamed", $"DELETE {schema}.{table}_renamed",
+        }));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+        Assert.That(await database.ScalarAsync<string>("SELECT table_schema || '.' || table_name FROM trigger_events.triggers WHERE name = $1", trigger),
+            Is.EqualTo($"{schema}.{table}_renamed"));
+    }
+
+    [Test]
+    public async Task Renamed_columns_are_followed_by_payload_columns_update_columns_and_the_condition()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger,
+            ", update_columns => '{status}', payload_columns => '{id,status,amount}', condition => 'NEW.amount > 0'");
+
+        await database.ExecuteAsync(
+            $"ALTER TABLE {table} RENAME COLUMN status TO state; ALTER TABLE {table} RENAME COLUMN amount TO total; ALTER TABLE {table} RENAME COLUMN note TO remark");
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'new', 5, 'r'), (2, 'new', 0, 'r')");
+        await database.ExecuteAsync($"UPDATE {table} SET remark = 'not listened'; UPDATE {table} SET state = 'paid'");
+
+        var events = await EventsAsync(trigger);
+        Assert.That(events.Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "UPDATE" }));
+        Assert.That(events[1].New!.Value.EnumerateObject().Select(p => p.Name).Order(), Is.EqualTo(new[] { "id", "state", "total" }));
+        Assert.That(await database.ScalarAsync<string[]>("SELECT update_columns || payload_columns FROM trigger_events.triggers WHERE name = $1", trigger),
+            Is.EqualTo(new[] { "state", "id", "state", "total" }));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+    }
+
+    [Test]
+    public async Task Added_dropped_and_retyped_columns_are_followed_where_nothing_depends_on_them()
+    {
+        var table = await CreateOrdersTableAsync();
+        var all = Unique("t");
+        var some = Unique("t");
+        await AttachAsync(table, all);
+        await AttachAsync(table, some, ", payload_columns => '{id,note}'");
+
+        await database.ExecuteAsync(
+            $"ALTER TABLE {table} ADD COLUMN added int DEFAULT 7; ALTER TABLE {table} DROP COLUMN note; ALTER TABLE {table} ALTER COLUMN amount TYPE text");
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'new', '12.5'); UPDATE {table} SET amount = 'x'; DELETE FROM {table}");
+
+        var allEvents = await EventsAsync(all);
+        Assert.That(allEvents.Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "UPDATE", "DELETE" }));
+        Assert.That(allEvents[0].New!.Value.GetRawText(), Is.EqualTo("""{"id": 1, "added": 7, "amount": "12.5", "status": "new"}"""));
+        var someEvents = await EventsAsync(some);
+        Assert.That(someEvents[0].New!.Value.GetRawText(), Is.EqualTo("""{"id": 1}"""), "a dropped payload column leaves the payload; an added one never joins it");
+    }
+
+    [TestCase("ALTER TABLE {table} DROP COLUMN status", "te_{trigger}_update")]
+    [TestCase("ALTER TABLE {table} ALTER COLUMN status TYPE varchar(3)", "te_{trigger}_update")]
+    [TestCase("ALTER TABLE {table} DROP COLUMN amount", "te_{trigger}_condition")]
+    [TestCase("ALTER TABLE {table} ALTER COLUMN amount TYPE int", "te_{trigger}_condition")]
+    [TestCase("DROP TABLE {table}", "te_{trigger}_condition")]
+    public async Task A_change_to_what_a_trigger_depends_on_is_refused_naming_the_event_trigger(string ddl, string named)
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, ", update_columns => '{status}', condition => 'NEW.amount > 0'");
+
+        var error = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync(ddl.Replace("{table}", table, StringComparison.Ordinal)));
+
+        Assert.That(error!.MessageText + " " + error.Detail, Does.Contain(named.Replace("{trigger}", trigger, StringComparison.Ordinal)));
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'new', 1, NULL)");
+        Assert.That(await EventsAsync(trigger), Has.Count.EqualTo(1));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+    }
+
+    [Test]
+    public async Task A_dropped_and_recreated_table_is_missing_until_attached_again()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, ", payload_columns => '{id,status}'");
+
+        await database.ExecuteAsync($"DROP TABLE {table}");
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("missing"));
+        await database.ExecuteAsync($"CREATE TABLE {table} (id bigint PRIMARY KEY, status text, extra int)");
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'uncaptured', 1)");
+
+        Assert.That(await AttachAsync(table, trigger, ", payload_columns => '{id,status}'"), Is.EqualTo("replaced"));
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (2, 'captured', 2)");
+
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+        Assert.That((await EventsAsync(trigger)).Select(e => e.New!.Value.GetRawText()), Is.EqualTo(new[] { """{"id": 2, "status": "captured"}""" }));
+    }
+
+    [Test]
+    public async Task Health_reports_disabled_and_missing_triggers_and_attach_with_the_same_arguments_repairs_them()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+
+        await database.ExecuteAsync($"ALTER TABLE {table} DISABLE TRIGGER \"te_{trigger}_insert\"");
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("disabled"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("repaired"));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+
+        await database.ExecuteAsync($"DROP TRIGGER \"te_{trigger}_update\" ON {table}");
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("missing"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("repaired"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("unchanged"));
+
+        await database.ExecuteAsync($"INSERT INTO {table} VALUES (1, 'a', 1, NULL); UPDATE {table} SET status = 'b'");
+        Assert.That((await EventsAsync(trigger)).Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "UPDATE" }));
+    }
+
+    [TestCase("ALWAYS", "A")]
+    [TestCase("REPLICA", "R")]
+    public async Task A_replacing_attach_keeps_the_enabled_mode_of_each_trigger(string mode, string tgenabled)
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t-with-dash");
+        await AttachAsync(table, trigger);
+        await database.ExecuteAsync($"ALTER TABLE {table} ENABLE {mode} TRIGGER \"te_{trigger}_insert\"");
+
+        Assert.That(await AttachAsync(table, trigger, ", payload_columns => '{id}'"), Is.EqualTo("replaced"));
+
+        Assert.That(await database.ScalarAsync<string>($"SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND tgname = $1", $"te_{trigger}_insert"),
+            Is.EqualTo(tgenabled));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Locks.
+    // ---------------------------------------------------------------------------------------
+
+    [Test]
+    public async Task Attach_and_detach_on_a_busy_table_give_up_after_lock_timeout_and_change_nothing()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, ", operations => '{INSERT}'");
+
+        // An application transaction still open after a write holds ROW EXCLUSIVE.
+        await using var writer = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await writer.BeginTransactionAsync();
+        await new NpgsqlCommand($"INSERT INTO {table} VALUES (1, 'open', 1, NULL)", writer, transaction).ExecuteNonQueryAsync();
+
+        var attach = Assert.ThrowsAsync<PostgresException>(() => AttachAsync(table, trigger, ", lock_timeout => '200ms'"));
+        var detach = Assert.ThrowsAsync<PostgresException>(() => database.ScalarAsync<bool>("SELECT trigger_events.detach($1, '200ms')", trigger));
+
+        Assert.That(attach!.SqlState, Is.EqualTo(PostgresErrorCodes.LockNotAvailable));
+        Assert.That(attach.MessageText, Does.Contain("is busy").And.Contain("lock_timeout"));
+        Assert.That(detach!.SqlState, Is.EqualTo(PostgresErrorCodes.LockNotAvailable));
+        Assert.That(detach.MessageText, Does.Contain("ACCESS EXCLUSIVE"));
+        await transaction.CommitAsync();
+        Assert.That(await database.ScalarAsync<string[]>("SELECT operations FROM trigger_events.triggers WHERE name = $1", trigger), Is.EqualTo(new[] { "INSERT" }));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+        Assert.That(await EventsAsync(trigger), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Migrate_waits_for_another_migrator_longer_than_the_command_timeout()
+    {
+        await using var empty = await TestDatabase.CreateAsync(migrated: false);
+        var impatient = new NpgsqlConnectionStringBuilder(empty.ConnectionString) { CommandTimeout = 1 }.ConnectionString;
+        await using var dataSource = NpgsqlDataSource.Create(impatient);
+        await using var holder = await empty.DataSource.OpenConnectionAsync();
+        await new NpgsqlCommand($"SELECT pg_advisory_lock({Migrator.AdvisoryLockKey})", holder).ExecuteScalarAsync();
+
+        var migrate = Migrator.MigrateAsync(dataSource, CancellationToken.None);
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        Assert.That(migrate.IsCompleted, Is.False, "still waiting for the lock");
+        await new NpgsqlCommand($"SELECT pg_advisory_unlock({Migrator.AdvisoryLockKey})", holder).ExecuteScalarAsync();
+
+        var result = await migrate;
+        Assert.That(result.ToVersion, Is.EqualTo(MigrationSource.LatestVersion));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Upgrades reach attached triggers.
+    // ---------------------------------------------------------------------------------------
+
+    [Test]
+    public async Task Migrate_regenerates_triggers_attached_under_the_previous_template()
+    {
+        await using var old = await TestDatabase.CreateAsync(migrated: false);
+        await Migrator.MigrateAsync(old.DataSource, 3, CancellationToken.None);
+        await old.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY, note text, amount int)");
+        await old.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders-checked', condition => '(NEW.note)::int > 0', payload_columns => '{id,note}')");
+        await old.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders-all')");
+
+        await Migrator.MigrateAsync(old.DataSource, CancellationToken.None);
+
+        Assert.That(await old.ScalarAsync<string>("SELECT string_agg(DISTINCT health || ' ' || template_version, ',') FROM trigger_events.triggers"),
+            Is.EqualTo("ok 4"));
+        Assert.That(await old.ScalarAsync<long>(
+            """
+            SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'trigger_events'::regnamespace
+              AND (p.proname ~ '^capture_[0-9]+_' OR p.proname LIKE 'te\_%') AND has_function_privilege('public', p.oid, 'EXECUTE')
+            """), Is.EqualTo(0));
+        // The new code runs: a raising condition no longer fails the write, a rename is followed.
+        await old.ExecuteAsync("ALTER TABLE orders RENAME TO orders_v2; INSERT INTO orders_v2 VALUES (1, 'x', 1)");
+        Assert.That(await old.ScalarAsync<string>("SELECT string_agg(trigger_name || ' ' || table_name || ' ' || (condition_error IS NOT NULL), ',' ORDER BY trigger_name) FROM trigger_events.event_log"),
+            Is.EqualTo("orders-all orders_v2 false,orders-checked orders_v2 true"));
+    }
+
+    private sealed record Captured(string Schema, string Table, string Op, JsonElement? New, string? ConditionError);
+}
