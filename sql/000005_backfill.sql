@@ -256,10 +256,11 @@ $$;
 CREATE TABLE trigger_events.backfills (
     id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     trigger_name      text        NOT NULL,
-    -- The table and its primary key when the backfill started: a chunk refuses to continue
-    -- over another table or another key, whose order the recorded place does not belong to.
+    -- The table and its primary key (attribute numbers, so renames are followed) when the
+    -- backfill started: a chunk refuses to continue over another table or another key, whose
+    -- order the recorded place does not belong to.
     relid             oid         NOT NULL,
-    key_columns       text[]      NOT NULL,
+    key_attnums       int2[]      NOT NULL,
     -- The boolean expression rows must meet (NULL: every row), and the one subscription the
     -- events are for (NULL: every subscription of the trigger that receives READ).
     filter            text,
@@ -319,7 +320,7 @@ DECLARE
     et trigger_events.event_triggers;
     tbl regclass;
     sub trigger_events.subscriptions;
-    keys text[];
+    keys int2[];
     expr text := nullif(btrim(filter), '');
     b trigger_events.backfills;
     r record;
@@ -336,6 +337,12 @@ BEGIN
     IF keys IS NULL THEN
         RAISE EXCEPTION 'trigger_events.backfill: table % has no primary key; a backfill reads a table in primary-key order', tbl
             USING HINT = 'Add a primary key, or capture its rows another way.';
+    END IF;
+    -- The condition is evaluated by the functions capture uses (000004); without them the
+    -- events could not be built as capture builds them.
+    IF et.condition IS NOT NULL AND to_regproc(format('trigger_events.%I', 'te_' || et.name || '_check')) IS NULL THEN
+        RAISE EXCEPTION 'trigger_events.backfill: event trigger % is missing its condition functions', quote_literal(et.name)
+            USING HINT = 'Repair it with attach and the same arguments (triggerevents triggers shows its health).';
     END IF;
 
     IF subscription_name IS NOT NULL THEN
@@ -417,7 +424,7 @@ BEGIN
     END IF;
 
     IF b.id IS NULL THEN
-        INSERT INTO trigger_events.backfills (trigger_name, relid, key_columns, filter, subscription_name)
+        INSERT INTO trigger_events.backfills (trigger_name, relid, key_attnums, filter, subscription_name)
         VALUES (et.name, tbl, keys, expr, backfill_start.subscription_name)
         ON CONFLICT (trigger_name, coalesce(subscription_name, ''), coalesce(filter, '')) WHERE state = 'running'
         DO NOTHING
@@ -443,16 +450,12 @@ BEGIN
 END
 $start$;
 
--- The primary key's columns of a table, in key order; NULL without one. Internal.
-CREATE FUNCTION trigger_events.backfill_key(tbl regclass) RETURNS text[]
+-- The attribute numbers of a table's primary key, in key order; NULL without one. Internal.
+CREATE FUNCTION trigger_events.backfill_key(tbl regclass) RETURNS int2[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT array_agg(a.attname::text ORDER BY k.position)
-    FROM pg_index i
-    CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position)
-    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-    WHERE i.indrelid = tbl AND i.indisprimary
+    SELECT i.indkey::int2[] FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -463,10 +466,14 @@ $$;
 -- transaction. done is true once a chunk reads fewer rows than max_rows, or when the backfill
 -- was no longer running. Run by the schema owner, with the caller's rights.
 --
--- Events are built as capture builds them, from the trigger as it is now: payload_columns
--- (NULL: the whole row) and the condition, with OLD all NULL as on an INSERT. A row written
--- while the backfill runs has its own events as well, and its READ, if its chunk reaches it
--- after it committed, shows it as that chunk read it.
+-- Events are built as capture builds them (000004), from the trigger as it is now: to_jsonb of
+-- the row less the columns that are not payload columns (by attribute number), and only rows
+-- the condition keeps, with "old" NULL as on an INSERT. The condition runs through the
+-- trigger's own te_<trigger>_condition function, for the whole chunk at once; when it raises
+-- on some row, the chunk is read again with te_<trigger>_check, row by row, and a row whose
+-- condition raised is written with the error in condition_error, as capture does. A row
+-- written while the backfill runs has its own events as well, and its READ, if its chunk
+-- reaches it after it committed, shows it as that chunk read it.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION trigger_events.backfill_chunk(
     backfill_id bigint,
@@ -493,14 +500,43 @@ DECLARE
     b trigger_events.backfills;
     et trigger_events.event_triggers;
     rel record;
-    keys text[];
+    keys int2[];
+    key_names text[];
     key_types text[];
     key_order text;
     key_text text;
     after text;
     payload text;
-    keep text;
+    hidden text[];
+    match text;
     last text[];
+    -- One chunk: the rows (%1$s key order, %2$s the key as text, %3$s whether the filter keeps
+    -- the row, %5$s the table, %6$s where the range starts), then their events (%4$s the row
+    -- image, %7$s the condition as (passed, error) of the row c.te_row). format() fills every
+    -- slot in one pass, so no filter or condition text is ever scanned again for placeholders.
+    chunk_template CONSTANT text := $sql$
+        WITH te_chunk AS (
+            SELECT row_number() OVER (ORDER BY %1$s) AS te_n, %2$s AS te_key,
+                   %3$s AS te_match, "new" AS te_row
+            FROM %5$s AS "new"
+            %6$s
+            ORDER BY %1$s
+            LIMIT $2
+        ), te_events AS (
+            INSERT INTO trigger_events.event_log
+                (trigger_name, schema_name, table_name, op, old_data, new_data, session_variables, traceparent,
+                 condition_error, subscription_name)
+            SELECT $3, $4, $5, 'READ', NULL, %4$s, trigger_events.session_variables(), trigger_events.traceparent(),
+                   k.error, $6
+            FROM te_chunk c
+            CROSS JOIN LATERAL %7$s AS k(passed, error)
+            WHERE c.te_match AND k.passed
+            ORDER BY c.te_n
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM te_chunk), (SELECT count(*) FROM te_events),
+               (SELECT c.te_key FROM te_chunk c ORDER BY c.te_n DESC LIMIT 1)
+        $sql$;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 THEN
         RAISE EXCEPTION 'trigger_events.backfill: max_rows must be at least 1';
@@ -525,64 +561,60 @@ BEGIN
     SELECT n.nspname, c.relname INTO rel
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = b.relid;
     keys := trigger_events.backfill_key(b.relid);
-    IF rel.relname IS NULL OR keys IS DISTINCT FROM b.key_columns THEN
+    IF rel.relname IS NULL OR keys IS DISTINCT FROM b.key_attnums THEN
         RAISE EXCEPTION 'trigger_events.backfill: the primary key of % changed since the backfill started', b.relid::regclass
             USING HINT = 'Start over with restart => true (--restart).';
     END IF;
-    SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.position) INTO key_types
-    FROM unnest(keys) WITH ORDINALITY AS k(name, position)
-    JOIN pg_attribute a ON a.attrelid = b.relid AND a.attname = k.name;
+    SELECT array_agg(a.attname::text ORDER BY k.position), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.position)
+    INTO key_names, key_types
+    FROM unnest(keys) WITH ORDINALITY AS k(attnum, position)
+    JOIN pg_attribute a ON a.attrelid = b.relid AND a.attnum = k.attnum;
 
     -- "new".a, "new".b; ARRAY["new".a::text, …]; ($1[1]::int, $1[2]::text): a row comparison,
     -- which the primary key index serves as the start of its range.
     SELECT string_agg(format('"new".%I', k), ', ' ORDER BY o),
            'ARRAY[' || string_agg(format('"new".%I::text', k), ', ' ORDER BY o) || ']'
     INTO key_order, key_text
-    FROM unnest(keys) WITH ORDINALITY AS k(k, o);
+    FROM unnest(key_names) WITH ORDINALITY AS k(k, o);
     IF b.last_key IS NOT NULL THEN
         after := format('WHERE (%s) > (%s)', key_order,
             (SELECT string_agg(format('$1[%s]::%s', o, t), ', ' ORDER BY o) FROM unnest(key_types) WITH ORDINALITY AS k(t, o)));
     END IF;
 
-    -- Row image: as capture builds "new" (install_capture, 000003).
-    IF et.payload_columns IS NULL THEN
-        payload := 'to_jsonb("new")';
+    -- Row image: as capture builds "new" (install_capture, 000004), the columns that are not
+    -- payload columns taken out by their names of now.
+    IF et.payload_attnums IS NULL THEN
+        payload := 'to_jsonb(c.te_row)';
     ELSE
-        SELECT string_agg(chunk, ' || ') INTO payload FROM (
-            SELECT 'jsonb_build_object(' || string_agg(format('%L, "new".%I', c, c), ', ' ORDER BY o) || ')' AS chunk
-            FROM unnest(et.payload_columns) WITH ORDINALITY AS p(c, o) GROUP BY (o - 1) / 50 ORDER BY (o - 1) / 50) s;
+        payload := 'to_jsonb(c.te_row) - $7';
+        hidden := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                        WHERE a.attrelid = b.relid AND a.attnum > 0 AND NOT a.attisdropped
+                          AND NOT a.attnum = ANY (et.payload_attnums));
     END IF;
 
-    -- Which rows get an event: the filter, over the table's columns alone (as backfill_start
-    -- checked it), and the trigger's condition with "old" all NULL (as attach checked it),
-    -- evaluated where "old" is in scope.
-    keep := nullif(concat_ws(' AND ',
-        CASE WHEN b.filter IS NOT NULL THEN format('((%s' || E'\n' || ')) IS TRUE', b.filter) END,
-        CASE WHEN et.condition IS NOT NULL
-             THEN format('(SELECT (%s' || E'\n' || ') FROM (SELECT) AS te_one LEFT JOIN %s AS "old" ON false) IS TRUE', et.condition, b.relid::regclass) END), '');
-
-    EXECUTE format($sql$
-        WITH te_chunk AS (
-            SELECT row_number() OVER (ORDER BY %1$s) AS te_n, %2$s AS te_key,
-                   CASE WHEN %3$s THEN %4$s END AS te_image
-            FROM %5$s AS "new"
-            %6$s
-            ORDER BY %1$s
-            LIMIT $2
-        ), te_events AS (
-            INSERT INTO trigger_events.event_log
-                (trigger_name, schema_name, table_name, op, old_data, new_data, session_variables, traceparent, subscription_name)
-            SELECT $3, $4, $5, 'READ', NULL, c.te_image, trigger_events.session_variables(), trigger_events.traceparent(), $6
-            FROM te_chunk c
-            WHERE c.te_image IS NOT NULL
-            ORDER BY c.te_n
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM te_chunk), (SELECT count(*) FROM te_events),
-               (SELECT c.te_key FROM te_chunk c ORDER BY c.te_n DESC LIMIT 1)
-        $sql$, key_order, key_text, coalesce(keep, 'true'), payload, b.relid::regclass, coalesce(after, ''))
-    INTO rows_read, events, last
-    USING b.last_key, max_rows, et.name, rel.nspname, rel.relname, b.subscription_name;
+    -- The filter is evaluated over the table's columns alone (as backfill_start checked it),
+    -- the condition only for the rows the filter keeps.
+    match := CASE WHEN b.filter IS NULL THEN 'true' ELSE format('((%s' || E'\n' || ')) IS TRUE', b.filter) END;
+    IF et.condition IS NULL THEN
+        EXECUTE format(chunk_template, key_order, key_text, match, payload, b.relid::regclass, coalesce(after, ''),
+                       '(SELECT true, NULL::text)')
+        INTO rows_read, events, last
+        USING b.last_key, max_rows, et.name, rel.nspname, rel.relname, b.subscription_name, hidden;
+    ELSE
+        BEGIN
+            EXECUTE format(chunk_template, key_order, key_text, match, payload, b.relid::regclass, coalesce(after, ''),
+                           format('(SELECT coalesce(trigger_events.%I(c.te_row, NULL::%s), false), NULL::text)',
+                                  'te_' || et.name || '_condition', b.relid::regclass))
+            INTO rows_read, events, last
+            USING b.last_key, max_rows, et.name, rel.nspname, rel.relname, b.subscription_name, hidden;
+        EXCEPTION WHEN others THEN
+            -- Some row's condition raised: each row's is evaluated on its own.
+            EXECUTE format(chunk_template, key_order, key_text, match, payload, b.relid::regclass, coalesce(after, ''),
+                           format('trigger_events.%I(c.te_row, NULL::%s)', 'te_' || et.name || '_check', b.relid::regclass))
+            INTO rows_read, events, last
+            USING b.last_key, max_rows, et.name, rel.nspname, rel.relname, b.subscription_name, hidden;
+        END;
+    END IF;
 
     done := rows_read < max_rows;
     UPDATE trigger_events.backfills bf

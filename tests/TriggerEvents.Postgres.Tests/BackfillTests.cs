@@ -221,6 +221,36 @@ public sealed class BackfillTests
     }
 
     [Test]
+    public async Task A_condition_that_raises_on_a_row_writes_its_event_with_the_error_as_capture_does()
+    {
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed', condition => '100 / (NEW.id % 100) > 0')");
+
+        var result = await RunAsync(await StartAsync());
+
+        Assert.That(result.Events, Is.EqualTo(10_000));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log WHERE condition_error LIKE '22012: division by zero'"), Is.EqualTo(100));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log WHERE condition_error IS NOT NULL AND (new_data ->> 'id')::int % 100 <> 0"), Is.Zero);
+    }
+
+    [Test]
+    public async Task Renamed_payload_and_key_columns_are_followed_as_capture_follows_them()
+    {
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed', payload_columns => '{id,status}')");
+        var start = await StartAsync();
+        await database.ScalarAsync<bool>("SELECT done FROM trigger_events.backfill_chunk($1, 4000)", start.Id);
+
+        await database.ExecuteAsync("ALTER TABLE orders RENAME COLUMN status TO state");
+        await database.ExecuteAsync("ALTER TABLE orders RENAME COLUMN id TO order_id");
+        var rest = await RunAsync(await StartAsync());
+
+        Assert.That(rest.RowsRead, Is.EqualTo(6000));
+        Assert.That(await database.ScalarAsync<long>(
+            "SELECT count(DISTINCT coalesce(new_data ->> 'id', new_data ->> 'order_id')) FROM trigger_events.event_log"), Is.EqualTo(10_000));
+        Assert.That(await database.ScalarAsync<long>(
+            "SELECT count(*) FROM trigger_events.event_log WHERE new_data ?& '{order_id,state}' AND NOT new_data ? 'note'"), Is.EqualTo(6000));
+    }
+
+    [Test]
     public async Task A_composite_primary_key_is_read_in_order_with_every_row_once()
     {
         await database.ExecuteAsync("CREATE TABLE lines (order_id int, sku text, day date, qty int, PRIMARY KEY (order_id, sku, day))");
@@ -330,6 +360,19 @@ public sealed class BackfillTests
         var refused = Assert.ThrowsAsync<PostgresException>(() => StartAsync());
 
         Assert.That(refused!.MessageText, Does.StartWith("trigger_events.backfill: no subscription of trigger 'orders_changed' receives READ events"));
+        await AssertNothingRecordedAsync();
+    }
+
+    [Test]
+    public async Task A_trigger_missing_its_condition_functions_is_refused_until_repaired()
+    {
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed', condition => 'NEW.id > 0')");
+        await database.ExecuteAsync("DROP FUNCTION trigger_events.te_orders_changed_check(orders, orders)");
+
+        var refused = Assert.ThrowsAsync<PostgresException>(() => StartAsync());
+
+        Assert.That(refused!.MessageText, Is.EqualTo("trigger_events.backfill: event trigger 'orders_changed' is missing its condition functions"));
+        Assert.That(refused.Hint, Does.StartWith("Repair it with attach"));
         await AssertNothingRecordedAsync();
     }
 
