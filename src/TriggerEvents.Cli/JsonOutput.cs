@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using TriggerEvents.Cli.Commands;
 using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli;
@@ -13,4 +14,5 @@ namespace TriggerEvents.Cli;
 [JsonSerializable(typeof(IReadOnlyList<AttachedTrigger>))]
 [JsonSerializable(typeof(IReadOnlyList<SubscriptionStatus>))]
 [JsonSerializable(typeof(IReadOnlyList<Commands.SubscriptionSummary>))]
+[JsonSerializable(typeof(BackfillSummary))]
 internal sealed partial class JsonOutput : JsonSerializerContext;

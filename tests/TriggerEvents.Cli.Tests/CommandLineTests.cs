@@ -5,7 +5,7 @@ namespace TriggerEvents.Cli.Tests;
 public sealed class CommandLineTests
 {
     private static readonly string[] Commands =
-        ["migrate", "attach", "detach", "triggers", "validate", "run", "status", "dead", "replay", "invoke", "cleanup", "healthcheck", "demo"];
+        ["migrate", "attach", "detach", "triggers", "validate", "run", "status", "dead", "replay", "invoke", "cleanup", "backfill", "healthcheck", "demo"];
 
     [Test]
     public async Task Help_lists_every_command()
@@ -32,6 +32,7 @@ public sealed class CommandLineTests
     [TestCase("replay")]
     [TestCase("invoke")]
     [TestCase("cleanup")]
+    [TestCase("backfill")]
     [TestCase("healthcheck")]
     [TestCase("demo")]
     public async Task Every_command_has_help_with_examples(params string[] command)

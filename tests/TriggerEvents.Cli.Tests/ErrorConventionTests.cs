@@ -29,6 +29,7 @@ public sealed class ErrorConventionTests
     [TestCase("replay", "--subscription", "hook", "--since", "1h")]
     [TestCase("invoke", "--trigger", "orders_changed", "--payload", "{}")]
     [TestCase("cleanup", "--older-than", "7d", "--attempts-older-than", "7d")]
+    [TestCase("backfill", "--trigger", "orders_changed")]
     public async Task Before_migrate_every_database_command_says_to_run_migrate_first_in_one_line_and_exits_1(params string[] command)
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);
@@ -48,6 +49,8 @@ public sealed class ErrorConventionTests
     [TestCase("dead", "purge", "--subscription", "nope")]
     [TestCase("replay", "--subscription", "nope", "--since", "1h")]
     [TestCase("replay", "--subscription", "hook", "--since", "1h", "--trigger", "nope")]
+    [TestCase("backfill", "--trigger", "nope")]
+    [TestCase("backfill", "--trigger", "orders_changed", "--subscription", "nope")]
     [TestCase("attach", "nope", "--trigger", "t")]
     [TestCase("attach", "orders", "--trigger", "t", "--update-columns", "nope")]
     public async Task A_name_that_does_not_exist_exits_2_from_every_command_and_changes_nothing(params string[] command)

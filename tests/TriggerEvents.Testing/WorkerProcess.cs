@@ -114,6 +114,19 @@ public sealed class WorkerProcess : IAsyncDisposable
         return worker;
     }
 
+    /// <summary>Starts any command (one that serves no HTTP), to stop or kill it while it runs.</summary>
+    public static WorkerProcess StartCommand(IReadOnlyDictionary<string, string?> environment, params string[] arguments)
+    {
+        var process = new Process { StartInfo = StartInfo(environment, arguments), EnableRaisingEvents = true };
+        var command = new WorkerProcess(process, httpPort: 0);
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { command.output.Enqueue(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { command.output.Enqueue(e.Data); } };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return command;
+    }
+
     /// <summary>Waits until GET /readyz answers 200.</summary>
     public async Task WaitUntilReadyAsync(TimeSpan? timeout = null)
     {

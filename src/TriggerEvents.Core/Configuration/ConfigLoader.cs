@@ -239,7 +239,7 @@ internal static partial class ConfigLoader
             }
             else
             {
-                reader.Error(scalar.Location, path, $"'{scalar.Value}' is not an operation: use INSERT, UPDATE, DELETE or MANUAL");
+                reader.Error(scalar.Location, path, $"'{scalar.Value}' is not an operation: use INSERT, UPDATE, DELETE, MANUAL or READ");
                 valid = false;
             }
         }

@@ -17,9 +17,12 @@ internal static class EventOperations
     /// <summary>An event captured by <c>trigger_events.invoke</c>.</summary>
     public const string Manual = "MANUAL";
 
-    /// <summary>All four; a sorted set so that every listing of it reads the same.</summary>
+    /// <summary>A row as it is, written by <c>triggerevents backfill</c>.</summary>
+    public const string Read = "READ";
+
+    /// <summary>All five; a sorted set so that every listing of it reads the same.</summary>
     public static ImmutableSortedSet<string> All { get; } =
-        ImmutableSortedSet.Create(StringComparer.Ordinal, Insert, Update, Delete, Manual);
+        ImmutableSortedSet.Create(StringComparer.Ordinal, Insert, Update, Delete, Manual, Read);
 
     /// <summary>The canonical spelling of <paramref name="text"/> (any case), or null if it is no operation.</summary>
     public static string? Normalize(string text) =>

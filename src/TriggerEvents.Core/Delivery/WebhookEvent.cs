@@ -9,8 +9,8 @@ namespace TriggerEvents.Core.Delivery;
 /// <param name="TriggerName">The event trigger that captured it.</param>
 /// <param name="TableSchema">The schema of the table, or whatever <c>invoke</c> recorded for a MANUAL event.</param>
 /// <param name="TableName">The table's name.</param>
-/// <param name="Operation">INSERT, UPDATE, DELETE or MANUAL.</param>
-/// <param name="OldRow">The row before the change as JSON text, or null (for INSERT and MANUAL).</param>
+/// <param name="Operation">INSERT, UPDATE, DELETE, MANUAL or READ (a backfilled row).</param>
+/// <param name="OldRow">The row before the change as JSON text, or null (for INSERT, MANUAL and READ).</param>
 /// <param name="NewRow">The row after the change (the payload for MANUAL) as JSON text, or null (for DELETE).</param>
 /// <param name="SessionVariables">The <c>trigger_events.session</c> JSON object of the capturing transaction, or null.</param>
 /// <param name="TraceParent">The <c>trigger_events.traceparent</c> of the capturing transaction, or null.</param>

@@ -44,10 +44,12 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
     // start_from earliest or a time: the deliveries of the events before the new subscription's
     // place in the log (the fan-out gives it every event after). Exactly those: an event of a
     // transaction still open at registration is after the place, and comes from the fan-out.
+    // READ events a backfill wrote for another subscription are that one's only.
     private const string BackfillSql = """
         INSERT INTO trigger_events.deliveries (subscription_id, event_id)
         SELECT $1, e.id FROM trigger_events.event_log e
         WHERE e.trigger_name = $2 AND e.op = ANY ($3) AND e.captured_at >= $4
+          AND (e.subscription_name IS NULL OR e.subscription_name = $5)
           AND pg_visible_in_snapshot(e.transaction_id,
                 (SELECT sp.position FROM trigger_events.subscription_positions sp WHERE sp.subscription_id = $1))
         ON CONFLICT DO NOTHING
@@ -151,6 +153,7 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
                 backfill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Trigger });
                 backfill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
                 backfill.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = since });
+                backfill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Name });
                 backfilled = await backfill.ExecuteNonQueryAsync(cancellationToken);
             }
 

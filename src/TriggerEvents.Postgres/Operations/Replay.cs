@@ -16,12 +16,15 @@ internal static class Replay
 {
     public const int BatchSize = 1000;
 
-    // $1 trigger, $2 operations, $3 since, $4 until, $5 after id (keyset), $6 event id.
+    // $1 trigger, $2 operations, $3 since, $4 until, $5 after id (keyset), $6 event id, $7 the
+    // subscription's id. READ events a backfill wrote for another subscription are that one's only.
     private const string Events = """
         SELECT e.id FROM trigger_events.event_log e
         WHERE e.trigger_name = $1 AND e.op = ANY ($2)
           AND e.captured_at >= $3 AND ($4::timestamptz IS NULL OR e.captured_at < $4)
           AND ($6::bigint IS NULL OR e.id = $6)
+          AND (e.subscription_name IS NULL
+               OR e.subscription_name = (SELECT s.name FROM trigger_events.subscriptions s WHERE s.id = $7))
         """;
 
     /// <summary>How many captured events a replay with these bounds would schedule.</summary>
@@ -29,9 +32,10 @@ internal static class Replay
         NpgsqlDataSource dataSource, string subscription, string? trigger, DateTimeOffset since, DateTimeOffset? until, long? eventId,
         CancellationToken cancellationToken)
     {
-        var (_, subscriptionTrigger, operations) = await FindSubscriptionAsync(dataSource, subscription, cancellationToken);
+        var (subscriptionId, subscriptionTrigger, operations) = await FindSubscriptionAsync(dataSource, subscription, cancellationToken);
         await using var count = dataSource.CreateCommand($"SELECT count(*) FROM ({Events}) x");
         AddParameters(count, trigger ?? subscriptionTrigger, operations, since, until, 0, eventId);
+        count.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         return (long)(await count.ExecuteScalarAsync(cancellationToken))!;
     }
 

@@ -382,7 +382,7 @@ public class ConfigErrorTests
     {
         Assert.That(
             ConfigText.Error(ConfigText.Subscription("    operations: [INSERT, TRUNCATE]\n")),
-            Is.EqualTo("te.yaml:6:26: subscriptions[0].operations: 'TRUNCATE' is not an operation: use INSERT, UPDATE, DELETE or MANUAL"));
+            Is.EqualTo("te.yaml:6:26: subscriptions[0].operations: 'TRUNCATE' is not an operation: use INSERT, UPDATE, DELETE, MANUAL or READ"));
     }
 
     [Test]

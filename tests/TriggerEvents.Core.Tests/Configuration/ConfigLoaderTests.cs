@@ -43,7 +43,7 @@ public class ConfigLoaderTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(subscription.Operations, Is.EquivalentTo(new[] { "INSERT", "UPDATE", "DELETE", "MANUAL" }));
+            Assert.That(subscription.Operations, Is.EquivalentTo(new[] { "INSERT", "UPDATE", "DELETE", "MANUAL", "READ" }));
             Assert.That(subscription.StartFrom, Is.InstanceOf<StartFrom.Now>());
             Assert.That(subscription.Webhook.Headers, Is.Empty);
             Assert.That(subscription.Webhook.Timeout, Is.EqualTo(TimeSpan.FromSeconds(10)));
@@ -147,6 +147,20 @@ public class ConfigLoaderTests
         Assert.That(subscription.Operations, Is.EquivalentTo(new[] { "INSERT", "DELETE", "MANUAL" }));
         Assert.That(subscription.Operations.Contains("INSERT"), Is.True);
         Assert.That(subscription.Operations.Contains("UPDATE"), Is.False);
+    }
+
+    [Test]
+    public void A_subscription_may_list_read_to_receive_backfilled_rows()
+    {
+        var subscription = ConfigText.Parse("""
+            subscriptions:
+              - name: s
+                trigger: t
+                operations: [read, INSERT]
+                webhook: { url: "http://receiver:8080/" }
+            """).Subscriptions.Single();
+
+        Assert.That(subscription.Operations, Is.EqualTo(new[] { "INSERT", "READ" }));
     }
 
     [TestCase("now", null)]

@@ -94,6 +94,17 @@ public class WebhookPayloadTests
     }
 
     [Test]
+    public void A_read_event_shows_the_row_as_new_and_no_old_row()
+    {
+        var node = Json(SpecEvent with { Operation = "READ", OldRow = null, NewRow = """{"id": 7, "status": "paid"}""" });
+
+        Assert.That(node["event"]!["op"]!.GetValue<string>(), Is.EqualTo("READ"));
+        Assert.That(node["event"]!["data"]!.AsObject().ContainsKey("old"), Is.True);
+        Assert.That(node["event"]!["data"]!["old"], Is.Null);
+        Assert.That(node["event"]!["data"]!["new"]!["status"]!.GetValue<string>(), Is.EqualTo("paid"));
+    }
+
+    [Test]
     public void A_valid_traceparent_becomes_a_trace_context_with_its_ids()
     {
         const string traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
