@@ -37,7 +37,7 @@ public sealed class ValidateTests
 
         Assert.That(result.ExitCode, Is.Zero, result.ToString());
         Assert.That(result.Out, Does.Contain("1 subscriptions, valid"));
-        Assert.That(result.Out, Does.Contain("worker.deny_private_networks: false: every address the URLs name is called, private ones included"));
+        Assert.That(result.Out, Does.Contain("worker.deny_private_networks is off: every address the URLs name is called, private ones included"));
     }
 
     [Test]
@@ -52,7 +52,7 @@ public sealed class ValidateTests
         var result = await new Cli(null).RunAsync("validate", "--config", path);
 
         Assert.That(result.ExitCode, Is.Zero, result.ToString());
-        Assert.That(result.Out, Does.Contain("worker.deny_private_networks: true: private, loopback, link-local and metadata addresses are refused"));
+        Assert.That(result.Out, Does.Contain("worker.deny_private_networks is on: private, loopback, link-local and metadata addresses are refused"));
     }
 
     [Test]
