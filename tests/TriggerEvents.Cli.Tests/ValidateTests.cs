@@ -37,6 +37,22 @@ public sealed class ValidateTests
 
         Assert.That(result.ExitCode, Is.Zero, result.ToString());
         Assert.That(result.Out, Does.Contain("1 subscriptions, valid"));
+        Assert.That(result.Out, Does.Contain("worker.deny_private_networks is off: every address the URLs name is called, private ones included"));
+    }
+
+    [Test]
+    public async Task Validate_shows_that_private_networks_are_denied()
+    {
+        var path = Write("""
+            subscriptions: []
+            worker:
+              deny_private_networks: true
+            """);
+
+        var result = await new Cli(null).RunAsync("validate", "--config", path);
+
+        Assert.That(result.ExitCode, Is.Zero, result.ToString());
+        Assert.That(result.Out, Does.Contain("worker.deny_private_networks is on: private, loopback, link-local and metadata addresses are refused"));
     }
 
     [Test]

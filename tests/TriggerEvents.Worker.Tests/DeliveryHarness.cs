@@ -150,6 +150,9 @@ internal sealed class DeliveryHarness : IAsyncDisposable
 
     public IReadOnlyList<Hook> Hooks => hooks;
 
+    /// <summary>More keys for the <c>worker:</c> section of the next <see cref="StartWorkerAsync"/>, indented by two spaces.</summary>
+    public string WorkerYaml { get; set; } = "";
+
     public static async Task<DeliveryHarness> CreateAsync()
     {
         var scenario = await WorkerScenario.CreateAsync();
@@ -182,6 +185,7 @@ internal sealed class DeliveryHarness : IAsyncDisposable
               shutdown_timeout: 8s
 
             """);
+        yaml.Append(WorkerYaml);
         await File.WriteAllTextAsync(file, yaml.ToString());
         Worker = await Scenario.StartWorkerAsync((file, port));
         return Worker;

@@ -24,7 +24,7 @@ internal static partial class ConfigLoader
     private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval"];
+    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -534,6 +534,7 @@ internal static partial class ConfigLoader
             Concurrency = reader.Int(map["concurrency"], map.PathOf("concurrency"), WorkerConfig.DefaultConcurrency, min: 1),
             MetricsInterval = reader.Duration(map["metrics_interval"], map.PathOf("metrics_interval"), WorkerConfig.DefaultMetricsInterval, TimeSpan.FromMilliseconds(100)),
             SummaryInterval = reader.Duration(map["summary_interval"], map.PathOf("summary_interval"), WorkerConfig.DefaultSummaryInterval, TimeSpan.FromMilliseconds(100)),
+            DenyPrivateNetworks = reader.Bool(map["deny_private_networks"], map.PathOf("deny_private_networks"), defaultValue: false),
         };
         return (worker, new WorkerLocations(
             lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null,

@@ -111,6 +111,23 @@ internal sealed class NodeReader(List<ConfigError> errors)
         return value;
     }
 
+    /// <summary><c>true</c> or <c>false</c> (as YAML writes them, in any case), or <paramref name="defaultValue"/>.</summary>
+    public bool Bool(YamlTree.Node? node, string path, bool defaultValue)
+    {
+        if (Scalar(node, path) is not { } scalar)
+        {
+            return defaultValue;
+        }
+
+        if (bool.TryParse(scalar.Value, out var value))
+        {
+            return value;
+        }
+
+        Error(scalar.Location, path, $"'{scalar.Value}' is not true or false");
+        return defaultValue;
+    }
+
     /// <summary>A duration of at least <paramref name="min"/>, or <paramref name="defaultValue"/>.</summary>
     public TimeSpan Duration(YamlTree.Node? node, string path, TimeSpan defaultValue, TimeSpan min) =>
         Scalar(node, path) is { } scalar && ParseDuration(scalar, path, min) is { } value ? value : defaultValue;

@@ -66,4 +66,14 @@ internal sealed record WorkerConfig
 
     /// <summary><c>summary_interval</c>: how often the worker logs what it delivered since the last summary.</summary>
     public TimeSpan SummaryInterval { get; init; } = DefaultSummaryInterval;
+
+    /// <summary>
+    /// <c>deny_private_networks</c>: when true, the worker refuses to connect to any address that is not
+    /// public (loopback, RFC 1918 and unique-local, link-local with the cloud metadata endpoints,
+    /// carrier-grade NAT, unspecified, multicast, reserved; see <c>PrivateAddress</c>), checked on the
+    /// address it is about to connect to, after DNS; such a delivery is dead at once with the reason.
+    /// Proxies from the environment are then not used, since the worker must connect itself to check.
+    /// Off by default: any URL a subscription names is called (issue 12).
+    /// </summary>
+    public bool DenyPrivateNetworks { get; init; }
 }

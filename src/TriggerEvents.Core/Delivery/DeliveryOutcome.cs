@@ -10,7 +10,9 @@ namespace TriggerEvents.Core.Delivery;
 /// <param name="Error">What went wrong, for the dead-letter row and the logs; never a header or secret value.</param>
 /// <param name="IsTimeout">The request did not finish within <c>webhook.timeout</c>.</param>
 /// <param name="IsConnectionError">No connection could be made or it broke before a response.</param>
-internal sealed record DeliveryOutcome(int? StatusCode, string? Error, bool IsTimeout, bool IsConnectionError)
+/// <param name="IsRefused">The worker itself refused to send it (<c>worker.deny_private_networks</c>):
+/// nothing reached the target, and trying again would be refused the same way.</param>
+internal sealed record DeliveryOutcome(int? StatusCode, string? Error, bool IsTimeout, bool IsConnectionError, bool IsRefused = false)
 {
     /// <summary>Any 2xx: the receiver has the event.</summary>
     public bool IsSuccess => StatusCode is >= 200 and <= 299;
@@ -25,14 +27,17 @@ internal sealed record DeliveryOutcome(int? StatusCode, string? Error, bool IsTi
     /// <summary>The connection failed: refused, reset, DNS, TLS.</summary>
     public static DeliveryOutcome ConnectionError(string error) => new(null, error, IsTimeout: false, IsConnectionError: true);
 
+    /// <summary>The worker refused to connect to the destination; <paramref name="error"/> says why.</summary>
+    public static DeliveryOutcome Refused(string error) => new(null, error, IsTimeout: false, IsConnectionError: false, IsRefused: true);
+
     /// <summary>Anything else that failed the attempt before a status was known.</summary>
     public static DeliveryOutcome Failed(string error) => new(null, error, IsTimeout: false, IsConnectionError: false);
 
-    /// <summary>One line for a dead-letter reason or a log: <c>HTTP 503</c>, <c>timeout: ...</c>, <c>connection error: ...</c>.</summary>
+    /// <summary>One line for a dead-letter reason or a log: <c>HTTP 503</c>, <c>timeout: ...</c>, <c>connection error: ...</c>, <c>refused: ...</c>.</summary>
     public string Describe()
     {
         var status = StatusCode is { } code ? string.Create(CultureInfo.InvariantCulture, $"HTTP {code}") : null;
-        var kind = IsTimeout ? "timeout" : IsConnectionError ? "connection error" : status is null ? "error" : null;
+        var kind = IsTimeout ? "timeout" : IsConnectionError ? "connection error" : IsRefused ? "refused" : status is null ? "error" : null;
         return (status, kind, Error) switch
         {
             (not null, _, null) => status,

@@ -16,7 +16,8 @@ namespace TriggerEvents.Core.Delivery;
 /// </para>
 /// <para>
 /// Outcomes: any 2xx is delivered. 410 Gone is dead at once: the receiver says the endpoint is gone
-/// for good. Everything else (other 4xx, 5xx, 3xx since redirects are not followed, a timeout, a
+/// for good. So is a request the worker refused to send (a private destination while
+/// <c>worker.deny_private_networks</c> is on). Everything else (other 4xx, 5xx, 3xx since redirects are not followed, a timeout, a
 /// connection error) is retried until <see cref="RetryConfig.MaxAttempts"/> attempts have been made,
 /// then dead with the last outcome as the reason. A <c>Retry-After</c> replaces the jittered wait,
 /// capped at <see cref="RetryConfig.MaxInterval"/>, so a receiver can slow us down but not park a
@@ -90,6 +91,14 @@ internal sealed class RetryPolicy
         if (outcome.StatusCode == 410)
         {
             return new RetryDecision.Dead($"{outcome.Describe()}: the receiver says the endpoint is gone, so it is not retried");
+        }
+
+        if (outcome.IsRefused)
+        {
+            // Refused by the worker's own setting (worker.deny_private_networks): every retry would
+            // be refused too while it is on, so it is dead at once, with the reason; `dead retry`
+            // sends it again once the URL or the setting has changed (issue 12).
+            return new RetryDecision.Dead($"{outcome.Describe()}; not retried");
         }
 
         if (attemptsMade >= _config.MaxAttempts)

@@ -13,7 +13,8 @@ namespace TriggerEvents.Core.Delivery;
 /// <param name="OldRow">The row before the change as JSON text, or null (for INSERT, MANUAL and READ).</param>
 /// <param name="NewRow">The row after the change (the payload for MANUAL) as JSON text, or null (for DELETE).</param>
 /// <param name="SessionVariables">The <c>trigger_events.session</c> JSON object of the capturing transaction, or null.</param>
-/// <param name="TraceParent">The <c>trigger_events.traceparent</c> of the capturing transaction, or null.</param>
+/// <param name="TraceParent">The <c>trigger_events.traceparent</c> of the capturing transaction as the writer
+/// set it, or null; only what <see cref="Delivery.TraceParent.TryParse"/> accepts is sent on.</param>
 /// <param name="ConditionError">The error the trigger's condition raised for this row (the event was
 /// captured as if it were true), or null.</param>
 internal sealed record WebhookEvent(

@@ -128,23 +128,19 @@ internal static class WebhookPayload
 
     private static void WriteTraceContext(Utf8JsonWriter writer, string? traceParent)
     {
-        if (traceParent is null)
+        // A writer's value that is not a valid traceparent is dropped (SPEC "Roles and secrets"):
+        // null, as when none was set, never passed on as written. WebhookClient leaves out the
+        // header for the same values.
+        if (!TraceParent.TryParse(traceParent, out var parsed))
         {
             writer.WriteNull(TraceContext);
             return;
         }
 
         writer.WriteStartObject(TraceContext);
-        writer.WriteString(TraceParentName, traceParent);
-
-        // Something that is not a valid traceparent is still passed on as written, for the receiver
-        // to make of it what it can, but without ids read out of it.
-        if (TraceParent.TryParse(traceParent, out var parsed))
-        {
-            writer.WriteString(TraceId, parsed.TraceId);
-            writer.WriteString(SpanId, parsed.SpanId);
-        }
-
+        writer.WriteString(TraceParentName, parsed.Value);
+        writer.WriteString(TraceId, parsed.TraceId);
+        writer.WriteString(SpanId, parsed.SpanId);
         writer.WriteEndObject();
     }
 

@@ -15,13 +15,11 @@ internal sealed record AttemptOutcome(
 /// <summary>
 /// Posts events to one subscription's webhook: one pooled connection handler per target,
 /// redirects not followed, the subscription's timeout per request, Standard Webhooks
-/// signatures computed at send time.
+/// signatures computed at send time. With <c>worker.deny_private_networks</c>, connections go
+/// through <see cref="PrivateNetworkGuard"/>.
 /// </summary>
 internal sealed class WebhookClient : IDisposable
 {
-    /// <summary>How much of a response body is kept with the attempt record.</summary>
-    public const int ResponseExcerptBytes = 1024;
-
     public static readonly string UserAgent =
         "triggerevents/" + (typeof(WebhookClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0");
 
@@ -29,13 +27,15 @@ internal sealed class WebhookClient : IDisposable
     private readonly HttpClient client;
     private readonly WebhookSigner? signer;
     private readonly TimeProvider time;
+    private readonly string[] headerValues;
 
-    public WebhookClient(SubscriptionConfig subscription, int maxConnections, TimeProvider time)
+    public WebhookClient(SubscriptionConfig subscription, int maxConnections, TimeProvider time, bool denyPrivateNetworks = false)
     {
         this.subscription = subscription;
         this.time = time;
         signer = subscription.Webhook.SigningSecrets.Count > 0 ? new WebhookSigner(subscription.Webhook.SigningSecrets) : null;
-        client = new HttpClient(new SocketsHttpHandler
+        headerValues = [.. subscription.Webhook.Headers.Values];
+        var handler = new SocketsHttpHandler
         {
             // A 3xx is a failed attempt (SPEC): the target must be configured with its final URL.
             AllowAutoRedirect = false,
@@ -45,7 +45,16 @@ internal sealed class WebhookClient : IDisposable
             // Re-resolve DNS now and then so a moved target is followed without a restart.
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             ConnectTimeout = subscription.Webhook.Timeout,
-        })
+        };
+        if (denyPrivateNetworks)
+        {
+            // Only when asked for: the default connect step stays on the hot path otherwise. A
+            // proxy would make the connection, and resolve the name, out of the guard's sight.
+            handler.ConnectCallback = PrivateNetworkGuard.ConnectAsync;
+            handler.UseProxy = false;
+        }
+
+        client = new HttpClient(handler)
         {
             // The per-request timeout is the subscription's, applied with a token below.
             Timeout = Timeout.InfiniteTimeSpan,
@@ -83,9 +92,10 @@ internal sealed class WebhookClient : IDisposable
             request.Headers.TryAddWithoutValidation("webhook-signature", signer.Sign(messageId, timestamp, body));
         }
 
-        if (delivery.Event.TraceParent is { } traceparent)
+        // Only a valid one (TraceParent): a writer's malformed value is dropped, not forwarded.
+        if (TraceParent.TryParse(delivery.Event.TraceParent, out var traceParent))
         {
-            request.Headers.TryAddWithoutValidation("traceparent", traceparent);
+            request.Headers.TryAddWithoutValidation("traceparent", traceParent.Value);
         }
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -93,10 +103,16 @@ internal sealed class WebhookClient : IDisposable
         try
         {
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-            string? excerpt;
+            var outcome = DeliveryOutcome.Response((int)response.StatusCode);
+            string? excerpt = null;
             try
             {
-                excerpt = await ReadExcerptAsync(response, timeout.Token);
+                // A success's body is not read at all (SPEC "Roles and secrets": only failed
+                // attempts keep an excerpt); disposing the response drains it for the next request.
+                if (!outcome.IsSuccess)
+                {
+                    excerpt = await ReadExcerptAsync(response, headerValues, timeout.Token);
+                }
             }
             catch (Exception e) when (e is HttpRequestException or IOException ||
                                       (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
@@ -113,11 +129,15 @@ internal sealed class WebhookClient : IDisposable
                 retryAfter = delay;
             }
 
-            return new AttemptOutcome(DeliveryOutcome.Response((int)response.StatusCode), retryAfter, excerpt, startedAt, time.GetElapsedTime(started));
+            return new AttemptOutcome(outcome, retryAfter, excerpt, startedAt, time.GetElapsedTime(started));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             return new AttemptOutcome(DeliveryOutcome.Timeout(subscription.Webhook.Timeout), null, null, startedAt, time.GetElapsedTime(started));
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException && PrivateNetworkGuard.RefusalIn(e) is { } refused)
+        {
+            return new AttemptOutcome(DeliveryOutcome.Refused(refused.Message), null, null, startedAt, time.GetElapsedTime(started));
         }
         catch (Exception e) when (e is HttpRequestException or IOException)
         {
@@ -128,26 +148,28 @@ internal sealed class WebhookClient : IDisposable
 
     public void Dispose() => client.Dispose();
 
-    private static async Task<string?> ReadExcerptAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    /// <summary>The start of a failed attempt's response body, redacted (<see cref="ResponseExcerpt"/>).</summary>
+    private static async Task<string?> ReadExcerptAsync(HttpResponseMessage response, string[] headerValues, CancellationToken cancellationToken)
     {
         if (response.Content.Headers.ContentLength == 0)
         {
-            // A 204, or an empty 200: the common answer, with nothing to keep.
             return null;
         }
 
         await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
-        var buffer = ArrayPool<byte>.Shared.Rent(ResponseExcerptBytes);
+        // One byte more than is kept, to know whether the body was cut off.
+        var buffer = ArrayPool<byte>.Shared.Rent(ResponseExcerpt.MaxBytes + 1);
         try
         {
             var read = 0;
             int n;
-            while (read < ResponseExcerptBytes && (n = await stream.ReadAsync(buffer.AsMemory(read, ResponseExcerptBytes - read), cancellationToken)) > 0)
+            while (read <= ResponseExcerpt.MaxBytes && (n = await stream.ReadAsync(buffer.AsMemory(read, ResponseExcerpt.MaxBytes + 1 - read), cancellationToken)) > 0)
             {
                 read += n;
             }
 
-            return read == 0 ? null : System.Text.Encoding.UTF8.GetString(buffer, 0, read);
+            var kept = Math.Min(read, ResponseExcerpt.MaxBytes);
+            return ResponseExcerpt.Create(buffer.AsSpan(0, kept), truncated: read > kept, headerValues);
         }
         finally
         {

@@ -93,7 +93,7 @@ internal sealed class WorkerService(
 
         var clients = registered.Select(s => new ActiveSubscription(
             s.Id,
-            new WebhookClient(s.Config, Math.Min(s.Config.MaxInFlight, config.Worker.Concurrency), time),
+            new WebhookClient(s.Config, Math.Min(s.Config.MaxInFlight, config.Worker.Concurrency), time, config.Worker.DenyPrivateNetworks),
             new RetryPolicy(s.Config.Retry))).ToList();
         try
         {
@@ -107,6 +107,10 @@ internal sealed class WorkerService(
             logger.LogInformation(
                 "Worker {Owner} of group {Group} delivering {Count} subscriptions: {Subscriptions}",
                 worker.Owner, config.Worker.Group, clients.Count, string.Join(", ", clients.Select(c => c.Name)));
+            if (config.Worker.DenyPrivateNetworks)
+            {
+                logger.LogInformation("worker.deny_private_networks is on: deliveries to private, loopback and link-local addresses are refused and dead at once; proxies from the environment are not used");
+            }
 
             using var stopBackground = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             var listening = listener.RunAsync(stopBackground.Token);

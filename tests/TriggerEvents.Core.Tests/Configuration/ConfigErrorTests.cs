@@ -143,6 +143,14 @@ public class ConfigErrorTests
         Assert.That(ConfigText.Error(ConfigText.Subscription($"worker:\n  {line}\n")), Is.EqualTo(error));
     }
 
+    [TestCase("deny_private_networks: yes", "te.yaml:7:26: worker.deny_private_networks: 'yes' is not true or false")]
+    [TestCase("deny_private_networks: 1", "te.yaml:7:26: worker.deny_private_networks: '1' is not true or false")]
+    [TestCase("deny_private_networks: [true]", "te.yaml:7:26: worker.deny_private_networks: expected a single value, found a list")]
+    public void A_flag_that_is_not_true_or_false_is_an_error_at_its_value(string line, string error)
+    {
+        Assert.That(ConfigText.Error(ConfigText.Subscription($"worker:\n  {line}\n")), Is.EqualTo(error));
+    }
+
     [Test]
     public void A_bad_retention_mentions_forever()
     {

@@ -68,6 +68,7 @@ public class ConfigLoaderTests
             Assert.That(config.Worker.HttpPort, Is.EqualTo(8080));
             Assert.That(config.Worker.ShutdownTimeout, Is.EqualTo(TimeSpan.FromSeconds(30)));
             Assert.That(config.Worker.Concurrency, Is.EqualTo(64));
+            Assert.That(config.Worker.DenyPrivateNetworks, Is.False, "any URL is called unless an operator says otherwise");
             Assert.That(config.Retention.DeliveredEvents, Is.EqualTo(TimeSpan.FromDays(7)));
             Assert.That(config.Retention.Attempts, Is.EqualTo(TimeSpan.FromDays(7)));
             Assert.That(config.Retention.CleanupInterval, Is.EqualTo(TimeSpan.FromMinutes(5)));
@@ -87,6 +88,7 @@ public class ConfigLoaderTests
               concurrency: 8
               metrics_interval: 5s
               summary_interval: 10m
+              deny_private_networks: true
             retention:
               delivered_events: 1d
               attempts: 12h
@@ -103,6 +105,7 @@ public class ConfigLoaderTests
             Concurrency = 8,
             MetricsInterval = TimeSpan.FromSeconds(5),
             SummaryInterval = TimeSpan.FromMinutes(10),
+            DenyPrivateNetworks = true,
         }));
         Assert.That(config.Retention, Is.EqualTo(new RetentionConfig
         {

@@ -21,6 +21,7 @@ public class DeliveryOutcomeTests
         Assert.That(DeliveryOutcome.Timeout(TimeSpan.FromSeconds(1)).IsSuccess, Is.False);
         Assert.That(DeliveryOutcome.ConnectionError("refused").IsSuccess, Is.False);
         Assert.That(DeliveryOutcome.Failed("boom").IsSuccess, Is.False);
+        Assert.That(DeliveryOutcome.Refused("private").IsSuccess, Is.False);
     }
 
     [Test]
@@ -30,6 +31,7 @@ public class DeliveryOutcomeTests
         Assert.That(DeliveryOutcome.Timeout(TimeSpan.FromMilliseconds(1500)), Is.EqualTo(new DeliveryOutcome(null, "no response within 1s500ms", true, false)));
         Assert.That(DeliveryOutcome.ConnectionError("refused"), Is.EqualTo(new DeliveryOutcome(null, "refused", false, true)));
         Assert.That(DeliveryOutcome.Failed("boom"), Is.EqualTo(new DeliveryOutcome(null, "boom", false, false)));
+        Assert.That(DeliveryOutcome.Refused("private"), Is.EqualTo(new DeliveryOutcome(null, "private", false, false, IsRefused: true)));
     }
 
     [Test]
@@ -42,6 +44,7 @@ public class DeliveryOutcomeTests
             Assert.That(DeliveryOutcome.Timeout(TimeSpan.FromSeconds(10)).Describe(), Is.EqualTo("timeout: no response within 10s"));
             Assert.That(DeliveryOutcome.ConnectionError("refused").Describe(), Is.EqualTo("connection error: refused"));
             Assert.That(DeliveryOutcome.Failed("boom").Describe(), Is.EqualTo("error: boom"));
+            Assert.That(DeliveryOutcome.Refused("private").Describe(), Is.EqualTo("refused: private"));
             Assert.That(new DeliveryOutcome(null, null, true, false).Describe(), Is.EqualTo("timeout"));
         });
     }

@@ -111,6 +111,17 @@ public class RetryPolicyTests
         Assert.That(((RetryDecision.Dead)decision).Reason, Does.StartWith("HTTP 410"));
     }
 
+    [Test]
+    public void A_request_the_worker_refused_is_dead_at_once_with_the_reason()
+    {
+        var refused = DeliveryOutcome.Refused("destination 127.0.0.1 is a private address and worker.deny_private_networks is on");
+
+        var decision = Default.Decide(1, refused, null, 0.5);
+
+        Assert.That(decision, Is.EqualTo(new RetryDecision.Dead(
+            "refused: destination 127.0.0.1 is a private address and worker.deny_private_networks is on; not retried")));
+    }
+
     [TestCase(100)]
     [TestCase(301)]
     [TestCase(302)]

@@ -118,15 +118,25 @@ public class WebhookPayloadTests
     [TestCase("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01")]
     [TestCase("00-00000000000000000000000000000000-00f067aa0ba902b7-01")]
     [TestCase("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01")]
-    [TestCase("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    [TestCase("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
     [TestCase("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")]
+    [TestCase("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Injected: 1")]
     [TestCase("")]
-    public void A_traceparent_that_cannot_be_read_is_passed_on_alone(string traceParent)
+    public void A_traceparent_that_is_not_valid_is_dropped_and_the_trace_context_is_null(string traceParent)
     {
-        var context = Json(SpecEvent with { TraceParent = traceParent })["event"]!["trace_context"]!.AsObject();
+        var node = Json(SpecEvent with { TraceParent = traceParent });
 
-        Assert.That(context.Select(p => p.Key), Is.EqualTo(new[] { "traceparent" }));
-        Assert.That(context["traceparent"]!.GetValue<string>(), Is.EqualTo(traceParent));
+        Assert.That(node["event"]!.AsObject().ContainsKey("trace_context"), Is.True, "the key stays, as in Hasura's body");
+        Assert.That(node["event"]!["trace_context"], Is.Null);
+        Assert.That(node.ToJsonString(), Does.Not.Contain("4bf92f3577b34da6a3ce929d0e0e4736").IgnoreCase);
+    }
+
+    [Test]
+    public void A_later_version_traceparent_is_passed_on_as_version_00()
+    {
+        var context = Json(SpecEvent with { TraceParent = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more" })["event"]!["trace_context"]!;
+
+        Assert.That(context.ToJsonString(), Is.EqualTo("""{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}"""));
     }
 
     [Test]
