@@ -126,7 +126,9 @@ internal sealed class DeliveryHarness : IAsyncDisposable
             updated_at      timestamptz NOT NULL,
             last_status     int
         );
-        CREATE FUNCTION public.record_delivery_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+        -- SECURITY DEFINER: the trigger fires in the worker's statements, and the worker's role
+        -- has no right on the test's own table.
+        CREATE FUNCTION public.record_delivery_transition() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
         BEGIN
             INSERT INTO public.delivery_transitions (subscription_id, event_id, status, attempts, next_attempt_at, updated_at, last_status)
             VALUES (NEW.subscription_id, NEW.event_id, NEW.status::text, NEW.attempts, NEW.next_attempt_at, NEW.updated_at, NEW.last_status);
