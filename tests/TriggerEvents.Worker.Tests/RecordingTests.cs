@@ -38,7 +38,7 @@ public sealed class RecordingTests
         // counts the writes because it is not rolled back with the failed statement.
         await harness.Database.ExecuteAsync("""
             CREATE SEQUENCE public.result_writes;
-            CREATE FUNCTION public.fail_first_result_write() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE FUNCTION public.fail_first_result_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
             BEGIN
                 IF nextval('public.result_writes') = 1 THEN
                     RAISE EXCEPTION 'simulated failure of the first result write' USING ERRCODE = '40001';
