@@ -40,7 +40,7 @@ public sealed class DeliveryStoreTests
         Assert.That(first.Select(c => c.Attempt), Is.All.EqualTo(1));
         Assert.That(second, Has.Count.EqualTo(6), "held deliveries are not claimed again");
         Assert.That(first.Select(c => c.Event.Id).Intersect(second.Select(c => c.Event.Id)), Is.Empty);
-        Assert.That(first[0].Event.NewRow, Does.Contain("\"id\""));
+        Assert.That(first[0].Event.NewRow.ToString(), Does.Contain("\"id\""));
     }
 
     [Test]
@@ -117,7 +117,7 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscriptionId, owner, 3, Lease, CancellationToken.None);
 
-        await store.ReleaseAsync(owner, [.. claimed.Select(c => c.Key)], CancellationToken.None);
+        await store.ReleaseAsync(owner, [.. claimed.Select(c => c.Lease(sent: false))], CancellationToken.None);
 
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'pending' AND attempts = 0"), Is.EqualTo(10));
     }
@@ -128,9 +128,9 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscriptionId, owner, 1, TimeSpan.FromSeconds(5), CancellationToken.None);
 
-        await store.ExtendLeasesAsync(Guid.NewGuid(), [claimed[0].Key], TimeSpan.FromHours(1), CancellationToken.None);
+        await store.ExtendLeasesAsync(Guid.NewGuid(), [claimed[0].Lease(sent: true)], TimeSpan.FromHours(1), CancellationToken.None);
         var afterStranger = await database.ScalarAsync<double>("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM trigger_events.deliveries WHERE status = 'in_flight'");
-        await store.ExtendLeasesAsync(owner, [claimed[0].Key], TimeSpan.FromHours(1), CancellationToken.None);
+        await store.ExtendLeasesAsync(owner, [claimed[0].Lease(sent: true)], TimeSpan.FromHours(1), CancellationToken.None);
         var afterOwner = await database.ScalarAsync<double>("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM trigger_events.deliveries WHERE status = 'in_flight'");
 
         Assert.That(afterStranger, Is.LessThanOrEqualTo(5));
@@ -367,6 +367,7 @@ public sealed class DeliveryStoreTests
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = cursor.EventId });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = DeliveryStore.InlineEventBytes });
         batch.BatchCommands.Add(explain);
         await using var reader = await batch.ExecuteReaderAsync();
         await reader.NextResultAsync();

@@ -21,10 +21,10 @@ internal static partial class ConfigLoader
     public const string DefaultFileName = "triggerevents.yaml";
 
     private static readonly string[] RootKeys = ["subscriptions", "worker", "retention"];
-    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
+    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval"];
+    private static readonly string[] WorkerKeys = ["batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "body_memory"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -179,6 +179,17 @@ internal static partial class ConfigLoader
         var webhook = ReadWebhook(reader, map, worker, workerLocations);
         var retry = ReadRetry(reader, map["retry"], map.PathOf("retry"));
         var maxInFlight = reader.Int(map["max_in_flight"], map.PathOf("max_in_flight"), SubscriptionConfig.DefaultMaxInFlight, min: 1);
+        var maxEventBytesNode = map["max_event_bytes"];
+        var maxEventBytes = reader.Size(
+            maxEventBytesNode, map.PathOf("max_event_bytes"), SubscriptionConfig.DefaultMaxEventBytes,
+            SubscriptionConfig.MinMaxEventBytes, SubscriptionConfig.MaxMaxEventBytes);
+        if (maxEventBytes > worker.BodyMemory)
+        {
+            // An event that may be this large would wait for room in body_memory for ever.
+            var explicitMax = maxEventBytesNode is YamlTree.Scalar { IsNull: false };
+            var at = explicitMax ? maxEventBytesNode!.Location : workerLocations.BodyMemory ?? map.Location;
+            reader.Error(at, map.PathOf("max_event_bytes"), $"{ByteSize.Format(maxEventBytes)}{(explicitMax ? "" : " (the default)")} must be at most worker.body_memory ({ByteSize.Format(worker.BodyMemory)}), or an event that large could never be sent");
+        }
 
         if (name is null || trigger is null || webhook is null)
         {
@@ -194,6 +205,7 @@ internal static partial class ConfigLoader
             Webhook = webhook,
             Retry = retry,
             MaxInFlight = maxInFlight,
+            MaxEventBytes = maxEventBytes,
             Location = map.Location,
             TriggerLocation = trigger.Location,
         };
@@ -511,11 +523,12 @@ internal static partial class ConfigLoader
     {
         if (reader.Mapping(top["worker"], "worker", WorkerKeys) is not { } map)
         {
-            return (new WorkerConfig(), new WorkerLocations(null, null));
+            return (new WorkerConfig(), new WorkerLocations(null, null, null));
         }
 
         var lease = map["lease"];
         var shutdownTimeout = map["shutdown_timeout"];
+        var bodyMemory = map["body_memory"];
         var worker = new WorkerConfig
         {
             BatchSize = reader.Int(map["batch_size"], map.PathOf("batch_size"), WorkerConfig.DefaultBatchSize, min: 1),
@@ -526,10 +539,12 @@ internal static partial class ConfigLoader
             Concurrency = reader.Int(map["concurrency"], map.PathOf("concurrency"), WorkerConfig.DefaultConcurrency, min: 1),
             MetricsInterval = reader.Duration(map["metrics_interval"], map.PathOf("metrics_interval"), WorkerConfig.DefaultMetricsInterval, TimeSpan.FromMilliseconds(100)),
             SummaryInterval = reader.Duration(map["summary_interval"], map.PathOf("summary_interval"), WorkerConfig.DefaultSummaryInterval, TimeSpan.FromMilliseconds(100)),
+            BodyMemory = reader.Size(bodyMemory, map.PathOf("body_memory"), WorkerConfig.DefaultBodyMemory, min: 1L << 20),
         };
         return (worker, new WorkerLocations(
             lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null,
-            shutdownTimeout is YamlTree.Scalar { IsNull: false } ? shutdownTimeout.Location : null));
+            shutdownTimeout is YamlTree.Scalar { IsNull: false } ? shutdownTimeout.Location : null,
+            bodyMemory is YamlTree.Scalar { IsNull: false } ? bodyMemory.Location : null));
     }
 
     private static RetentionConfig ReadRetention(NodeReader reader, NodeReader.MappingReader top)
@@ -547,8 +562,8 @@ internal static partial class ConfigLoader
         };
     }
 
-    /// <summary>Where the worker's bounds on <c>webhook.timeout</c> are written, when they are.</summary>
-    private sealed record WorkerLocations(ConfigLocation? Lease, ConfigLocation? ShutdownTimeout);
+    /// <summary>Where the worker's bounds on <c>webhook.timeout</c> and <c>max_event_bytes</c> are written, when they are.</summary>
+    private sealed record WorkerLocations(ConfigLocation? Lease, ConfigLocation? ShutdownTimeout, ConfigLocation? BodyMemory);
 
     // \z, not $: '$' would also match before a final line break, which an environment variable may carry.
     [GeneratedRegex(@"^[A-Za-z0-9_-]+\z", RegexOptions.CultureInvariant)]

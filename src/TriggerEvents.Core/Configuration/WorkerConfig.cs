@@ -27,6 +27,9 @@ internal sealed record WorkerConfig
     /// <summary>Default for <see cref="SummaryInterval"/>.</summary>
     public static readonly TimeSpan DefaultSummaryInterval = TimeSpan.FromMinutes(1);
 
+    /// <summary>Default for <see cref="BodyMemory"/>: 64 MiB.</summary>
+    public const long DefaultBodyMemory = 64L << 20;
+
     /// <summary><c>batch_size</c>: most deliveries claimed in one round trip.</summary>
     public int BatchSize { get; init; } = DefaultBatchSize;
 
@@ -57,4 +60,13 @@ internal sealed record WorkerConfig
 
     /// <summary><c>summary_interval</c>: how often the worker logs what it delivered since the last summary.</summary>
     public TimeSpan SummaryInterval { get; init; } = DefaultSummaryInterval;
+
+    /// <summary>
+    /// <c>body_memory</c>: how many bytes of large request bodies (those of events over 64 KiB)
+    /// one worker process holds at once, over all its requests; a large event waits for room
+    /// before it is read from the database. With <see cref="Concurrency"/> it bounds the worker's
+    /// memory whatever the data (README, "Guarantees"). At least every subscription's
+    /// <c>max_event_bytes</c>. Default <see cref="DefaultBodyMemory"/>.
+    /// </summary>
+    public long BodyMemory { get; init; } = DefaultBodyMemory;
 }

@@ -10,7 +10,8 @@ namespace TriggerEvents.Core.Delivery;
 /// <param name="TableSchema">The schema of the table, or whatever <c>invoke</c> recorded for a MANUAL event.</param>
 /// <param name="TableName">The table's name.</param>
 /// <param name="Operation">INSERT, UPDATE, DELETE or MANUAL.</param>
-/// <param name="OldRow">The row before the change as JSON text, or null (for INSERT and MANUAL).</param>
+/// <param name="OldRow">The row before the change as JSON text, or null (for INSERT and MANUAL, and
+/// for an event too large to come with its claim: the worker reads it apart).</param>
 /// <param name="NewRow">The row after the change (the payload for MANUAL) as JSON text, or null (for DELETE).</param>
 /// <param name="SessionVariables">The <c>trigger_events.session</c> JSON object of the capturing transaction, or null.</param>
 /// <param name="TraceParent">The <c>trigger_events.traceparent</c> of the capturing transaction, or null.</param>
@@ -23,8 +24,8 @@ internal sealed record WebhookEvent(
     string TableSchema,
     string TableName,
     string Operation,
-    string? OldRow,
-    string? NewRow,
-    string? SessionVariables,
+    Utf8Json? OldRow,
+    Utf8Json? NewRow,
+    Utf8Json? SessionVariables,
     string? TraceParent,
     string? ConditionError = null);
