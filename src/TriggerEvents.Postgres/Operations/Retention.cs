@@ -24,8 +24,8 @@ internal sealed record RetentionResult(long Events, long Deliveries, long Attemp
 /// statement, so a batch sees every such delivery committed before it and none is made while it
 /// runs. The fan-out needs no gate: it gives only events no subscription's place has passed, and
 /// a batch deletes only events every place has passed. A delivery changed while its batch waits
-/// for its row (a replay that did not take the gate, a DBA's UPDATE) is checked again in the
-/// delete itself and kept, and so is its event. A foreign key would say the same for every
+/// for its row (a writer that took no gate, a DBA's UPDATE) is read again in the batch itself, and
+/// its event is kept with all of its deliveries. A foreign key would say the same for every
 /// writer, but cost the fan-out a third more per delivery and every claim and result an index
 /// entry (bench/README.md, "Retention"); the claim dead-letters a delivery whose event was
 /// deleted by hand instead of leaving it in flight.
@@ -67,20 +67,30 @@ internal static class Retention
               AND NOT EXISTS (
                 SELECT 1 FROM trigger_events.subscription_positions sp
                 WHERE NOT pg_visible_in_snapshot(c.transaction_id, sp.position))
+        ), locked AS (
+            -- Their deliveries as they are now, locked until the batch commits: a delivery
+            -- changed since this statement's snapshot (a replay that scheduled it again) is read
+            -- again once its writer commits, and one deleted meanwhile is missing.
+            SELECT d.event_id, d.status
+            FROM doomed JOIN trigger_events.subscriptions s ON true
+            JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = doomed.id
+            FOR UPDATE OF d
+        ), unchanged AS (
+            -- Only events whose every delivery is still there and still delivered go, with all
+            -- of their deliveries; an event with one scheduled again keeps them all.
+            SELECT doomed.id
+            FROM doomed LEFT JOIN (
+                SELECT l.event_id, count(*) AS deliveries, count(*) FILTER (WHERE l.status = 'delivered') AS delivered
+                FROM locked l GROUP BY l.event_id
+            ) now ON now.event_id = doomed.id
+            WHERE coalesce(now.deliveries, 0) = doomed.deliveries AND coalesce(now.delivered, 0) = doomed.deliveries
         ), deliveries_gone AS (
-            -- The status again, on the row as it is when it is deleted: one a replay scheduled
-            -- after this statement's snapshot was taken is kept.
             DELETE FROM trigger_events.deliveries d
-            USING doomed, trigger_events.subscriptions s
-            WHERE d.subscription_id = s.id AND d.event_id = doomed.id AND d.status = 'delivered'
-            RETURNING d.event_id
-        ), gone_per_event AS (
-            SELECT g.event_id, count(*) AS deliveries FROM deliveries_gone g GROUP BY g.event_id
+            USING unchanged, trigger_events.subscriptions s
+            WHERE d.subscription_id = s.id AND d.event_id = unchanged.id AND d.status = 'delivered'
+            RETURNING 1
         ), events_gone AS (
-            -- Only events whose every delivery went: an event with a delivery kept stays.
-            DELETE FROM trigger_events.event_log e
-            USING doomed LEFT JOIN gone_per_event g ON g.event_id = doomed.id
-            WHERE e.id = doomed.id AND coalesce(g.deliveries, 0) = doomed.deliveries
+            DELETE FROM trigger_events.event_log e USING unchanged WHERE e.id = unchanged.id
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM candidate), (SELECT max(id) FROM candidate),
