@@ -384,21 +384,30 @@ public sealed class DeliveryStoreTests
     [Test]
     public async Task A_large_event_is_claimed_with_its_sizes_only_and_read_apart_into_place()
     {
-        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
         await database.ExecuteAsync("ALTER TABLE orders ADD COLUMN note text");
         await database.ExecuteAsync("INSERT INTO orders VALUES (100, repeat('é', 40000))");
+        await database.ExecuteAsync("UPDATE orders SET note = note || '!' WHERE id = 100");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
         await database.FanOutAsync();
 
-        var claimed = (await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 1, Lease, CancellationToken.None)).Single();
-        var newText = """{"id": 100, "note": "@"}""".Replace("@", new string('é', 40000), StringComparison.Ordinal);
-        byte[]? read = null;
-        var found = await store.ReadValuesAsync(claimed.Event.Id, sizes => new ValuePlaces(null, read = new byte[sizes.New!.Value], null), CancellationToken.None);
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 10, Lease, CancellationToken.None);
+        var oldText = """{"id": 100, "note": "@"}""".Replace("@", new string('é', 40000), StringComparison.Ordinal);
+        var newText = oldText.Replace("\"}", "!\"}", StringComparison.Ordinal);
+        var (insert, update) = (claimed[0], claimed[1]);
+        byte[]? readOld = null, readNew = null;
+        var found = await store.ReadValuesAsync(
+            update.Event.Id,
+            sizes => new ValuePlaces([readOld = new byte[sizes.Old!.Value]], [(readNew = new byte[sizes.New!.Value]).AsMemory(0, 1000), readNew.AsMemory(1000)], null),
+            CancellationToken.None);
 
-        Assert.That(claimed.ValuesIncluded, Is.False, "80,000 bytes of UTF-8 is more than comes with a claim");
-        Assert.That(claimed.Event.NewRow, Is.Null);
-        Assert.That(claimed.Sizes, Is.EqualTo(new EventSizes(null, System.Text.Encoding.UTF8.GetByteCount(newText), null)));
+        Assert.That(claimed.Select(c => c.ValuesIncluded), Is.EqualTo(new[] { false, false }), "80,000 bytes of UTF-8 is more than comes with a claim");
+        Assert.That(update.Event.OldRow, Is.Null);
+        Assert.That(update.Event.NewRow, Is.Null);
+        Assert.That(insert.Sizes, Is.EqualTo(new EventSizes(null, System.Text.Encoding.UTF8.GetByteCount(oldText), null)));
+        Assert.That(update.Sizes, Is.EqualTo(new EventSizes(System.Text.Encoding.UTF8.GetByteCount(oldText), System.Text.Encoding.UTF8.GetByteCount(newText), null)));
         Assert.That(found, Is.True);
-        Assert.That(System.Text.Encoding.UTF8.GetString(read!), Is.EqualTo(newText));
+        Assert.That(System.Text.Encoding.UTF8.GetString(readOld!), Is.EqualTo(oldText));
+        Assert.That(System.Text.Encoding.UTF8.GetString(readNew!), Is.EqualTo(newText));
     }
 
     [Test]

@@ -6,6 +6,9 @@ internal readonly record struct BodySlot(int Start, int Length);
 /// <summary>Where the event's three JSON values go in a body; null for a value that is JSON <c>null</c>.</summary>
 internal readonly record struct BodySlots(BodySlot? Old, BodySlot? New, BodySlot? Session);
 
+/// <summary>Writes <paramref name="bytes"/> at <paramref name="offset"/> of a body that is not one span (a body in chunks).</summary>
+internal delegate void BodyWriter(int offset, ReadOnlySpan<byte> bytes);
+
 /// <summary>
 /// A webhook body without the event's three JSON values (old row, new row, session variables):
 /// the rest, written once by <see cref="WebhookPayload.Layout"/> with <c>null</c> where each value
@@ -45,32 +48,79 @@ internal sealed class BodyLayout
             throw new ArgumentException("The body is not the length of this layout with these values.", nameof(body));
         }
 
-        var from = 0;
-        var to = 0;
-        var old = Copy(body, oldAt, oldBytes, ref from, ref to);
-        var @new = Copy(body, newAt, newBytes, ref from, ref to);
-        var session = Copy(body, sessionAt, sessionBytes, ref from, ref to);
-        envelope.AsSpan(from).CopyTo(body[to..]);
+        var slots = Slots(oldBytes, newBytes, sessionBytes);
+        Span<(int From, int To, int Length)> pieces = stackalloc (int, int, int)[4];
+        foreach (var (from, to, length) in pieces[..Pieces(slots, pieces)])
+        {
+            envelope.AsSpan(from, length).CopyTo(body[to..]);
+        }
+
+        return slots;
+    }
+
+    /// <summary>As <see cref="Place(Span{byte}, int?, int?, int?)"/>, for a body written through <paramref name="write"/>.</summary>
+    public BodySlots Place(BodyWriter write, int? oldBytes, int? newBytes, int? sessionBytes)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        var slots = Slots(oldBytes, newBytes, sessionBytes);
+        Span<(int From, int To, int Length)> pieces = stackalloc (int, int, int)[4];
+        foreach (var (from, to, length) in pieces[..Pieces(slots, pieces)])
+        {
+            write(to, envelope.AsSpan(from, length));
+        }
+
+        return slots;
+    }
+
+    /// <summary>Where the values go in the body.</summary>
+    private BodySlots Slots(int? oldBytes, int? newBytes, int? sessionBytes)
+    {
+        var shift = 0;
+        var old = Slot(oldAt, oldBytes, ref shift);
+        var @new = Slot(newAt, newBytes, ref shift);
+        var session = Slot(sessionAt, sessionBytes, ref shift);
         return new BodySlots(old, @new, session);
     }
 
-    private static long Extra(long? bytes) => bytes is { } length ? length - Null.Length : 0;
-
-    /// <summary>Copies the envelope up to the hole at <paramref name="holeAt"/>, then makes room for the value.</summary>
-    private BodySlot? Copy(Span<byte> body, int holeAt, int? valueBytes, ref int from, ref int to)
+    /// <summary>A value at the hole at <paramref name="holeAt"/> of the envelope, <paramref name="shift"/> bytes on in the body.</summary>
+    private static BodySlot? Slot(int holeAt, int? valueBytes, ref int shift)
     {
-        envelope.AsSpan(from, holeAt - from).CopyTo(body[to..]);
-        to += holeAt - from;
-        from = holeAt;
         if (valueBytes is not { } length)
         {
             // SQL NULL: the envelope's own null stays.
             return null;
         }
 
-        from += Null.Length;
-        var slot = new BodySlot(to, length);
-        to += length;
+        var slot = new BodySlot(holeAt + shift, length);
+        shift += length - Null.Length;
         return slot;
     }
+
+    /// <summary>
+    /// The envelope's pieces around the values, (offset in the envelope, offset in the body,
+    /// length), written to <paramref name="pieces"/> (room for four); returns how many.
+    /// </summary>
+    private int Pieces(BodySlots slots, Span<(int From, int To, int Length)> pieces)
+    {
+        var count = 0;
+        var from = 0;
+        var to = 0;
+        Add(oldAt, slots.Old, pieces);
+        Add(newAt, slots.New, pieces);
+        Add(sessionAt, slots.Session, pieces);
+        pieces[count++] = (from, to, envelope.Length - from);
+        return count;
+
+        void Add(int holeAt, BodySlot? slot, Span<(int From, int To, int Length)> into)
+        {
+            if (slot is { } value)
+            {
+                into[count++] = (from, to, holeAt - from);
+                to += holeAt - from + value.Length;
+                from = holeAt + Null.Length;
+            }
+        }
+    }
+
+    private static long Extra(long? bytes) => bytes is { } length ? length - Null.Length : 0;
 }

@@ -87,7 +87,7 @@ internal static class WebhookPayload
 
     /// <summary>
     /// Everything of the body but the event's three JSON values (old row, new row, session
-    /// variables), which are written where <see cref="BodyLayout.Place"/> says, straight from
+    /// variables), which are written where <see cref="BodyLayout.Place(Span{byte}, int?, int?, int?)"/> says, straight from
     /// where they are read: a large row is then copied once, into the body, and never held twice.
     /// The values in <paramref name="webhookEvent"/> are not read.
     /// </summary>
@@ -165,6 +165,27 @@ internal static class WebhookPayload
         Validate(body, slots.Old, "old row");
         Validate(body, slots.New, "new row");
         Validate(body, slots.Session, "session variables");
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="value"/>, one of the event's values in a body that is not one
+    /// span, is one well-formed JSON value; see <see cref="Validate(ReadOnlySpan{byte}, BodySlots)"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">It is not.</exception>
+    public static void Validate(ReadOnlySequence<byte> value, string what)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(value, RowReaderOptions);
+            while (reader.Read())
+            {
+            }
+        }
+        catch (JsonException e)
+        {
+            // The message of the reader says where, not what: no row data in it.
+            throw new ArgumentException($"The {what} is not valid JSON: {e.Message}", what, e);
+        }
     }
 
     /// <summary>Writes <c>null</c> where a value goes and returns its offset in the output.</summary>

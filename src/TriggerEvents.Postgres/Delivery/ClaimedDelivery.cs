@@ -118,5 +118,8 @@ internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId, 
 /// <summary>Identifies one delivery: an event for a subscription.</summary>
 internal readonly record struct DeliveryKey(int SubscriptionId, long EventId);
 
-/// <summary>Where <see cref="DeliveryStore.ReadValuesAsync"/> writes an event's three values; null for one that is SQL NULL.</summary>
-internal readonly record struct ValuePlaces(Memory<byte>? Old, Memory<byte>? New, Memory<byte>? Session);
+/// <summary>
+/// Where <see cref="DeliveryStore.ReadValuesAsync"/> writes an event's three values, each in one
+/// or more pieces of memory (a body in chunks) filled in order; null for one that is SQL NULL.
+/// </summary>
+internal readonly record struct ValuePlaces(IReadOnlyList<Memory<byte>>? Old, IReadOnlyList<Memory<byte>>? New, IReadOnlyList<Memory<byte>>? Session);

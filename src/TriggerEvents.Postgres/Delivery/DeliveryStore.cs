@@ -373,28 +373,32 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return true;
     }
 
-    private static async Task ReadValueAsync(NpgsqlDataReader reader, int ordinal, Memory<byte>? place, CancellationToken cancellationToken)
+    private static async Task ReadValueAsync(NpgsqlDataReader reader, int ordinal, IReadOnlyList<Memory<byte>>? place, CancellationToken cancellationToken)
     {
         if (await reader.IsDBNullAsync(ordinal, cancellationToken))
         {
             if (place is not null)
             {
-                throw new InvalidDataException("A value of the event was read as NULL where its length was given.");
+                throw new InvalidDataException(FormattableString.Invariant($"Value {ordinal - 2} of 3 was read as NULL where its length was given."));
             }
 
             return;
         }
 
-        if (place is not { } destination)
+        if (place is null)
         {
-            throw new InvalidDataException("A value of the event was not NULL where no room was made for it.");
+            throw new InvalidDataException(FormattableString.Invariant($"Value {ordinal - 2} of 3 was not NULL where no room was made for it."));
         }
 
         await using var stream = await reader.GetStreamAsync(ordinal, cancellationToken);
-        await stream.ReadExactlyAsync(destination, cancellationToken);
+        foreach (var piece in place)
+        {
+            await stream.ReadExactlyAsync(piece, cancellationToken);
+        }
+
         if (stream.ReadByte() >= 0)
         {
-            throw new InvalidDataException("A value of the event is longer than its length.");
+            throw new InvalidDataException(FormattableString.Invariant($"Value {ordinal - 2} of 3 is longer than its length."));
         }
     }
 

@@ -35,7 +35,7 @@ internal sealed class EventBodies(DeliveryStore store, BodyMemory memory, TimePr
             var small = RequestBody.Rent((int)length);
             try
             {
-                var slots = layout.Place(small.Memory.Span, sizes.Old, sizes.New, sizes.Session);
+                var slots = layout.Place(small.Span, sizes.Old, sizes.New, sizes.Session);
                 Copy(delivery.Event.OldRow, slots.Old, small);
                 Copy(delivery.Event.NewRow, slots.New, small);
                 Copy(delivery.Event.SessionVariables, slots.Session, small);
@@ -77,7 +77,7 @@ internal sealed class EventBodies(DeliveryStore store, BodyMemory memory, TimePr
     {
         if (value is { } json && slot is { } place)
         {
-            json.Utf8.Span.CopyTo(body.Memory.Span.Slice(place.Start, place.Length));
+            json.Utf8.Span.CopyTo(body.Span.Slice(place.Start, place.Length));
         }
     }
 
@@ -85,7 +85,19 @@ internal sealed class EventBodies(DeliveryStore store, BodyMemory memory, TimePr
     {
         try
         {
-            WebhookPayload.Validate(body.Memory.Span, slots);
+            if (!body.ReleasedOnceSent)
+            {
+                WebhookPayload.Validate(body.Span, slots);
+                return;
+            }
+
+            foreach (var (slot, what) in new[] { (slots.Old, "old row"), (slots.New, "new row"), (slots.Session, "session variables") })
+            {
+                if (slot is { } place)
+                {
+                    WebhookPayload.Validate(body.Slice(place.Start, place.Length), what);
+                }
+            }
         }
         catch (ArgumentException e)
         {
@@ -113,9 +125,8 @@ internal sealed class EventBodies(DeliveryStore store, BodyMemory memory, TimePr
                     {
                         var length = layout.Length(sizes.Old, sizes.New, sizes.Session);
                         CheckSize(length, subscription);
-                        reservation.Resize(length);
-                        body = RequestBody.Allocate((int)length, reservation);
-                        slots = layout.Place(body.Memory.Span, sizes.Old, sizes.New, sizes.Session);
+                        body = RequestBody.InChunks((int)length, reservation);
+                        slots = layout.Place(body.Write, sizes.Old, sizes.New, sizes.Session);
                         return new ValuePlaces(Place(body, slots.Old), Place(body, slots.New), Place(body, slots.Session));
                     },
                     cancellationToken);
@@ -143,8 +154,8 @@ internal sealed class EventBodies(DeliveryStore store, BodyMemory memory, TimePr
         }
     }
 
-    private static Memory<byte>? Place(RequestBody body, BodySlot? slot) =>
-        slot is { } place ? body.Memory.Slice(place.Start, place.Length) : null;
+    private static List<Memory<byte>>? Place(RequestBody body, BodySlot? slot) =>
+        slot is { } place ? body.Pieces(place.Start, place.Length) : null;
 
     /// <summary>Errors that reading the same row again would meet again (data, limits).</summary>
     private static bool IsPermanent(PostgresException e) =>

@@ -80,7 +80,7 @@ internal sealed class WebhookClient : IDisposable
         request.Headers.TryAddWithoutValidation("webhook-timestamp", timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (signer is not null)
         {
-            request.Headers.TryAddWithoutValidation("webhook-signature", signer.Sign(messageId, timestamp, body.Memory.Span));
+            request.Headers.TryAddWithoutValidation("webhook-signature", signer.Sign(messageId, timestamp, body.Sequence));
         }
 
         if (delivery.Event.TraceParent is { } traceparent)
