@@ -85,10 +85,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// reads a larger event apart, when it has room for it, or dead-letters it when it is over
     /// <c>max_event_bytes</c>). The length is that of the text because that is what the worker
     /// holds: <c>pg_column_size</c> costs nothing but counts the stored form, compressed or binary,
-    /// which was 24 KB for a 2 MB row of repeated text (bench/README.md, "Event sizes"). Rendering
-    /// the text costs what it did before, when the same text was rendered to send the jsonb
-    /// (half a microsecond for a typical row); a large event is rendered here and again when it is
-    /// read, and an oversized one only here. The subquery with OFFSET 0 keeps the planner from
+    /// which was 24 KB for a 2 MB row of repeated text (bench/README.md, "Delivery limits").
+    /// Rendering the text costs what it did before, when the same text was rendered to send the
+    /// jsonb (half a microsecond for a typical row), plus a copy; a large event is rendered here
+    /// and again when it is read, and an oversized one only here. The subquery with OFFSET 0 keeps the planner from
     /// copying the cast into each place that uses it, which would render a row three times.
     /// </para>
     /// </remarks>

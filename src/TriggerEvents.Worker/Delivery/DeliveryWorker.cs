@@ -184,7 +184,8 @@ internal sealed class DeliveryWorker
         await leaseLoopStop.CancelAsync();
         await leaseLoop;
 
-        // What is still held was claimed but never attempted to the end: give it back.
+        // What is still held was claimed but never attempted to the end: give it back, with its
+        // attempt if its request never started (it may have waited for room in body_memory).
         var unfinished = HeldLeases();
         if (unfinished.Count > 0)
         {
