@@ -150,6 +150,15 @@ public sealed class WorkerEndpointTests
         await receiver.WaitUntilAsync(r => r.Requests.Count(q => q.Succeeded) == 3, TimeSpan.FromSeconds(30), "3 first deliveries");
         var replay = await cli.RunAsync("replay", "--subscription", "hook", "--since", "1h");
         await receiver.WaitUntilAsync(r => r.Requests.Count(q => q.Succeeded) == 6, TimeSpan.FromSeconds(30), "3 replayed deliveries");
+        // Recorded first: a result written after the UPDATE below would make the row delivered again.
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            while (await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'") < 3)
+            {
+                await Task.Delay(50, deadline.Token);
+            }
+        }
+
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead' WHERE event_id = 1");
         var retry = await cli.RunAsync("dead", "retry", "--subscription", "hook");
         await receiver.WaitUntilAsync(r => r.Requests.Count(q => q.Succeeded) == 7, TimeSpan.FromSeconds(30), "the dead-retried delivery");

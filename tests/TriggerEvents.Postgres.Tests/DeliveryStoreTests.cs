@@ -40,7 +40,7 @@ public sealed class DeliveryStoreTests
         Assert.That(first.Select(c => c.Attempt), Is.All.EqualTo(1));
         Assert.That(second, Has.Count.EqualTo(6), "held deliveries are not claimed again");
         Assert.That(first.Select(c => c.Event.Id).Intersect(second.Select(c => c.Event.Id)), Is.Empty);
-        Assert.That(first[0].Event.NewRow, Does.Contain("\"id\""));
+        Assert.That(first[0].Event.NewRow.ToString(), Does.Contain("\"id\""));
     }
 
     [Test]
@@ -117,7 +117,7 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscriptionId, owner, 3, Lease, CancellationToken.None);
 
-        await store.ReleaseAsync(owner, [.. claimed.Select(c => c.Key)], CancellationToken.None);
+        await store.ReleaseAsync(owner, [.. claimed.Select(c => c.Lease(sent: false))], CancellationToken.None);
 
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'pending' AND attempts = 0"), Is.EqualTo(10));
     }
@@ -128,9 +128,9 @@ public sealed class DeliveryStoreTests
         var owner = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscriptionId, owner, 1, TimeSpan.FromSeconds(5), CancellationToken.None);
 
-        await store.ExtendLeasesAsync(Guid.NewGuid(), [claimed[0].Key], TimeSpan.FromHours(1), CancellationToken.None);
+        await store.ExtendLeasesAsync(Guid.NewGuid(), [claimed[0].Lease(sent: true)], TimeSpan.FromHours(1), CancellationToken.None);
         var afterStranger = await database.ScalarAsync<double>("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM trigger_events.deliveries WHERE status = 'in_flight'");
-        await store.ExtendLeasesAsync(owner, [claimed[0].Key], TimeSpan.FromHours(1), CancellationToken.None);
+        await store.ExtendLeasesAsync(owner, [claimed[0].Lease(sent: true)], TimeSpan.FromHours(1), CancellationToken.None);
         var afterOwner = await database.ScalarAsync<double>("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM trigger_events.deliveries WHERE status = 'in_flight'");
 
         Assert.That(afterStranger, Is.LessThanOrEqualTo(5));
@@ -318,6 +318,121 @@ public sealed class DeliveryStoreTests
         Assert.That(plan, Has.None.Contains("JIT"), "compiling the view cost two seconds of CPU at every metrics refresh");
     }
 
+    [Test]
+    public async Task The_result_of_an_older_attempt_does_not_end_the_lease_its_own_worker_took_over()
+    {
+        // An outage longer than the lease: the worker's lease expired while its request ran, and
+        // the same worker took it over again and sent a second request. The first request's
+        // result must not free the delivery while the second is still running.
+        var owner = Guid.NewGuid();
+        var first = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE status = 'in_flight'");
+        var second = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+
+        var late = await store.RecordAsync(owner, [Delivered(first)], writtenBefore: false, CancellationToken.None);
+        await store.ExtendLeasesAsync(owner, [first.Lease(sent: true)], TimeSpan.FromSeconds(1), CancellationToken.None);
+        await store.ReleaseAsync(owner, [first.Lease(sent: false)], CancellationToken.None);
+        var row = await database.ScalarAsync<string>(
+            "SELECT concat_ws(',', status, attempts, lease_owner = $1, next_attempt_at > now() + interval '30 seconds') FROM trigger_events.deliveries WHERE event_id = $2",
+            owner, first.Event.Id);
+        var current = await store.RecordAsync(owner, [Delivered(second)], writtenBefore: false, CancellationToken.None);
+
+        Assert.That((second.Event.Id, second.Attempt, second.TookOverExpiredLease), Is.EqualTo((first.Event.Id, 2, true)));
+        Assert.That(late, Is.Zero, "the first attempt's result");
+        Assert.That(row, Is.EqualTo("in_flight,2,t,t"), "still leased to the second attempt, its lease neither shortened nor released");
+        Assert.That(current, Is.EqualTo(1));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts WHERE event_id = $1", first.Event.Id), Is.EqualTo(2), "both attempts are logged");
+    }
+
+    [Test]
+    public async Task A_lease_that_expired_on_the_last_attempt_is_dead_lettered_by_the_claim_not_taken_again()
+    {
+        // Every worker that takes this event is killed before it records a result.
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET max_attempts = 2");
+        var expire = "UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE status = 'in_flight'";
+        var attempts = new List<int>();
+        for (var crash = 0; crash < 2; crash++)
+        {
+            attempts.Add((await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 1, Lease, CancellationToken.None)).Single().Attempt);
+            await database.ExecuteAsync(expire);
+        }
+
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 1, Lease, CancellationToken.None);
+        var row = await database.ScalarAsync<string>(
+            "SELECT concat_ws(',', status, attempts, lease_owner IS NULL, last_status IS NULL) FROM trigger_events.deliveries WHERE event_id = $1", claimed.Single().Event.Id);
+
+        Assert.That(attempts, Is.EqualTo(new[] { 1, 2 }));
+        Assert.That(claimed.Single().DeadAtClaim, Does.StartWith("gave up after 2 attempts; the last one ended without a result"));
+        Assert.That(row, Is.EqualTo("dead,2,t,t"), "max_attempts is never passed");
+        Assert.That(await database.ScalarAsync<long>("SELECT in_flight FROM trigger_events.subscription_status"), Is.Zero);
+    }
+
+    [Test]
+    public async Task A_release_gives_back_the_attempt_of_a_request_that_never_started_only()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 2, Lease, CancellationToken.None);
+
+        await store.ReleaseAsync(owner, [claimed[0].Lease(sent: true), claimed[1].Lease(sent: false)], CancellationToken.None);
+
+        Assert.That(
+            await database.ScalarAsync<string>("SELECT string_agg(concat_ws(':', status, attempts), ',' ORDER BY event_id) FROM trigger_events.deliveries WHERE event_id = ANY ($1)",
+                claimed.Select(c => c.Event.Id).ToArray()),
+            Is.EqualTo("pending:1,pending:0"), "a request that started may have reached the receiver: its attempt counts");
+    }
+
+    [Test]
+    public async Task A_large_event_is_claimed_with_its_sizes_only_and_read_apart_into_place()
+    {
+        await database.ExecuteAsync("ALTER TABLE orders ADD COLUMN note text");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (100, repeat('é', 40000))");
+        await database.ExecuteAsync("UPDATE orders SET note = note || '!' WHERE id = 100");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+        await database.FanOutAsync();
+
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 10, Lease, CancellationToken.None);
+        var oldText = """{"id": 100, "note": "@"}""".Replace("@", new string('é', 40000), StringComparison.Ordinal);
+        var newText = oldText.Replace("\"}", "!\"}", StringComparison.Ordinal);
+        var (insert, update) = (claimed[0], claimed[1]);
+        byte[]? readOld = null, readNew = null;
+        var found = await store.ReadValuesAsync(
+            update.Event.Id,
+            sizes => new ValuePlaces([readOld = new byte[sizes.Old!.Value]], [(readNew = new byte[sizes.New!.Value]).AsMemory(0, 1000), readNew.AsMemory(1000)], null),
+            CancellationToken.None);
+
+        Assert.That(claimed.Select(c => c.ValuesIncluded), Is.EqualTo(new[] { false, false }), "80,000 bytes of UTF-8 is more than comes with a claim");
+        Assert.That(update.Event.OldRow, Is.Null);
+        Assert.That(update.Event.NewRow, Is.Null);
+        Assert.That(insert.Sizes, Is.EqualTo(new EventSizes(null, System.Text.Encoding.UTF8.GetByteCount(oldText), null)));
+        Assert.That(update.Sizes, Is.EqualTo(new EventSizes(System.Text.Encoding.UTF8.GetByteCount(oldText), System.Text.Encoding.UTF8.GetByteCount(newText), null)));
+        Assert.That(found, Is.True);
+        Assert.That(System.Text.Encoding.UTF8.GetString(readOld!), Is.EqualTo(oldText));
+        Assert.That(System.Text.Encoding.UTF8.GetString(readNew!), Is.EqualTo(newText));
+    }
+
+    [Test]
+    public async Task A_small_event_comes_with_its_claim_as_UTF8_with_its_sizes()
+    {
+        var claimed = (await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 1, Lease, CancellationToken.None)).Single();
+
+        Assert.That(claimed.ValuesIncluded, Is.True);
+        Assert.That(claimed.Event.NewRow.ToString(), Is.EqualTo("""{"id": 1}"""));
+        Assert.That(claimed.Sizes, Is.EqualTo(new EventSizes(null, 9, null)));
+        Assert.That(claimed.Event.OldRow, Is.Null);
+    }
+
+    [Test]
+    public async Task A_delivery_whose_event_was_deleted_by_hand_is_claimed_as_gone_not_lost_in_flight()
+    {
+        await database.ExecuteAsync("DELETE FROM trigger_events.event_log WHERE id = 1");
+
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(claimed, Has.Count.EqualTo(10));
+        Assert.That(claimed.Where(c => c.EventGone).Select(c => c.Event.Id), Is.EqualTo(new long[] { 1 }));
+        Assert.That(await store.ReadValuesAsync(1, _ => default, CancellationToken.None), Is.False);
+    }
+
     /// <summary>Claims everything due (the 10 rows of the set-up) and returns the cursor after it.</summary>
     private async Task<ClaimCursor> ClaimAllAsync(Guid owner)
     {
@@ -367,6 +482,7 @@ public sealed class DeliveryStoreTests
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = cursor.EventId });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = DeliveryStore.InlineEventBytes });
         batch.BatchCommands.Add(explain);
         await using var reader = await batch.ExecuteReaderAsync();
         await reader.NextResultAsync();

@@ -60,4 +60,79 @@ public sealed class RetentionTests
         Assert.That(result.Events, Is.Zero, "committed after both places: neither subscription has it yet");
         Assert.That(await database.FanOutAsync(), Is.EqualTo(2));
     }
+
+    [Test]
+    public async Task A_delivery_replayed_while_retention_waits_for_its_row_is_kept_with_its_event()
+    {
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await database.FanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+
+        // A writer that takes no gate (a DBA's UPDATE) schedules event 2 again, and holds its row
+        // while retention, whose snapshot still sees it delivered, comes to delete it.
+        await using var writer = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await writer.BeginTransactionAsync();
+        await using (var replay = new Npgsql.NpgsqlCommand(
+            "UPDATE trigger_events.deliveries SET status = 'pending', attempts = 0 WHERE event_id = 2 AND subscription_id = (SELECT id FROM trigger_events.subscriptions WHERE name = 'served')",
+            writer, transaction))
+        {
+            await replay.ExecuteNonQueryAsync();
+        }
+
+        var cleanup = CleanupAsync();
+        await WaitUntilBlockedAsync(cleanup);
+        await transaction.CommitAsync();
+        var result = await cleanup;
+
+        Assert.That(result.Events, Is.EqualTo(2), "events 1 and 3");
+        Assert.That(await database.ScalarAsync<string>("SELECT string_agg(id::text, ',') FROM trigger_events.event_log"), Is.EqualTo("2"));
+        Assert.That(
+            await database.ScalarAsync<string>("SELECT string_agg(status::text, ',' ORDER BY subscription_id) FROM trigger_events.deliveries WHERE event_id = 2"),
+            Is.EqualTo("pending,delivered"), "the replayed delivery, and the other subscription's beside it");
+    }
+
+    [Test]
+    public async Task A_replay_waits_for_a_retention_batch_and_never_gives_a_delivery_to_an_event_it_deleted()
+    {
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await database.FanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+        // Registered after the events: only a replay gives them to it.
+        await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('late', 'orders_changed')");
+
+        // Hold one of the rows retention deletes, so that its batch stops there, gate taken and
+        // snapshot made, until the test lets it go.
+        await using var holder = await database.DataSource.OpenConnectionAsync();
+        await using var holding = await holder.BeginTransactionAsync();
+        await using (var hold = new Npgsql.NpgsqlCommand("SELECT 1 FROM trigger_events.deliveries WHERE event_id = 3 FOR SHARE LIMIT 1", holder, holding))
+        {
+            await hold.ExecuteScalarAsync();
+        }
+
+        var cleanup = CleanupAsync();
+        await WaitUntilBlockedAsync(cleanup);
+        var replay = Replay.RunAsync(database.DataSource, "late", null, DateTimeOffset.UnixEpoch, null, null, null, CancellationToken.None);
+        await WaitUntilBlockedAsync(replay, waiting: 2);
+        await holding.RollbackAsync();
+        var deleted = await cleanup;
+        var replayed = await replay;
+
+        Assert.That(deleted.Events, Is.EqualTo(3));
+        Assert.That(replayed.Events, Is.Zero, "the replay read the log after retention's batch committed");
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries d WHERE NOT EXISTS (SELECT FROM trigger_events.event_log e WHERE e.id = d.event_id)"),
+            Is.Zero, "deliveries without their event");
+    }
+
+    /// <summary>Waits until <paramref name="waiting"/> statements of this database wait for a lock, failing if <paramref name="task"/> ends first.</summary>
+    private async Task WaitUntilBlockedAsync(Task task, int waiting = 1)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (await database.ScalarAsync<long>(
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") < waiting)
+        {
+            Assert.That(task.IsCompleted, Is.False, "it finished without waiting: " + task.Exception?.GetBaseException().Message);
+            await Task.Delay(20, deadline.Token);
+        }
+    }
 }

@@ -20,8 +20,9 @@ public sealed record ReceivedRequest(
     public string BodyText => System.Text.Encoding.UTF8.GetString(Body);
 }
 
-/// <summary>What the receiver answers to one request.</summary>
-public sealed record ReceiverResponse(int Status, TimeSpan Delay = default, IReadOnlyDictionary<string, string>? Headers = null, string? Body = null)
+/// <summary>What the receiver answers to one request: after <paramref name="Until"/> completes (when given), then after <paramref name="Delay"/>.</summary>
+public sealed record ReceiverResponse(
+    int Status, TimeSpan Delay = default, IReadOnlyDictionary<string, string>? Headers = null, string? Body = null, Task? Until = null)
 {
     public static readonly ReceiverResponse Ok = new(200);
 }
@@ -121,10 +122,11 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
         var request = new ReceivedRequest(context.Request.Path, webhookId, eventId, headers, body.ToArray(), DateTimeOffset.UtcNow, attempt);
         var response = Respond(request);
-        if (response.Delay > TimeSpan.Zero)
+        if (response.Delay > TimeSpan.Zero || response.Until is not null)
         {
             try
             {
+                await (response.Until ?? Task.CompletedTask).WaitAsync(context.RequestAborted);
                 await Task.Delay(response.Delay, context.RequestAborted);
             }
             catch (OperationCanceledException)

@@ -27,6 +27,8 @@ internal sealed record FaultWorkerOptions
     public string RetryInitialInterval { get; init; } = "100ms";
 
     public string RetryMaxInterval { get; init; } = "1s";
+
+    public int MaxAttempts { get; init; } = 10;
 }
 
 /// <summary>
@@ -137,7 +139,7 @@ internal sealed class FaultScenario : IAsyncDisposable
                   url: {Receiver.Url()}
                   timeout: {options.WebhookTimeout}
                 retry:
-                  max_attempts: 10
+                  max_attempts: {options.MaxAttempts}
                   initial_interval: {options.RetryInitialInterval}
                   max_interval: {options.RetryMaxInterval}
             worker:

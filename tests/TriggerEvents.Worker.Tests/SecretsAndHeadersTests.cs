@@ -5,7 +5,7 @@ using TriggerEvents.Testing;
 namespace TriggerEvents.Worker.Tests;
 
 /// <summary>
-/// SPEC "Roles and secrets" and issue 12, item 5: what the worker keeps of responses, what it
+/// SPEC "Roles and secrets": what the worker keeps of responses, what it
 /// forwards of a writer's <c>traceparent</c>, and <c>worker.deny_private_networks</c>. Every
 /// request here goes to 127.0.0.1.
 /// </summary>

@@ -21,7 +21,7 @@ internal static class ValidateCommand
         {
             var loaded = CommonOptions.LoadConfig(parse.GetValue(config));
             Console.WriteLine($"{loaded.SourcePath}: {loaded.Subscriptions.Count} subscriptions, valid.");
-            // Which destinations the worker may call is a security decision: say it (issue 12).
+            // Which destinations the worker may call is a security decision: say it.
             Console.WriteLine(loaded.Worker.DenyPrivateNetworks
                 ? "worker.deny_private_networks is on: private, loopback, link-local and metadata addresses are refused"
                 : "worker.deny_private_networks is off: every address the URLs name is called, private ones included");

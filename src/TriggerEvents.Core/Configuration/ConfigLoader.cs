@@ -21,10 +21,10 @@ internal static partial class ConfigLoader
     public const string DefaultFileName = "triggerevents.yaml";
 
     private static readonly string[] RootKeys = ["subscriptions", "worker", "retention"];
-    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight"];
+    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks"];
+    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks", "body_memory"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -179,6 +179,17 @@ internal static partial class ConfigLoader
         var webhook = ReadWebhook(reader, map, worker, workerLocations);
         var retry = ReadRetry(reader, map["retry"], map.PathOf("retry"));
         var maxInFlight = reader.Int(map["max_in_flight"], map.PathOf("max_in_flight"), SubscriptionConfig.DefaultMaxInFlight, min: 1);
+        var maxEventBytesNode = map["max_event_bytes"];
+        var maxEventBytes = reader.Size(
+            maxEventBytesNode, map.PathOf("max_event_bytes"), SubscriptionConfig.DefaultMaxEventBytes,
+            SubscriptionConfig.MinMaxEventBytes, SubscriptionConfig.MaxMaxEventBytes);
+        if (maxEventBytes > worker.BodyMemory)
+        {
+            // An event that may be this large would wait for room in body_memory for ever.
+            var explicitMax = maxEventBytesNode is YamlTree.Scalar { IsNull: false };
+            var at = explicitMax ? maxEventBytesNode!.Location : workerLocations.BodyMemory ?? map.Location;
+            reader.Error(at, map.PathOf("max_event_bytes"), $"{ByteSize.Format(maxEventBytes)}{(explicitMax ? "" : " (the default)")} must be at most worker.body_memory ({ByteSize.Format(worker.BodyMemory)}), or an event that large could never be sent");
+        }
 
         if (name is null || trigger is null || webhook is null)
         {
@@ -194,6 +205,7 @@ internal static partial class ConfigLoader
             Webhook = webhook,
             Retry = retry,
             MaxInFlight = maxInFlight,
+            MaxEventBytes = maxEventBytes,
             Location = map.Location,
             TriggerLocation = trigger.Location,
         };
@@ -511,7 +523,7 @@ internal static partial class ConfigLoader
     {
         if (reader.Mapping(top["worker"], "worker", WorkerKeys) is not { } map)
         {
-            return (new WorkerConfig(), new WorkerLocations(null, null));
+            return (new WorkerConfig(), new WorkerLocations(null, null, null));
         }
 
         var lease = map["lease"];
@@ -523,6 +535,7 @@ internal static partial class ConfigLoader
             group = groupScalar.Value;
         }
 
+        var bodyMemory = map["body_memory"];
         var worker = new WorkerConfig
         {
             Group = group,
@@ -535,10 +548,12 @@ internal static partial class ConfigLoader
             MetricsInterval = reader.Duration(map["metrics_interval"], map.PathOf("metrics_interval"), WorkerConfig.DefaultMetricsInterval, TimeSpan.FromMilliseconds(100)),
             SummaryInterval = reader.Duration(map["summary_interval"], map.PathOf("summary_interval"), WorkerConfig.DefaultSummaryInterval, TimeSpan.FromMilliseconds(100)),
             DenyPrivateNetworks = reader.Bool(map["deny_private_networks"], map.PathOf("deny_private_networks"), defaultValue: false),
+            BodyMemory = reader.Size(bodyMemory, map.PathOf("body_memory"), WorkerConfig.DefaultBodyMemory, min: 1L << 20),
         };
         return (worker, new WorkerLocations(
             lease is YamlTree.Scalar { IsNull: false } ? lease.Location : null,
-            shutdownTimeout is YamlTree.Scalar { IsNull: false } ? shutdownTimeout.Location : null));
+            shutdownTimeout is YamlTree.Scalar { IsNull: false } ? shutdownTimeout.Location : null,
+            bodyMemory is YamlTree.Scalar { IsNull: false } ? bodyMemory.Location : null));
     }
 
     private static RetentionConfig ReadRetention(NodeReader reader, NodeReader.MappingReader top)
@@ -556,8 +571,8 @@ internal static partial class ConfigLoader
         };
     }
 
-    /// <summary>Where the worker's bounds on <c>webhook.timeout</c> are written, when they are.</summary>
-    private sealed record WorkerLocations(ConfigLocation? Lease, ConfigLocation? ShutdownTimeout);
+    /// <summary>Where the worker's bounds on <c>webhook.timeout</c> and <c>max_event_bytes</c> are written, when they are.</summary>
+    private sealed record WorkerLocations(ConfigLocation? Lease, ConfigLocation? ShutdownTimeout, ConfigLocation? BodyMemory);
 
     // \z, not $: '$' would also match before a final line break, which an environment variable may carry.
     [GeneratedRegex(@"^[A-Za-z0-9_-]+\z", RegexOptions.CultureInvariant)]

@@ -132,6 +132,31 @@ internal sealed class NodeReader(List<ConfigError> errors)
     public TimeSpan Duration(YamlTree.Node? node, string path, TimeSpan defaultValue, TimeSpan min) =>
         Scalar(node, path) is { } scalar && ParseDuration(scalar, path, min) is { } value ? value : defaultValue;
 
+    /// <summary>A size in bytes in [<paramref name="min"/>, <paramref name="max"/>] (see <see cref="ByteSize"/>), or <paramref name="defaultValue"/>.</summary>
+    public long Size(YamlTree.Node? node, string path, long defaultValue, long min, long max = long.MaxValue)
+    {
+        if (Scalar(node, path) is not { } scalar)
+        {
+            return defaultValue;
+        }
+
+        if (!ByteSize.TryParse(scalar.Value, out var value))
+        {
+            Error(scalar.Location, path, $"'{scalar.Value}' is not a size: write {ByteSize.Examples}");
+            return defaultValue;
+        }
+
+        if (value < min || value > max)
+        {
+            Error(scalar.Location, path, max == long.MaxValue
+                ? $"must be at least {ByteSize.Format(min)}, not {ByteSize.Format(value)}"
+                : $"must be from {ByteSize.Format(min)} to {ByteSize.Format(max)}, not {ByteSize.Format(value)}");
+            return defaultValue;
+        }
+
+        return value;
+    }
+
     /// <summary>
     /// A duration of at least <paramref name="min"/>, or <c>forever</c> (null), or
     /// <paramref name="defaultValue"/> when absent or wrong.

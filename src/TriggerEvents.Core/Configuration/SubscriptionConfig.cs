@@ -11,6 +11,15 @@ internal sealed record SubscriptionConfig
     /// <summary>Default for <see cref="MaxInFlight"/>.</summary>
     public const int DefaultMaxInFlight = 16;
 
+    /// <summary>Default for <see cref="MaxEventBytes"/>: 4 MiB.</summary>
+    public const long DefaultMaxEventBytes = 4L << 20;
+
+    /// <summary>Least <see cref="MaxEventBytes"/>: below it the body's own fields would not fit.</summary>
+    public const long MinMaxEventBytes = 1L << 10;
+
+    /// <summary>Most <see cref="MaxEventBytes"/>: PostgreSQL's limit for one value.</summary>
+    public const long MaxMaxEventBytes = 1L << 30;
+
     /// <summary>
     /// <c>name</c>: unique in the file (ignoring case), letters, digits, <c>-</c> and <c>_</c>, at most
     /// <see cref="MaxNameLength"/> characters. Delivery state is keyed by it: renaming a subscription
@@ -38,6 +47,13 @@ internal sealed record SubscriptionConfig
     /// default <see cref="DefaultMaxInFlight"/>.
     /// </summary>
     public int MaxInFlight { get; init; } = DefaultMaxInFlight;
+
+    /// <summary>
+    /// <c>max_event_bytes</c>: the largest request body one event may make (its rows, session
+    /// variables and the fields around them); a larger event is dead-lettered with its size as the
+    /// reason, without the worker ever reading it. Default <see cref="DefaultMaxEventBytes"/>.
+    /// </summary>
+    public long MaxEventBytes { get; init; } = DefaultMaxEventBytes;
 
     /// <summary>Where the subscription's item starts in the file.</summary>
     public ConfigLocation? Location { get; init; }

@@ -30,6 +30,9 @@ internal sealed record WorkerConfig
     /// <summary>Default for <see cref="SummaryInterval"/>.</summary>
     public static readonly TimeSpan DefaultSummaryInterval = TimeSpan.FromMinutes(1);
 
+    /// <summary>Default for <see cref="BodyMemory"/>: 64 MiB.</summary>
+    public const long DefaultBodyMemory = 64L << 20;
+
     /// <summary>
     /// <c>group</c>: the group this file's subscriptions belong to. A worker registers, updates
     /// and pauses only its own group's subscriptions, and refuses a name another group owns.
@@ -73,7 +76,16 @@ internal sealed record WorkerConfig
     /// carrier-grade NAT, unspecified, multicast, reserved; see <c>PrivateAddress</c>), checked on the
     /// address it is about to connect to, after DNS; such a delivery is dead at once with the reason.
     /// Proxies from the environment are then not used, since the worker must connect itself to check.
-    /// Off by default: any URL a subscription names is called (issue 12).
+    /// Off by default: any URL a subscription names is called.
     /// </summary>
     public bool DenyPrivateNetworks { get; init; }
+
+    /// <summary>
+    /// <c>body_memory</c>: how many bytes of large request bodies (those of events over 64 KiB)
+    /// one worker process holds at once, over all its requests; a large event waits for room
+    /// before it is read from the database. With <see cref="Concurrency"/> it bounds the worker's
+    /// memory whatever the data (README, "Guarantees"). At least every subscription's
+    /// <c>max_event_bytes</c>. Default <see cref="DefaultBodyMemory"/>.
+    /// </summary>
+    public long BodyMemory { get; init; } = DefaultBodyMemory;
 }

@@ -5,7 +5,7 @@ using System.Net.Sockets;
 namespace TriggerEvents.Core.Delivery;
 
 /// <summary>
-/// Which addresses <c>worker.deny_private_networks</c> refuses (issue 12): everything that is not a
+/// Which addresses <c>worker.deny_private_networks</c> refuses: everything that is not a
 /// public unicast address, so that a subscription cannot make the worker call a service inside its
 /// own network, the host itself or a cloud metadata endpoint.
 /// </summary>

@@ -11,7 +11,7 @@ namespace TriggerEvents.Core.Delivery;
 /// <remarks>
 /// Receivers echo requests back in their error pages (the compose sample's receiver echoes every
 /// request), so without this the attempt log would hold the <c>Authorization</c> header the worker
-/// sent (issue 12). Redacted, case-insensitively:
+/// sent. Redacted, case-insensitively:
 /// <list type="bullet">
 /// <item>the value of every header the subscription configures, wherever it appears (the whole
 /// value, the credential after a scheme such as <c>Bearer</c>, and the start of one cut off by the

@@ -97,7 +97,7 @@ internal sealed class RetryPolicy
         {
             // Refused by the worker's own setting (worker.deny_private_networks): every retry would
             // be refused too while it is on, so it is dead at once, with the reason; `dead retry`
-            // sends it again once the URL or the setting has changed (issue 12).
+            // sends it again once the URL or the setting has changed.
             return new RetryDecision.Dead($"{outcome.Describe()}; not retried");
         }
 

@@ -7,7 +7,7 @@ namespace TriggerEvents.Core.Delivery;
 /// </summary>
 /// <remarks>
 /// Writers set the value (<c>SET LOCAL trigger_events.traceparent</c>) and nothing checks it at
-/// capture, so the worker reads it strictly and drops anything else (issue 12): a value that is
+/// capture, so the worker reads it strictly and drops anything else: a value that is
 /// not a traceparent is never forwarded to a receiver, and never fails a request (a non-ASCII or
 /// multi-line header value made every attempt of its event fail until it was dead).
 /// </remarks>

@@ -10,7 +10,8 @@ namespace TriggerEvents.Core.Delivery;
 /// <param name="TableSchema">The schema of the table, or whatever <c>invoke</c> recorded for a MANUAL event.</param>
 /// <param name="TableName">The table's name.</param>
 /// <param name="Operation">INSERT, UPDATE, DELETE, MANUAL or READ (a backfilled row).</param>
-/// <param name="OldRow">The row before the change as JSON text, or null (for INSERT, MANUAL and READ).</param>
+/// <param name="OldRow">The row before the change as JSON text, or null (for INSERT, MANUAL and READ,
+/// and for an event too large to come with its claim: the worker reads it apart).</param>
 /// <param name="NewRow">The row after the change (the payload for MANUAL) as JSON text, or null (for DELETE).</param>
 /// <param name="SessionVariables">The <c>trigger_events.session</c> JSON object of the capturing transaction, or null.</param>
 /// <param name="TraceParent">The <c>trigger_events.traceparent</c> of the capturing transaction as the writer
@@ -24,8 +25,8 @@ internal sealed record WebhookEvent(
     string TableSchema,
     string TableName,
     string Operation,
-    string? OldRow,
-    string? NewRow,
-    string? SessionVariables,
+    Utf8Json? OldRow,
+    Utf8Json? NewRow,
+    Utf8Json? SessionVariables,
     string? TraceParent,
     string? ConditionError = null);

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Globalization;
-using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
@@ -21,7 +20,6 @@ internal static class WebhookPayload
 {
     // Well beyond what jsonb holds in practice; Utf8JsonReader's default of 64 would refuse real rows.
     private const int MaxRowDepth = 10_000;
-    private const int StackTranscodeLimit = 1024;
 
     private static readonly JsonWriterOptions WriterOptions = new()
     {
@@ -53,6 +51,9 @@ internal static class WebhookPayload
     private static readonly JsonEncodedText MaxRetries = JsonEncodedText.Encode("max_retries");
     private static readonly JsonEncodedText CurrentRetry = JsonEncodedText.Encode("current_retry");
 
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? scratch;
+
     /// <summary>
     /// Writes the body for one attempt to <paramref name="output"/> (a pooled or reused buffer).
     /// </summary>
@@ -64,10 +65,43 @@ internal static class WebhookPayload
     public static void Write(IBufferWriter<byte> output, WebhookEvent webhookEvent, int maxRetries, int currentRetry)
     {
         ArgumentNullException.ThrowIfNull(output);
+        var layout = Layout(webhookEvent, maxRetries, currentRetry);
+        var (old, @new, session) = (webhookEvent.OldRow, webhookEvent.NewRow, webhookEvent.SessionVariables);
+        var length = checked((int)layout.Length(old?.Length, @new?.Length, session?.Length));
+        var body = output.GetSpan(length)[..length];
+        var slots = layout.Place(body, old?.Length, @new?.Length, session?.Length);
+        Fill(body, slots.Old, old);
+        Fill(body, slots.New, @new);
+        Fill(body, slots.Session, session);
+        Validate(body, slots);
+        output.Advance(length);
+    }
+
+    /// <summary>The body as a new array; <see cref="Write"/> into a reused buffer on hot paths.</summary>
+    public static byte[] ToUtf8Bytes(WebhookEvent webhookEvent, int maxRetries, int currentRetry)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        Write(buffer, webhookEvent, maxRetries, currentRetry);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// Everything of the body but the event's three JSON values (old row, new row, session
+    /// variables), which are written where <see cref="BodyLayout.Place(Span{byte}, int?, int?, int?)"/> says, straight from
+    /// where they are read: a large row is then copied once, into the body, and never held twice.
+    /// The values in <paramref name="webhookEvent"/> are not read.
+    /// </summary>
+    /// <param name="webhookEvent">The event.</param>
+    /// <param name="maxRetries">See <see cref="Write"/>.</param>
+    /// <param name="currentRetry">See <see cref="Write"/>.</param>
+    public static BodyLayout Layout(WebhookEvent webhookEvent, int maxRetries, int currentRetry)
+    {
         ArgumentNullException.ThrowIfNull(webhookEvent);
         ArgumentOutOfRangeException.ThrowIfNegative(maxRetries);
         ArgumentOutOfRangeException.ThrowIfNegative(currentRetry);
 
+        var output = scratch ??= new ArrayBufferWriter<byte>(1024);
+        output.ResetWrittenCount();
         using var writer = new Utf8JsonWriter(output, WriterOptions);
         writer.WriteStartObject();
 
@@ -95,12 +129,12 @@ internal static class WebhookPayload
         writer.WriteString(Op, webhookEvent.Operation);
         writer.WriteStartObject(Data);
         writer.WritePropertyName(Old);
-        WriteRawJson(writer, webhookEvent.OldRow, "old row");
+        var oldAt = Hole(writer);
         writer.WritePropertyName(New);
-        WriteRawJson(writer, webhookEvent.NewRow, "new row");
+        var newAt = Hole(writer);
         writer.WriteEndObject();
         writer.WritePropertyName(SessionVariables);
-        WriteRawJson(writer, webhookEvent.SessionVariables, "session variables");
+        var sessionAt = Hole(writer);
         WriteTraceContext(writer, webhookEvent.TraceParent);
         // Only when the condition raised: every other body stays exactly Hasura's shape.
         if (webhookEvent.ConditionError is not null)
@@ -116,14 +150,79 @@ internal static class WebhookPayload
         writer.WriteEndObject();
 
         writer.WriteEndObject();
+        writer.Flush();
+        return new BodyLayout(output.WrittenSpan.ToArray(), oldAt, newAt, sessionAt);
     }
 
-    /// <summary>The body as a new array; <see cref="Write"/> into a reused buffer on hot paths.</summary>
-    public static byte[] ToUtf8Bytes(WebhookEvent webhookEvent, int maxRetries, int currentRetry)
+    /// <summary>
+    /// Checks that each value placed in <paramref name="body"/> is one well-formed JSON value
+    /// (nested up to 10,000 levels), so a broken row fails here, where the worker can dead-letter
+    /// it with a reason, rather than at the receiver on every retry.
+    /// </summary>
+    /// <exception cref="ArgumentException">One is not.</exception>
+    public static void Validate(ReadOnlySpan<byte> body, BodySlots slots)
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        Write(buffer, webhookEvent, maxRetries, currentRetry);
-        return buffer.WrittenSpan.ToArray();
+        Validate(body, slots.Old, "old row");
+        Validate(body, slots.New, "new row");
+        Validate(body, slots.Session, "session variables");
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="value"/>, one of the event's values in a body that is not one
+    /// span, is one well-formed JSON value; see <see cref="Validate(ReadOnlySpan{byte}, BodySlots)"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">It is not.</exception>
+    public static void Validate(ReadOnlySequence<byte> value, string what)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(value, RowReaderOptions);
+            while (reader.Read())
+            {
+            }
+        }
+        catch (JsonException e)
+        {
+            // The message of the reader says where, not what: no row data in it.
+            throw new ArgumentException($"The {what} is not valid JSON: {e.Message}", what, e);
+        }
+    }
+
+    /// <summary>Writes <c>null</c> where a value goes and returns its offset in the output.</summary>
+    private static int Hole(Utf8JsonWriter writer)
+    {
+        writer.WriteNullValue();
+        writer.Flush();
+        return checked((int)writer.BytesCommitted) - BodyLayout.Null.Length;
+    }
+
+    private static void Fill(Span<byte> body, BodySlot? slot, Utf8Json? value)
+    {
+        if (slot is { } place && value is { } json)
+        {
+            json.Utf8.Span.CopyTo(body.Slice(place.Start, place.Length));
+        }
+    }
+
+    private static void Validate(ReadOnlySpan<byte> body, BodySlot? slot, string what)
+    {
+        if (slot is not { } place)
+        {
+            return;
+        }
+
+        try
+        {
+            var reader = new Utf8JsonReader(body.Slice(place.Start, place.Length), RowReaderOptions);
+            while (reader.Read())
+            {
+            }
+        }
+        catch (JsonException e)
+        {
+            // The message of the reader says where, not what: no row data in it.
+            throw new ArgumentException($"The {what} is not valid JSON: {e.Message}", what, e);
+        }
     }
 
     private static void WriteTraceContext(Utf8JsonWriter writer, string? traceParent)
@@ -142,43 +241,5 @@ internal static class WebhookPayload
         writer.WriteString(TraceId, parsed.TraceId);
         writer.WriteString(SpanId, parsed.SpanId);
         writer.WriteEndObject();
-    }
-
-    private static void WriteRawJson(Utf8JsonWriter writer, string? json, string what)
-    {
-        if (json is null)
-        {
-            writer.WriteNullValue();
-            return;
-        }
-
-        var maxBytes = Encoding.UTF8.GetMaxByteCount(json.Length);
-        byte[]? rented = null;
-        var buffer = maxBytes <= StackTranscodeLimit ? stackalloc byte[StackTranscodeLimit] : (rented = ArrayPool<byte>.Shared.Rent(maxBytes));
-        try
-        {
-            var utf8 = buffer[..Encoding.UTF8.GetBytes(json, buffer)];
-            try
-            {
-                var reader = new Utf8JsonReader(utf8, RowReaderOptions);
-                while (reader.Read())
-                {
-                }
-            }
-            catch (JsonException e)
-            {
-                // The message of the reader says where, not what: no row data in it.
-                throw new ArgumentException($"The {what} is not valid JSON: {e.Message}", nameof(json), e);
-            }
-
-            writer.WriteRawValue(utf8, skipInputValidation: true);
-        }
-        finally
-        {
-            if (rented is not null)
-            {
-                ArrayPool<byte>.Shared.Return(rented);
-            }
-        }
     }
 }

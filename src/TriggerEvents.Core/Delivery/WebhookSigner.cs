@@ -70,6 +70,43 @@ internal sealed class WebhookSigner
         return header.ToString();
     }
 
+    /// <summary>As <see cref="Sign(string, long, ReadOnlySpan{byte})"/>, for a body in several pieces (a large body in chunks).</summary>
+    public string Sign(string msgId, long timestampSeconds, ReadOnlySequence<byte> body)
+    {
+        if (body.IsSingleSegment)
+        {
+            return Sign(msgId, timestampSeconds, body.FirstSpan);
+        }
+
+        ArgumentException.ThrowIfNullOrEmpty(msgId);
+        if (msgId.Contains('.', StringComparison.Ordinal))
+        {
+            throw new ArgumentException("A webhook id may not contain '.'.", nameof(msgId));
+        }
+
+        Span<byte> signature = stackalloc byte[SignatureLength];
+        var header = new StringBuilder(_keys.Length * 48);
+        foreach (var key in _keys)
+        {
+            using var hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
+            AppendPrefix(hmac, msgId, timestampSeconds);
+            foreach (var piece in body)
+            {
+                hmac.AppendData(piece.Span);
+            }
+
+            hmac.GetHashAndReset(signature);
+            if (header.Length > 0)
+            {
+                header.Append(' ');
+            }
+
+            header.Append(SchemeVersion).Append(',').Append(Convert.ToBase64String(signature));
+        }
+
+        return header.ToString();
+    }
+
     /// <summary>Signs with <paramref name="secrets"/>, decoding them for this call; see <see cref="Sign(string, long, ReadOnlySpan{byte})"/>.</summary>
     public static string Sign(string msgId, long timestampSeconds, ReadOnlySpan<byte> body, IReadOnlyList<string> secrets) =>
         new WebhookSigner(secrets).Sign(msgId, timestampSeconds, body);
@@ -145,6 +182,15 @@ internal sealed class WebhookSigner
     {
         // The signed content is "{id}.{timestamp}.{body}"; the prefix is encoded apart and the body
         // fed as it is, so a large body is never copied.
+        using var hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
+        AppendPrefix(hmac, msgId, timestampSeconds);
+        hmac.AppendData(body);
+        hmac.GetHashAndReset(destination);
+    }
+
+    /// <summary>Feeds "{id}.{timestamp}." to <paramref name="hmac"/>.</summary>
+    private static void AppendPrefix(IncrementalHash hmac, string msgId, long timestampSeconds)
+    {
         var maxPrefix = Encoding.UTF8.GetMaxByteCount(msgId.Length) + 22;
         byte[]? rented = null;
         var prefix = maxPrefix <= StackPrefixLimit
@@ -157,11 +203,7 @@ internal sealed class WebhookSigner
             timestampSeconds.TryFormat(prefix[length..], out var digits, provider: CultureInfo.InvariantCulture);
             length += digits;
             prefix[length++] = (byte)'.';
-
-            using var hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
             hmac.AppendData(prefix[..length]);
-            hmac.AppendData(body);
-            hmac.GetHashAndReset(destination);
         }
         finally
         {

@@ -15,6 +15,64 @@ namespace TriggerEvents.Postgres.Delivery;
 internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, int Attempt, bool TookOverExpiredLease, DateTimeOffset DueAt, bool Rescheduled = false)
 {
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
+
+    /// <summary>The lengths of the event's JSON values in bytes (null where one is SQL NULL).</summary>
+    public EventSizes Sizes { get; init; }
+
+    /// <summary>
+    /// The values came with the claim, in <see cref="Event"/>. Otherwise the event is too large
+    /// to come with a claim (<see cref="DeliveryStore.InlineEventBytes"/>), and
+    /// <see cref="DeliveryStore.ReadValuesAsync"/> reads them when there is room for its body.
+    /// </summary>
+    public bool ValuesIncluded { get; init; } = true;
+
+    /// <summary>The claim did not lease it but dead-lettered it, for this reason: its attempts were spent.</summary>
+    public string? DeadAtClaim { get; init; }
+
+    /// <summary>Its event is no longer in the log (deleted by hand): there is nothing to send.</summary>
+    public bool EventGone { get; init; }
+
+    /// <summary>The pooled memory <see cref="Event"/>'s values are in; give it back once they are copied.</summary>
+    internal PooledBytes? Values { get; init; }
+
+    /// <summary>What this worker holds while it is leased: see <see cref="HeldLease"/>.</summary>
+    public HeldLease Lease(bool sent) => new(Key, Attempt, sent);
+}
+
+/// <summary>The lengths in bytes of an event's three JSON values (old row, new row, session variables); null where one is SQL NULL.</summary>
+internal readonly record struct EventSizes(int? Old, int? New, int? Session)
+{
+    /// <summary>All three together.</summary>
+    public long Total => (long)(Old ?? 0) + (New ?? 0) + (Session ?? 0);
+}
+
+/// <summary>
+/// A delivery this worker holds under a lease, as the database knows it: result writes, lease
+/// extensions and releases apply only while its row is still at <paramref name="Attempt"/> for
+/// this owner (after an outage longer than the lease, the same worker can hold the
+/// same delivery twice, and the older attempt's result must not free the newer one's lease).
+/// </summary>
+/// <param name="Key">The delivery.</param>
+/// <param name="Attempt">The attempt the claim counted.</param>
+/// <param name="Sent">Its request was started: on release the attempt stays counted, since the receiver may have it.</param>
+internal readonly record struct HeldLease(DeliveryKey Key, int Attempt, bool Sent);
+
+/// <summary>An array from <see cref="System.Buffers.ArrayPool{T}.Shared"/>, given back once.</summary>
+internal sealed class PooledBytes(byte[] array)
+{
+    private byte[]? array = array;
+
+    /// <summary>The array; it must not be used after <see cref="Return"/>.</summary>
+    public byte[] Array => array ?? throw new ObjectDisposedException(nameof(PooledBytes));
+
+    /// <summary>Gives the array back to the pool; later calls do nothing.</summary>
+    public void Return()
+    {
+        if (Interlocked.Exchange(ref array, null) is { } returned)
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(returned);
+        }
+    }
 }
 
 /// <summary>What one claim took, and where the next claim resumes.</summary>
@@ -59,3 +117,9 @@ internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId, 
 
 /// <summary>Identifies one delivery: an event for a subscription.</summary>
 internal readonly record struct DeliveryKey(int SubscriptionId, long EventId);
+
+/// <summary>
+/// Where <see cref="DeliveryStore.ReadValuesAsync"/> writes an event's three values, each in one
+/// or more pieces of memory (a body in chunks) filled in order; null for one that is SQL NULL.
+/// </summary>
+internal readonly record struct ValuePlaces(IReadOnlyList<Memory<byte>>? Old, IReadOnlyList<Memory<byte>>? New, IReadOnlyList<Memory<byte>>? Session);

@@ -74,12 +74,32 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <see cref="CommitWindow"/> before the previous claim (<c>$8</c>), whose snapshot could not
     /// see what committed after it, however long ago that claim was (an idle wait, a poll
     /// interval). <see cref="ClaimCursor.Sweep"/> (-infinity) starts from the head.
+    /// <para>
+    /// A row whose attempts are spent (<c>max_attempts</c>) is not leased but dead-lettered here,
+    /// saying so: its last attempt ended without a result (the worker was killed, stalled past its
+    /// lease or stopped mid-request), and taking it again would let an event that crashes every
+    /// worker crash them for ever. Attempts therefore never pass <c>max_attempts</c>.
+    /// </para>
+    /// <para>
+    /// An event's values come back as the text the worker sends (in UTF-8, as bytes: the lengths
+    /// are then those the worker reads in any server encoding), rendered once: their lengths
+    /// decide whether they come with the claim at all (at most <c>$9</c> bytes together; the worker
+    /// reads a larger event apart, when it has room for it, or dead-letters it when it is over
+    /// <c>max_event_bytes</c>). The length is that of the text because that is what the worker
+    /// holds: <c>pg_column_size</c> costs nothing but counts the stored form, compressed or binary,
+    /// which was 24 KB for a 2 MB row of repeated text (bench/README.md, "Delivery limits").
+    /// Rendering the text costs what it did before, when the same text was rendered to send the
+    /// jsonb (half a microsecond for a typical row), plus a copy; a large event is rendered here
+    /// and again when it is read, and an oversized one only here. The subquery with OFFSET 0 keeps the planner from
+    /// copying the cast into each place that uses it, which would render a row three times.
+    /// </para>
     /// </remarks>
     internal const string ClaimSql = $$"""
         WITH capacity AS (
             SELECT greatest(0, s.max_in_flight - (
                        SELECT count(*) FROM trigger_events.deliveries d
-                       WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now())) AS free
+                       WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now())) AS free,
+                   s.max_attempts
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
             FROM trigger_events.subscriptions s WHERE s.id = $1 AND s.enabled
         ), expired AS (
@@ -112,17 +132,38 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM (SELECT * FROM expired UNION ALL SELECT * FROM pending) due
         ), claimed AS (
             UPDATE trigger_events.deliveries d
-            SET status = 'in_flight', lease_owner = $2, attempts = d.attempts + 1,
-                next_attempt_at = now() + $4, updated_at = now()
-            FROM allowed
+            SET status = CASE WHEN d.attempts < c.max_attempts THEN 'in_flight' ELSE 'dead' END::trigger_events.delivery_status,
+                lease_owner = CASE WHEN d.attempts < c.max_attempts THEN $2::uuid END,
+                attempts = CASE WHEN d.attempts < c.max_attempts THEN d.attempts + 1 ELSE d.attempts END,
+                next_attempt_at = CASE WHEN d.attempts < c.max_attempts THEN now() + $4 ELSE d.next_attempt_at END,
+                last_status = CASE WHEN d.attempts < c.max_attempts THEN d.last_status END,
+                last_error = CASE WHEN d.attempts < c.max_attempts THEN d.last_error
+                                  ELSE format('gave up after %s attempts; the last one ended without a result '
+                                              '(its worker was killed, stopped or stalled past its lease before recording one)', d.attempts) END,
+                updated_at = now()
+            FROM allowed, capacity c
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
-              AND allowed.position <= least($3, (SELECT free FROM capacity))
-            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at
+              AND allowed.position <= least($3, c.free)
+            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at, d.status, d.last_error
         )
-        SELECT e.id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
-               e.old_data, e.new_data, e.session_variables, e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at,
-               e.condition_error
-        FROM claimed c JOIN trigger_events.event_log e ON e.id = c.event_id
+        SELECT c.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
+               v.old_bytes, v.new_bytes, v.session_bytes,
+               CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
+               CASE WHEN v.included THEN v.session_text END,
+               e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at, e.condition_error,
+               c.status = 'dead', c.last_error, v.included
+        FROM claimed c
+        LEFT JOIN trigger_events.event_log e ON e.id = c.event_id AND c.status = 'in_flight'
+        LEFT JOIN LATERAL (
+            SELECT t.*, coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
+            FROM (
+                SELECT r.old_text, r.new_text, r.session_text,
+                       octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
+                       octet_length(r.session_text) AS session_bytes
+                FROM (SELECT convert_to(e.old_data::text, 'UTF8') AS old_text, convert_to(e.new_data::text, 'UTF8') AS new_text,
+                             convert_to(e.session_variables::text, 'UTF8') AS session_text OFFSET 0) r
+            ) t
+        ) v ON true
         """;
 
     /// <summary>
@@ -142,8 +183,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     // statistics after a burst of captures, every result write then scanned the whole backlog.
 
     /// <summary>
-    /// Applies results only where this owner still holds the lease: a worker whose lease expired
-    /// and was taken over cannot overwrite the newer owner's state. Every attempt is logged, once:
+    /// Applies results only where this owner still holds the lease for the attempt the result is
+    /// of: a worker whose lease expired and was taken over cannot overwrite the newer owner's
+    /// state, nor, when it took its own expired lease over (an outage longer than the lease),
+    /// let the older attempt's result free the newer attempt's lease. Every attempt is logged, once:
     /// when a write is tried again (<c>$12</c>) after one whose outcome was not known (the
     /// connection dropped, perhaps after the commit), an attempt this worker already logged is
     /// not logged again.
@@ -167,7 +210,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 updated_at = now()
             FROM result r
             WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
-              AND d.lease_owner = $1
+              AND d.lease_owner = $1 AND d.attempts = r.attempt
             RETURNING d.subscription_id, d.event_id
         ), logged AS (
             INSERT INTO trigger_events.attempts
@@ -189,35 +232,58 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         WITH held AS (
             SELECT d.subscription_id, d.event_id
             FROM trigger_events.deliveries d
-            JOIN unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
+            JOIN unnest($2::int[], $3::bigint[], $4::int[]) AS k(subscription_id, event_id, attempt)
               ON d.subscription_id = k.subscription_id AND d.event_id = k.event_id
-            WHERE d.lease_owner = $1
+            WHERE d.lease_owner = $1 AND d.attempts = k.attempt
             FOR UPDATE OF d SKIP LOCKED
         )
-        UPDATE trigger_events.deliveries d SET next_attempt_at = now() + $4, updated_at = now()
+        UPDATE trigger_events.deliveries d SET next_attempt_at = now() + $5, updated_at = now()
         FROM held
         WHERE d.subscription_id = held.subscription_id AND d.event_id = held.event_id
         """;
 
-    // A released delivery was never attempted, so its attempt is given back.
+    // A released delivery whose request never started was not attempted, so its attempt is
+    // given back. One whose request started keeps it: the receiver may have the event, and an
+    // event that stalls every worker until SIGTERM must still run out of attempts.
     private const string ReleaseSql = """
         UPDATE trigger_events.deliveries d
-        SET status = 'pending', lease_owner = NULL, attempts = greatest(d.attempts - 1, 0),
+        SET status = 'pending', lease_owner = NULL,
+            attempts = CASE WHEN k.sent THEN d.attempts ELSE greatest(d.attempts - 1, 0) END,
             next_attempt_at = now(), updated_at = now()
-        FROM unnest($2::int[], $3::bigint[]) AS k(subscription_id, event_id)
+        FROM unnest($2::int[], $3::bigint[], $4::int[], $5::boolean[]) AS k(subscription_id, event_id, attempt, sent)
         WHERE d.subscription_id = k.subscription_id AND d.event_id = k.event_id
-          AND d.lease_owner = $1
+          AND d.lease_owner = $1 AND d.attempts = k.attempt
+        """;
+
+    /// <summary>
+    /// The values of one event too large to come with its claim, each with its length in
+    /// UTF-8 first, so that the body can be made at its exact size before the values are read
+    /// into it. Read as bytes (convert_to), since lengths in another server encoding would differ.
+    /// </summary>
+    private const string ReadValuesSql = """
+        SELECT octet_length(v.old), octet_length(v.new), octet_length(v.session), v.old, v.new, v.session
+        FROM (SELECT convert_to(e.old_data::text, 'UTF8') AS old, convert_to(e.new_data::text, 'UTF8') AS new,
+                     convert_to(e.session_variables::text, 'UTF8') AS session
+              FROM trigger_events.event_log e WHERE e.id = $1 OFFSET 0) v
         """;
 
     private const string SetIdleSql = """
         UPDATE trigger_events.worker_signal SET idle = $1, updated_at = now() WHERE idle IS DISTINCT FROM $1
         """;
 
+    /// <summary>
+    /// The most bytes of JSON values (old row, new row, session variables together) an event may
+    /// have to come with its claim. A claim of a full batch then reads at most a few megabytes
+    /// however large the rows, and larger events are read one at a time, when there is room
+    /// for their bodies (<see cref="ReadValuesAsync"/>). Typical rows are far below it.
+    /// </summary>
+    public const int InlineEventBytes = 64 * 1024;
+
     /// <summary>Fans the subscription's committed events out, then claims from the head of its queue, expired leases included.</summary>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, CancellationToken cancellationToken) =>
         (await ClaimAsync(subscriptionId, owner, limit, lease, ClaimCursor.Sweep, takeOverExpired: true,
-            new FanOutRequest([subscriptionId], Math.Max(limit, 10_000)), cancellationToken)).Deliveries;
+            new FanOutRequest([subscriptionId], Math.Max(limit, 10_000)), InlineEventBytes, cancellationToken)).Deliveries;
 
     /// <summary>
     /// Claims pending deliveries after <paramref name="cursor"/> (see <see cref="ClaimSql"/>),
@@ -226,15 +292,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// </summary>
     public async Task<ClaimBatch> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, CancellationToken cancellationToken) =>
-        await ClaimAsync(subscriptionId, owner, limit, lease, cursor, takeOverExpired, fanOut: null, cancellationToken);
+        await ClaimAsync(subscriptionId, owner, limit, lease, cursor, takeOverExpired, fanOut: null, InlineEventBytes, cancellationToken);
 
     /// <summary>
     /// As above, after fanning out the events committed for <paramref name="fanOut"/>'s
-    /// subscriptions (<see cref="FanOutSql"/>) in the same round trip and transaction.
+    /// subscriptions (<see cref="FanOutSql"/>) in the same round trip and transaction. Events
+    /// whose values are larger than <paramref name="includedBytes"/> (at most
+    /// <see cref="InlineEventBytes"/>) come without them.
     /// </summary>
     public async Task<ClaimBatch> ClaimAsync(
         int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, FanOutRequest? fanOut,
-        CancellationToken cancellationToken)
+        int includedBytes, CancellationToken cancellationToken)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
@@ -259,6 +327,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Math.Min(includedBytes, InlineEventBytes) });
         batch.BatchCommands.Add(command);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         if (fanOut is not null)
@@ -273,28 +342,141 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         var claimed = new List<ClaimedDelivery>();
         while (await reader.ReadAsync(cancellationToken))
         {
-            var webhookEvent = new WebhookEvent(
-                Id: reader.GetInt64(0),
-                CapturedAt: reader.GetFieldValue<DateTimeOffset>(1),
-                TriggerName: reader.GetString(2),
-                TableSchema: reader.GetString(3),
-                TableName: reader.GetString(4),
-                Operation: reader.GetString(5),
-                OldRow: reader.IsDBNull(6) ? null : reader.GetString(6),
-                NewRow: reader.IsDBNull(7) ? null : reader.GetString(7),
-                SessionVariables: reader.IsDBNull(8) ? null : reader.GetString(8),
-                TraceParent: reader.IsDBNull(9) ? null : reader.GetString(9),
-                ConditionError: reader.IsDBNull(14) ? null : reader.GetString(14));
-            claimed.Add(new ClaimedDelivery(
-                subscriptionId, webhookEvent, reader.GetInt32(10), reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12),
-                Rescheduled: !reader.IsDBNull(13)));
+            claimed.Add(ReadClaimed(reader, subscriptionId));
         }
 
         return new ClaimBatch(claimed, cursor.After(claimed, claimedAt));
     }
 
     /// <summary>
-    /// Records results; returns how many were applied (the rest had lost their lease).
+    /// Reads the values of an event too large to come with its claim straight into the places
+    /// <paramref name="placeValues"/> gives for their exact lengths (in UTF-8): the body of its
+    /// request, made once at its size. False when the event is no longer in the log.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A value is not what <paramref name="placeValues"/> made room for.</exception>
+    public async Task<bool> ReadValuesAsync(long eventId, Func<EventSizes, ValuePlaces> placeValues, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(ReadValuesSql);
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = eventId });
+        // Sequential: a value is copied from the socket into its place, never buffered whole.
+        await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return false;
+        }
+
+        var sizes = new EventSizes(
+            await reader.IsDBNullAsync(0, cancellationToken) ? null : reader.GetInt32(0),
+            await reader.IsDBNullAsync(1, cancellationToken) ? null : reader.GetInt32(1),
+            await reader.IsDBNullAsync(2, cancellationToken) ? null : reader.GetInt32(2));
+        var places = placeValues(sizes);
+        await ReadValueAsync(reader, 3, places.Old, cancellationToken);
+        await ReadValueAsync(reader, 4, places.New, cancellationToken);
+        await ReadValueAsync(reader, 5, places.Session, cancellationToken);
+        return true;
+    }
+
+    private static async Task ReadValueAsync(NpgsqlDataReader reader, int ordinal, IReadOnlyList<Memory<byte>>? place, CancellationToken cancellationToken)
+    {
+        if (await reader.IsDBNullAsync(ordinal, cancellationToken))
+        {
+            if (place is not null)
+            {
+                throw new InvalidDataException(FormattableString.Invariant($"Value {ordinal - 2} of 3 was read as NULL where its length was given."));
+            }
+
+            return;
+        }
+
+        if (place is null)
+        {
+            throw new InvalidDataException(FormattableString.Invariant($"Value {ordinal - 2} of 3 was not NULL where no room was made for it."));
+        }
+
+        await using var stream = await reader.GetStreamAsync(ordinal, cancellationToken);
+        foreach (var piece in place)
+        {
+            await stream.ReadExactlyAsync(piece, cancellationToken);
+        }
+
+        if (stream.ReadByte() >= 0)
+        {
+            throw new InvalidDataException(FormattableString.Invariant($"Value {ordinal - 2} of 3 is longer than its length."));
+        }
+    }
+
+    /// <summary>One claimed row (see <see cref="ClaimSql"/>'s last SELECT for the columns).</summary>
+    private static ClaimedDelivery ReadClaimed(NpgsqlDataReader reader, int subscriptionId)
+    {
+        var eventId = reader.GetInt64(0);
+        var attempt = reader.GetInt32(13);
+        var tookOver = reader.GetBoolean(14);
+        var dueAt = reader.GetFieldValue<DateTimeOffset>(15);
+        var rescheduled = !reader.IsDBNull(16);
+        if (reader.GetBoolean(18) || reader.IsDBNull(1))
+        {
+            // Dead-lettered by the claim, or leased but its event is gone: no event to read.
+            var placeholder = new WebhookEvent(eventId, default, "", "", "", "", null, null, null, null);
+            return new ClaimedDelivery(subscriptionId, placeholder, attempt, tookOver, dueAt, rescheduled)
+            {
+                DeadAtClaim = reader.GetBoolean(18) ? reader.GetString(19) : null,
+                EventGone = !reader.GetBoolean(18),
+                ValuesIncluded = false,
+            };
+        }
+
+        var sizes = new EventSizes(NullableInt(reader, 6), NullableInt(reader, 7), NullableInt(reader, 8));
+        var included = reader.GetBoolean(20);
+        Utf8Json? oldRow = null, newRow = null, sessionVariables = null;
+        PooledBytes? values = null;
+        if (included && sizes.Total > 0)
+        {
+            // One pooled array for the three values until the body is written.
+            values = new PooledBytes(System.Buffers.ArrayPool<byte>.Shared.Rent((int)sizes.Total));
+            var at = 0;
+            oldRow = CopyValue(reader, 9, sizes.Old, values.Array, ref at);
+            newRow = CopyValue(reader, 10, sizes.New, values.Array, ref at);
+            sessionVariables = CopyValue(reader, 11, sizes.Session, values.Array, ref at);
+        }
+
+        var webhookEvent = new WebhookEvent(
+            Id: eventId,
+            CapturedAt: reader.GetFieldValue<DateTimeOffset>(1),
+            TriggerName: reader.GetString(2),
+            TableSchema: reader.GetString(3),
+            TableName: reader.GetString(4),
+            Operation: reader.GetString(5),
+            OldRow: oldRow,
+            NewRow: newRow,
+            SessionVariables: sessionVariables,
+            TraceParent: reader.IsDBNull(12) ? null : reader.GetString(12),
+            ConditionError: reader.IsDBNull(17) ? null : reader.GetString(17));
+        return new ClaimedDelivery(subscriptionId, webhookEvent, attempt, tookOver, dueAt, rescheduled)
+        {
+            Sizes = sizes,
+            ValuesIncluded = included,
+            Values = values,
+        };
+    }
+
+    private static int? NullableInt(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt32(ordinal);
+
+    private static Utf8Json? CopyValue(NpgsqlDataReader reader, int ordinal, int? length, byte[] into, ref int at)
+    {
+        if (length is not { } bytes)
+        {
+            return null;
+        }
+
+        var copied = (int)reader.GetBytes(ordinal, 0, into, at, bytes);
+        var value = new Utf8Json(into.AsMemory(at, copied));
+        at += copied;
+        return value;
+    }
+
+    /// <summary>
+    /// Records results; returns how many were applied (the rest had lost their lease, or their
+    /// lease had moved on to a newer attempt).
     /// <paramref name="writtenBefore"/>: an earlier write of these results failed without a
     /// known outcome, so some may be recorded already (see <see cref="RecordSql"/>).
     /// </summary>
@@ -329,12 +511,15 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>Pushes the lease of deliveries still in progress forward.</summary>
-    public Task ExtendLeasesAsync(Guid owner, IReadOnlyCollection<DeliveryKey> held, TimeSpan lease, CancellationToken cancellationToken) =>
-        held.Count == 0 ? Task.CompletedTask : ExecuteForKeysAsync(ExtendSql, owner, held, lease, cancellationToken);
+    public Task ExtendLeasesAsync(Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan lease, CancellationToken cancellationToken) =>
+        held.Count == 0 ? Task.CompletedTask : ExecuteForLeasesAsync(ExtendSql, owner, held, lease, cancellationToken);
 
-    /// <summary>Gives back deliveries this worker will not attempt (shutdown).</summary>
-    public Task ReleaseAsync(Guid owner, IReadOnlyCollection<DeliveryKey> held, CancellationToken cancellationToken) =>
-        held.Count == 0 ? Task.CompletedTask : ExecuteForKeysAsync(ReleaseSql, owner, held, null, cancellationToken);
+    /// <summary>
+    /// Gives back deliveries this worker will not attempt to the end (shutdown); an attempt whose
+    /// request never started is given back too (see <see cref="ReleaseSql"/>).
+    /// </summary>
+    public Task ReleaseAsync(Guid owner, IReadOnlyCollection<HeldLease> held, CancellationToken cancellationToken) =>
+        held.Count == 0 ? Task.CompletedTask : ExecuteForLeasesAsync(ReleaseSql, owner, held, null, cancellationToken);
 
     /// <summary>
     /// Tells capture whether a worker is idle (the next capture sends a wake-up) or busy (none);
@@ -347,15 +532,20 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
-    private async Task ExecuteForKeysAsync(string sql, Guid owner, IReadOnlyCollection<DeliveryKey> keys, TimeSpan? lease, CancellationToken cancellationToken)
+    private async Task ExecuteForLeasesAsync(string sql, Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan? lease, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(sql);
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
-        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. keys.Select(k => k.SubscriptionId)] });
-        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. keys.Select(k => k.EventId)] });
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. held.Select(h => h.Key.SubscriptionId)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. held.Select(h => h.Key.EventId)] });
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. held.Select(h => h.Attempt)] });
         if (lease is { } duration)
         {
             command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = duration, NpgsqlDbType = NpgsqlDbType.Interval });
+        }
+        else
+        {
+            command.Parameters.Add(new NpgsqlParameter<bool[]> { TypedValue = [.. held.Select(h => h.Sent)] });
         }
 
         await command.ExecuteNonQueryAsync(cancellationToken);

@@ -148,6 +148,12 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
 
             if (inserted && SinceOf(subscription.StartFrom) is { } since)
             {
+                // Retention deletes no event while this transaction gives old events deliveries.
+                await using (var gate = new NpgsqlCommand(Operations.Retention.HoldScheduleGateSql, connection, transaction))
+                {
+                    await gate.ExecuteNonQueryAsync(cancellationToken);
+                }
+
                 await using var backfill = new NpgsqlCommand(BackfillSql, connection, transaction);
                 backfill.Parameters.Add(new NpgsqlParameter<int> { TypedValue = id });
                 backfill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = subscription.Trigger });

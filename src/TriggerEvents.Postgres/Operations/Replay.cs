@@ -34,7 +34,7 @@ internal static class Replay
     {
         var (subscriptionId, subscriptionTrigger, operations) = await FindSubscriptionAsync(dataSource, subscription, cancellationToken);
         await using var count = dataSource.CreateCommand($"SELECT count(*) FROM ({Events}) x");
-        AddParameters(count, trigger ?? subscriptionTrigger, operations, since, until, 0, eventId);
+        AddParameters(count.Parameters, trigger ?? subscriptionTrigger, operations, since, until, 0, eventId);
         count.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         return (long)(await count.ExecuteScalarAsync(cancellationToken))!;
     }
@@ -50,7 +50,11 @@ internal static class Replay
         var after = 0L;
         while (true)
         {
-            await using var command = dataSource.CreateCommand($"""
+            // One transaction: retention's gate, then the batch, which so never schedules an event
+            // a retention batch is deleting (Retention.ScheduleGateKey).
+            await using var batchCommands = dataSource.CreateBatch();
+            batchCommands.BatchCommands.Add(new NpgsqlBatchCommand(Retention.HoldScheduleGateSql));
+            var command = new NpgsqlBatchCommand($"""
                 WITH batch AS (
                     {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
                 ), scheduled AS (
@@ -64,9 +68,11 @@ internal static class Replay
                 )
                 SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM scheduled), (SELECT max(id) FROM batch)
                 """);
-            AddParameters(command, trigger, operations, since, until, after, eventId);
+            AddParameters(command.Parameters, trigger, operations, since, until, after, eventId);
             command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            batchCommands.BatchCommands.Add(command);
+            await using var reader = await batchCommands.ExecuteReaderAsync(cancellationToken);
+            await reader.NextResultAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
             var batchSize = reader.GetInt64(0);
             scheduled += reader.GetInt64(1);
@@ -95,13 +101,13 @@ internal static class Replay
         return (reader.GetInt32(0), reader.GetString(1), reader.GetFieldValue<string[]>(2));
     }
 
-    private static void AddParameters(NpgsqlCommand command, string trigger, string[] operations, DateTimeOffset since, DateTimeOffset? until, long after, long? eventId)
+    private static void AddParameters(NpgsqlParameterCollection parameters, string trigger, string[] operations, DateTimeOffset since, DateTimeOffset? until, long after, long? eventId)
     {
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = trigger });
-        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = since });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)until ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)eventId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+        parameters.Add(new NpgsqlParameter<string> { TypedValue = trigger });
+        parameters.Add(new NpgsqlParameter<string[]> { TypedValue = operations });
+        parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = since });
+        parameters.Add(new NpgsqlParameter { Value = (object?)until ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
+        parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
+        parameters.Add(new NpgsqlParameter { Value = (object?)eventId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
     }
 }

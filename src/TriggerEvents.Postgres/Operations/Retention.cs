@@ -11,15 +11,42 @@ internal sealed record RetentionResult(long Events, long Deliveries, long Attemp
 /// own bound (a null bound keeps that kind forever). Pending, in-flight and dead deliveries, and their events, are never deleted.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Deletes go in batches of <see cref="BatchSize"/>, each its own transaction, walking the log
 /// in id order with a keyset so a run never rescans what it passed. Writers are never blocked:
 /// capture only inserts new rows, which retention never touches. One run at a time database-wide
 /// (a try-advisory lock): a second worker's duty skips instead of queueing.
+/// </para>
+/// <para>
+/// A delivery is never left without its event. Each batch holds
+/// <see cref="ScheduleGateKey"/> exclusively, and whatever gives an event already in the log a
+/// delivery again (replay, a new subscription's <c>start_from</c>) holds it shared around its
+/// statement, so a batch sees every such delivery committed before it and none is made while it
+/// runs. The fan-out needs no gate: it gives only events no subscription's place has passed, and
+/// a batch deletes only events every place has passed. A delivery changed while its batch waits
+/// for its row (a writer that took no gate, a DBA's UPDATE) is read again in the batch itself, and
+/// its event is kept with all of its deliveries. A foreign key would say the same for every
+/// writer, but cost the fan-out a third more per delivery and every claim and result an index
+/// entry (bench/README.md, "Retention"); the claim dead-letters a delivery whose event was
+/// deleted by hand instead of leaving it in flight.
+/// </para>
 /// </remarks>
 internal static class Retention
 {
     public const int BatchSize = 2000;
     public const long AdvisoryLockKey = 0x7472_6967_636c_6e; // "trigcln"
+
+    /// <summary>
+    /// The transaction-level advisory lock that keeps a retention batch apart from every writer
+    /// that gives events already in the log a delivery: exclusive in a batch, shared by the writers
+    /// (<see cref="HoldScheduleGateSql"/>).
+    /// </summary>
+    public const long ScheduleGateKey = 0x7472_6967_7363_68; // "trigsch"
+
+    /// <summary>Taken by replay and registration before they make deliveries of existing events, in the same transaction.</summary>
+    public static readonly string HoldScheduleGateSql = FormattableString.Invariant($"SELECT pg_advisory_xact_lock_shared({ScheduleGateKey})");
+
+    private static readonly string CloseScheduleGateSql = FormattableString.Invariant($"SELECT pg_advisory_xact_lock({ScheduleGateKey})");
 
     private const string DeleteEvents = """
         WITH candidate AS (
@@ -28,7 +55,10 @@ internal static class Retention
             ORDER BY e.id
             LIMIT $3
         ), doomed AS (
-            SELECT c.id FROM candidate c
+            SELECT c.id,
+                   (SELECT count(*) FROM trigger_events.subscriptions s
+                    JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = c.id) AS deliveries
+            FROM candidate c
             WHERE NOT EXISTS (
                 SELECT 1 FROM trigger_events.subscriptions s
                 JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = c.id
@@ -37,13 +67,30 @@ internal static class Retention
               AND NOT EXISTS (
                 SELECT 1 FROM trigger_events.subscription_positions sp
                 WHERE NOT pg_visible_in_snapshot(c.transaction_id, sp.position))
+        ), locked AS (
+            -- Their deliveries as they are now, locked until the batch commits: a delivery
+            -- changed since this statement's snapshot (a replay that scheduled it again) is read
+            -- again once its writer commits, and one deleted meanwhile is missing.
+            SELECT d.event_id, d.status
+            FROM doomed JOIN trigger_events.subscriptions s ON true
+            JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = doomed.id
+            FOR UPDATE OF d
+        ), unchanged AS (
+            -- Only events whose every delivery is still there and still delivered go, with all
+            -- of their deliveries; an event with one scheduled again keeps them all.
+            SELECT doomed.id
+            FROM doomed LEFT JOIN (
+                SELECT l.event_id, count(*) AS deliveries, count(*) FILTER (WHERE l.status = 'delivered') AS delivered
+                FROM locked l GROUP BY l.event_id
+            ) now ON now.event_id = doomed.id
+            WHERE coalesce(now.deliveries, 0) = doomed.deliveries AND coalesce(now.delivered, 0) = doomed.deliveries
         ), deliveries_gone AS (
             DELETE FROM trigger_events.deliveries d
-            USING doomed, trigger_events.subscriptions s
-            WHERE d.subscription_id = s.id AND d.event_id = doomed.id
+            USING unchanged, trigger_events.subscriptions s
+            WHERE d.subscription_id = s.id AND d.event_id = unchanged.id AND d.status = 'delivered'
             RETURNING 1
         ), events_gone AS (
-            DELETE FROM trigger_events.event_log e USING doomed WHERE e.id = doomed.id
+            DELETE FROM trigger_events.event_log e USING unchanged WHERE e.id = unchanged.id
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM candidate), (SELECT max(id) FROM candidate),
@@ -73,11 +120,16 @@ internal static class Retention
             long events = 0, deliveries = 0, attemptRows = 0, after = 0;
             while (deliveredEvents is not null)
             {
-                await using var command = new NpgsqlCommand(DeleteEvents, connection);
+                // One transaction: the gate, then the delete, whose snapshot is taken after it.
+                await using var batch = new NpgsqlBatch(connection);
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(CloseScheduleGateSql));
+                var command = new NpgsqlBatchCommand(DeleteEvents);
                 command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - deliveredEvents.Value });
                 command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
-                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                batch.BatchCommands.Add(command);
+                await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+                await reader.NextResultAsync(cancellationToken);
                 await reader.ReadAsync(cancellationToken);
                 var candidates = reader.GetInt64(0);
                 events += reader.GetInt64(2);

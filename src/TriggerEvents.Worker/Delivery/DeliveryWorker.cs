@@ -56,10 +56,11 @@ internal sealed class DeliveryWorker
     private readonly TimeProvider time;
     private readonly ILogger logger;
     private readonly WorkerMetrics metrics;
-    private readonly ConcurrentDictionary<DeliveryKey, byte> held = new();
+    private readonly ConcurrentDictionary<DeliveryKey, Held> held = new();
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<int, ClaimState> claimStates = [];
     private readonly FanOutRequest fanOutRequest;
+    private readonly EventBodies bodies;
     private bool fanOutDue = true;
     private long lastFanOut;
     private bool idleSignalled;
@@ -79,6 +80,7 @@ internal sealed class DeliveryWorker
         this.logger = logger;
         this.metrics = metrics;
         fanOutRequest = new FanOutRequest([.. subscriptions.Select(s => s.Id)], FanOutBatches * options.BatchSize);
+        bodies = new EventBodies(store, new BodyMemory(options.BodyMemory), time);
     }
 
     /// <summary>This worker's lease owner token.</summary>
@@ -182,8 +184,9 @@ internal sealed class DeliveryWorker
         await leaseLoopStop.CancelAsync();
         await leaseLoop;
 
-        // What is still held was claimed but never attempted to the end: give it back.
-        var unfinished = held.Keys.ToList();
+        // What is still held was claimed but never attempted to the end: give it back, with its
+        // attempt if its request never started (it may have waited for room in body_memory).
+        var unfinished = HeldLeases();
         if (unfinished.Count > 0)
         {
             try
@@ -260,7 +263,9 @@ internal sealed class DeliveryWorker
 
             var takeOver = IsDue(ref state.LastTakeOver, options.PollInterval);
             var cursor = IsDue(ref state.LastSweep, options.PollInterval * SweepPollIntervals) ? ClaimCursor.Sweep : state.Cursor;
-            var (claimed, next) = await store.ClaimAsync(subscription.Id, Owner, limit, options.Lease, cursor, takeOver, fanOut, stopping);
+            var (claimed, next) = await store.ClaimAsync(
+                subscription.Id, Owner, limit, options.Lease, cursor, takeOver, fanOut,
+                (int)Math.Min(DeliveryStore.InlineEventBytes, subscription.Client.Subscription.MaxEventBytes), stopping);
             fanOut = null;
             state.Cursor = next;
             claimedTotal += claimed.Count;
@@ -272,8 +277,21 @@ internal sealed class DeliveryWorker
                     metrics.LeasesExpired.Inc();
                 }
 
-                held[delivery.Key] = 0;
-                var request = DeliverAsync(subscription, delivery, abort);
+                if (delivery.DeadAtClaim is { } reason)
+                {
+                    // Its attempts were spent without a result: the claim dead-lettered it.
+                    metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
+                    logger.LogWarning(
+                        "Delivery of event {EventId} to {Subscription} is dead: {Reason}", delivery.Event.Id, subscription.Name, reason);
+                    continue;
+                }
+
+                // A delivery this worker still holds under an older attempt (it took its own
+                // expired lease over) counts once: the older request ends within its timeout,
+                // and its result no longer applies.
+                var holding = new Held(delivery.Attempt);
+                held[delivery.Key] = holding;
+                var request = DeliverAsync(subscription, delivery, holding, abort);
                 requests[request] = 0;
                 _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
@@ -298,12 +316,16 @@ internal sealed class DeliveryWorker
         return true;
     }
 
-    private async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, CancellationToken abort)
+    private async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
     {
         await Task.Yield();
+        RequestBody? body = null;
         try
         {
-            var attempt = await subscription.Client.SendAsync(delivery, abort);
+            body = await bodies.WriteAsync(delivery, subscription.Client.Subscription, abort);
+            // From here the receiver may get it: a release at shutdown keeps the attempt counted.
+            state.Sent = true;
+            var attempt = await subscription.Client.SendAsync(delivery, body, abort);
             var decision = subscription.Policy.Decide(delivery.Attempt, attempt.Outcome, attempt.RetryAfter, Random.Shared.NextDouble());
             var (kind, delay, reason) = decision switch
             {
@@ -338,6 +360,14 @@ internal sealed class DeliveryWorker
         {
             // Shutdown cut the request short: the delivery stays held and is released.
         }
+        catch (UndeliverableEventException e)
+        {
+            // Too large, gone, or not JSON: every attempt would fail the same way.
+            metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
+            logger.LogWarning("Delivery of event {EventId} to {Subscription} is dead: {Reason}", delivery.Event.Id, subscription.Name, e.Message);
+            results.Writer.TryWrite(new DeliveryResult(
+                delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null, e.Message, time.GetUtcNow(), TimeSpan.Zero, null));
+        }
         catch (Exception e)
         {
             // Anything the client could not even attempt (a payload that cannot be built) is a
@@ -346,6 +376,11 @@ internal sealed class DeliveryWorker
             results.Writer.TryWrite(new DeliveryResult(
                 delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null,
                 $"not deliverable: {e.Message}", time.GetUtcNow(), TimeSpan.Zero, null));
+        }
+        finally
+        {
+            body?.Dispose();
+            delivery.Values?.Return();
         }
     }
 
@@ -395,7 +430,7 @@ internal sealed class DeliveryWorker
 
                     foreach (var result in batch)
                     {
-                        held.TryRemove(result.Key, out _);
+                        Unhold(result);
                     }
 
                     batch.Clear();
@@ -456,7 +491,7 @@ internal sealed class DeliveryWorker
                     result.Key.EventId, result.Attempt, e.MessageText);
             }
 
-            held.TryRemove(result.Key, out _);
+            Unhold(result);
             batch.RemoveAt(batch.Count - 1);
         }
     }
@@ -476,7 +511,7 @@ internal sealed class DeliveryWorker
             {
                 try
                 {
-                    await store.ExtendLeasesAsync(Owner, held.Keys.ToList(), options.Lease, cancellationToken);
+                    await store.ExtendLeasesAsync(Owner, HeldLeases(), options.Lease, cancellationToken);
                 }
                 catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
                 {
@@ -487,6 +522,31 @@ internal sealed class DeliveryWorker
         catch (OperationCanceledException)
         {
             // Stopping.
+        }
+    }
+
+    /// <summary>Frees the slot of <paramref name="result"/>'s delivery, unless a newer attempt of it holds the slot now.</summary>
+    private void Unhold(DeliveryResult result)
+    {
+        if (held.TryGetValue(result.Key, out var state) && state.Attempt == result.Attempt)
+        {
+            held.TryRemove(new KeyValuePair<DeliveryKey, Held>(result.Key, state));
+        }
+    }
+
+    private List<HeldLease> HeldLeases() => [.. held.Select(h => new HeldLease(h.Key, h.Value.Attempt, h.Value.Sent))];
+
+    /// <summary>A delivery this worker holds: the attempt it claimed, and whether its request started.</summary>
+    private sealed class Held(int attempt)
+    {
+        private volatile bool sent;
+
+        public int Attempt { get; } = attempt;
+
+        public bool Sent
+        {
+            get => sent;
+            set => sent = value;
         }
     }
 

@@ -6,7 +6,7 @@ using TriggerEvents.Core.Delivery;
 namespace TriggerEvents.Worker.Delivery;
 
 /// <summary>
-/// <c>worker.deny_private_networks</c> (issue 12): the connect step of a webhook's connection
+/// <c>worker.deny_private_networks</c>: the connect step of a webhook's connection
 /// handler, which resolves the host itself and connects only to public addresses.
 /// </summary>
 /// <remarks>

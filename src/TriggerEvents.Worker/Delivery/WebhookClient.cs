@@ -63,14 +63,14 @@ internal sealed class WebhookClient : IDisposable
 
     public SubscriptionConfig Subscription => subscription;
 
-    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, CancellationToken cancellationToken)
+    /// <summary>Posts <paramref name="body"/> (see <see cref="EventBodies"/>), which the caller still disposes.</summary>
+    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, CancellationToken cancellationToken)
     {
-        var body = WebhookPayload.ToUtf8Bytes(delivery.Event, subscription.Retry.MaxAttempts - 1, delivery.Attempt - 1);
         var startedAt = time.GetUtcNow();
         var started = time.GetTimestamp();
         using var request = new HttpRequestMessage(HttpMethod.Post, subscription.Webhook.Url)
         {
-            Content = new ByteArrayContent(body),
+            Content = new RequestBody.Content(body),
             Version = HttpVersion.Version11,
         };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
@@ -89,7 +89,7 @@ internal sealed class WebhookClient : IDisposable
         request.Headers.TryAddWithoutValidation("webhook-timestamp", timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (signer is not null)
         {
-            request.Headers.TryAddWithoutValidation("webhook-signature", signer.Sign(messageId, timestamp, body));
+            request.Headers.TryAddWithoutValidation("webhook-signature", signer.Sign(messageId, timestamp, body.Sequence));
         }
 
         // Only a valid one (TraceParent): a writer's malformed value is dropped, not forwarded.

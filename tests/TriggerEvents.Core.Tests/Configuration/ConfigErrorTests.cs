@@ -91,7 +91,7 @@ public class ConfigErrorTests
     {
         Assert.That(
             ConfigText.Error(ConfigText.Subscription("    colour: blue\n")),
-            Is.EqualTo("te.yaml:6:5: subscriptions[0]: unknown key 'colour' (expected name, trigger, operations, start_from, webhook, retry, max_in_flight)"));
+            Is.EqualTo("te.yaml:6:5: subscriptions[0]: unknown key 'colour' (expected name, trigger, operations, start_from, webhook, retry, max_in_flight, max_event_bytes)"));
     }
 
     [Test]
@@ -534,5 +534,30 @@ public class ConfigErrorTests
     public void A_key_that_is_a_list_is_an_error()
     {
         Assert.That(ConfigText.Errors("? [a, b]\n: 1\nsubscriptions: []\n"), Does.Contain("te.yaml:1:3: a map key must be a single value, not a list"));
+    }
+
+    [TestCase("max_event_bytes: 4", "te.yaml:6:22: subscriptions[0].max_event_bytes: '4' is not a size: write 512KiB, 4MiB or 2MB")]
+    [TestCase("max_event_bytes: 4 MiB", "te.yaml:6:22: subscriptions[0].max_event_bytes: '4 MiB' is not a size: write 512KiB, 4MiB or 2MB")]
+    [TestCase("max_event_bytes: 4mb", "te.yaml:6:22: subscriptions[0].max_event_bytes: '4mb' is not a size: write 512KiB, 4MiB or 2MB")]
+    [TestCase("max_event_bytes: 100B", "te.yaml:6:22: subscriptions[0].max_event_bytes: must be from 1 KiB to 1 GiB, not 100 B")]
+    [TestCase("max_event_bytes: 2GiB", "te.yaml:6:22: subscriptions[0].max_event_bytes: must be from 1 KiB to 1 GiB, not 2 GiB")]
+    [TestCase("max_event_bytes: [4MiB]", "te.yaml:6:22: subscriptions[0].max_event_bytes: expected a single value, found a list")]
+    public void A_bad_max_event_bytes_is_an_error_at_its_value(string line, string expected)
+    {
+        Assert.That(ConfigText.Error(ConfigText.Subscription($"    {line}\n")), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void A_max_event_bytes_over_the_workers_body_memory_is_an_error_at_the_size_or_else_at_body_memory()
+    {
+        Assert.That(
+            ConfigText.Error(ConfigText.Subscription("    max_event_bytes: 8MiB\nworker:\n  body_memory: 4MiB\n")),
+            Is.EqualTo("te.yaml:6:22: subscriptions[0].max_event_bytes: 8 MiB must be at most worker.body_memory (4 MiB), or an event that large could never be sent"));
+        Assert.That(
+            ConfigText.Error(ConfigText.Subscription("worker:\n  body_memory: 2MiB\n")),
+            Is.EqualTo("te.yaml:7:16: subscriptions[0].max_event_bytes: 4 MiB (the default) must be at most worker.body_memory (2 MiB), or an event that large could never be sent"));
+        Assert.That(
+            ConfigText.Error(ConfigText.Subscription("worker:\n  body_memory: 512KiB\n")),
+            Is.EqualTo("te.yaml:7:16: worker.body_memory: must be at least 1 MiB, not 512 KiB"));
     }
 }

@@ -31,6 +31,7 @@ public class ConfigLoaderTests
             Assert.That(subscription.Webhook.SigningSecrets, Is.EqualTo(new[] { "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }));
             Assert.That(subscription.Retry, Is.EqualTo(new RetryConfig { MaxAttempts = 10, InitialInterval = TimeSpan.FromSeconds(5), MaxInterval = TimeSpan.FromHours(1) }));
             Assert.That(subscription.MaxInFlight, Is.EqualTo(16));
+            Assert.That(subscription.MaxEventBytes, Is.EqualTo(4L << 20));
             Assert.That(config.Worker, Is.EqualTo(new WorkerConfig()));
             Assert.That(config.Retention, Is.EqualTo(new RetentionConfig()));
         });
@@ -412,5 +413,15 @@ public class ConfigLoaderTests
         var exception = Assert.Throws<ConfigException>(() => ConfigLoader.Load(path, _ => null))!;
 
         Assert.That(exception.Message, Is.EqualTo($"{path}: cannot read the configuration: no such file"));
+    }
+
+    [Test]
+    public void Max_event_bytes_and_body_memory_take_binary_and_decimal_sizes()
+    {
+        var config = ConfigText.Parse(ConfigText.Subscription("    max_event_bytes: 512KiB\nworker:\n  body_memory: 100MB\n"));
+
+        Assert.That(config.Subscriptions[0].MaxEventBytes, Is.EqualTo(512 * 1024));
+        Assert.That(config.Worker.BodyMemory, Is.EqualTo(100_000_000));
+        Assert.That(new WorkerConfig().BodyMemory, Is.EqualTo(64L << 20), "the default");
     }
 }

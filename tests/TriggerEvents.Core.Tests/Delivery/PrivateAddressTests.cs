@@ -3,7 +3,7 @@ using TriggerEvents.Core.Delivery;
 
 namespace TriggerEvents.Core.Tests.Delivery;
 
-/// <summary>What <c>worker.deny_private_networks</c> refuses (issue 12). Nothing here touches the network.</summary>
+/// <summary>What <c>worker.deny_private_networks</c> refuses. Nothing here touches the network.</summary>
 public class PrivateAddressTests
 {
     [TestCase("127.0.0.1", "loopback")]

@@ -231,4 +231,22 @@ public class WebhookPayloadTests
         Assert.That(Encoding.UTF8.GetString(buffer.WrittenSpan), Is.EqualTo(Body(SpecEvent)));
         Assert.That(JsonDocument.Parse(first).RootElement.GetProperty("id").GetString(), Is.EqualTo("1"));
     }
+
+    [Test]
+    public void A_layout_says_the_bodys_length_before_its_values_are_read_and_where_each_goes()
+    {
+        var layout = WebhookPayload.Layout(SpecEvent with { OldRow = null, NewRow = null, SessionVariables = null }, 9, 0);
+        var (old, @new) = ("""{"id": 7, "status": "new"}"""u8.ToArray(), """{"id": 7, "status": "paid"}"""u8.ToArray());
+
+        var body = new byte[layout.Length(old.Length, @new.Length, null)];
+        var slots = layout.Place(body, old.Length, @new.Length, null);
+        old.CopyTo(body.AsSpan(slots.Old!.Value.Start));
+        @new.CopyTo(body.AsSpan(slots.New!.Value.Start));
+
+        Assert.That(slots.Session, Is.Null, "SQL NULL stays the layout's own null");
+        Assert.That(Encoding.UTF8.GetString(body), Is.EqualTo(Body(SpecEvent with { SessionVariables = null })));
+        Assert.DoesNotThrow(() => WebhookPayload.Validate(body, slots));
+        body[slots.New!.Value.Start] = (byte)'[';
+        Assert.Throws<ArgumentException>(() => WebhookPayload.Validate(body, slots));
+    }
 }
