@@ -18,7 +18,7 @@ internal static partial class DatabaseProblems
     // operator commands), so the missing grant named is one that is really needed, never more.
     private static readonly Dictionary<string, string[]> TablePrivileges = new(StringComparer.Ordinal)
     {
-        ["event_log"] = ["SELECT", "DELETE"],
+        ["event_log"] = ["SELECT"],
         ["deliveries"] = ["SELECT", "INSERT", "UPDATE", "DELETE"],
         ["subscriptions"] = ["SELECT", "INSERT", "UPDATE"],
         ["subscription_positions"] = ["SELECT", "INSERT", "UPDATE"],

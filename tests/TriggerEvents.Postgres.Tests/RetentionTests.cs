@@ -135,4 +135,24 @@ public sealed class RetentionTests
             await Task.Delay(20, deadline.Token);
         }
     }
+
+    [Test]
+    public async Task The_worker_role_runs_retention_but_can_neither_change_nor_delete_an_event_itself()
+    {
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await database.FanOutAsync("served", "away");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered' WHERE event_id IN (SELECT min(id) FROM trigger_events.event_log)");
+        await using var asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
+
+        var delete = Assert.ThrowsAsync<Npgsql.PostgresException>(async () => await asWorker.CreateCommand("DELETE FROM trigger_events.event_log").ExecuteNonQueryAsync());
+        var update = Assert.ThrowsAsync<Npgsql.PostgresException>(async () => await asWorker.CreateCommand("UPDATE trigger_events.event_log SET new_data = '{}'").ExecuteNonQueryAsync());
+        var undelivered = await asWorker.CreateCommand("SELECT trigger_events.delete_delivered_events(ARRAY(SELECT id FROM trigger_events.event_log))").ExecuteScalarAsync();
+        var retention = await Retention.RunOnceAsync(asWorker, TimeSpan.Zero, attempts: null, progress: null, CancellationToken.None);
+
+        Assert.That(delete!.SqlState, Is.EqualTo(Npgsql.PostgresErrorCodes.InsufficientPrivilege));
+        Assert.That(update!.SqlState, Is.EqualTo(Npgsql.PostgresErrorCodes.InsufficientPrivilege));
+        Assert.That(undelivered, Is.EqualTo(1L), "only the event every subscription received");
+        Assert.That(retention.Events, Is.Zero, "nothing else is deliverable-and-delivered");
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log"), Is.EqualTo(2));
+    }
 }
