@@ -366,6 +366,23 @@ public sealed class CaptureEdgeTests
         Assert.That((await EventsAsync(trigger)).Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "UPDATE" }));
     }
 
+    [Test]
+    public async Task A_trigger_generated_from_an_older_template_is_outdated_until_attach_or_migrate_regenerates_it()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+
+        // What a trigger attached before the current template looks like to the registry.
+        await database.ExecuteAsync("UPDATE trigger_events.event_triggers SET template_version = 3 WHERE name = $1", trigger);
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("outdated"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("repaired"));
+
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+        Assert.That(await database.ScalarAsync<int>("SELECT template_version FROM trigger_events.triggers WHERE name = $1", trigger),
+            Is.EqualTo(await database.ScalarAsync<int>("SELECT trigger_events.capture_template_version()")));
+    }
+
     [TestCase("ALWAYS", "A")]
     [TestCase("REPLICA", "R")]
     public async Task A_replacing_attach_keeps_the_enabled_mode_of_each_trigger(string mode, string tgenabled)
