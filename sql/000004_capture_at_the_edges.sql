@@ -407,25 +407,30 @@ $$;
 
 -- Takes a lock on an attached table within lock_timeout, or raises an error that says so, so
 -- that a busy table gives a clear error instead of a queue of application queries behind a
--- waiting attach. The session's own lock_timeout applies again afterwards.
+-- waiting attach. A role that may create triggers on the table (TRIGGER) but not lock it (LOCK
+-- in these modes needs UPDATE, DELETE or TRUNCATE, or ownership) skips the LOCK: the trigger
+-- DDL that follows takes the same lock itself, under the same lock_timeout. The caller puts
+-- the session's own lock_timeout back when its DDL is done.
 CREATE FUNCTION trigger_events.lock_table(caller text, tbl regclass, mode text, lock_timeout interval) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    previous CONSTANT text := current_setting('lock_timeout');
 BEGIN
     IF lock_timeout IS NULL OR lock_timeout < interval '0' THEN
         RAISE EXCEPTION 'trigger_events.%: lock_timeout must be zero (wait without limit) or more', caller;
     END IF;
     PERFORM set_config('lock_timeout', (extract(epoch FROM lock_timeout) * 1000)::bigint::text, true);
+    IF NOT (pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl), 'USAGE')
+            OR has_table_privilege(tbl, 'UPDATE') OR has_table_privilege(tbl, 'DELETE')
+            OR has_table_privilege(tbl, 'TRUNCATE')) THEN
+        RETURN;
+    END IF;
     BEGIN
         EXECUTE format('LOCK TABLE %s IN %s MODE', tbl, mode);
     EXCEPTION WHEN lock_not_available THEN
         RAISE EXCEPTION 'trigger_events.%: % is busy: could not take its % lock within %; retry when it is quieter, or pass a longer lock_timeout',
             caller, tbl, mode, lock_timeout USING ERRCODE = 'lock_not_available';
     END;
-    PERFORM set_config('lock_timeout', previous, true);
 END
 $$;
 
@@ -465,6 +470,7 @@ DECLARE
     flags text;
     probe text;
     r record;
+    session_lock_timeout CONSTANT text := current_setting('lock_timeout');
 BEGIN
     IF tbl IS NULL OR trigger_name IS NULL THEN
         RAISE EXCEPTION 'trigger_events.attach: table and trigger_name are required';
@@ -537,6 +543,7 @@ BEGIN
         END IF;
         PERFORM trigger_events.lock_table('attach', tbl, 'SHARE ROW EXCLUSIVE', attach.lock_timeout);
         PERFORM trigger_events.install_capture(existing.id);
+        PERFORM set_config('lock_timeout', session_lock_timeout, true);
         RETURN 'repaired';
     END IF;
 
@@ -548,7 +555,9 @@ BEGIN
     IF cond IS NOT NULL THEN
         probe := 'te_attach_probe_' || pg_backend_pid();
         BEGIN
-            FOR r IN EXECUTE format('SELECT (%s' || E'\n' || ') FROM %s AS "new" LEFT JOIN %s AS "old" ON false LIMIT 0',
+            -- Rows of the table's type, not the table: a role that may only create triggers on
+            -- it (TRIGGER, no SELECT) can attach a condition too.
+            FOR r IN EXECUTE format('SELECT (%s' || E'\n' || ') FROM (SELECT (NULL::%s).*) AS "new", (SELECT (NULL::%s).*) AS "old" LIMIT 0',
                                     cond, tbl, tbl)
             LOOP
             END LOOP;
@@ -601,6 +610,7 @@ BEGIN
     END IF;
 
     PERFORM trigger_events.install_capture(trigger_id);
+    PERFORM set_config('lock_timeout', session_lock_timeout, true);
     RETURN CASE WHEN existing.id IS NULL THEN 'created' ELSE 'replaced' END;
 END
 $attach$;
@@ -615,6 +625,7 @@ AS $$
 DECLARE
     existing trigger_events.event_triggers;
     t record;
+    session_lock_timeout CONSTANT text := current_setting('lock_timeout');
 BEGIN
     SELECT * INTO existing FROM trigger_events.event_triggers et WHERE et.name = detach.trigger_name FOR UPDATE;
     IF existing.id IS NULL THEN
@@ -631,6 +642,7 @@ BEGIN
         LOOP
             EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, existing.relid::regclass);
         END LOOP;
+        PERFORM set_config('lock_timeout', session_lock_timeout, true);
     END IF;
     PERFORM trigger_events.drop_trigger_functions(existing.id, existing.name, '{}');
     DELETE FROM trigger_events.event_triggers et WHERE et.id = existing.id;

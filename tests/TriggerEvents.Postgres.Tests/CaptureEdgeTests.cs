@@ -144,6 +144,51 @@ public sealed class CaptureEdgeTests
     }
 
     [Test]
+    public async Task A_schema_owner_who_is_not_a_superuser_migrates_and_attaches_to_a_table_it_may_only_trigger()
+    {
+        // The roles of a managed database: a schema owner with CREATE on the database, and the
+        // application's role owning the table, which grants the owner TRIGGER and nothing else.
+        await using var empty = await TestDatabase.CreateAsync(migrated: false);
+        await using var owner = await LoginRole.CreateAsync(empty);
+        await using var app = await LoginRole.CreateAsync(empty);
+        await empty.ExecuteAsync($"GRANT CREATE ON DATABASE {empty.Name} TO {owner.Name}; GRANT CREATE ON SCHEMA public TO {app.Name}");
+        await using (var asOwner = NpgsqlDataSource.Create(owner.ConnectionString))
+        {
+            await Migrator.MigrateAsync(asOwner, CancellationToken.None);
+        }
+
+        await using (var connection = await app.OpenAsync())
+        {
+            await new NpgsqlCommand($"CREATE TABLE orders (id int PRIMARY KEY, note text); GRANT TRIGGER ON orders TO {owner.Name}", connection).ExecuteNonQueryAsync();
+        }
+
+        try
+        {
+            await using (var connection = await owner.OpenAsync())
+            {
+                var attached = await new NpgsqlCommand("SELECT trigger_events.attach('public.orders', 'orders-changed', condition => 'NEW.id > 0')", connection).ExecuteScalarAsync();
+                Assert.That(attached, Is.EqualTo("created"));
+                Assert.That(await new NpgsqlCommand("SELECT current_setting('lock_timeout')", connection).ExecuteScalarAsync(), Is.EqualTo("0"),
+                    "attach leaves the session's lock_timeout as it was");
+            }
+
+            await using (var connection = await app.OpenAsync())
+            {
+                await new NpgsqlCommand("INSERT INTO orders VALUES (1, 'by the application'); UPDATE orders SET note = 'changed'", connection).ExecuteNonQueryAsync();
+            }
+
+            Assert.That(await empty.ScalarAsync<string>("SELECT string_agg(op || ' ' || captured_by, ',' ORDER BY id) FROM trigger_events.event_log"),
+                Is.EqualTo($"INSERT {app.Name},UPDATE {app.Name}"));
+            Assert.That(await empty.ScalarAsync<string>("SELECT health FROM trigger_events.triggers"), Is.EqualTo("ok"));
+        }
+        finally
+        {
+            // The app's table carries the owner's triggers and condition: it goes first, so both roles can be dropped.
+            await empty.ExecuteAsync("DROP TABLE orders CASCADE");
+        }
+    }
+
+    [Test]
     public async Task Invoke_as_an_application_role_records_that_role()
     {
         var table = await CreateOrdersTableAsync();
