@@ -1,5 +1,5 @@
 -- 000005: subscriptions belong to a group and are active or paused; the worker role's rights are
--- granted by migrate.
+-- granted by migrate, and they no longer include writing the event log.
 --
 -- Locks: ACCESS EXCLUSIVE on trigger_events.subscriptions for a moment (new columns with
 -- constant defaults and a check: no rewrite; claims wait for it). No lock on application tables.
@@ -140,11 +140,38 @@ $$;
 REVOKE ALL ON FUNCTION trigger_events.delete_subscription(text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
+-- delete_delivered_events(): deletes those of the given events that every subscription's place
+-- in the log has passed and whose every delivery succeeded; returns how many. Retention's batch
+-- calls it for the events it chose (and whose deliveries it deletes in the same statement: both
+-- see the statement's snapshot, in which those deliveries are still there, all delivered).
+-- ---------------------------------------------------------------------------------------------
+CREATE FUNCTION trigger_events.delete_delivered_events(event_ids bigint[]) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM trigger_events.event_log e
+        WHERE e.id = ANY (event_ids)
+          AND NOT EXISTS (
+              SELECT 1 FROM trigger_events.subscriptions s
+              JOIN trigger_events.deliveries d ON d.subscription_id = s.id AND d.event_id = e.id
+              WHERE d.status <> 'delivered')
+          AND NOT EXISTS (
+              SELECT 1 FROM trigger_events.subscription_positions sp
+              WHERE NOT pg_visible_in_snapshot(e.transaction_id, sp.position))
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+$$;
+REVOKE ALL ON FUNCTION trigger_events.delete_delivered_events(bigint[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------------------------
 -- grant_worker_role(): the rights of the role the worker and the console log in as, and nothing
--- that changes the schema or a captured event (no UPDATE or DELETE on event_log except through
--- retention). migrate calls it for trigger_events_worker when that role exists; a DBA who names
--- the role otherwise calls it with that name. A migration that adds objects the worker uses
--- replaces this function, and migrate grants again.
+-- that changes the schema or a captured event (no INSERT, UPDATE or DELETE on event_log:
+-- retention deletes through delete_delivered_events()). migrate calls it for
+-- trigger_events_worker when that role exists; a DBA who names the role otherwise calls it with
+-- that name. A migration that adds objects the worker uses replaces this function, and migrate
+-- grants again.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION trigger_events.grant_worker_role(role_name name) RETURNS void
 LANGUAGE plpgsql
@@ -154,8 +181,9 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA trigger_events TO %I', role_name);
     EXECUTE format('GRANT SELECT ON trigger_events.migrations, trigger_events.event_triggers, trigger_events.triggers, '
                    'trigger_events.subscription_status TO %I', role_name);
-    -- DELETE: retention deletes delivered events after retention.delivered_events.
-    EXECUTE format('GRANT SELECT, DELETE ON trigger_events.event_log TO %I', role_name);
+    -- A role set up by an earlier deploy/worker-role.sql had DELETE on the log: taken back.
+    EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON trigger_events.event_log FROM %I', role_name);
+    EXECUTE format('GRANT SELECT ON trigger_events.event_log TO %I', role_name);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON trigger_events.deliveries TO %I', role_name);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON trigger_events.subscriptions TO %I', role_name);
     -- Each subscription's place in the log: made when a subscription is registered, moved by
@@ -164,7 +192,8 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT, DELETE ON trigger_events.attempts TO %I', role_name);
     EXECUTE format('GRANT SELECT, UPDATE ON trigger_events.worker_signal TO %I', role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int), '
-                   'trigger_events.subscription_status_rows(), trigger_events.delete_subscription(text) TO %I', role_name);
+                   'trigger_events.subscription_status_rows(), trigger_events.delete_subscription(text), '
+                   'trigger_events.delete_delivered_events(bigint[]) TO %I', role_name);
 END
 $$;
 REVOKE ALL ON FUNCTION trigger_events.grant_worker_role(name) FROM PUBLIC;

@@ -56,7 +56,8 @@ public sealed class DatabaseCommandTests
         await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET enabled = false, paused_by = 'file', paused_reason = 'not in the file of group default', paused_at = now() WHERE name = 'gone'");
         await database.ExecuteAsync("INSERT INTO orders VALUES (1), (2)");
         await database.FanOutAsync("hook");
-        var cli = new Cli(database.ConnectionString);
+        // As the worker's role, which the console runs as too: what an operator may do with it.
+        var cli = new Cli(database.WorkerConnectionString);
 
         var paused = await cli.RunAsync("subscriptions", "pause", "hook", "--reason", "receiver maintenance");
         var listed = await cli.RunAsync("subscriptions", "--json");

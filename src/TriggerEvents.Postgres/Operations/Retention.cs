@@ -90,7 +90,7 @@ internal static class Retention
             WHERE d.subscription_id = s.id AND d.event_id = unchanged.id AND d.status = 'delivered'
             RETURNING 1
         ), events_gone AS (
-            -- Through a function of the schema owner's (migration 000007): the worker's role may
+            -- Through a function of the schema owner's (migration 000005): the worker's role may
             -- not delete from the log, only have delivered events deleted.
             SELECT trigger_events.delete_delivered_events(ARRAY(SELECT id FROM unchanged)) AS deleted
         )
