@@ -106,9 +106,10 @@ CREATE TABLE trigger_events.deliveries (
 COMMENT ON COLUMN trigger_events.deliveries.next_attempt_at IS
     'pending: when the next attempt is due; in_flight: when the lease expires.';
 
--- Serves the claim (`WHERE subscription_id = $1 AND status IN ('pending','in_flight') AND
+-- Served the first claim (`WHERE subscription_id = $1 AND status IN ('pending','in_flight') AND
 -- next_attempt_at <= now() ORDER BY next_attempt_at`). Partial, so delivered history never
--- slows claiming down however long it grows.
+-- slows claiming down however long it grows. 000002 drops it for one partial index per
+-- claimable state (deliveries_pending, deliveries_leased); see there why.
 CREATE INDEX deliveries_due ON trigger_events.deliveries (subscription_id, next_attempt_at)
     WHERE status IN ('pending', 'in_flight');
 

@@ -75,6 +75,10 @@ internal static class DeliveryBenchmark
             Console.WriteLine($"    {paced.Split}");
             Console.WriteLine();
 
+            var peer = options.PeerRounds > 0
+                ? await PeerDrainComparison.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken)
+                : null;
+
             var memory = await MeasureMemoryAsync(database, receiver, connectionString, configPath, options, cancellationToken);
             Console.WriteLine($"## (c) Draining {options.MemoryEvents:N0} events: peak worker memory {memory.PeakMiB:F0} MiB (VmHWM), {memory.Rate:N0} events/s overall");
             Console.WriteLine("    drain rate by segment of the backlog (a flat claim cost keeps these level as delivered history grows):");
@@ -90,6 +94,11 @@ internal static class DeliveryBenchmark
             Console.WriteLine($"| drain of a second backlog by the running worker | {runningDrain:N0} events/s ({runningDrain / ceiling:P0} of ceiling) | >= 11,364 events/s |");
             Console.WriteLine($"| latency p50 / p99, writers as fast as they can ({latency.Rate:N0} events/s) | {latency.P50:F1} / {latency.P99:F1} ms | <= 5 / 20 ms at >= 2,000 events/s |");
             Console.WriteLine($"| latency p50 / p99, writers paced to {paced.Rate:N0} events/s | {paced.P50:F1} / {paced.P99:F1} ms | <= 3 / 15 ms at >= 2,000 events/s, commit to request |");
+            if (peer is not null)
+            {
+                Console.WriteLine($"| fresh drain beside graphile-worker, median of {options.PeerRounds} rounds | TriggerEvents {Statistics.Median(peer.Ours):N0}, graphile-worker {Statistics.Median(peer.Peer):N0} events/s; {peer.MedianRatio:F2}x | |");
+            }
+
             Console.WriteLine($"| worker peak memory, {options.MemoryEvents:N0} backlog | {memory.PeakMiB:F0} MiB | < 200 MiB, flat |");
             Console.WriteLine($"| drain rate first / last segment | {memory.SegmentRates.First():N0} / {memory.SegmentRates.Last():N0} events/s | flat |");
         }
@@ -105,7 +114,7 @@ internal static class DeliveryBenchmark
     }
 
     /// <summary>A fixed Standard Webhooks secret: the receiver does not verify, the worker signs.</summary>
-    private const string SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    internal const string SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     private static string WriteConfig(BenchReceiver receiver, DeliveryOptions options)
     {
@@ -371,6 +380,6 @@ internal static class DeliveryBenchmark
         return (worker.PeakMemoryMiB, options.MemoryEvents / total, rates);
     }
 
-    private static string InsertRows(int count) =>
+    internal static string InsertRows(int count) =>
         $"INSERT INTO orders (customer_id, status, amount) SELECT 1 + g % 5000, 'new', (g % 100000) / 100.0 FROM generate_series(1, {count}) g";
 }

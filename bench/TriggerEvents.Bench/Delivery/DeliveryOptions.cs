@@ -44,8 +44,14 @@ internal sealed record DeliveryOptions
     /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
+    /// <summary>Alternating rounds of fresh drains beside graphile-worker; 0 leaves the peer out.</summary>
+    public int PeerRounds { get; init; } = 3;
+
+    /// <summary>graphile-worker's concurrent jobs in the peer rounds.</summary>
+    public int GraphileJobs { get; init; } = 32;
+
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -63,15 +69,17 @@ internal sealed record DeliveryOptions
                 "--writers" => options with { Writers = Int(value) },
                 "--batch-size" => options with { BatchSize = Int(value) },
                 "--concurrency" => options with { Concurrency = Int(value) },
+                "--peer-rounds" => options with { PeerRounds = Int(value) },
+                "--graphile-jobs" => options with { GraphileJobs = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }
 
         if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1 ||
-            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0)
+            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1)
         {
-            throw new ArgumentException($"Sizes must be positive (the warm-up may be 0). Usage: {Usage}");
+            throw new ArgumentException($"Sizes must be positive (the warm-up and peer rounds may be 0). Usage: {Usage}");
         }
 
         return options;

@@ -30,13 +30,7 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
     /// </summary>
     public static async Task PublishAsync(CancellationToken cancellationToken)
     {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TriggerEvents.sln")))
-        {
-            directory = directory.Parent;
-        }
-
-        var root = directory?.FullName ?? throw new InvalidOperationException("Run the benchmark from inside the repository.");
+        var root = RepositoryRoot();
         var output = Path.Combine(root, "artifacts", "bench-worker");
         var publish = new ProcessStartInfo(Path.Combine(root, "scripts", "publish.sh"))
         {
@@ -55,6 +49,18 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         }
 
         ExecutablePath = Path.Combine(output, "triggerevents");
+    }
+
+    /// <summary>The checkout this benchmark was built from.</summary>
+    public static string RepositoryRoot()
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TriggerEvents.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        return directory?.FullName ?? throw new InvalidOperationException("Run the benchmark from inside the repository.");
     }
 
     public static async Task<WorkerUnderTest> StartAsync(string connectionString, string configPath, int httpPort, CancellationToken cancellationToken)
