@@ -10,7 +10,7 @@ namespace TriggerEvents.Bench.Delivery;
 
 /// <summary>
 /// The webhook receiver the worker posts to: a minimal HTTP/1.1 server on 127.0.0.1 that answers
-/// every request 204 at once, and notes for each its event id, when it arrived and its end-to-end
+/// every request 204 at once, and notes for each event it carries its id, when it arrived and its end-to-end
 /// latency (arrival minus the body's created_at, the capture time by the database clock on this
 /// machine).
 /// </summary>
@@ -43,6 +43,7 @@ internal sealed class BenchReceiver : IAsyncDisposable
     private readonly ConcurrentDictionary<long, byte> seen = new();
     private readonly Task acceptLoop;
     private ConcurrentQueue<Arrival> arrivals = new();
+    private long requests;
 
     private BenchReceiver(Socket listener)
     {
@@ -54,6 +55,9 @@ internal sealed class BenchReceiver : IAsyncDisposable
     public Uri Url { get; }
 
     public int DistinctEvents => seen.Count;
+
+    /// <summary>Requests answered since the last <see cref="TakeArrivals"/>; fewer than events when they carry batches.</summary>
+    public long Requests => Interlocked.Read(ref requests);
 
     public static BenchReceiver Start()
     {
@@ -68,6 +72,7 @@ internal sealed class BenchReceiver : IAsyncDisposable
     {
         var taken = Interlocked.Exchange(ref arrivals, new ConcurrentQueue<Arrival>());
         seen.Clear();
+        Interlocked.Exchange(ref requests, 0);
         return [.. taken];
     }
 
@@ -169,13 +174,20 @@ internal sealed class BenchReceiver : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Notes every event of a body: one for a single event, each element of a batch body
+    /// (<c>{"batch": …, "events": [<event body>, …]}</c>) otherwise. An event body starts with
+    /// its <c>id</c>, then its <c>created_at</c>.
+    /// </summary>
     private void Record(ReadOnlySpan<byte> body)
     {
         var arrived = DateTimeOffset.UtcNow;
-        if (TryReadEvent(body, out var id, out var createdAt))
+        Interlocked.Increment(ref requests);
+        while (TryReadEvent(body, out var id, out var createdAt, out var consumed))
         {
             seen.TryAdd(id, 0);
             arrivals.Enqueue(new Arrival(id, arrived, (arrived - createdAt).TotalMilliseconds));
+            body = body[consumed..];
         }
     }
 
@@ -238,20 +250,28 @@ internal sealed class BenchReceiver : IAsyncDisposable
         return data.Length < length ? new ParsedRequest(ParseStatus.Incomplete) : new ParsedRequest(ParseStatus.Complete, bodyStart, length);
     }
 
-    private static bool TryReadEvent(ReadOnlySpan<byte> body, out long id, out DateTimeOffset createdAt)
+    private static bool TryReadEvent(ReadOnlySpan<byte> body, out long id, out DateTimeOffset createdAt, out int consumed)
     {
         id = 0;
         createdAt = default;
+        consumed = 0;
         var idAt = body.IndexOf(IdMarker);
-        var createdAtAt = body.IndexOf(CreatedMarker);
-        if (idAt < 0 || createdAtAt < 0)
+        if (idAt < 0)
         {
             return false;
         }
 
         var idText = body[(idAt + IdMarker.Length)..];
-        var createdText = body[(createdAtAt + CreatedMarker.Length)..];
+        var createdAtAt = idText.IndexOf(CreatedMarker);
+        if (createdAtAt < 0)
+        {
+            return false;
+        }
+
+        var createdText = idText[(createdAtAt + CreatedMarker.Length)..];
+        var createdEnd = createdText.IndexOf((byte)'"');
+        consumed = body.Length - createdText.Length + createdEnd;
         return Utf8Parser.TryParse(idText[..idText.IndexOf((byte)'"')], out id, out _) &&
-               DateTimeOffset.TryParse(Encoding.UTF8.GetString(createdText[..createdText.IndexOf((byte)'"')]), CultureInfo.InvariantCulture, out createdAt);
+               DateTimeOffset.TryParse(Encoding.UTF8.GetString(createdText[..createdEnd]), CultureInfo.InvariantCulture, out createdAt);
     }
 }

@@ -79,6 +79,10 @@ internal static class DeliveryBenchmark
                 ? await PeerDrainComparison.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken)
                 : null;
 
+            var shaped = options.ShapedDrains
+                ? await ShapedDrains.RunAsync(database, receiver, connectionString, options, cancellationToken)
+                : [];
+
             var memory = await MeasureMemoryAsync(database, receiver, connectionString, configPath, options, cancellationToken);
             Console.WriteLine($"## (c) Draining {options.MemoryEvents:N0} events: peak worker memory {memory.PeakMiB:F0} MiB (VmHWM), {memory.Rate:N0} events/s overall");
             Console.WriteLine("    drain rate by segment of the backlog (a flat claim cost keeps these level as delivered history grows):");
@@ -90,7 +94,7 @@ internal static class DeliveryBenchmark
             Console.WriteLine("| figure | measured | goal |");
             Console.WriteLine("| --- | --- | --- |");
             Console.WriteLine($"| receiver ceiling (plain HTTP load) | {ceiling:N0} req/s | |");
-            Console.WriteLine($"| drain, {options.Backlog:N0} backlog, batch {options.BatchSize}, concurrency {options.Concurrency} | {drain:N0} events/s ({drain / ceiling:P0} of ceiling) | >= 11,364 events/s (before one-row capture) |");
+            Console.WriteLine($"| drain, {options.Backlog:N0} backlog, batch {options.BatchSize}, concurrency {options.Concurrency} | {drain:N0} events/s ({drain / ceiling:P0} of ceiling) | >= 15,000 events/s |");
             Console.WriteLine($"| drain of a second backlog by the running worker | {runningDrain:N0} events/s ({runningDrain / ceiling:P0} of ceiling) | >= 11,364 events/s |");
             Console.WriteLine($"| latency p50 / p99, writers as fast as they can ({latency.Rate:N0} events/s) | {latency.P50:F1} / {latency.P99:F1} ms | <= 5 / 20 ms at >= 2,000 events/s |");
             Console.WriteLine($"| latency p50 / p99, writers paced to {paced.Rate:N0} events/s | {paced.P50:F1} / {paced.P99:F1} ms | <= 3 / 15 ms at >= 2,000 events/s, commit to request |");
@@ -99,7 +103,12 @@ internal static class DeliveryBenchmark
                 Console.WriteLine($"| fresh drain beside graphile-worker, median of {options.PeerRounds} rounds | TriggerEvents {Statistics.Median(peer.Ours):N0}, graphile-worker {Statistics.Median(peer.Peer):N0} events/s; {peer.MedianRatio:F2}x | |");
             }
 
-            Console.WriteLine($"| worker peak memory, {options.MemoryEvents:N0} backlog | {memory.PeakMiB:F0} MiB | < 200 MiB, flat |");
+            foreach (var figure in shaped)
+            {
+                Console.WriteLine($"| drain, {figure.Name}, {figure.Events:N0} events | {figure.Rate:N0} events/s in {figure.Requests:N0} requests (median attempt {figure.MedianRequestMs:F2} ms) | {ShapedGoal(figure.Name)} |");
+            }
+
+            Console.WriteLine($"| worker peak memory, {options.MemoryEvents:N0} backlog | {memory.PeakMiB:F0} MiB | < 100 MiB, flat |");
             Console.WriteLine($"| drain rate first / last segment | {memory.SegmentRates.First():N0} / {memory.SegmentRates.Last():N0} events/s | flat |");
         }
         finally
@@ -112,6 +121,13 @@ internal static class DeliveryBenchmark
         Console.WriteLine($"Total time: {elapsed.Elapsed.TotalSeconds:F0} s");
         return 0;
     }
+
+    private static string ShapedGoal(string name) => name switch
+    {
+        "batched" => ">= 50,000 events/s",
+        "ordered-1000-keys" => ">= 8,000 events/s",
+        _ => "bounded by one request's round trip",
+    };
 
     /// <summary>A fixed Standard Webhooks secret: the receiver does not verify, the worker signs.</summary>
     internal const string SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

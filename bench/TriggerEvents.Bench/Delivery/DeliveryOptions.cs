@@ -47,11 +47,14 @@ internal sealed record DeliveryOptions
     /// <summary>Alternating rounds of fresh drains beside graphile-worker; 0 leaves the peer out.</summary>
     public int PeerRounds { get; init; } = 3;
 
+    /// <summary>Whether to run the batched and ordered drains (they need a schema with batches and ordering).</summary>
+    public bool ShapedDrains { get; init; } = true;
+
     /// <summary>graphile-worker's concurrent jobs in the peer rounds.</summary>
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains on|off] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -70,6 +73,7 @@ internal sealed record DeliveryOptions
                 "--batch-size" => options with { BatchSize = Int(value) },
                 "--concurrency" => options with { Concurrency = Int(value) },
                 "--peer-rounds" => options with { PeerRounds = Int(value) },
+                "--shaped-drains" => options with { ShapedDrains = value switch { "on" => true, "off" => false, _ => throw new ArgumentException($"--shaped-drains is on or off. Usage: {Usage}") } },
                 "--graphile-jobs" => options with { GraphileJobs = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),

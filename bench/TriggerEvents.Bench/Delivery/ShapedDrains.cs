@@ -1,0 +1,101 @@
+using System.Globalization;
+using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.Postgres;
+
+namespace TriggerEvents.Bench.Delivery;
+
+/// <summary>
+/// (e) Drains with the delivery features a subscription can ask for: batches of 100, per-key
+/// ordering over 1,000 keys, and per-key ordering with a single key (one request in flight at a
+/// time, so its rate is bounded by one request's round trip). Each is a subscription of its own,
+/// registered before its backlog, drained by a fresh worker whose file names only it (the
+/// others of the group are then paused, and not fanned out).
+/// </summary>
+internal static class ShapedDrains
+{
+    public sealed record Figure(string Name, int Events, double Rate, long Requests, double MedianRequestMs);
+
+    public static async Task<IReadOnlyList<Figure>> RunAsync(
+        BenchDatabase database, BenchReceiver receiver, string connectionString, DeliveryOptions options, CancellationToken cancellationToken)
+    {
+        Console.WriteLine($"## (e) Batched and ordered drains: a fresh worker each, every request signed");
+        var singleKeyEvents = Math.Min(options.Backlog, 2_000);
+        var figures = new List<Figure>
+        {
+            await DrainAsync("batched", """
+                    batch:
+                      max_events: 100
+                      max_wait: 50ms
+                """, options.Backlog, keys: 5_000),
+            await DrainAsync("ordered-1000-keys", """
+                    ordering: key
+                    ordering_key: [customer_id]
+                """, options.Backlog, keys: 1_000),
+            await DrainAsync("ordered-one-key", """
+                    ordering: key
+                    ordering_key: [customer_id]
+                """, singleKeyEvents, keys: 1),
+        };
+        Console.WriteLine();
+        return figures;
+
+        async Task<Figure> DrainAsync(string name, string shape, int events, int keys)
+        {
+            var subscription = $"bench-{name}";
+            await database.ExecuteAsync(
+                $"INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('{subscription}', 'orders', {options.Concurrency})",
+                cancellationToken);
+            await database.ExecuteAsync(
+                $"INSERT INTO orders (customer_id, status, amount) SELECT 1 + g % {keys}, 'new', (g % 100000) / 100.0 FROM generate_series(1, {events}) g",
+                cancellationToken);
+            receiver.TakeArrivals();
+            var port = Loopback.FreePort();
+            var configPath = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-{Guid.NewGuid():N}.yaml");
+            await File.WriteAllTextAsync(configPath, $"""
+                subscriptions:
+                  - name: {subscription}
+                    trigger: orders
+                    webhook:
+                      url: {receiver.Url}
+                      timeout: 10s
+                      signing_secret: {DeliveryBenchmark.SigningSecret}
+                    max_in_flight: {options.Concurrency}
+                {shape}
+                worker:
+                  batch_size: {options.BatchSize}
+                  concurrency: {options.Concurrency}
+                  poll_interval: 1s
+                  lease: 60s
+                  http_port: {port}
+                retention:
+                  delivered_events: forever
+                  attempts: forever
+                """, cancellationToken);
+            try
+            {
+                await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, port, cancellationToken);
+                var start = CpuSplit.Read(worker, database);
+                await receiver.WaitForDistinctAsync(events, TimeSpan.FromMinutes(10), cancellationToken);
+                var cpu = CpuSplit.Read(worker, database) - start;
+                var requests = receiver.Requests;
+                var arrivals = receiver.TakeArrivals();
+                var rate = events / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds;
+                var requestMs = await MedianRequestMsAsync(subscription);
+                Console.WriteLine($"    {name}: {events:N0} events over {keys:N0} keys in {requests:N0} requests, {rate:N0} events/s; " +
+                    $"median attempt {requestMs:F2} ms; CPU per event: {cpu.PerEvent(events)}");
+                return new Figure(name, events, rate, requests, requestMs);
+            }
+            finally
+            {
+                File.Delete(configPath);
+            }
+        }
+
+        async Task<double> MedianRequestMsAsync(string subscription) =>
+            await database.ScalarAsync<double?>(string.Create(CultureInfo.InvariantCulture, $"""
+                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms)
+                FROM trigger_events.attempts a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
+                WHERE s.name = '{subscription}'
+                """), cancellationToken) ?? double.NaN;
+    }
+}
