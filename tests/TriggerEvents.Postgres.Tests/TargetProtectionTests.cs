@@ -1,4 +1,5 @@
 using Npgsql;
+using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Operations;
 using TriggerEvents.Testing;
@@ -245,5 +246,34 @@ public sealed class TargetProtectionTests
         Assert.That(claimed.Deliveries, Has.Count.EqualTo(2));
         Assert.That(opened, Has.Count.EqualTo(1));
         Assert.That(await CircuitAsync(), Is.EqualTo("open"));
+    }
+
+    [Test]
+    public async Task The_file_s_rate_limit_and_breaker_are_registered_and_a_breaker_taken_out_closes_the_circuit()
+    {
+        var registry = new SubscriptionRegistry(database.DataSource);
+        var config = new SubscriptionConfig
+        {
+            Name = "protected",
+            Trigger = "orders_changed",
+            Webhook = new WebhookConfig { Url = new Uri("http://127.0.0.1:9/hook") },
+            RateLimit = new RateLimit(20),
+            CircuitBreaker = new CircuitBreakerConfig { FailureRate = 0.25, MinRequests = 7, OpenFor = TimeSpan.FromSeconds(3) },
+        };
+
+        await registry.SyncAsync("default", [config], CancellationToken.None);
+        var registered = await database.ScalarAsync<string>(
+            """
+            SELECT concat_ws(' ', rate_per_second, breaker_failure_rate, breaker_min_requests, breaker_window, breaker_open_for, breaker_pause_after)
+            FROM trigger_events.subscriptions WHERE name = 'protected'
+            """);
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET circuit = 'open', circuit_changed_at = now(), circuit_opens = 3 WHERE name = 'protected'");
+        await registry.SyncAsync("default", [config with { CircuitBreaker = null, RateLimit = null }], CancellationToken.None);
+
+        Assert.That(registered, Is.EqualTo("20 0.25 7 00:01:00 00:00:03 10"));
+        Assert.That(
+            await database.ScalarAsync<string>(
+                "SELECT concat_ws(' ', coalesce(rate_per_second::text, '-'), coalesce(breaker_failure_rate::text, '-'), circuit, circuit_opens) FROM trigger_events.subscriptions WHERE name = 'protected'"),
+            Is.EqualTo("- - closed 0"));
     }
 }

@@ -29,6 +29,9 @@ internal sealed record FaultWorkerOptions
     public string RetryMaxInterval { get; init; } = "1s";
 
     public int MaxAttempts { get; init; } = 10;
+
+    /// <summary>More keys of the subscription, each line indented by four spaces (rate_limit: 20/s).</summary>
+    public string SubscriptionYaml { get; init; } = "";
 }
 
 /// <summary>
@@ -135,6 +138,7 @@ internal sealed class FaultScenario : IAsyncDisposable
               - name: orders-hook
                 trigger: {Trigger}
                 max_in_flight: {options.MaxInFlight}
+            {options.SubscriptionYaml}
                 webhook:
                   url: {Receiver.Url()}
                   timeout: {options.WebhookTimeout}
