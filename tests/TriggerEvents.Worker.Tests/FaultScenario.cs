@@ -32,6 +32,9 @@ internal sealed record FaultWorkerOptions
 
     /// <summary>More keys of the subscription, each line indented by four spaces (rate_limit: 20/s).</summary>
     public string SubscriptionYaml { get; init; } = "";
+
+    /// <summary>More keys of <c>worker:</c>, each line indented by two spaces (metrics_interval: 200ms).</summary>
+    public string WorkerYaml { get; init; } = "";
 }
 
 /// <summary>
@@ -153,6 +156,7 @@ internal sealed class FaultScenario : IAsyncDisposable
               poll_interval: {options.PollInterval}
               lease: {options.Lease}
               shutdown_timeout: {options.ShutdownTimeout}
+            {options.WorkerYaml}
             """);
         return (file, port);
     }
