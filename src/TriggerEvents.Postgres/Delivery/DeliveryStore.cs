@@ -82,6 +82,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// see what committed after it, however long ago that claim was (an idle wait, a poll
     /// interval). <see cref="ClaimCursor.Sweep"/> (-infinity) starts from the head.
     /// <para>
+    /// It takes no more than the subscription's rate limit has budget for, and nothing while a
+    /// Retry-After holds it back or its circuit is open (one probe once <c>open_for</c> passed);
+    /// a rate-limited or breaker subscription's row is written with what it spent
+    /// (<see cref="TargetProtectionQueries"/>, migration 000007). Others' rows are not written.
+    /// </para>
+    /// <para>
     /// A row whose attempts are spent (<c>max_attempts</c>) is not leased but dead-lettered here,
     /// saying so: its last attempt ended without a result (the worker was killed, stalled past its
     /// lease or stopped mid-request), and taking it again would let an event that crashes every

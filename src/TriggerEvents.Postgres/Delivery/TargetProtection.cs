@@ -112,7 +112,9 @@ internal static class TargetProtectionQueries
     /// Every result counts, also one whose lease had moved on: it is still what the target
     /// answered. The rows are locked in id order first, and read as locked (a concurrent write's
     /// counts are not lost): two result writes never wait for each other in a circle, and claims
-    /// never wait for a result write's delivery rows (SKIP LOCKED).
+    /// never wait for a result write's delivery rows (SKIP LOCKED). A write tried again after an
+    /// unknown outcome may count its results twice: one batch more in a window's rate, while a
+    /// hold is the same however often it is written.
     /// </remarks>
     internal const string RecordSql = """
         WITH r AS (

@@ -368,7 +368,7 @@ internal sealed class DeliveryWorker
                 delivery.Key, delivery.Attempt, kind, delay, attempt.Outcome.StatusCode, reason,
                 attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
             {
-                Target = TargetProtection.Signal(subscription, attempt.Outcome, attempt.RetryAfter),
+                Target = TargetProtection.Signal(subscription.Client.Subscription, attempt.Outcome, attempt.RetryAfter),
             });
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres.Delivery;
 
@@ -36,16 +37,17 @@ internal sealed class TargetProtection
     /// a hold for a 429 or 503 with <c>Retry-After</c>, capped at <c>max_interval</c> as the
     /// delivery's own wait is.
     /// </summary>
-    public static TargetSignal? Signal(ActiveSubscription subscription, DeliveryOutcome outcome, TimeSpan? retryAfter)
+    public static TargetSignal? Signal(SubscriptionConfig subscription, DeliveryOutcome outcome, TimeSpan? retryAfter)
     {
-        BreakerSignal? breaker = subscription.Client.Subscription.CircuitBreaker is null || outcome.IsRefused ? null
+        // A request the worker refused to send (deny_private_networks) says nothing about the target.
+        BreakerSignal? breaker = subscription.CircuitBreaker is null || outcome.IsRefused ? null
             : outcome.IsSuccess ? BreakerSignal.Success
             : outcome.IsTimeout || outcome.IsConnectionError || outcome.StatusCode >= 500 ? BreakerSignal.Failure
             : BreakerSignal.Other;
         TimeSpan? hold = null;
         if (outcome.StatusCode is 429 or 503 && retryAfter is { } requested && requested > TimeSpan.Zero)
         {
-            var max = subscription.Client.Subscription.Retry.MaxInterval;
+            var max = subscription.Retry.MaxInterval;
             hold = requested > max ? max : requested;
         }
 
@@ -87,7 +89,9 @@ internal sealed class TargetProtection
         foreach (var at in notBefore.Values)
         {
             var left = TimeSpan.FromSeconds(Math.Max(0, at - now) / (double)time.TimestampFrequency);
-            if (left < wait)
+            // A time already past wakes nothing early: that subscription is claimed in the next
+            // round anyway, and waiting zero for it while every slot is taken would spin.
+            if (at > now && left < wait)
             {
                 wait = left;
             }
@@ -118,7 +122,7 @@ internal sealed class TargetProtection
             {
                 logger.LogWarning(
                     "Circuit of {Subscription} opened ({Opens} in a row): nothing is sent for {OpenFor}, then one probe request",
-                    subscription.Name, open.OpensInARow, Core.Configuration.Duration.Format(breaker.OpenFor));
+                    subscription.Name, open.OpensInARow, Duration.Format(breaker.OpenFor));
             }
         }
     }
