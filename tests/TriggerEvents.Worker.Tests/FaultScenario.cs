@@ -29,6 +29,12 @@ internal sealed record FaultWorkerOptions
     public string RetryMaxInterval { get; init; } = "1s";
 
     public int MaxAttempts { get; init; } = 10;
+
+    /// <summary>More keys of the subscription, each line indented by four spaces (rate_limit: 20/s).</summary>
+    public string SubscriptionYaml { get; init; } = "";
+
+    /// <summary>More keys of <c>worker:</c>, each line indented by two spaces (metrics_interval: 200ms).</summary>
+    public string WorkerYaml { get; init; } = "";
 }
 
 /// <summary>
@@ -135,6 +141,7 @@ internal sealed class FaultScenario : IAsyncDisposable
               - name: orders-hook
                 trigger: {Trigger}
                 max_in_flight: {options.MaxInFlight}
+            {options.SubscriptionYaml}
                 webhook:
                   url: {Receiver.Url()}
                   timeout: {options.WebhookTimeout}
@@ -149,6 +156,7 @@ internal sealed class FaultScenario : IAsyncDisposable
               poll_interval: {options.PollInterval}
               lease: {options.Lease}
               shutdown_timeout: {options.ShutdownTimeout}
+            {options.WorkerYaml}
             """);
         return (file, port);
     }

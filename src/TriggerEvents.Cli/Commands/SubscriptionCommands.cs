@@ -7,8 +7,7 @@ namespace TriggerEvents.Cli.Commands;
 
 /// <summary>
 /// One subscription as <c>subscriptions --json</c> prints it (SPEC "Command line"). Circuit is
-/// closed, open or half_open; closed while the subscription has no circuit breaker, which is
-/// every subscription until breakers are configurable.
+/// closed, open or half_open; always closed for a subscription without a circuit breaker.
 /// </summary>
 internal sealed record SubscriptionSummary(
     string Name, string Group, string Trigger, string State, string? PausedBy, string? PausedReason, DateTime? PausedAt,
@@ -22,7 +21,7 @@ internal static class SubscriptionCommands
         var json = CommonOptions.Json();
         var command = new Command("subscriptions", """
             List every subscription in the database, of every group: state (active, or paused and why),
-            backlog. Pausing and resuming lose nothing: a paused subscription keeps its place in the log.
+            circuit (closed, open, half_open), backlog. Pausing and resuming lose nothing: a paused subscription keeps its place in the log.
 
             Examples:
               triggerevents subscriptions
@@ -40,7 +39,7 @@ internal static class SubscriptionCommands
             if (parse.GetValue(json))
             {
                 var summaries = statuses.Select(s => new SubscriptionSummary(
-                    s.Subscription, s.Group, s.TriggerName, s.State, s.PausedBy, s.PausedReason, s.PausedAt, "closed",
+                    s.Subscription, s.Group, s.TriggerName, s.State, s.PausedBy, s.PausedReason, s.PausedAt, s.Circuit,
                     s.Pending, s.Retrying, s.InFlight, s.Dead, s.OldestPendingAgeSeconds)).ToList();
                 Console.WriteLine(JsonSerializer.Serialize<IReadOnlyList<SubscriptionSummary>>(summaries, JsonOutput.Default.IReadOnlyListSubscriptionSummary));
                 return ExitCodes.Done;
@@ -64,9 +63,11 @@ internal static class SubscriptionCommands
         return command;
     }
 
-    /// <summary>"active", or "paused (why)": the same words in status and subscriptions.</summary>
+    /// <summary>"active", "active (circuit open)", or "paused (why)": the same words in status and subscriptions.</summary>
     internal static string DescribeState(SubscriptionStatus status) =>
-        status.State == "active" ? "active" : $"paused ({status.PausedReason ?? status.PausedBy})";
+        status.State != "active" ? $"paused ({status.PausedReason ?? status.PausedBy})"
+        : status.Circuit == "closed" ? "active"
+        : $"active (circuit {status.Circuit.Replace('_', '-')})";
 
     private static Command Pause()
     {

@@ -21,7 +21,7 @@ internal static partial class ConfigLoader
     public const string DefaultFileName = "triggerevents.yaml";
 
     private static readonly string[] RootKeys = ["subscriptions", "worker", "retention"];
-    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes"];
+    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes", "rate_limit", "circuit_breaker"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
     private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks", "body_memory"];
@@ -179,6 +179,8 @@ internal static partial class ConfigLoader
         var webhook = ReadWebhook(reader, map, worker, workerLocations);
         var retry = ReadRetry(reader, map["retry"], map.PathOf("retry"));
         var maxInFlight = reader.Int(map["max_in_flight"], map.PathOf("max_in_flight"), SubscriptionConfig.DefaultMaxInFlight, min: 1);
+        var rateLimit = ReadRateLimit(reader, map["rate_limit"], map.PathOf("rate_limit"));
+        var circuitBreaker = ReadCircuitBreaker(reader, map["circuit_breaker"], map.PathOf("circuit_breaker"));
         var maxEventBytesNode = map["max_event_bytes"];
         var maxEventBytes = reader.Size(
             maxEventBytesNode, map.PathOf("max_event_bytes"), SubscriptionConfig.DefaultMaxEventBytes,
@@ -206,6 +208,8 @@ internal static partial class ConfigLoader
             Retry = retry,
             MaxInFlight = maxInFlight,
             MaxEventBytes = maxEventBytes,
+            RateLimit = rateLimit,
+            CircuitBreaker = circuitBreaker,
             Location = map.Location,
             TriggerLocation = trigger.Location,
         };

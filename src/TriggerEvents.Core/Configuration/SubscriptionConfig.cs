@@ -55,6 +55,12 @@ internal sealed record SubscriptionConfig
     /// </summary>
     public long MaxEventBytes { get; init; } = DefaultMaxEventBytes;
 
+    /// <summary><c>rate_limit</c>: requests per second across all replicas together; null (the default) for none.</summary>
+    public RateLimit? RateLimit { get; init; }
+
+    /// <summary><c>circuit_breaker</c>: null (the default) for none.</summary>
+    public CircuitBreakerConfig? CircuitBreaker { get; init; }
+
     /// <summary>Where the subscription's item starts in the file.</summary>
     public ConfigLocation? Location { get; init; }
 

@@ -76,7 +76,11 @@ internal sealed class PooledBytes(byte[] array)
 }
 
 /// <summary>What one claim took, and where the next claim resumes.</summary>
-internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, ClaimCursor Next);
+internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, ClaimCursor Next)
+{
+    /// <summary>After the claim of a subscription with a rate limit or a breaker: when the next claim can take anything.</summary>
+    public TargetProtectionState? Protection { get; init; }
+}
 
 /// <summary>
 /// Which subscriptions a fan-out serves, and how many committed events one call handles at most

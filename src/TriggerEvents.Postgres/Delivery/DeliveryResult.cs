@@ -23,4 +23,8 @@ internal sealed record DeliveryResult(
     string? Error,
     DateTimeOffset StartedAt,
     TimeSpan Duration,
-    string? ResponseExcerpt);
+    string? ResponseExcerpt)
+{
+    /// <summary>What the attempt tells its subscription's breaker and hold (SPEC "Protecting targets"); null: nothing.</summary>
+    public TargetSignal? Target { get; init; }
+}

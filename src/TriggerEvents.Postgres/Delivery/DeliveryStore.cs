@@ -12,6 +12,13 @@ namespace TriggerEvents.Postgres.Delivery;
 internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 {
     /// <summary>
+    /// Subscriptions with a rate limit or a circuit breaker: their claims also read back when the
+    /// next claim can take anything (<see cref="ClaimBatch.Protection"/>). The others' claims run
+    /// no statement for it.
+    /// </summary>
+    public IReadOnlySet<int> ProtectedSubscriptions { get; init; } = new HashSet<int>();
+
+    /// <summary>
     /// Locks the subscription row until the claim commits, so claimers on every replica take
     /// turns. It has to be a statement of its own, before <see cref="ClaimSql"/>: a statement
     /// reads with the snapshot it started with, so a claim that locked the row itself would,
@@ -75,6 +82,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// see what committed after it, however long ago that claim was (an idle wait, a poll
     /// interval). <see cref="ClaimCursor.Sweep"/> (-infinity) starts from the head.
     /// <para>
+    /// It takes no more than the subscription's rate limit has budget for, and nothing while a
+    /// Retry-After holds it back or its circuit is open (one probe once <c>open_for</c> passed);
+    /// a rate-limited or breaker subscription's row is written with what it spent
+    /// (<see cref="TargetProtectionQueries"/>, migration 000007). Others' rows are not written.
+    /// </para>
+    /// <para>
     /// A row whose attempts are spent (<c>max_attempts</c>) is not leased but dead-lettered here,
     /// saying so: its last attempt ended without a result (the worker was killed, stalled past its
     /// lease or stopped mid-request), and taking it again would let an event that crashes every
@@ -96,12 +109,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// </remarks>
     internal const string ClaimSql = $$"""
         WITH capacity AS (
-            SELECT greatest(0, s.max_in_flight - (
-                       SELECT count(*) FROM trigger_events.deliveries d
-                       WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now())) AS free,
-                   s.max_attempts
+            -- A Retry-After's hold, an open circuit and the rate limit's bucket (budget) are on the
+            -- subscription's row too: see TargetProtectionQueries.
+            SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free,
+                   s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $3) AS budget
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
-            FROM trigger_events.subscriptions s WHERE s.id = $1 AND s.enabled
+            FROM trigger_events.subscriptions s
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS in_flight FROM trigger_events.deliveries d
+                WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now()) f
+            CROSS JOIN LATERAL (SELECT {{TargetProtectionQueries.Tokens}} AS tokens) b
+            WHERE s.id = $1 AND s.enabled
         ), expired AS (
             SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at
             FROM trigger_events.deliveries d
@@ -143,9 +161,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 updated_at = now()
             FROM allowed, capacity c
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
-              AND allowed.position <= least($3, c.free)
+              AND allowed.position <= least($3, c.free, c.budget)
             RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at, d.status, d.last_error
-        )
+        ), {{TargetProtectionQueries.Spend}}
         SELECT c.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
                v.old_bytes, v.new_bytes, v.session_bytes,
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
@@ -329,6 +347,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Math.Min(includedBytes, InlineEventBytes) });
         batch.BatchCommands.Add(command);
+        var isProtected = ProtectedSubscriptions.Contains(subscriptionId);
+        if (isProtected)
+        {
+            TargetProtectionQueries.AddState(batch, subscriptionId);
+        }
+
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         if (fanOut is not null)
         {
@@ -345,7 +369,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             claimed.Add(ReadClaimed(reader, subscriptionId));
         }
 
-        return new ClaimBatch(claimed, cursor.After(claimed, claimedAt));
+        var protection = isProtected && await reader.NextResultAsync(cancellationToken)
+            ? await TargetProtectionQueries.ReadStateAsync(reader, cancellationToken)
+            : null;
+        return new ClaimBatch(claimed, cursor.After(claimed, claimedAt)) { Protection = protection };
     }
 
     /// <summary>
@@ -480,7 +507,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <paramref name="writtenBefore"/>: an earlier write of these results failed without a
     /// known outcome, so some may be recorded already (see <see cref="RecordSql"/>).
     /// </summary>
-    public async Task<int> RecordAsync(Guid owner, IReadOnlyList<DeliveryResult> results, bool writtenBefore, CancellationToken cancellationToken)
+    public Task<int> RecordAsync(Guid owner, IReadOnlyList<DeliveryResult> results, bool writtenBefore, CancellationToken cancellationToken) =>
+        RecordAsync(owner, results, writtenBefore, opened: null, cancellationToken);
+
+    /// <summary>
+    /// As above; results with a <see cref="DeliveryResult.Target"/> signal also move their
+    /// subscription's breaker and hold in the same round trip and transaction
+    /// (<see cref="TargetProtectionQueries.RecordSql"/>), and the circuits this opened are added to
+    /// <paramref name="opened"/>.
+    /// </summary>
+    public async Task<int> RecordAsync(
+        Guid owner, IReadOnlyList<DeliveryResult> results, bool writtenBefore, ICollection<CircuitOpened>? opened, CancellationToken cancellationToken)
     {
         if (results.Count == 0)
         {
@@ -504,10 +541,18 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.Duration.TotalMilliseconds)] });
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
+        var protectedResults = TargetProtectionQueries.TryAddRecord(batch, results);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
-        return (int)reader.GetInt64(0);
+        var applied = (int)reader.GetInt64(0);
+        if (protectedResults)
+        {
+            await reader.NextResultAsync(cancellationToken);
+            await TargetProtectionQueries.ReadRecordAsync(reader, opened, cancellationToken);
+        }
+
+        return applied;
     }
 
     /// <summary>Pushes the lease of deliveries still in progress forward.</summary>

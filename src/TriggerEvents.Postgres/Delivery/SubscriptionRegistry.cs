@@ -146,6 +146,9 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
                 }
             }
 
+            // rate_limit and circuit_breaker (migration 000007), written only when they changed.
+            await TargetProtectionQueries.ConfigureAsync(connection, transaction, id, subscription, cancellationToken);
+
             if (inserted && SinceOf(subscription.StartFrom) is { } since)
             {
                 // Retention deletes no event while this transaction gives old events deliveries.

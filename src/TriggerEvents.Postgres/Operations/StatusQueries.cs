@@ -6,11 +6,11 @@ using Npgsql;
 
 namespace TriggerEvents.Postgres.Operations;
 
-/// <summary>One row of <c>trigger_events.subscription_status</c>; State is active or paused.</summary>
+/// <summary>One row of <c>trigger_events.subscription_status</c>; State is active or paused, Circuit closed, open or half_open.</summary>
 internal sealed record SubscriptionStatus(
     string Subscription, string TriggerName, bool Enabled, long Pending, long Retrying, long InFlight, long Dead,
     DateTime? OldestPendingCapturedAt, double? OldestPendingAgeSeconds, string Group, string State, string? PausedBy,
-    string? PausedReason, DateTime? PausedAt);
+    string? PausedReason, DateTime? PausedAt, string Circuit);
 
 /// <summary>Read-only queries for operators: <c>status</c> and the backlog gauges.</summary>
 internal static class StatusQueries
@@ -25,7 +25,8 @@ internal static class StatusQueries
             """
             SELECT subscription, trigger_name AS TriggerName, enabled, pending, retrying, in_flight AS InFlight, dead,
                    oldest_pending_captured_at AS OldestPendingCapturedAt, oldest_pending_age_seconds AS OldestPendingAgeSeconds,
-                   group_name AS "Group", state, paused_by AS PausedBy, paused_reason AS PausedReason, paused_at AS PausedAt
+                   group_name AS "Group", state, paused_by AS PausedBy, paused_reason AS PausedReason, paused_at AS PausedAt,
+                   circuit
             FROM trigger_events.subscription_status ORDER BY subscription
             """,
             cancellationToken);

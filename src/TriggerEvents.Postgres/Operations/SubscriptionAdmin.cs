@@ -29,7 +29,8 @@ internal static class SubscriptionAdmin
     /// <summary>
     /// Resumes a subscription an operator or its circuit breaker paused. One that left its
     /// group's file stays paused (<see cref="ResumeResult.NotInItsFile"/>): no worker would
-    /// serve it; it is resumed by returning to the file.
+    /// serve it; it is resumed by returning to the file. Resuming closes the circuit breaker
+    /// (trigger <c>subscriptions_close_circuit</c>, migration 000007).
     /// </summary>
     public static async Task<ResumeResult> ResumeAsync(NpgsqlDataSource dataSource, string name, CancellationToken cancellationToken)
     {

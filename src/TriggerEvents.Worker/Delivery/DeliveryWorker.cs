@@ -61,6 +61,7 @@ internal sealed class DeliveryWorker
     private readonly Dictionary<int, ClaimState> claimStates = [];
     private readonly FanOutRequest fanOutRequest;
     private readonly EventBodies bodies;
+    private readonly TargetProtection protection;
     private bool fanOutDue = true;
     private long lastFanOut;
     private bool idleSignalled;
@@ -81,6 +82,7 @@ internal sealed class DeliveryWorker
         this.metrics = metrics;
         fanOutRequest = new FanOutRequest([.. subscriptions.Select(s => s.Id)], FanOutBatches * options.BatchSize);
         bodies = new EventBodies(store, new BodyMemory(options.BodyMemory), time);
+        protection = new TargetProtection(subscriptions, time, metrics, logger);
     }
 
     /// <summary>This worker's lease owner token.</summary>
@@ -146,7 +148,9 @@ internal sealed class DeliveryWorker
                     }
                 }
 
-                await wake.WaitAsync(options.PollInterval, stopping);
+                // A subscription held back until a known time (rate limit, open circuit,
+                // Retry-After) is claimed again then, not a poll interval later.
+                await wake.WaitAsync(protection.IdleWait(options.PollInterval), stopping);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -256,6 +260,12 @@ internal sealed class DeliveryWorker
             }
 
             var limit = Math.Min(options.BatchSize, free);
+            if (!protection.MayClaim(subscription.Id))
+            {
+                // Its last claim said it can take nothing until a known time: no round trip before.
+                continue;
+            }
+
             if (!claimStates.TryGetValue(subscription.Id, out var state))
             {
                 claimStates[subscription.Id] = state = new ClaimState();
@@ -263,9 +273,11 @@ internal sealed class DeliveryWorker
 
             var takeOver = IsDue(ref state.LastTakeOver, options.PollInterval);
             var cursor = IsDue(ref state.LastSweep, options.PollInterval * SweepPollIntervals) ? ClaimCursor.Sweep : state.Cursor;
-            var (claimed, next) = await store.ClaimAsync(
+            var claimBatch = await store.ClaimAsync(
                 subscription.Id, Owner, limit, options.Lease, cursor, takeOver, fanOut,
                 (int)Math.Min(DeliveryStore.InlineEventBytes, subscription.Client.Subscription.MaxEventBytes), stopping);
+            var (claimed, next) = claimBatch;
+            protection.Claimed(subscription, claimBatch.Protection);
             fanOut = null;
             state.Cursor = next;
             claimedTotal += claimed.Count;
@@ -354,7 +366,10 @@ internal sealed class DeliveryWorker
 
             results.Writer.TryWrite(new DeliveryResult(
                 delivery.Key, delivery.Attempt, kind, delay, attempt.Outcome.StatusCode, reason,
-                attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt));
+                attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
+            {
+                Target = TargetProtection.Signal(subscription.Client.Subscription, attempt.Outcome, attempt.RetryAfter),
+            });
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
@@ -422,7 +437,9 @@ internal sealed class DeliveryWorker
                 }
                 else
                 {
-                    var applied = await store.RecordAsync(Owner, batch, writtenBefore: failures > 0, cancellationToken);
+                    var opened = new List<CircuitOpened>();
+                    var applied = await store.RecordAsync(Owner, batch, writtenBefore: failures > 0, opened, cancellationToken);
+                    protection.Opened(opened);
                     if (applied < batch.Count)
                     {
                         logger.LogWarning("{Lost} results were not recorded: their lease had expired and another worker took them over", batch.Count - applied);

@@ -44,6 +44,10 @@ internal sealed class WorkerMetrics
         TriggerHealth = factory.CreateGauge("triggerevents_trigger_health",
             $"1 for each attached event trigger's current state (ok, missing, disabled, outdated), 0 for the others; {every}.",
             "trigger", "state");
+        RateLimited = factory.CreateCounter("triggerevents_rate_limited_total",
+            "Claims that left due deliveries waiting because the subscription's rate_limit had no budget left.", "subscription");
+        CircuitOpens = factory.CreateCounter("triggerevents_circuit_opens_total",
+            "Times this replica's results opened a subscription's circuit breaker (a failed probe included).", "subscription");
         BacklogReporter = factory.CreateGauge("triggerevents_backlog_reporter",
             "1 on the one replica that exports the database-wide backlog gauges, 0 on the others.");
         BuildInfo = factory.CreateGauge("triggerevents_build_info", "Always 1; the version label says which build runs.", "version");
@@ -67,6 +71,10 @@ internal sealed class WorkerMetrics
     public Gauge SubscriptionState { get; }
 
     public Gauge TriggerHealth { get; }
+
+    public Counter RateLimited { get; }
+
+    public Counter CircuitOpens { get; }
 
     public Gauge BacklogReporter { get; }
 

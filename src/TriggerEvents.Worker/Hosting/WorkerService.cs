@@ -98,7 +98,7 @@ internal sealed class WorkerService(
         try
         {
             var wake = new WakeSignal();
-            var store = new DeliveryStore(dataSource);
+            var store = new DeliveryStore(dataSource) { ProtectedSubscriptions = TargetProtection.ProtectedIds(clients) };
             var worker = new DeliveryWorker(config.Worker, clients, store, wake, time, logger, metrics);
             var listener = new NotificationListener(dataSource, wake, time, logger);
             var duties = new MaintenanceDuties(config, dataSource, metrics, time, logger);

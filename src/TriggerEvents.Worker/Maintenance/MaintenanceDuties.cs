@@ -71,9 +71,11 @@ internal sealed class MaintenanceDuties(
             metrics.Pending.WithLabels(status.Subscription).Set(status.Pending + status.Retrying);
             metrics.OldestPendingAge.WithLabels(status.Subscription).Set(status.OldestPendingAgeSeconds ?? 0);
             metrics.Dead.WithLabels(status.Subscription).Set(status.Dead);
+            // An active subscription whose circuit is not closed sends nothing (or one probe).
+            var current = status.State == "active" && status.Circuit != "closed" ? "circuit_open" : status.State;
             foreach (var state in WorkerMetrics.SubscriptionStates)
             {
-                metrics.SubscriptionState.WithLabels(status.Subscription, state).Set(status.State == state ? 1 : 0);
+                metrics.SubscriptionState.WithLabels(status.Subscription, state).Set(current == state ? 1 : 0);
             }
         }
 
