@@ -41,11 +41,17 @@ internal sealed record DeliveryOptions
     /// <summary>Length of the plain HTTP load that measures the receiver's own ceiling.</summary>
     public int CeilingSeconds { get; init; } = 5;
 
+    /// <summary>
+    /// With N &gt; 0, the run measures only what tracing costs (<see cref="TracingCost"/>): N rounds
+    /// each of a drain with tracing off and on, alternating, instead of (a), (b) and (c).
+    /// </summary>
+    public int TracingRounds { get; init; }
+
     /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--tracing N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -63,6 +69,7 @@ internal sealed record DeliveryOptions
                 "--writers" => options with { Writers = Int(value) },
                 "--batch-size" => options with { BatchSize = Int(value) },
                 "--concurrency" => options with { Concurrency = Int(value) },
+                "--tracing" => options with { TracingRounds = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };

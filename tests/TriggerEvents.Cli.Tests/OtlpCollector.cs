@@ -1,0 +1,111 @@
+using System.Collections.Concurrent;
+using System.IO.Compression;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Logging;
+
+namespace TriggerEvents.Cli.Tests;
+
+/// <summary>
+/// A minimal OpenTelemetry collector on 127.0.0.1: OTLP/HTTP with protobuf bodies
+/// (<c>POST /v1/traces</c>, <c>OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf</c>), decoding each
+/// export into <see cref="OtlpSpan"/>s with <see cref="OtlpTraceReader"/>.
+/// </summary>
+internal sealed class OtlpCollector : IAsyncDisposable
+{
+    private readonly WebApplication app;
+    private readonly ConcurrentQueue<OtlpSpan> spans = new();
+    private int exports;
+
+    private OtlpCollector(WebApplication app) => this.app = app;
+
+    /// <summary>The base URL, as <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> takes it (the exporter adds <c>/v1/traces</c>).</summary>
+    public Uri Endpoint { get; private set; } = null!;
+
+    public IReadOnlyCollection<OtlpSpan> Spans => spans;
+
+    /// <summary>Requests received on any path, decodable or not.</summary>
+    public int Exports => Volatile.Read(ref exports);
+
+    /// <summary>Requests that were not a protobuf trace export to /v1/traces (their description).</summary>
+    public ConcurrentQueue<string> Rejected { get; } = new();
+
+    public static async Task<OtlpCollector> StartAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http1));
+        var app = builder.Build();
+        var collector = new OtlpCollector(app);
+        app.Run(collector.HandleAsync);
+        await app.StartAsync();
+        collector.Endpoint = new Uri(app.Urls.First());
+        return collector;
+    }
+
+    /// <summary>Waits until <paramref name="condition"/> holds over the spans received, failing after the deadline.</summary>
+    public async Task WaitUntilAsync(Func<IReadOnlyCollection<OtlpSpan>, bool> condition, TimeSpan timeout, string what)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        while (!condition(spans))
+        {
+            try
+            {
+                await Task.Delay(20, deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"Waited {timeout} for {what}; {spans.Count} spans in {Exports} exports received, rejected: {string.Join("; ", Rejected)}");
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        Interlocked.Increment(ref exports);
+        var request = context.Request;
+        if (request.Method != HttpMethods.Post || request.Path != "/v1/traces" ||
+            !string.Equals(request.ContentType, "application/x-protobuf", StringComparison.OrdinalIgnoreCase))
+        {
+            Rejected.Enqueue($"{request.Method} {request.Path} {request.ContentType}");
+            context.Response.StatusCode = StatusCodes.Status400BadRequest;
+            return;
+        }
+
+        using var body = new MemoryStream();
+        var source = string.Equals(request.Headers.ContentEncoding, "gzip", StringComparison.OrdinalIgnoreCase)
+            ? new GZipStream(request.Body, CompressionMode.Decompress)
+            : request.Body;
+        await using (source)
+        {
+            await source.CopyToAsync(body);
+        }
+
+        try
+        {
+            foreach (var span in OtlpTraceReader.Read(body.ToArray()))
+            {
+                spans.Enqueue(span);
+            }
+        }
+        catch (FormatException e)
+        {
+            Rejected.Enqueue("undecodable export: " + e.Message);
+            context.Response.StatusCode = StatusCodes.Status400BadRequest;
+            return;
+        }
+
+        // An empty ExportTraceServiceResponse: everything accepted.
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/x-protobuf";
+    }
+}
