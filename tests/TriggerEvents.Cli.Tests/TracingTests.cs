@@ -35,8 +35,10 @@ public sealed class TracingTests
         await setup.WriteAsync(1, WriterTraceParent);
         await setup.WriteAsync(2, RetriedTraceParent);
         await setup.WriteAsync(3, traceParent: null);
-        await setup.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 3, TimeSpan.FromSeconds(60), "3 deliveries");
-        await setup.Collector.WaitUntilAsync(s => s.Count(x => x.Scope == "TriggerEvents.Delivery") >= 4, TimeSpan.FromSeconds(30), "4 attempt spans");
+        // Not a valid traceparent (upper case): dropped, so no parent either.
+        await setup.WriteAsync(4, WriterTraceParent.ToUpperInvariant());
+        await setup.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 4, TimeSpan.FromSeconds(60), "4 deliveries");
+        await setup.Collector.WaitUntilAsync(s => s.Count(x => x.Scope == "TriggerEvents.Delivery") >= 5, TimeSpan.FromSeconds(30), "5 attempt spans");
         var exit = await worker.TerminateAsync();
 
         var spans = setup.Collector.Spans.Where(s => s.Scope == "TriggerEvents.Delivery").ToList();
@@ -44,7 +46,7 @@ public sealed class TracingTests
         Assert.That(exit, Is.Zero, worker.Output);
         Assert.That(worker.Output, Does.Contain($"Tracing deliveries to http://{setup.Collector.Endpoint.Authority} over OTLP http/protobuf"));
         Assert.That(setup.Collector.Rejected, Is.Empty);
-        Assert.That(spans, Has.Count.EqualTo(4), "one span per attempt: 1 + 2 + 1");
+        Assert.That(spans, Has.Count.EqualTo(5), "one span per attempt: 1 + 2 + 1 + 1");
         Assert.Multiple(() =>
         {
             foreach (var span in spans)
@@ -76,9 +78,12 @@ public sealed class TracingTests
             Assert.That(retried[0].StatusMessage, Is.EqualTo("HTTP 500"));
             Assert.That((retried[1].StatusCode, retried[1]["triggerevents.outcome"]), Is.EqualTo((0, (object)"delivered")));
 
-            var root = spans.Single(s => (long)s["triggerevents.event_id"]! == setup.EventIds[3]);
-            Assert.That(root.ParentSpanId, Is.Null, "no writer's trace: a root span");
-            Assert.That(root.TraceId, Is.Not.EqualTo(WriterTrace).And.Not.EqualTo(RetriedTrace));
+            foreach (var order in new[] { 3, 4 })
+            {
+                var root = spans.Single(s => (long)s["triggerevents.event_id"]! == setup.EventIds[order]);
+                Assert.That(root.ParentSpanId, Is.Null, $"order {order}: no valid writer's trace, a root span");
+                Assert.That(root.TraceId, Is.Not.EqualTo(WriterTrace).And.Not.EqualTo(RetriedTrace));
+            }
         });
     }
 

@@ -36,8 +36,8 @@ internal static class DeliveryTracing
         typeof(DeliveryTracing).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]);
 
     /// <summary>
-    /// Starts the span of one attempt of <paramref name="delivery"/> to <paramref name="subscription"/>
-    /// (it becomes <see cref="Activity.Current"/>); null when tracing is off. Dispose it to end it.
+    /// Starts the span of one attempt of <paramref name="delivery"/> to <paramref name="subscription"/>;
+    /// null when tracing is off. Dispose it to end it.
     /// </summary>
     public static Activity? StartAttempt(string subscription, ClaimedDelivery delivery, Uri target)
     {
@@ -54,7 +54,11 @@ internal static class DeliveryTracing
             ActivityContext.TryParse(traceParent.Value, traceState: null, isRemote: true, out parent);
         }
 
+        var current = Activity.Current;
         var span = Source.StartActivity("deliver " + subscription, ActivityKind.Client, parent);
+        // Not left as Activity.Current: HttpClient would then make an Activity of its own for
+        // every request only to propagate it, and the request's header is set from this span.
+        Activity.Current = current;
         if (span is { IsAllDataRequested: true })
         {
             span.SetTag(SubscriptionTag, subscription);
