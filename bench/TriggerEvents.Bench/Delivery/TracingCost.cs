@@ -23,7 +23,7 @@ internal static class TracingCost
         BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, int port, DeliveryOptions options, CancellationToken cancellationToken)
     {
         using var sink = OtlpSink.Start();
-        Console.WriteLine($"## Tracing cost: {options.TracingRounds} rounds each of tracing off and on, alternating (off/on, then on/off), " +
+        Console.WriteLine($"## Tracing cost: {options.TracingRounds} round(s) each of tracing off and on, alternating (off/on, then on/off), " +
             $"a fresh worker draining {options.Backlog:N0} events, then the same worker idle draining {options.Backlog:N0} more");
         Console.WriteLine($"    on: OTEL_EXPORTER_OTLP_ENDPOINT={sink.Endpoint} OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_BSP_SCHEDULE_DELAY={ScheduleDelayMs}, " +
             "to a sink in the benchmark process that answers 200 and counts (its CPU is in the receiver's)");
