@@ -11,11 +11,14 @@ namespace TriggerEvents.Cli.Tests;
 
 /// <summary>
 /// A minimal OpenTelemetry collector on 127.0.0.1: OTLP/HTTP with protobuf bodies
-/// (<c>POST /v1/traces</c>, <c>OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf</c>), decoding each
-/// export into <see cref="OtlpSpan"/>s with <see cref="OtlpTraceReader"/>.
+/// (<c>POST /v1/traces</c>, <c>OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf</c>), or OTLP/gRPC
+/// (the <c>TraceService/Export</c> call over cleartext HTTP/2, the exporter's default protocol),
+/// decoding each export into <see cref="OtlpSpan"/>s with <see cref="OtlpTraceReader"/>.
 /// </summary>
 internal sealed class OtlpCollector : IAsyncDisposable
 {
+    private const string GrpcExport = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
     private readonly WebApplication app;
     private readonly ConcurrentQueue<OtlpSpan> spans = new();
     private int exports;
@@ -33,14 +36,16 @@ internal sealed class OtlpCollector : IAsyncDisposable
     /// <summary>Requests that were not a protobuf trace export to /v1/traces (their description).</summary>
     public ConcurrentQueue<string> Rejected { get; } = new();
 
-    public static async Task<OtlpCollector> StartAsync()
+    /// <summary>Starts a collector for OTLP/HTTP, or with <paramref name="grpc"/> for OTLP/gRPC.</summary>
+    public static async Task<OtlpCollector> StartAsync(bool grpc = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, o => o.Protocols = HttpProtocols.Http1));
+        // gRPC without TLS is HTTP/2 with prior knowledge, which Kestrel speaks on an Http2-only endpoint.
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, o => o.Protocols = grpc ? HttpProtocols.Http2 : HttpProtocols.Http1));
         var app = builder.Build();
         var collector = new OtlpCollector(app);
-        app.Run(collector.HandleAsync);
+        app.Run(grpc ? collector.HandleGrpcAsync : collector.HandleAsync);
         await app.StartAsync();
         collector.Endpoint = new Uri(app.Urls.First());
         return collector;
@@ -67,6 +72,57 @@ internal sealed class OtlpCollector : IAsyncDisposable
     {
         await app.StopAsync();
         await app.DisposeAsync();
+    }
+
+    /// <summary>
+    /// One unary gRPC call: the request is one message in gRPC's framing (a compressed flag and
+    /// a 4-byte big-endian length), the answer an empty message and <c>grpc-status: 0</c>.
+    /// </summary>
+    private async Task HandleGrpcAsync(HttpContext context)
+    {
+        Interlocked.Increment(ref exports);
+        var request = context.Request;
+        if (request.Method != HttpMethods.Post || request.Path != GrpcExport || request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
+        {
+            Rejected.Enqueue($"{request.Protocol} {request.Method} {request.Path} {request.ContentType}");
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            return;
+        }
+
+        using var body = new MemoryStream();
+        await request.Body.CopyToAsync(body);
+        var frame = body.ToArray();
+        var status = "0";
+        if (frame.Length < 5 || frame[0] != 0 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(frame.AsSpan(1)) != frame.Length - 5)
+        {
+            Rejected.Enqueue($"a gRPC frame of {frame.Length} bytes that is not one uncompressed message");
+            status = "3";
+        }
+        else
+        {
+            try
+            {
+                foreach (var span in OtlpTraceReader.Read(frame[5..]))
+                {
+                    spans.Enqueue(span);
+                }
+            }
+            catch (FormatException e)
+            {
+                Rejected.Enqueue("undecodable export: " + e.Message);
+                status = "3";
+            }
+        }
+
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/grpc";
+        if (status == "0")
+        {
+            // An empty ExportTraceServiceResponse.
+            await context.Response.Body.WriteAsync(new byte[5]);
+        }
+
+        context.Response.AppendTrailer("grpc-status", status);
     }
 
     private async Task HandleAsync(HttpContext context)

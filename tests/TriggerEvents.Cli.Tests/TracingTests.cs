@@ -88,6 +88,38 @@ public sealed class TracingTests
     }
 
     [Test]
+    public async Task The_default_protocol_is_grpc_and_OTEL_SERVICE_NAME_names_the_service()
+    {
+        await using var setup = await Setup.CreateAsync(grpc: true);
+        await using var worker = setup.StartWorker(new Dictionary<string, string?>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = setup.Collector.Endpoint.ToString(),
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = null,
+            ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = null,
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
+            ["OTEL_SERVICE_NAME"] = "billing-worker",
+        });
+        await worker.WaitUntilReadyAsync();
+
+        await setup.WriteAsync(1, WriterTraceParent);
+        await setup.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 1, TimeSpan.FromSeconds(60), "the delivery");
+        await setup.Collector.WaitUntilAsync(s => s.Any(x => x.Scope == "TriggerEvents.Delivery"), TimeSpan.FromSeconds(30), "the attempt's span over gRPC");
+        Assert.That(await worker.TerminateAsync(), Is.Zero, worker.Output);
+
+        var span = setup.Collector.Spans.Single(s => s.Scope == "TriggerEvents.Delivery");
+        var request = setup.Receiver.Requests.Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(worker.Output, Does.Contain("over OTLP grpc"));
+            Assert.That(setup.Collector.Rejected, Is.Empty);
+            Assert.That(span.Resource.GetValueOrDefault("service.name"), Is.EqualTo("billing-worker"));
+            Assert.That((span.TraceId, span.ParentSpanId), Is.EqualTo((WriterTrace, WriterSpan)));
+            Assert.That(span["triggerevents.event_id"], Is.EqualTo(setup.EventIds[1]));
+            Assert.That(request.Headers.GetValueOrDefault("traceparent"), Is.EqualTo($"00-{WriterTrace}-{span.SpanId}-01"));
+        });
+    }
+
+    [Test]
     public async Task Without_an_endpoint_the_writers_traceparent_goes_on_unchanged_and_with_the_sdk_disabled_nothing_is_exported()
     {
         await using var setup = await Setup.CreateAsync();
@@ -178,13 +210,13 @@ public sealed class TracingTests
         /// <summary>Event id by order id, as <see cref="WriteAsync"/> captured them.</summary>
         public System.Collections.Concurrent.ConcurrentDictionary<int, long> EventIds { get; } = new();
 
-        public static async Task<Setup> CreateAsync()
+        public static async Task<Setup> CreateAsync(bool grpc = false)
         {
             var database = await TestDatabase.CreateAsync();
             await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
             await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
             var receiver = await WebhookReceiver.StartAsync();
-            var collector = await OtlpCollector.StartAsync();
+            var collector = await OtlpCollector.StartAsync(grpc);
             var port = Loopback.FreePort();
             var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
             await File.WriteAllTextAsync(path, $"""
