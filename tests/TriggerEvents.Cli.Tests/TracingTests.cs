@@ -120,6 +120,32 @@ public sealed class TracingTests
     }
 
     [Test]
+    public async Task The_traces_endpoint_and_protocol_variables_alone_are_enough()
+    {
+        await using var setup = await Setup.CreateAsync();
+        await using var worker = setup.StartWorker(new Dictionary<string, string?>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = null,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = null,
+            // The full URL: the exporter adds nothing to a signal's own endpoint.
+            ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = new Uri(setup.Collector.Endpoint, "v1/traces").ToString(),
+            ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
+        });
+        await worker.WaitUntilReadyAsync();
+
+        await setup.WriteAsync(1, WriterTraceParent);
+        await setup.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 1, TimeSpan.FromSeconds(60), "the delivery");
+        await setup.Collector.WaitUntilAsync(s => s.Any(x => x.Scope == "TriggerEvents.Delivery"), TimeSpan.FromSeconds(30), "the attempt's span");
+        Assert.That(await worker.TerminateAsync(), Is.Zero, worker.Output);
+
+        var span = setup.Collector.Spans.Single(s => s.Scope == "TriggerEvents.Delivery");
+        Assert.That(setup.Collector.Rejected, Is.Empty);
+        Assert.That((span.TraceId, span.ParentSpanId), Is.EqualTo((WriterTrace, WriterSpan)));
+        Assert.That(setup.Receiver.Requests.Single().Headers.GetValueOrDefault("traceparent"), Is.EqualTo($"00-{WriterTrace}-{span.SpanId}-01"));
+    }
+
+    [Test]
     public async Task Without_an_endpoint_the_writers_traceparent_goes_on_unchanged_and_with_the_sdk_disabled_nothing_is_exported()
     {
         await using var setup = await Setup.CreateAsync();

@@ -62,7 +62,7 @@ internal static class RunCommand
         {
             // Scheme, host and port only: a URL may carry credentials (the headers are never logged).
             logger.Information("Tracing deliveries to {Collector} over OTLP {Protocol}", $"{tracing.Endpoint.Scheme}://{tracing.Endpoint.Authority}", tracing.Protocol);
-            Tracing.Add(builder.Services, builder.Configuration);
+            Tracing.Add(builder.Services, builder.Configuration, tracing);
         }
 
         await using var app = builder.Build();

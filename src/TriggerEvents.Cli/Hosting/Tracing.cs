@@ -1,6 +1,7 @@
 using System.Reflection;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Exporter;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using TriggerEvents.Worker.Delivery;
@@ -16,8 +17,8 @@ namespace TriggerEvents.Cli.Hosting;
 /// <remarks>
 /// Off means no tracer provider, so no activity listener: the delivery path pays one
 /// <c>HasListeners</c> check per attempt. The exporter reads the other standard variables itself
-/// from the host's configuration (<c>OTEL_EXPORTER_OTLP_PROTOCOL</c>, <c>_HEADERS</c>,
-/// <c>_TIMEOUT</c>, <c>OTEL_BSP_*</c>). Npgsql's own spans are not subscribed: the worker's
+/// from the host's configuration (<c>OTEL_EXPORTER_OTLP_HEADERS</c>, <c>_TIMEOUT</c>,
+/// <c>OTEL_BSP_*</c>). Npgsql's own spans are not subscribed: the worker's
 /// queries (claims and result writes) each serve many events at once, so they belong to no
 /// delivery's trace and would only be a stream of root spans, one per claim round.
 /// </remarks>
@@ -34,7 +35,8 @@ internal static class Tracing
     /// <summary>Where spans go, or null when tracing is off.</summary>
     /// <param name="Endpoint">The collector's endpoint as configured.</param>
     /// <param name="Protocol"><c>grpc</c> (the exporter's default) or <c>http/protobuf</c>.</param>
-    public sealed record Settings(Uri Endpoint, string Protocol);
+    /// <param name="ForTraces">It came from <c>OTEL_EXPORTER_OTLP_TRACES_ENDPOINT</c>: the full URL, used as it is.</param>
+    public sealed record Settings(Uri Endpoint, string Protocol, bool ForTraces);
 
     /// <summary>
     /// Reads the standard variables from <paramref name="configuration"/>; null when no endpoint is
@@ -68,11 +70,11 @@ internal static class Tracing
             throw new UsageException($"{protocolName} must be grpc or http/protobuf (the OTLP protocols the worker's exporter speaks), not '{protocol}'");
         }
 
-        return new Settings(endpoint, protocol);
+        return new Settings(endpoint, protocol, name == TracesEndpointVariable);
     }
 
     /// <summary>Registers the tracer provider with the host: started with it, flushed and stopped with it.</summary>
-    public static void Add(IServiceCollection services, IConfiguration configuration)
+    public static void Add(IServiceCollection services, IConfiguration configuration, Settings settings)
     {
         var version = typeof(Tracing).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0];
         services.AddOpenTelemetry()
@@ -86,7 +88,17 @@ internal static class Tracing
             })
             .WithTracing(tracing => tracing
                 .AddSource(DeliveryTracing.SourceName)
-                .AddOtlpExporter());
+                .AddOtlpExporter(otlp =>
+                {
+                    // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL itself (and adds
+                    // /v1/traces for HTTP) but not their _TRACES_ forms: the protocol is set from
+                    // what was read above, and a traces endpoint as the full URL it is.
+                    otlp.Protocol = settings.Protocol == "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
+                    if (settings.ForTraces)
+                    {
+                        otlp.Endpoint = settings.Endpoint;
+                    }
+                }));
     }
 
     private static string? NonEmpty(IConfiguration configuration, string name) =>
