@@ -15,6 +15,8 @@ public sealed class TracingTests
     private const string RetriedTrace = "0af7651916cd43dd8448eb211c80319c";
     private const string RetriedSpan = "b7ad6b7169203331";
     private const string RetriedTraceParent = $"00-{RetriedTrace}-{RetriedSpan}-01";
+    private const string UnsampledTrace = "7d2b1a4e9c3f5a6b8c9d0e1f2a3b4c5d";
+    private const string UnsampledTraceParent = $"00-{UnsampledTrace}-{WriterSpan}-00";
 
     [Test]
     public async Task Each_attempt_is_a_client_span_under_the_writers_trace_and_the_receiver_gets_that_span_as_its_parent()
@@ -37,7 +39,9 @@ public sealed class TracingTests
         await setup.WriteAsync(3, traceParent: null);
         // Not a valid traceparent (upper case): dropped, so no parent either.
         await setup.WriteAsync(4, WriterTraceParent.ToUpperInvariant());
-        await setup.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 4, TimeSpan.FromSeconds(60), "4 deliveries");
+        // A trace the writer did not sample: followed, not recorded.
+        await setup.WriteAsync(5, UnsampledTraceParent);
+        await setup.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 5, TimeSpan.FromSeconds(60), "5 deliveries");
         await setup.Collector.WaitUntilAsync(s => s.Count(x => x.Scope == "TriggerEvents.Delivery") >= 5, TimeSpan.FromSeconds(30), "5 attempt spans");
         var exit = await worker.TerminateAsync();
 
@@ -46,7 +50,7 @@ public sealed class TracingTests
         Assert.That(exit, Is.Zero, worker.Output);
         Assert.That(worker.Output, Does.Contain($"Tracing deliveries to http://{setup.Collector.Endpoint.Authority} over OTLP http/protobuf"));
         Assert.That(setup.Collector.Rejected, Is.Empty);
-        Assert.That(spans, Has.Count.EqualTo(5), "one span per attempt: 1 + 2 + 1 + 1");
+        Assert.That(spans, Has.Count.EqualTo(5), "one span per attempt: 1 + 2 + 1 + 1, none of the unsampled trace");
         Assert.Multiple(() =>
         {
             foreach (var span in spans)
@@ -77,6 +81,11 @@ public sealed class TracingTests
                 Is.EqualTo((OtlpSpan.ErrorStatus, (object)500L, (object)"retry", (object)"500")), "the failed attempt");
             Assert.That(retried[0].StatusMessage, Is.EqualTo("HTTP 500"));
             Assert.That((retried[1].StatusCode, retried[1]["triggerevents.outcome"]), Is.EqualTo((0, (object)"delivered")));
+
+            var unsampled = requests.Single(r => r.EventId == setup.EventIds[5]).Headers.GetValueOrDefault("traceparent");
+            Assert.That(unsampled, Does.Match($"^00-{UnsampledTrace}-[0-9a-f]{{16}}-00$"));
+            Assert.That(unsampled, Is.Not.EqualTo(UnsampledTraceParent), "a span of its own, not the writer's");
+            Assert.That(spans.Where(s => s.TraceId == UnsampledTrace), Is.Empty);
 
             foreach (var order in new[] { 3, 4 })
             {
