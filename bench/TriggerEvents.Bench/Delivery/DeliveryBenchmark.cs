@@ -59,6 +59,22 @@ internal static class DeliveryBenchmark
 
         var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
         var configPath = WriteConfig(receiver, options);
+        if (options.TracingRounds > 0)
+        {
+            try
+            {
+                await TracingCost.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken);
+            }
+            finally
+            {
+                File.Delete(configPath);
+            }
+
+            Console.WriteLine($"Load average at end: {MachineLoad.Describe()}");
+            Console.WriteLine($"Total time: {elapsed.Elapsed.TotalSeconds:F0} s");
+            return 0;
+        }
+
         try
         {
             var (drain, runningDrain) = await MeasureDrainAsync(database, receiver, connectionString, configPath, options, cancellationToken);
@@ -229,7 +245,7 @@ internal static class DeliveryBenchmark
     /// ten seconds): after a fresh worker's first drain, the runtime is still recompiling hot
     /// methods in the background for a second or two, and a running worker is one past that.
     /// </summary>
-    private static async Task<TimeSpan> WaitUntilQuietAsync(WorkerUnderTest worker, CancellationToken cancellationToken)
+    internal static async Task<TimeSpan> WaitUntilQuietAsync(WorkerUnderTest worker, CancellationToken cancellationToken)
     {
         var interval = TimeSpan.FromMilliseconds(250);
         var waited = Stopwatch.StartNew();

@@ -41,6 +41,12 @@ internal sealed record DeliveryOptions
     /// <summary>Length of the plain HTTP load that measures the receiver's own ceiling.</summary>
     public int CeilingSeconds { get; init; } = 5;
 
+    /// <summary>
+    /// With N &gt; 0, the run measures only what tracing costs (<see cref="TracingCost"/>): N rounds
+    /// each of a drain with tracing off and on, alternating, instead of (a), (b) and (c).
+    /// </summary>
+    public int TracingRounds { get; init; }
+
     /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
@@ -54,7 +60,7 @@ internal sealed record DeliveryOptions
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains on|off] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains on|off] [--tracing N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {

@@ -63,7 +63,9 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         return directory?.FullName ?? throw new InvalidOperationException("Run the benchmark from inside the repository.");
     }
 
-    public static async Task<WorkerUnderTest> StartAsync(string connectionString, string configPath, int httpPort, CancellationToken cancellationToken)
+    /// <summary>Starts the worker, with <paramref name="environment"/> added to (or, for null values, removed from) this process's.</summary>
+    public static async Task<WorkerUnderTest> StartAsync(
+        string connectionString, string configPath, int httpPort, CancellationToken cancellationToken, IReadOnlyDictionary<string, string?>? environment = null)
     {
         var start = new ProcessStartInfo(ExecutablePath)
         {
@@ -76,6 +78,18 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         start.ArgumentList.Add(configPath);
         start.Environment["TRIGGER_EVENTS_DATABASE_URL"] = connectionString;
         start.Environment["TRIGGER_EVENTS_LOG_FORMAT"] = "json";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null)
+            {
+                start.Environment.Remove(name);
+            }
+            else
+            {
+                start.Environment[name] = value;
+            }
+        }
+
         var process = Process.Start(start)!;
         // Drain the output so the worker never blocks on a full pipe; warnings are echoed.
         process.OutputDataReceived += (_, e) => Echo(e.Data);

@@ -58,6 +58,12 @@ internal static class RunCommand
         builder.Services.AddSingleton<WorkerHealth>();
         builder.Services.AddSingleton<WorkerService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerService>());
+        if (Tracing.Read(builder.Configuration) is { } tracing)
+        {
+            // Scheme, host and port only: a URL may carry credentials (the headers are never logged).
+            logger.Information("Tracing deliveries to {Collector} over OTLP {Protocol}", $"{tracing.Endpoint.Scheme}://{tracing.Endpoint.Authority}", tracing.Protocol);
+            Tracing.Add(builder.Services, builder.Configuration, tracing);
+        }
 
         await using var app = builder.Build();
         var health = app.Services.GetRequiredService<WorkerHealth>();

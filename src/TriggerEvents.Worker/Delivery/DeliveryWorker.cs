@@ -337,7 +337,8 @@ internal sealed class DeliveryWorker
             body = await bodies.WriteAsync(delivery, subscription.Client.Subscription, abort);
             // From here the receiver may get it: a release at shutdown keeps the attempt counted.
             state.Sent = true;
-            var attempt = await subscription.Client.SendAsync(delivery, body, abort);
+            using var span = DeliveryTracing.StartAttempt(subscription.Name, delivery, subscription.Client.Subscription.Webhook.Url);
+            var attempt = await subscription.Client.SendAsync(delivery, body, span, abort);
             var decision = subscription.Policy.Decide(delivery.Attempt, attempt.Outcome, attempt.RetryAfter, Random.Shared.NextDouble());
             var (kind, delay, reason) = decision switch
             {
@@ -346,6 +347,7 @@ internal sealed class DeliveryWorker
                 RetryDecision.Dead dead => (DeliveryResultKind.Dead, TimeSpan.Zero, dead.Reason),
                 _ => throw new InvalidOperationException($"Unknown decision {decision}"),
             };
+            DeliveryTracing.Finish(span, attempt.Outcome, kind);
             metrics.DeliveryDuration.WithLabels(subscription.Name).Observe(attempt.Duration.TotalSeconds);
             metrics.Deliveries.WithLabels(subscription.Name, kind.ToString().ToLowerInvariant()).Inc();
             if (kind == DeliveryResultKind.Delivered)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Reflection;
@@ -63,8 +64,11 @@ internal sealed class WebhookClient : IDisposable
 
     public SubscriptionConfig Subscription => subscription;
 
-    /// <summary>Posts <paramref name="body"/> (see <see cref="EventBodies"/>), which the caller still disposes.</summary>
-    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, CancellationToken cancellationToken)
+    /// <summary>
+    /// Posts <paramref name="body"/> (see <see cref="EventBodies"/>), which the caller still disposes;
+    /// <paramref name="span"/> is the attempt's (<see cref="DeliveryTracing"/>), null when tracing is off.
+    /// </summary>
+    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, Activity? span, CancellationToken cancellationToken)
     {
         var startedAt = time.GetUtcNow();
         var started = time.GetTimestamp();
@@ -92,10 +96,11 @@ internal sealed class WebhookClient : IDisposable
             request.Headers.TryAddWithoutValidation("webhook-signature", signer.Sign(messageId, timestamp, body.Sequence));
         }
 
-        // Only a valid one (TraceParent): a writer's malformed value is dropped, not forwarded.
-        if (TraceParent.TryParse(delivery.Event.TraceParent, out var traceParent))
+        // The attempt's span when tracing is on; otherwise the writer's, only a valid one
+        // (TraceParent): a malformed value is dropped, not forwarded.
+        if (DeliveryTracing.TraceParentHeader(span, delivery.Event.TraceParent) is { } traceParent)
         {
-            request.Headers.TryAddWithoutValidation("traceparent", traceParent.Value);
+            request.Headers.TryAddWithoutValidation("traceparent", traceParent);
         }
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
