@@ -40,7 +40,7 @@ internal static class SubscriptionCommands
             if (parse.GetValue(json))
             {
                 var summaries = statuses.Select(s => new SubscriptionSummary(
-                    s.Subscription, s.Group, s.TriggerName, s.State, s.PausedBy, s.PausedReason, s.PausedAt, "closed",
+                    s.Subscription, s.Group, s.TriggerName, s.State, s.PausedBy, s.PausedReason, s.PausedAt, SubscriptionCircuit.Of(s),
                     s.Pending, s.Retrying, s.InFlight, s.Dead, s.OldestPendingAgeSeconds)).ToList();
                 Console.WriteLine(JsonSerializer.Serialize<IReadOnlyList<SubscriptionSummary>>(summaries, JsonOutput.Default.IReadOnlyListSubscriptionSummary));
                 return ExitCodes.Done;
