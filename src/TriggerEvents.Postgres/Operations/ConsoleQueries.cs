@@ -74,17 +74,79 @@ internal static class ConsoleQueries
         SELECT lo FROM search WHERE lo >= hi LIMIT 1
         """;
 
+    /// <summary>Attempts and failures per subscription since <c>$1</c> (an interval) ago.</summary>
+    internal const string RatesSql = """
+        SELECT s.name, count(*), count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299)
+        FROM trigger_events.attempts a
+        JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
+        WHERE a.started_at >= now() - $1
+        GROUP BY s.name
+        """;
+
+    /// <summary>One event by id (<c>$1</c>).</summary>
+    internal const string EventSql = """
+        SELECT id, trigger_name, schema_name, table_name, op, old_data::text, new_data::text, session_variables::text,
+               traceparent, captured_at, captured_by, condition_error, subscription_name
+        FROM trigger_events.event_log WHERE id = $1
+        """;
+
+    /// <summary>
+    /// Every subscription's delivery of event <c>$1</c>: one primary-key probe per subscription
+    /// (deliveries has no index by event id alone, and subscriptions are few). OFFSET 0 keeps the
+    /// probe a probe instead of a join the planner might turn into a scan.
+    /// </summary>
+    internal const string EventDeliveriesSql = """
+        SELECT s.name, d.status::text, d.attempts, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at
+        FROM trigger_events.subscriptions s
+        CROSS JOIN LATERAL (
+            SELECT * FROM trigger_events.deliveries dl WHERE dl.subscription_id = s.id AND dl.event_id = $1 OFFSET 0
+        ) d
+        ORDER BY s.name
+        """;
+
+    /// <summary>Every recorded attempt at event <c>$1</c>, by attempts_delivery per subscription.</summary>
+    internal const string EventAttemptsSql = """
+        SELECT s.name, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt
+        FROM trigger_events.subscriptions s
+        CROSS JOIN LATERAL (
+            SELECT * FROM trigger_events.attempts at WHERE at.subscription_id = s.id AND at.event_id = $1 OFFSET 0
+        ) a
+        ORDER BY a.started_at, a.id
+        """;
+
+    /// <summary>
+    /// A page of deliveries: <c>$1</c> subscription id, event ids in [<c>$3</c>, <c>$2</c>),
+    /// capture times in [<c>$4</c>, <c>$5</c>) when given, <c>$6</c> rows, newest first. The status,
+    /// one of <see cref="Statuses"/>, is written into the text so that the planner sees the partial
+    /// index it matches (deliveries_dead, deliveries_pending, deliveries_leased).
+    /// </summary>
+    internal static string DeliveriesSql(string? status)
+    {
+        if (status is not null && !Statuses.Contains(status))
+        {
+            throw new ArgumentException($"unknown delivery status '{status}': one of {string.Join(", ", Statuses)}");
+        }
+
+        var statusTest = status is null ? "" : $"AND d.status = '{status}'";
+        return $"""
+            SELECT d.event_id, d.status::text, d.attempts, d.last_status, left(d.last_error, 300), d.next_attempt_at,
+                   d.delivered_at, d.updated_at, e.captured_at, e.op, e.schema_name, e.table_name
+            FROM trigger_events.deliveries d
+            JOIN trigger_events.event_log e ON e.id = d.event_id
+            WHERE d.subscription_id = $1 {statusTest}
+              AND d.event_id < $2 AND d.event_id >= $3
+              AND ($4::timestamptz IS NULL OR e.captured_at >= $4)
+              AND ($5::timestamptz IS NULL OR e.captured_at < $5)
+            ORDER BY d.event_id DESC
+            LIMIT $6
+            """;
+    }
+
     /// <summary>Attempts and failed attempts per subscription since <paramref name="window"/> ago.</summary>
     public static async Task<IReadOnlyList<SubscriptionRate>> RatesAsync(NpgsqlDataSource dataSource, TimeSpan window, CancellationToken cancellationToken)
     {
         // attempts_started_at (BRIN) finds the last minutes' blocks: the table is appended in time order.
-        await using var command = dataSource.CreateCommand("""
-            SELECT s.name, count(*), count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299)
-            FROM trigger_events.attempts a
-            JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
-            WHERE a.started_at >= now() - $1
-            GROUP BY s.name
-            """);
+        await using var command = dataSource.CreateCommand(RatesSql);
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = window });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var rows = new List<SubscriptionRate>();
@@ -131,21 +193,7 @@ internal static class ConsoleQueries
             lower = Math.Max(lower, await FirstIdAtOrAfterAsync(dataSource, since, cancellationToken));
         }
 
-        // The status is one of Statuses, written into the text so that the planner sees the
-        // partial index it matches (deliveries_dead, deliveries_pending, deliveries_leased).
-        var statusTest = page.Status is null ? "" : $"AND d.status = '{page.Status}'";
-        await using var command = dataSource.CreateCommand($"""
-            SELECT d.event_id, d.status::text, d.attempts, d.last_status, left(d.last_error, 300), d.next_attempt_at,
-                   d.delivered_at, d.updated_at, e.captured_at, e.op, e.schema_name, e.table_name
-            FROM trigger_events.deliveries d
-            JOIN trigger_events.event_log e ON e.id = d.event_id
-            WHERE d.subscription_id = $1 {statusTest}
-              AND d.event_id < $2 AND d.event_id >= $3
-              AND ($4::timestamptz IS NULL OR e.captured_at >= $4)
-              AND ($5::timestamptz IS NULL OR e.captured_at < $5)
-            ORDER BY d.event_id DESC
-            LIMIT $6
-            """);
+        await using var command = dataSource.CreateCommand(DeliveriesSql(page.Status));
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId.Value });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = upper });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = lower });
@@ -176,11 +224,7 @@ internal static class ConsoleQueries
     /// <summary>The event, or null when there is none with this id (never captured, or removed by retention).</summary>
     public static async Task<EventDetail?> EventAsync(NpgsqlDataSource dataSource, long id, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand("""
-            SELECT id, trigger_name, schema_name, table_name, op, old_data::text, new_data::text, session_variables::text,
-                   traceparent, captured_at, captured_by, condition_error, subscription_name
-            FROM trigger_events.event_log WHERE id = $1
-            """);
+        await using var command = dataSource.CreateCommand(EventSql);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken))
@@ -197,16 +241,7 @@ internal static class ConsoleQueries
     /// <summary>Every subscription's delivery of event <paramref name="id"/>.</summary>
     public static async Task<IReadOnlyList<EventDelivery>> EventDeliveriesAsync(NpgsqlDataSource dataSource, long id, CancellationToken cancellationToken)
     {
-        // One primary-key probe per subscription: deliveries has no index by event id alone, and
-        // subscriptions are few.
-        await using var command = dataSource.CreateCommand("""
-            SELECT s.name, d.status::text, d.attempts, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at
-            FROM trigger_events.subscriptions s
-            CROSS JOIN LATERAL (
-                SELECT * FROM trigger_events.deliveries dl WHERE dl.subscription_id = s.id AND dl.event_id = $1 OFFSET 0
-            ) d
-            ORDER BY s.name
-            """);
+        await using var command = dataSource.CreateCommand(EventDeliveriesSql);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var rows = new List<EventDelivery>();
@@ -223,14 +258,7 @@ internal static class ConsoleQueries
     /// <summary>Every recorded attempt at delivering event <paramref name="id"/>, oldest first.</summary>
     public static async Task<IReadOnlyList<EventAttempt>> EventAttemptsAsync(NpgsqlDataSource dataSource, long id, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand("""
-            SELECT s.name, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt
-            FROM trigger_events.subscriptions s
-            CROSS JOIN LATERAL (
-                SELECT * FROM trigger_events.attempts at WHERE at.subscription_id = s.id AND at.event_id = $1 OFFSET 0
-            ) a
-            ORDER BY a.started_at, a.id
-            """);
+        await using var command = dataSource.CreateCommand(EventAttemptsSql);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var rows = new List<EventAttempt>();
