@@ -135,7 +135,10 @@ public sealed class ConsoleBrowserTests
         await page.ClickAsync("tr[data-subscription='hook'] button[data-action=resume]");
         await scene.Receiver.WaitUntilAsync(r => r.DeliveredEventIds("/hook").Count == 4, TimeSpan.FromSeconds(30), "events 2-4 to hook after resume");
 
+        var exit = await scene.Worker.TerminateAsync();
+
         Assert.That(hookWhilePaused, Is.EqualTo(new[] { 1L }));
+        Assert.That(exit, Is.Zero, "SIGTERM stops the worker and its console");
         Assert.That(await scene.Database.ScalarAsync<string>("SELECT paused_reason FROM trigger_events.subscriptions WHERE name = 'hook'"), Is.Null);
     }
 

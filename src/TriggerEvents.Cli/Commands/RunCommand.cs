@@ -90,9 +90,10 @@ internal static class RunCommand
         app.MapMetrics("/metrics", registry);
 
         var worker = app.Services.GetRequiredService<WorkerService>();
-        // worker.console_port: the web console in this process, on loopback only (SPEC "Web console").
+        // worker.console_port: the web console in this process, on loopback only (SPEC "Web console");
+        // with TRIGGER_EVENTS_CONSOLE_TOKEN set it asks for it there too.
         await using var console = config.Worker.ConsolePort == 0 ? null : ConsoleServer.Build(
-            ConsoleOptions.FromEnvironment(new IPEndPoint(IPAddress.Loopback, config.Worker.ConsolePort), readOnly: false) with { Token = null },
+            ConsoleOptions.FromEnvironment(new IPEndPoint(IPAddress.Loopback, config.Worker.ConsolePort), readOnly: false),
             dataSource,
             consoleBuilder => consoleBuilder.Host.UseSerilog(logger, dispose: false));
         try

@@ -291,13 +291,13 @@ function dead(params) {
       h("label", {}, "subscription", input),
       h("button", { onclick: () => { location.hash = input.value ? `#/dead?subscription=${enc(input.value)}` : "#/dead"; } }, "Filter"),
       config.read_only ? null : h("span", {},
-        h("button", { class: "primary", id: "retry-all", "data-action": "retry", onclick: () => act("/api/dead/retry", filterBody(), (r) => `Retried ${fmt.num(r.retried)} dead letters.`) }, "Retry all shown"),
+        h("button", { class: "primary", id: "retry-all", "data-action": "retry", onclick: () => act("/api/dead/retry", filterBody(), (r) => `Retried ${fmt.num(r.retried)} dead letters.`) }, "Retry all matching"),
         h("button", {
           class: "danger", id: "purge-all", "data-action": "purge", onclick: () => {
             if (!confirm(`Purge ${what}? They are deleted for good; the events stay in the log and can be replayed.`)) return;
             act("/api/dead/purge", { ...filterBody(), confirm: true }, (r) => `Purged ${fmt.num(r.purged)} dead letters.`);
           },
-        }, "Purge all shown"))),
+        }, "Purge all matching"))),
     holder);
   return async () => {
     const q = subscriptionFilter ? `?subscription=${enc(subscriptionFilter)}` : "";
