@@ -100,6 +100,20 @@ public sealed class ConsoleQueryPlanTests
         Assert.That(search, Has.None.Contains("Seq Scan on event_log"), string.Join('\n', search));
     }
 
+    [TestCase(null)]
+    [TestCase("hook")]
+    public async Task The_dead_letters_page_reads_through_the_dead_index(string? subscription)
+    {
+        var plan = await PlanAsync(
+            DeadLetters.ListSql, Text(subscription), new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint },
+            Time(null), Time(null), 200);
+        var listed = await DeadLetters.ListAsync(database.DataSource, new DeliveryFilter(subscription), 200, CancellationToken.None);
+
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("Seq Scan on event_log"), string.Join('\n', plan));
+        Assert.That(listed, Has.Count.EqualTo(subscription is null ? 200 : 199));
+        Assert.That(listed.Select(d => d.EventId), Is.Ordered);
+    }
+
     [Test]
     public async Task The_time_search_finds_the_first_event_captured_at_or_after_a_time()
     {
@@ -133,6 +147,9 @@ public sealed class ConsoleQueryPlanTests
         Assert.That(one!.Select(d => d.EventId), Is.EqualTo(new[] { 4242L }));
         Assert.That(none, Is.Null);
     }
+
+    private static NpgsqlParameter Text(string? value) =>
+        new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text };
 
     private static NpgsqlParameter Time(DateTimeOffset? value) =>
         new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.TimestampTz };
