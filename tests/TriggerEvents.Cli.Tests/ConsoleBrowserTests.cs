@@ -264,6 +264,48 @@ public sealed class ConsoleBrowserTests
         Assert.That(fromConsole.StatusCode, Is.EqualTo(HttpStatusCode.OK), await fromConsole.Content.ReadAsStringAsync());
     }
 
+    [Test]
+    public async Task The_api_answers_bad_requests_with_400_unknown_names_with_404_and_sends_a_strict_content_policy()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var console = await ConsoleProcess.StartAsync(database);
+        using var client = new HttpClient();
+
+        // (status, the error's text, or the body when it is not an error object)
+        async Task<(HttpStatusCode Status, string Body)> GetAsync(string path)
+        {
+            using var response = await client.GetAsync(console.Url + path);
+            var body = await response.Content.ReadAsStringAsync();
+            if (body.StartsWith('{'))
+            {
+                using var json = System.Text.Json.JsonDocument.Parse(body);
+                body = json.RootElement.TryGetProperty("error", out var error) ? error.GetString()! : body;
+            }
+
+            return (response.StatusCode, body);
+        }
+
+        var badStatus = await GetAsync("api/subscriptions/hook/deliveries?status=sent");
+        var badId = await GetAsync("api/events/abc");
+        var badTime = await GetAsync("api/subscriptions/hook/deliveries?since=yesterday");
+        var noSubscription = await GetAsync("api/subscriptions/hook/deliveries");
+        var noEvent = await GetAsync("api/events/42");
+        var noAsset = await GetAsync("assets/nothing.js");
+        using var index = await client.GetAsync(console.Url);
+        using var purgeUnconfirmed = new HttpRequestMessage(HttpMethod.Post, console.Url + "api/dead/purge") { Content = new StringContent("{}") };
+        purgeUnconfirmed.Headers.Add("X-TriggerEvents-Console", "1");
+        using var purge = await client.SendAsync(purgeUnconfirmed);
+
+        Assert.That(badStatus, Is.EqualTo((HttpStatusCode.BadRequest, "unknown delivery status 'sent': one of pending, in_flight, delivered, dead")));
+        Assert.That(badId.Status, Is.EqualTo(HttpStatusCode.BadRequest), badId.Body);
+        Assert.That(badTime.Body, Does.Contain("'since' must be an ISO 8601 time"));
+        Assert.That(noSubscription, Is.EqualTo((HttpStatusCode.NotFound, "no subscription named 'hook'")));
+        Assert.That(noEvent.Status, Is.EqualTo(HttpStatusCode.NotFound), noEvent.Body);
+        Assert.That(noAsset.Status, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(index.Headers.GetValues("Content-Security-Policy").Single(), Does.Contain("default-src 'self'").And.Contain("frame-ancestors 'none'"));
+        Assert.That(purge.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), "purge needs confirm");
+    }
+
     private async Task<IPage> NewPageAsync()
     {
         var page = await browser.NewPageAsync();
