@@ -111,6 +111,40 @@ public sealed class ConsoleBrowserTests
     }
 
     [Test]
+    public async Task A_purge_from_the_page_asks_first_and_deletes_only_when_confirmed()
+    {
+        await using var scene = await Scene.StartAsync();
+        scene.Receiver.Respond = r => r.Path == "/hook" ? new ReceiverResponse(410) : ReceiverResponse.Ok;
+        await scene.Database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 2) g");
+        await scene.WaitForStatusAsync(1, "dead");
+        await scene.WaitForStatusAsync(2, "dead");
+        await using var console = await ConsoleProcess.StartAsync(scene.Database);
+        await using var page = await NewPageAsync();
+        var questions = new List<string>();
+        var answer = false;
+        page.Dialog += async (_, e) =>
+        {
+            questions.Add(e.Dialog.Message);
+            await (answer ? e.Dialog.Accept() : e.Dialog.Dismiss());
+        };
+
+        await page.GoToAsync(console.Url + "#/dead");
+        await WaitForAsync(page, "document.querySelectorAll('#dead tr[data-event]').length === 2");
+        await page.ClickAsync("#dead tr[data-event='1'] button[data-action=purge]");
+        var afterDismiss = await scene.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'dead'");
+        answer = true;
+        await page.ClickAsync("#dead tr[data-event='1'] button[data-action=purge]");
+        await WaitForAsync(page, "document.querySelectorAll('#dead tr[data-event]').length === 1");
+
+        Assert.That(questions, Has.Count.EqualTo(2));
+        Assert.That(questions[0], Does.Contain("Purge the dead letter of event 1 for hook"));
+        Assert.That(afterDismiss, Is.EqualTo(2), "dismissed: nothing purged");
+        Assert.That(await scene.Database.ScalarAsync<long>(
+            "SELECT d.event_id FROM trigger_events.deliveries d JOIN trigger_events.subscriptions s ON s.id = d.subscription_id WHERE s.name = 'hook' AND d.status = 'dead'"), Is.EqualTo(2));
+        Assert.That(await scene.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log"), Is.EqualTo(2), "the events stay in the log");
+    }
+
+    [Test]
     public async Task A_pause_from_the_page_of_a_workers_console_stops_deliveries_until_resumed()
     {
         // The worker serves the console itself here (worker.console_port).
