@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/ensure-postgres.sh
+# A headless Chromium for the web console's browser tests.
+./scripts/ensure-chromium.sh
 # Node packages the tests use: the Standard Webhooks library (receivers) and the offline
 # validators of deploy/ (manifests).
 if command -v npm >/dev/null 2>&1; then

@@ -45,6 +45,7 @@ internal static class CommandLine
             MigrateCommand.Create(), TriggerCommands.Attach(), TriggerCommands.Detach(), TriggerCommands.List(),
             ValidateCommand.Create(), RunCommand.Create(), StatusCommand.Create(), SubscriptionCommands.Create(), DeadCommands.Create(), ReplayCommand.Create(),
             TriggerCommands.Invoke(), CleanupCommand.Create(), BackfillCommand.Create(), HealthcheckCommand.Create(), DemoCommand.Create(),
+            ConsoleCommand.Create(),
         })
         {
             root.Subcommands.Add(command);

@@ -5,7 +5,7 @@ namespace TriggerEvents.Cli.Tests;
 public sealed class CommandLineTests
 {
     private static readonly string[] Commands =
-        ["migrate", "attach", "detach", "triggers", "validate", "run", "status", "dead", "replay", "invoke", "cleanup", "backfill", "healthcheck", "demo"];
+        ["migrate", "attach", "detach", "triggers", "validate", "run", "status", "dead", "replay", "invoke", "cleanup", "backfill", "healthcheck", "demo", "console"];
 
     [Test]
     public async Task Help_lists_every_command()
@@ -35,6 +35,7 @@ public sealed class CommandLineTests
     [TestCase("backfill")]
     [TestCase("healthcheck")]
     [TestCase("demo")]
+    [TestCase("console")]
     public async Task Every_command_has_help_with_examples(params string[] command)
     {
         var result = await new Cli(null).RunAsync([.. command, "--help"]);

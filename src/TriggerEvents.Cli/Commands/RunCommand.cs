@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -11,6 +12,7 @@ using TriggerEvents.Cli.Hosting;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Migrations;
+using TriggerEvents.WebConsole;
 using TriggerEvents.Worker.Delivery;
 using TriggerEvents.Worker.Hosting;
 
@@ -94,13 +96,34 @@ internal static class RunCommand
         app.MapMetrics("/metrics", registry);
 
         var worker = app.Services.GetRequiredService<WorkerService>();
+        // worker.console_port: the web console in this process, on loopback only (SPEC "Web console");
+        // with TRIGGER_EVENTS_CONSOLE_TOKEN set it asks for it there too.
+        await using var console = config.Worker.ConsolePort == 0 ? null : ConsoleServer.Build(
+            ConsoleOptions.FromEnvironment(new IPEndPoint(IPAddress.Loopback, config.Worker.ConsolePort), readOnly: false),
+            dataSource,
+            consoleBuilder => consoleBuilder.Host.UseSerilog(logger, dispose: false));
         try
         {
+            if (console is not null)
+            {
+                await console.StartAsync(cancellationToken);
+            }
+
             await app.RunAsync(cancellationToken);
         }
         catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
         {
-            throw new IOException($"worker.http_port {config.Worker.HttpPort} of {config.SourcePath} is already in use by another process ({e.Message})", e);
+            var port = console is not null && e.Message.Contains($":{config.Worker.ConsolePort}", StringComparison.Ordinal)
+                ? $"worker.console_port {config.Worker.ConsolePort}"
+                : $"worker.http_port {config.Worker.HttpPort}";
+            throw new IOException($"{port} of {config.SourcePath} is already in use by another process ({e.Message})", e);
+        }
+        finally
+        {
+            if (console is not null)
+            {
+                await console.StopAsync(CancellationToken.None);
+            }
         }
 
         // A file that names another group's subscription is a configuration error, found only once

@@ -24,7 +24,7 @@ internal static partial class ConfigLoader
     private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes", "rate_limit", "circuit_breaker"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
-    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks", "body_memory"];
+    private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "console_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks", "body_memory"];
     private static readonly string[] RetentionKeys = ["delivered_events", "attempts", "cleanup_interval"];
 
     // Headers the engine writes itself (SPEC "Webhook request") or that frame the HTTP message; a
@@ -547,6 +547,7 @@ internal static partial class ConfigLoader
             PollInterval = reader.Duration(map["poll_interval"], map.PathOf("poll_interval"), WorkerConfig.DefaultPollInterval, MoreThanZero),
             Lease = reader.Duration(lease, map.PathOf("lease"), WorkerConfig.DefaultLease, MoreThanZero),
             HttpPort = reader.Int(map["http_port"], map.PathOf("http_port"), WorkerConfig.DefaultHttpPort, min: 1, max: 65535),
+            ConsolePort = reader.Int(map["console_port"], map.PathOf("console_port"), 0, min: 0, max: 65535),
             ShutdownTimeout = reader.Duration(shutdownTimeout, map.PathOf("shutdown_timeout"), WorkerConfig.DefaultShutdownTimeout, TimeSpan.Zero),
             Concurrency = reader.Int(map["concurrency"], map.PathOf("concurrency"), WorkerConfig.DefaultConcurrency, min: 1),
             MetricsInterval = reader.Duration(map["metrics_interval"], map.PathOf("metrics_interval"), WorkerConfig.DefaultMetricsInterval, TimeSpan.FromMilliseconds(100)),

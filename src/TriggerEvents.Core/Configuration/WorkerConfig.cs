@@ -54,6 +54,13 @@ internal sealed record WorkerConfig
     /// <summary><c>http_port</c>: the port of <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c>.</summary>
     public int HttpPort { get; init; } = DefaultHttpPort;
 
+    /// <summary>
+    /// <c>console_port</c>: when not 0, this worker also serves the web console on
+    /// 127.0.0.1 at this port (loopback only; <c>triggerevents console</c> serves other addresses).
+    /// 0, the default, serves none.
+    /// </summary>
+    public int ConsolePort { get; init; }
+
     /// <summary><c>shutdown_timeout</c>: on SIGTERM, how long to finish requests in flight before releasing them.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = DefaultShutdownTimeout;
 

@@ -24,17 +24,20 @@ internal static class DeadLetters
         AND ($4::timestamptz IS NULL OR e.captured_at < $4)
         """;
 
+    /// <summary>The listing: the filter's four parameters, then <c>$5</c> rows.</summary>
+    internal const string ListSql = $"""
+        SELECT s.name, d.event_id, e.trigger_name, e.op, e.captured_at, d.attempts, d.last_status, d.last_error, d.updated_at
+        FROM trigger_events.deliveries d
+        JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
+        JOIN trigger_events.event_log e ON e.id = d.event_id
+        WHERE {Filter}
+        ORDER BY d.event_id
+        LIMIT $5
+        """;
+
     public static async Task<IReadOnlyList<DeadLetter>> ListAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, int limit, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand($"""
-            SELECT s.name, d.event_id, e.trigger_name, e.op, e.captured_at, d.attempts, d.last_status, d.last_error, d.updated_at
-            FROM trigger_events.deliveries d
-            JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
-            JOIN trigger_events.event_log e ON e.id = d.event_id
-            WHERE {Filter}
-            ORDER BY d.event_id
-            LIMIT $5
-            """);
+        await using var command = dataSource.CreateCommand(ListSql);
         AddFilter(command, filter);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
