@@ -29,6 +29,9 @@ internal sealed record FaultWorkerOptions
     public string RetryMaxInterval { get; init; } = "1s";
 
     public int MaxAttempts { get; init; } = 10;
+
+    /// <summary>More keys of the subscription, one per line, such as <c>ordering: key</c>.</summary>
+    public string SubscriptionYaml { get; init; } = "";
 }
 
 /// <summary>
@@ -142,6 +145,7 @@ internal sealed class FaultScenario : IAsyncDisposable
                   max_attempts: {options.MaxAttempts}
                   initial_interval: {options.RetryInitialInterval}
                   max_interval: {options.RetryMaxInterval}
+            {string.Join('\n', options.SubscriptionYaml.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => "    " + line))}
             worker:
               http_port: {port}
               batch_size: {options.BatchSize}

@@ -55,6 +55,12 @@ internal sealed record SubscriptionConfig
     /// </summary>
     public long MaxEventBytes { get; init; } = DefaultMaxEventBytes;
 
+    /// <summary>
+    /// <c>ordering: key</c> (with <c>ordering_key</c>): one event of a key in flight at a time, in
+    /// commit order. Null: <c>ordering: none</c>, the default.
+    /// </summary>
+    public OrderingConfig? Ordering { get; init; }
+
     /// <summary>Where the subscription's item starts in the file.</summary>
     public ConfigLocation? Location { get; init; }
 
