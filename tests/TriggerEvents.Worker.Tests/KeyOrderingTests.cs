@@ -205,6 +205,49 @@ public sealed class KeyOrderingTests
         Assert.That(keys.MaxInFlightOfAnyKey, Is.EqualTo(1));
     }
 
+    [TestCase("ordering: key\nordering_key: [customer]", "", "ordering_key: 'customer' is not a column of orders")]
+    [TestCase("ordering: key\nordering_key: [status]", ", payload_columns => '{id,amount}'", "ordering_key: 'status' is not among the payload_columns of trigger 'orders_changed', so events do not carry it")]
+    [TestCase("ordering: key", ", payload_columns => '{amount}'", "the primary key column 'id' of orders is not among the payload_columns of trigger 'orders_changed'")]
+    public async Task A_key_the_events_cannot_carry_is_refused_at_start_at_its_line(string yaml, string attachOptions, string message)
+    {
+        await using var scenario = await FaultScenario.CreateAsync(attachOptions);
+        var (path, port) = scenario.WriteConfig(new FaultWorkerOptions { SubscriptionYaml = yaml });
+        await using var worker = WorkerProcess.Start(scenario.WorkerConnectionString, path, port);
+        await WaitForExitAndOutputAsync(worker, "subscription 'orders-hook'");
+
+        Assert.That(worker.ExitCode, Is.EqualTo(2), worker.Output);
+        Assert.That(worker.Output, Does.Match($@"{System.Text.RegularExpressions.Regex.Escape(path)}:1[0-9]:\d+: subscription 'orders-hook': {System.Text.RegularExpressions.Regex.Escape(message)}"));
+        Assert.That(await scenario.ScalarAsync<long>("SELECT count(*) FROM trigger_events.subscriptions"), Is.Zero, "nothing was registered");
+    }
+
+    [Test]
+    public async Task Ordering_by_the_primary_key_of_a_table_without_one_is_refused_at_start()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        await scenario.ExecuteAsync("ALTER TABLE orders DROP CONSTRAINT orders_pkey");
+        var (path, port) = scenario.WriteConfig(new FaultWorkerOptions { SubscriptionYaml = ByPrimaryKey });
+        await using var worker = WorkerProcess.Start(scenario.WorkerConnectionString, path, port);
+        await WaitForExitAndOutputAsync(worker, "subscription 'orders-hook'");
+
+        Assert.That(worker.ExitCode, Is.EqualTo(2), worker.Output);
+        Assert.That(worker.Output, Does.Contain("ordering: key needs ordering_key, since table orders has no primary key"));
+    }
+
+    /// <summary>Waits for the process to exit and for its output to contain <paramref name="text"/> (the output is read apart from the exit).</summary>
+    private static async Task WaitForExitAndOutputAsync(WorkerProcess worker, string text)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!worker.HasExited || !worker.Output.Contains(text, StringComparison.Ordinal))
+        {
+            if (deadline.IsCancellationRequested)
+            {
+                break;
+            }
+
+            await Task.Delay(50, CancellationToken.None);
+        }
+    }
+
     private const string OrderKeySql = "coalesce(new_data, old_data)->>'id'";
     private const string CustomerKeySql = "coalesce(new_data, old_data)->>'customer'";
 
