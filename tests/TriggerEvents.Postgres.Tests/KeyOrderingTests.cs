@@ -221,12 +221,19 @@ public sealed class KeyOrderingTests
             await database.ExecuteAsync($"INSERT INTO orders (id, amount) VALUES ({id}, 0)");
         }
 
-        await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
-        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty, "the batch is still being fanned out");
+        // Claims without a fan-out of their own, which would finish the batch first.
+        async Task<IEnumerable<long>> ClaimOnlyAsync() =>
+            (await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None))
+                .Deliveries.Select(c => c.Event.Id);
 
         await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries"), Is.EqualTo(2));
+        Assert.That(await ClaimOnlyAsync(), Is.Empty, "the batch is still being fanned out");
+
         await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
-        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.EqualTo(new long[] { 1, 2, 3, 4, 5 }));
+        Assert.That(await ClaimOnlyAsync(), Is.Empty, "the batch is still being fanned out");
+        await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
+        Assert.That(await ClaimOnlyAsync(), Is.EqualTo(new long[] { 1, 2, 3, 4, 5 }));
         Assert.That(await database.ScalarAsync<long>("SELECT count(DISTINCT order_seq) FROM trigger_events.deliveries"), Is.EqualTo(1), "one batch, one number");
     }
 
