@@ -1,3 +1,4 @@
+using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Operations;
 using TriggerEvents.Testing;
@@ -235,6 +236,44 @@ public sealed class KeyOrderingTests
         await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
         Assert.That(await ClaimOnlyAsync(), Is.EqualTo(new long[] { 1, 2, 3, 4, 5 }));
         Assert.That(await database.ScalarAsync<long>("SELECT count(DISTINCT order_seq) FROM trigger_events.deliveries"), Is.EqualTo(1), "one batch, one number");
+    }
+
+    [Test]
+    public async Task A_replay_to_an_ordered_subscription_delivers_each_key_in_order_again()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.FanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+
+        await Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.MinValue.AddYears(1), null, null, null, CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE order_key IS NOT NULL AND order_seq IS NOT NULL"), Is.EqualTo(4));
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+    }
+
+    [Test]
+    public async Task A_new_ordered_subscription_starting_from_the_earliest_event_gets_its_keys_in_log_order()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        var registered = await new SubscriptionRegistry(database.DataSource).SyncAsync("default",
+        [
+            new SubscriptionConfig
+            {
+                Name = "from-earliest",
+                Trigger = "orders_changed",
+                StartFrom = new StartFrom.Earliest(),
+                Webhook = new WebhookConfig { Url = new Uri("http://127.0.0.1:9/hook") },
+                Ordering = OrderingConfig.PrimaryKey,
+            },
+        ], CancellationToken.None);
+        var id = registered.Single().Id;
+
+        var claimed = await store.ClaimAsync(id, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(registered.Single().Backfilled, Is.EqualTo(4));
+        Assert.That(claimed.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
     }
 
     /// <summary>The claim's plan under the claim transaction's own settings.</summary>

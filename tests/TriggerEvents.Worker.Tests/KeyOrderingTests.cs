@@ -59,6 +59,38 @@ public sealed class KeyOrderingTests
         keys.AssertInCommitOrderOneAtATime(await EventsByKeyAsync(scenario, OrderKeySql));
     }
 
+    [Test]
+    public async Task Once_its_event_is_dead_a_key_continues_and_dead_retry_sends_that_event_after_the_later_ones()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        var keys = new KeyLog(scenario.Receiver, OrderId);
+        await scenario.StartWorkerAsync(new FaultWorkerOptions { SubscriptionYaml = ByPrimaryKey, MaxAttempts = 2, RetryInitialInterval = "100ms", RetryMaxInterval = "200ms" });
+
+        // Order 1's INSERT fails until it has been dead-lettered and retried by hand.
+        var retried = false;
+        keys.Answer = request => keys.Arrivals.First().EventId == request.EventId && !Volatile.Read(ref retried)
+            ? new ReceiverResponse(500)
+            : ReceiverResponse.Ok;
+        await scenario.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await scenario.ExecuteAsync("UPDATE orders SET amount = 1 WHERE id = 1");
+        await scenario.ExecuteAsync("UPDATE orders SET amount = 2 WHERE id = 1");
+        var events = (await EventsOfKeysAsync(scenario, "true")).ToArray();
+        await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().IsSupersetOf(events[1..]), TimeSpan.FromSeconds(60), "the key's later events");
+        await scenario.WaitForDatabaseAsync(
+            async s => await s.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'") == 2,
+            TimeSpan.FromSeconds(30), "the later events recorded");
+
+        Volatile.Write(ref retried, true);
+        var retry = await WorkerProcess.RunToEndAsync(
+            new Dictionary<string, string?> { ["TRIGGER_EVENTS_DATABASE_URL"] = scenario.WorkerConnectionString }, "dead", "retry", "--subscription", "orders-hook");
+        Assert.That(retry.ExitCode, Is.Zero, retry.Error);
+        await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(60));
+
+        Assert.That(keys.Arrivals.Select(a => a.EventId), Is.EqualTo(new[] { events[0], events[0], events[1], events[2], events[0] }),
+            "two failed attempts, the key continuing, then the retried dead letter");
+        Assert.That(keys.MaxInFlightOfAnyKey, Is.EqualTo(1));
+    }
+
     [TestCase(2)]
     [TestCase(4)]
     public async Task Replicas_never_have_two_events_of_a_key_in_flight_and_keep_each_keys_order(int replicas)
