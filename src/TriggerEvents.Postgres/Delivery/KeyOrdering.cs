@@ -36,7 +36,10 @@ internal static class KeyOrdering
     /// status, key and place): when a keyed delivery is finished (delivered or dead), the next
     /// delivery of its key becomes due now. Claims resume after the last row they took, and
     /// they passed that one by while it was held back; due now, it lies ahead of them again
-    /// instead of waiting for the next sweep from the head of the queue.
+    /// instead of waiting for the next sweep from the head of the queue. Two other ways a key
+    /// moves on rely on that sweep (every ten poll intervals) when the commit window has passed:
+    /// a delivery the claim dead-letters because its attempts were spent, and a fan-out batch
+    /// that took more than one chunk to make.
     /// </summary>
     public const string HandOff = """
         handed AS (
