@@ -30,7 +30,7 @@ internal sealed record FaultWorkerOptions
 
     public int MaxAttempts { get; init; } = 10;
 
-    /// <summary>More keys of the subscription, each line indented by four spaces (rate_limit: 20/s).</summary>
+    /// <summary>More keys of the subscription, one per line (<c>rate_limit: 20/s</c>, <c>ordering: key</c>); nested keys keep their relative indentation.</summary>
     public string SubscriptionYaml { get; init; } = "";
 
     /// <summary>More keys of <c>worker:</c>, each line indented by two spaces (metrics_interval: 200ms).</summary>
@@ -141,7 +141,6 @@ internal sealed class FaultScenario : IAsyncDisposable
               - name: orders-hook
                 trigger: {Trigger}
                 max_in_flight: {options.MaxInFlight}
-            {options.SubscriptionYaml}
                 webhook:
                   url: {Receiver.Url()}
                   timeout: {options.WebhookTimeout}
@@ -149,6 +148,7 @@ internal sealed class FaultScenario : IAsyncDisposable
                   max_attempts: {options.MaxAttempts}
                   initial_interval: {options.RetryInitialInterval}
                   max_interval: {options.RetryMaxInterval}
+            {SubscriptionKeys(options.SubscriptionYaml)}
             worker:
               http_port: {port}
               batch_size: {options.BatchSize}
@@ -159,6 +159,14 @@ internal sealed class FaultScenario : IAsyncDisposable
             {options.WorkerYaml}
             """);
         return (file, port);
+    }
+
+    /// <summary>More keys of the subscription, placed under it whatever their own indentation.</summary>
+    private static string SubscriptionKeys(string yaml)
+    {
+        var lines = yaml.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var indent = lines.Length == 0 ? 0 : lines.Min(line => line.Length - line.TrimStart(' ').Length);
+        return string.Join('\n', lines.Select(line => "    " + line[indent..]));
     }
 
     /// <summary>Starts a worker process and waits until it is ready.</summary>

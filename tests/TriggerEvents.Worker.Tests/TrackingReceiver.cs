@@ -25,13 +25,20 @@ internal sealed class TrackingReceiver : IAsyncDisposable
     {
         Inner = inner;
         inner.Respond = OnArrival;
-        inner.Answering = _ => Interlocked.Decrement(ref open);
+        inner.Answering = request =>
+        {
+            Interlocked.Decrement(ref open);
+            Answered?.Invoke(request);
+        };
     }
 
     public WebhookReceiver Inner { get; }
 
     /// <summary>What to answer; 200 at once unless set.</summary>
     public Func<ReceivedRequest, ReceiverResponse> Answer { get; set; } = _ => ReceiverResponse.Ok;
+
+    /// <summary>Called as a request's answer is about to be written (after <see cref="Answer"/> and its delay).</summary>
+    public Action<ReceivedRequest>? Answered { get; set; }
 
     /// <summary>Every request that arrived, answered or not, in arrival order.</summary>
     public IReadOnlyCollection<ReceivedRequest> Arrivals => arrivals;

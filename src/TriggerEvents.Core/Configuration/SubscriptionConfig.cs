@@ -55,6 +55,12 @@ internal sealed record SubscriptionConfig
     /// </summary>
     public long MaxEventBytes { get; init; } = DefaultMaxEventBytes;
 
+    /// <summary>
+    /// <c>ordering: key</c> (with <c>ordering_key</c>): one event of a key in flight at a time, in
+    /// commit order. Null: <c>ordering: none</c>, the default.
+    /// </summary>
+    public OrderingConfig? Ordering { get; init; }
+
     /// <summary><c>rate_limit</c>: requests per second across all replicas together; null (the default) for none.</summary>
     public RateLimit? RateLimit { get; init; }
 

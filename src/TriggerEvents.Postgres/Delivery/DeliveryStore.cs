@@ -142,6 +142,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
               AND (d.next_attempt_at, d.event_id) > ((SELECT due_at FROM start), (SELECT event_id FROM start))
               AND (SELECT free FROM capacity) > 0
+              AND {{KeyOrdering.NotHeldBack}}
             ORDER BY d.next_attempt_at, d.event_id
             LIMIT $3
             FOR UPDATE SKIP LOCKED
@@ -209,7 +210,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// connection dropped, perhaps after the commit), an attempt this worker already logged is
     /// not logged again.
     /// </summary>
-    internal const string RecordSql = """
+    internal const string RecordSql = $"""
         WITH result AS (
             SELECT * FROM unnest($2::int[], $3::bigint[], $4::int[], $5::trigger_events.delivery_status[],
                                  $6::double precision[], $7::int[], $8::text[], $9::timestamptz[],
@@ -229,8 +230,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM result r
             WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
               AND d.lease_owner = $1 AND d.attempts = r.attempt
-            RETURNING d.subscription_id, d.event_id
-        ), logged AS (
+            RETURNING d.subscription_id, d.event_id, d.status, d.order_key, d.order_seq
+        ), {KeyOrdering.HandOff}, logged AS (
             INSERT INTO trigger_events.attempts
                 (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker)
             SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1

@@ -18,19 +18,20 @@ internal sealed record RegisteredSubscription(int Id, SubscriptionConfig Config,
 internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
 {
     private const string UpsertSql = """
-        INSERT INTO trigger_events.subscriptions (name, group_name, trigger_name, operations, max_attempts, max_in_flight, enabled)
-        VALUES ($1, $6, $2, $3, $4, $5, true)
+        INSERT INTO trigger_events.subscriptions (name, group_name, trigger_name, operations, max_attempts, max_in_flight, enabled, ordering_key)
+        VALUES ($1, $6, $2, $3, $4, $5, true, $7)
         ON CONFLICT (name) DO UPDATE
         SET trigger_name = EXCLUDED.trigger_name, operations = EXCLUDED.operations,
             max_attempts = EXCLUDED.max_attempts, max_in_flight = EXCLUDED.max_in_flight,
+            ordering_key = EXCLUDED.ordering_key,
             enabled = subscriptions.enabled OR subscriptions.paused_by = 'file',
             paused_by = nullif(subscriptions.paused_by, 'file'),
             paused_reason = CASE WHEN subscriptions.paused_by = 'file' THEN NULL ELSE subscriptions.paused_reason END,
             paused_at = CASE WHEN subscriptions.paused_by = 'file' THEN NULL ELSE subscriptions.paused_at END,
             updated_at = now()
         WHERE subscriptions.group_name = EXCLUDED.group_name
-          AND ((subscriptions.trigger_name, subscriptions.operations, subscriptions.max_attempts, subscriptions.max_in_flight)
-                   IS DISTINCT FROM (EXCLUDED.trigger_name, EXCLUDED.operations, EXCLUDED.max_attempts, EXCLUDED.max_in_flight)
+          AND ((subscriptions.trigger_name, subscriptions.operations, subscriptions.max_attempts, subscriptions.max_in_flight, subscriptions.ordering_key)
+                   IS DISTINCT FROM (EXCLUDED.trigger_name, EXCLUDED.operations, EXCLUDED.max_attempts, EXCLUDED.max_in_flight, EXCLUDED.ordering_key)
                OR subscriptions.paused_by = 'file')
         RETURNING id, xmax = 0 AS inserted
         """;
@@ -46,12 +47,16 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
     // transaction still open at registration is after the place, and comes from the fan-out.
     // READ events a backfill wrote for another subscription are that one's only.
     private const string BackfillSql = """
-        INSERT INTO trigger_events.deliveries (subscription_id, event_id)
-        SELECT $1, e.id FROM trigger_events.event_log e
+        INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq)
+        SELECT $1, k.id, k.key, CASE WHEN k.key IS NOT NULL THEN nextval('trigger_events.delivery_order') END
+        FROM (SELECT e.id, trigger_events.delivery_order_key($1, e.id) AS key FROM trigger_events.event_log e
         WHERE e.trigger_name = $2 AND e.op = ANY ($3) AND e.captured_at >= $4
           AND (e.subscription_name IS NULL OR e.subscription_name = $5)
           AND pg_visible_in_snapshot(e.transaction_id,
                 (SELECT sp.position FROM trigger_events.subscription_positions sp WHERE sp.subscription_id = $1))
+              ORDER BY e.id) k
+        -- Numbered in log order (a volatile output is evaluated after the sort), for ordered subscriptions.
+        ORDER BY k.id
         ON CONFLICT DO NOTHING
         """;
 
@@ -61,6 +66,20 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
         var registered = new List<RegisteredSubscription>();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await RefuseOtherGroupsAsync(connection, group, subscriptions, cancellationToken);
+        var orderingErrors = new List<ConfigError>();
+        foreach (var subscription in subscriptions)
+        {
+            if (await OrderingKeyCheck.CheckAsync(connection, subscription, cancellationToken) is { } error)
+            {
+                orderingErrors.Add(error);
+            }
+        }
+
+        if (orderingErrors.Count > 0)
+        {
+            throw new ConfigException(orderingErrors);
+        }
+
         foreach (var subscription in subscriptions)
         {
             registered.Add(await RegisterAsync(connection, group, subscription, cancellationToken));
@@ -118,6 +137,7 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
                 upsert.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscription.Retry.MaxAttempts });
                 upsert.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscription.MaxInFlight });
                 upsert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
+                upsert.Parameters.Add(new NpgsqlParameter<string[]?> { TypedValue = subscription.Ordering?.KeyColumns.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
                 await using var reader = await upsert.ExecuteReaderAsync(cancellationToken);
                 if (await reader.ReadAsync(cancellationToken))
                 {

@@ -65,12 +65,21 @@ internal static class DeadLetters
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
-    /// <summary>Makes matching dead letters pending again, with a fresh attempt budget.</summary>
+    /// <summary>
+    /// Makes matching dead letters pending again, with a fresh attempt budget. A dead letter of an
+    /// ordered subscription takes a new place in its key, after the events of its key that
+    /// continued while it was dead (SPEC "Ordering"), in event order among those retried together.
+    /// </summary>
     public static Task<long> RetryAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, IProgress<long>? progress, CancellationToken cancellationToken) =>
         InBatchesAsync(dataSource, filter, """
             UPDATE trigger_events.deliveries d
-            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL, rescheduled_at = now(), updated_at = now()
-            FROM batch WHERE d.subscription_id = batch.subscription_id AND d.event_id = batch.event_id
+            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL, rescheduled_at = now(), updated_at = now(),
+                order_seq = numbered.order_seq
+            FROM (SELECT b.subscription_id, b.event_id,
+                         CASE WHEN b.order_key IS NOT NULL THEN nextval('trigger_events.delivery_order') END AS order_seq
+                  FROM batch b
+                  ORDER BY b.event_id) numbered
+            WHERE d.subscription_id = numbered.subscription_id AND d.event_id = numbered.event_id
             """, progress, cancellationToken);
 
     /// <summary>Deletes matching dead letters; the events stay in the log (and may be replayed).</summary>
@@ -88,7 +97,7 @@ internal static class DeadLetters
         {
             await using var command = dataSource.CreateCommand($"""
                 WITH batch AS (
-                    SELECT d.subscription_id, d.event_id
+                    SELECT d.subscription_id, d.event_id, d.order_key
                     FROM trigger_events.deliveries d
                     JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
                     JOIN trigger_events.event_log e ON e.id = d.event_id

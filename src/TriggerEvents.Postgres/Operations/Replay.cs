@@ -58,11 +58,16 @@ internal static class Replay
                 WITH batch AS (
                     {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
                 ), scheduled AS (
-                    INSERT INTO trigger_events.deliveries (subscription_id, event_id, rescheduled_at)
-                    SELECT $7, batch.id, now() FROM batch
+                    -- An ordered subscription's replayed events get their key and a place after
+                    -- everything its key has now (migration 000008), numbered in log order.
+                    INSERT INTO trigger_events.deliveries (subscription_id, event_id, rescheduled_at, order_key, order_seq)
+                    SELECT $7, k.id, now(), k.key, CASE WHEN k.key IS NOT NULL THEN nextval('trigger_events.delivery_order') END
+                    FROM (SELECT batch.id, trigger_events.delivery_order_key($7, batch.id) AS key FROM batch) k
+                    ORDER BY k.id
                     ON CONFLICT (subscription_id, event_id) DO UPDATE
                     SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL,
-                        last_status = NULL, last_error = NULL, delivered_at = NULL, rescheduled_at = now(), updated_at = now()
+                        last_status = NULL, last_error = NULL, delivered_at = NULL, rescheduled_at = now(), updated_at = now(),
+                        order_key = EXCLUDED.order_key, order_seq = EXCLUDED.order_seq
                     WHERE deliveries.status <> 'in_flight'
                     RETURNING 1
                 )

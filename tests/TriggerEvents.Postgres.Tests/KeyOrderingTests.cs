@@ -1,0 +1,307 @@
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Postgres.Operations;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Postgres.Tests;
+
+/// <summary>
+/// The claim of an ordered subscription (<c>ordering: key</c>, migration 000008), driven
+/// directly: one delivery of a key at a time, in fan-out order, other keys never held back.
+/// </summary>
+public sealed class KeyOrderingTests
+{
+    private static readonly TimeSpan Lease = TimeSpan.FromMinutes(1);
+    private TestDatabase database = null!;
+    private DeliveryStore store = null!;
+    private int subscriptionId;
+
+    [SetUp]
+    public async Task CreateDatabase()
+    {
+        database = await TestDatabase.CreateAsync();
+        store = new DeliveryStore(database.DataSource);
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY, customer int, amount int)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        // '{}': the table's primary key.
+        subscriptionId = await database.ScalarAsync<int>(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight, ordering_key) VALUES ('hook', 'orders_changed', 1000, '{}') RETURNING id");
+    }
+
+    [TearDown]
+    public async Task DropDatabase() => await database.DisposeAsync();
+
+    private static DeliveryResult Result(ClaimedDelivery claimed, DeliveryResultKind kind) =>
+        new(claimed.Key, claimed.Attempt, kind, kind == DeliveryResultKind.Retry ? TimeSpan.FromHours(1) : TimeSpan.Zero,
+            kind == DeliveryResultKind.Delivered ? 200 : 500, null, DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(1), null);
+
+    private async Task<List<long>> ClaimIdsAsync(Guid owner, int limit = 100) =>
+        [.. (await store.ClaimAsync(subscriptionId, owner, limit, Lease, CancellationToken.None)).Select(c => c.Event.Id)];
+
+    private Task<long> EventOfAsync(string condition) =>
+        database.ScalarAsync<long>($"SELECT max(id) FROM trigger_events.event_log WHERE {condition}");
+
+    [Test]
+    public async Task Only_the_first_undelivered_event_of_each_key_is_claimed_and_the_next_follows_its_result()
+    {
+        // Keys 1, 2, 3, each with an INSERT and two UPDATEs, interleaved in the log.
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0), (3, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.ExecuteAsync("UPDATE orders SET amount = 2");
+        await database.FanOutAsync();
+        var owner = Guid.NewGuid();
+
+        var first = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        var again = await ClaimIdsAsync(Guid.NewGuid());
+
+        Assert.That(first.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2, 3 }), "the INSERT of each key");
+        Assert.That(again, Is.Empty, "each key has one in flight");
+
+        // Key 1 delivered, key 2 retrying, key 3 still in flight.
+        await store.RecordAsync(owner, [Result(first[0], DeliveryResultKind.Delivered), Result(first[1], DeliveryResultKind.Retry)], false, CancellationToken.None);
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.EqualTo(new long[] { 4 }), "key 1 moves on; key 2 waits for its retry, key 3 for its result");
+    }
+
+    [Test]
+    public async Task A_dead_event_lets_its_key_continue_and_a_dead_retry_comes_after_the_later_events_of_its_key()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.ExecuteAsync("UPDATE orders SET amount = 2");
+        await database.FanOutAsync();
+        var owner = Guid.NewGuid();
+        var head = (await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None)).Single();
+
+        await store.RecordAsync(owner, [Result(head, DeliveryResultKind.Dead)], false, CancellationToken.None);
+        var second = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        Assert.That(second.Select(c => c.Event.Id), Is.EqualTo(new long[] { 2 }), "the key continues after its dead event");
+
+        // Retried while event 2 is in flight and 3 waits: it goes behind both.
+        await DeadLetters.RetryAsync(database.DataSource, new DeliveryFilter(EventId: 1), null, CancellationToken.None);
+        Assert.That(await ClaimIdsAsync(owner), Is.Empty, "event 2 is still in flight");
+        await store.RecordAsync(owner, [Result(second[0], DeliveryResultKind.Delivered)], false, CancellationToken.None);
+        var third = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        Assert.That(third.Select(c => c.Event.Id), Is.EqualTo(new long[] { 3 }));
+        await store.RecordAsync(owner, [Result(third[0], DeliveryResultKind.Delivered)], false, CancellationToken.None);
+        Assert.That(await ClaimIdsAsync(owner), Is.EqualTo(new long[] { 1 }), "the retried dead letter comes last");
+    }
+
+    [Test]
+    public async Task An_update_belongs_to_its_new_rows_key_a_delete_to_its_old_rows_and_a_manual_event_to_none()
+    {
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET ordering_key = '{customer}' WHERE id = $1", subscriptionId);
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1, 10, 0)");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (2, 20, 0)");
+        await database.ExecuteAsync("UPDATE orders SET customer = 20 WHERE id = 1");
+        await database.ExecuteAsync("DELETE FROM orders WHERE id = 2");
+        await database.ScalarAsync<long>("SELECT trigger_events.invoke('orders_changed', '{\"customer\": 20}')");
+        await database.ScalarAsync<long>("SELECT trigger_events.invoke('orders_changed', '{\"customer\": 20}')");
+        await database.FanOutAsync();
+
+        var keys = await database.ScalarAsync<string>(
+            "SELECT string_agg(coalesce(d.order_key::text, '-') || ':' || e.op, ' ' ORDER BY e.id) FROM trigger_events.deliveries d JOIN trigger_events.event_log e ON e.id = d.event_id");
+        var parts = keys.Split(' ').Select(p => p.Split(':')).ToList();
+        Assert.That(parts.Select(p => p[1]), Is.EqualTo(new[] { "INSERT", "INSERT", "UPDATE", "DELETE", "MANUAL", "MANUAL" }));
+        Assert.That(parts[2][0], Is.EqualTo(parts[1][0]).And.Not.EqualTo(parts[0][0]), "the UPDATE moved the row to customer 20");
+        Assert.That(parts[3][0], Is.EqualTo(parts[1][0]), "the DELETE of a customer-20 row");
+        Assert.That(parts[4][0], Is.EqualTo("-"), "a MANUAL event has no key");
+
+        var claimed = await ClaimIdsAsync(Guid.NewGuid());
+        Assert.That(claimed, Is.EqualTo(new long[] { 1, 2, 5, 6 }), "the head of each key, and every MANUAL event at once");
+    }
+
+    [Test]
+    public async Task A_key_blocked_at_the_head_of_the_queue_does_not_keep_the_claim_from_thousands_of_other_keys()
+    {
+        // Key 1: 3,000 events waiting behind one in flight; then 2,000 keys with one event each.
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await database.FanOutAsync();
+        var owner = Guid.NewGuid();
+        Assert.That(await ClaimIdsAsync(owner), Is.EqualTo(new long[] { 1 }));
+        for (var i = 0; i < 3; i++)
+        {
+            await database.ExecuteAsync("DO $$ BEGIN FOR i IN 1..1000 LOOP UPDATE orders SET amount = amount + 1 WHERE id = 1; END LOOP; END $$");
+        }
+
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) SELECT g, 0 FROM generate_series(2, 2001) g");
+        await database.FanOutAsync();
+        await database.FanOutAsync();
+        await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries");
+
+        var claimed = await ClaimIdsAsync(Guid.NewGuid(), limit: 500);
+
+        Assert.That(claimed, Has.Count.EqualTo(500), "a full claim of other keys");
+        Assert.That(claimed.Min(), Is.GreaterThan(3001), "none of the blocked key");
+        Assert.That(claimed, Is.Ordered, "in queue order");
+    }
+
+    [Test]
+    public async Task An_ordered_claim_checks_each_candidate_with_one_probe_of_the_key_index()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) SELECT g, 0 FROM generate_series(1, 20000) g");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.FanOutAsync();
+        await database.FanOutAsync();
+        await database.FanOutAsync();
+        await database.FanOutAsync();
+
+        var plan = await ClaimPlanAsync();
+
+        Assert.That(plan, Has.Some.Contains("Index Only Scan using deliveries_key_order").Or.Some.Contains("Index Scan using deliveries_key_order"), string.Join('\n', plan));
+        Assert.That(plan, Has.Some.Contains("Index Scan using deliveries_pending"), string.Join('\n', plan));
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("Sort").And.None.Contains("Bitmap"), string.Join('\n', plan));
+    }
+
+    [Test]
+    public async Task A_result_write_hands_the_key_on_to_its_next_event_by_index()
+    {
+        // The planner settings the write runs with (DeliveryStore's pinned plan).
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using (var settings = new Npgsql.NpgsqlCommand(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off; SET enable_hashjoin = off; SET enable_mergejoin = off", connection))
+        {
+            await settings.ExecuteNonQueryAsync();
+        }
+
+        await using var command = new Npgsql.NpgsqlCommand("EXPLAIN " + DeliveryStore.RecordSql, connection);
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [subscriptionId] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<long[]> { TypedValue = [1] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [1] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string[]> { TypedValue = ["delivered"], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [0] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<int?[]> { TypedValue = [200] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]> { TypedValue = [DateTimeOffset.UtcNow] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null] });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = false });
+        var plan = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.That(plan, Has.Some.Contains("deliveries_key_order"), string.Join('\n', plan));
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("deliveries_pending"), string.Join('\n', plan));
+    }
+
+    [Test]
+    public async Task Events_of_one_key_in_one_transaction_keep_their_capture_order()
+    {
+        await database.ExecuteAsync("""
+            DO $$ BEGIN
+                INSERT INTO orders (id, amount) VALUES (1, 0);
+                UPDATE orders SET amount = 1 WHERE id = 1;
+                UPDATE orders SET amount = 2 WHERE id = 1;
+            END $$
+            """);
+        await database.FanOutAsync();
+        var owner = Guid.NewGuid();
+        var seen = new List<long>();
+        for (var i = 0; i < 3; i++)
+        {
+            var claimed = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+            Assert.That(claimed, Has.Count.EqualTo(1));
+            seen.Add(claimed[0].Event.Id);
+            await store.RecordAsync(owner, [Result(claimed[0], DeliveryResultKind.Delivered)], false, CancellationToken.None);
+        }
+
+        Assert.That(seen, Is.EqualTo(new long[] { 1, 2, 3 }));
+    }
+
+    [Test]
+    public async Task Deliveries_of_a_fan_out_batch_given_in_chunks_wait_until_the_whole_batch_is_made()
+    {
+        // One batch of five events in chunks of two: a later chunk may hold an earlier event of a key.
+        for (var id = 1; id <= 5; id++)
+        {
+            await database.ExecuteAsync($"INSERT INTO orders (id, amount) VALUES ({id}, 0)");
+        }
+
+        // Claims without a fan-out of their own, which would finish the batch first.
+        async Task<IEnumerable<long>> ClaimOnlyAsync() =>
+            (await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None))
+                .Deliveries.Select(c => c.Event.Id);
+
+        await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries"), Is.EqualTo(2));
+        Assert.That(await ClaimOnlyAsync(), Is.Empty, "the batch is still being fanned out");
+
+        await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
+        Assert.That(await ClaimOnlyAsync(), Is.Empty, "the batch is still being fanned out");
+        await database.ScalarAsync<long>("SELECT trigger_events.fan_out(NULL, 2)");
+        Assert.That(await ClaimOnlyAsync(), Is.EqualTo(new long[] { 1, 2, 3, 4, 5 }));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(DISTINCT order_seq) FROM trigger_events.deliveries"), Is.EqualTo(1), "one batch, one number");
+    }
+
+    [Test]
+    public async Task A_replay_to_an_ordered_subscription_delivers_each_key_in_order_again()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.FanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+
+        await Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.MinValue.AddYears(1), null, null, null, CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE order_key IS NOT NULL AND order_seq IS NOT NULL"), Is.EqualTo(4));
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+    }
+
+    [Test]
+    public async Task A_new_ordered_subscription_starting_from_the_earliest_event_gets_its_keys_in_log_order()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        var registered = await new SubscriptionRegistry(database.DataSource).SyncAsync("default",
+        [
+            new SubscriptionConfig
+            {
+                Name = "from-earliest",
+                Trigger = "orders_changed",
+                StartFrom = new StartFrom.Earliest(),
+                Webhook = new WebhookConfig { Url = new Uri("http://127.0.0.1:9/hook") },
+                Ordering = OrderingConfig.PrimaryKey,
+            },
+        ], CancellationToken.None);
+        var id = registered.Single().Id;
+
+        var claimed = await store.ClaimAsync(id, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(registered.Single().Backfilled, Is.EqualTo(4));
+        Assert.That(claimed.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+    }
+
+    /// <summary>The claim's plan under the claim transaction's own settings.</summary>
+    private async Task<List<string>> ClaimPlanAsync()
+    {
+        await using var batch = database.DataSource.CreateBatch();
+        var lockSubscription = new Npgsql.NpgsqlBatchCommand(DeliveryStore.LockSubscriptionSql);
+        lockSubscription.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = subscriptionId });
+        batch.BatchCommands.Add(lockSubscription);
+        var explain = new Npgsql.NpgsqlBatchCommand("EXPLAIN " + DeliveryStore.ClaimSql);
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = subscriptionId });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = 100 });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<TimeSpan> { TypedValue = Lease, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Interval });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = ClaimCursor.Sweep.DueAt });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = ClaimCursor.Sweep.EventId });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = ClaimCursor.Sweep.ClaimedAt });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = DeliveryStore.InlineEventBytes });
+        batch.BatchCommands.Add(explain);
+        await using var reader = await batch.ExecuteReaderAsync();
+        await reader.NextResultAsync();
+        var plan = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            plan.Add(reader.GetString(0));
+        }
+
+        return plan;
+    }
+}
