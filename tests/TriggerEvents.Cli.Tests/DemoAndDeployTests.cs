@@ -24,6 +24,30 @@ public sealed partial class DemoAndDeployTests
     }
 
     [Test]
+    public async Task The_demo_serves_the_web_console_of_its_worker_and_prints_its_address()
+    {
+        await using var demo = WorkerProcess.StartCommand(new Dictionary<string, string?>(), "demo", "--wait");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        while (!demo.Output.Contains("Still running", StringComparison.Ordinal))
+        {
+            Assert.That(demo.HasExited, Is.False, demo.Output);
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), demo.Output);
+            await Task.Delay(100);
+        }
+
+        var address = ConsoleAddress().Match(demo.Output);
+        Assert.That(address.Success, Is.True, demo.Output);
+        using var client = new HttpClient { BaseAddress = new Uri(address.Groups[1].Value), Timeout = TimeSpan.FromSeconds(10) };
+        using var page = await client.GetAsync(new Uri("/", UriKind.Relative));
+        var overview = await client.GetStringAsync(new Uri("/api/overview", UriKind.Relative));
+
+        Assert.That(page.Content.Headers.ContentType?.MediaType, Is.EqualTo("text/html"));
+        Assert.That(overview, Does.Contain("\"demo-orders\""));
+        Assert.That(await demo.TerminateAsync(), Is.Zero, demo.Output);
+        Assert.That(Directory.Exists(DataDirectory().Match(demo.Output).Groups[1].Value), Is.False, "the throwaway cluster is removed");
+    }
+
+    [Test]
     public void The_kubernetes_deployment_probes_the_worker_endpoints_and_outlives_the_shutdown_timeout()
     {
         var deployment = Load("kubernetes/deployment.yaml");
@@ -94,4 +118,7 @@ public sealed partial class DemoAndDeployTests
 
     [GeneratedRegex(@"data in (\S+)")]
     private static partial Regex DataDirectory();
+
+    [GeneratedRegex(@"web console.*\n\s+(http://127\.0\.0\.1:\d+/)")]
+    private static partial Regex ConsoleAddress();
 }

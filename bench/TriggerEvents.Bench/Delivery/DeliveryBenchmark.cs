@@ -14,7 +14,7 @@ namespace TriggerEvents.Bench.Delivery;
 internal static class DeliveryBenchmark
 {
     private const string DatabaseName = "delivery_bench";
-    private const string Subscription = "bench-hook";
+    internal const string Subscription = "bench-hook";
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
@@ -59,11 +59,19 @@ internal static class DeliveryBenchmark
 
         var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
         var configPath = WriteConfig(receiver, options);
-        if (options.TracingRounds > 0)
+        if (options.TracingRounds > 0 || options.ConsoleRounds > 0)
         {
             try
             {
-                await TracingCost.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken);
+                if (options.TracingRounds > 0)
+                {
+                    await TracingCost.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken);
+                }
+
+                if (options.ConsoleRounds > 0)
+                {
+                    await ConsoleCost.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken);
+                }
             }
             finally
             {

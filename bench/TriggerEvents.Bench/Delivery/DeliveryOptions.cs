@@ -47,6 +47,9 @@ internal sealed record DeliveryOptions
     /// </summary>
     public int TracingRounds { get; init; }
 
+    /// <summary>Rounds each of a drain without and with a console open (<see cref="ConsoleCost"/>), in place of the phases; 0: none.</summary>
+    public int ConsoleRounds { get; init; }
+
     /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
@@ -60,7 +63,7 @@ internal sealed record DeliveryOptions
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains on|off] [--tracing N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains on|off] [--tracing N] [--console N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {

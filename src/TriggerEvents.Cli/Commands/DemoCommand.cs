@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -15,13 +16,15 @@ using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Postgres.Operations;
+using TriggerEvents.WebConsole;
 
 namespace TriggerEvents.Cli.Commands;
 
 /// <summary>
 /// <c>triggerevents demo</c>: a throwaway PostgreSQL, a sample table with an event trigger, a
-/// local receiver that checks signatures, and the worker, all in this process; a few writes,
-/// each delivery printed as it arrives, then the status table. Everything is removed on exit.
+/// local receiver that checks signatures, and the worker with its web console, all in this
+/// process; a few writes, each delivery printed as it arrives, then the status table. Everything
+/// is removed on exit.
 /// </summary>
 internal static class DemoCommand
 {
@@ -33,8 +36,9 @@ internal static class DemoCommand
         var noWait = new Option<bool>("--no-wait") { Description = "Exit after the scripted writes are delivered (the default when not on a terminal)." };
         var command = new Command("demo", """
             The quickstart: starts a throwaway PostgreSQL from the local server binaries, attaches
-            an event trigger to a sample table, runs a local webhook receiver and the worker, makes
-            a few writes and prints each delivery with its signature check.
+            an event trigger to a sample table, runs a local webhook receiver and the worker with
+            its web console (the address is printed), makes a few writes and prints each delivery
+            with its signature check.
 
             Examples:
               triggerevents demo
@@ -59,6 +63,13 @@ internal static class DemoCommand
             e.Cancel = true;
             stop.Cancel();
         };
+
+        // SIGTERM (`timeout`, a terminal closing, a test) stops and cleans up as Ctrl-C does.
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
+        {
+            signal.Cancel = true;
+            stop.Cancel();
+        });
 
         Step("Starting a throwaway PostgreSQL");
         using var server = await ThrowawayServer.StartAsync();
@@ -95,6 +106,7 @@ internal static class DemoCommand
             worker:
               http_port: {Loopback.FreePort()}
               poll_interval: 500ms
+              console_port: {ConsolePort()}
             """;
         Step("Starting a local webhook receiver and the worker with this configuration");
         Console.WriteLine(string.Join('\n', yaml.Split('\n').Select(l => "  " + l.Replace(secret, "whsec_…", StringComparison.Ordinal))));
@@ -107,7 +119,7 @@ internal static class DemoCommand
         var worker = RunCommand.RunAsync(config, dataSource, logger, workerStop.Token, "127.0.0.1");
         try
         {
-            return await WriteAndPrintDeliveriesAsync(dataSource, server, receiver, config.Worker.HttpPort, worker, keepRunning, stop);
+            return await WriteAndPrintDeliveriesAsync(dataSource, server, receiver, config.Worker.HttpPort, config.Worker.ConsolePort, worker, keepRunning, stop);
         }
         finally
         {
@@ -120,9 +132,11 @@ internal static class DemoCommand
 
     /// <summary>The scripted writes, each delivery as it arrives, the status table; then, if asked, more until Ctrl-C.</summary>
     private static async Task<int> WriteAndPrintDeliveriesAsync(
-        NpgsqlDataSource dataSource, ThrowawayServer server, DemoReceiver receiver, int workerPort, Task<int> worker, bool keepRunning, CancellationTokenSource stop)
+        NpgsqlDataSource dataSource, ThrowawayServer server, DemoReceiver receiver, int workerPort, int consolePort, Task<int> worker, bool keepRunning, CancellationTokenSource stop)
     {
         await WaitUntilReadyAsync(workerPort, worker, stop.Token);
+        Step("The web console of this worker (worker.console_port): open it in a browser");
+        Console.WriteLine($"  {ConsoleServer.BrowserUrl(new IPEndPoint(IPAddress.Loopback, consolePort))}");
 
         Step("Writing to the table; each change is an event, delivered and verified below");
         await ExecuteAsync(dataSource, "INSERT INTO orders (customer, amount) VALUES ('ada', 42.00), ('grace', 17.50)", stop.Token);
@@ -206,6 +220,24 @@ internal static class DemoCommand
         }
 
         throw new InvalidOperationException($"the worker stopped during start-up (exit {await worker})");
+    }
+
+    /// <summary>
+    /// The console's usual port, 8081, when it is free, so the address is the one the README
+    /// shows; another free one when something (a second demo) holds it.
+    /// </summary>
+    private static int ConsolePort()
+    {
+        try
+        {
+            using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, ConsoleOptions.DefaultListen.Port);
+            probe.Start();
+            return ConsoleOptions.DefaultListen.Port;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return Loopback.FreePort();
+        }
     }
 
     private static void Step(string text)
