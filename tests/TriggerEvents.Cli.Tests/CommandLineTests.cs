@@ -1,3 +1,4 @@
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 namespace TriggerEvents.Cli.Tests;
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using PuppeteerSharp;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 

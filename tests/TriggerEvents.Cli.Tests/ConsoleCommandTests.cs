@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 

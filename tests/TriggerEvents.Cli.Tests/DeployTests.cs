@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Diagnostics;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 using YamlDotNet.RepresentationModel;

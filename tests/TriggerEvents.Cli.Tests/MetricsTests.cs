@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using TriggerEvents.Core.Delivery;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 

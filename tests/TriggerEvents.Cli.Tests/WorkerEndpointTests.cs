@@ -1,5 +1,6 @@
-using TriggerEvents.Postgres;
 using System.Text.Json;
+using TriggerEvents.LocalServer;
+using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Cli.Tests;

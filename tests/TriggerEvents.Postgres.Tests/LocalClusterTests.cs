@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using TriggerEvents.LocalServer;
 
 namespace TriggerEvents.Postgres.Tests;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 using Testcontainers.PostgreSql;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 
 namespace TriggerEvents.Testing;

@@ -1,9 +1,10 @@
-using TriggerEvents.Postgres;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Npgsql;
+using TriggerEvents.LocalServer;
+using TriggerEvents.Postgres;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Worker.Tests;

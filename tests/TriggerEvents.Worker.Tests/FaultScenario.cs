@@ -1,5 +1,6 @@
 using System.Globalization;
 using Npgsql;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Testing;

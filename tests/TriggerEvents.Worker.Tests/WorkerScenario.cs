@@ -1,6 +1,7 @@
+using Npgsql;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Migrations;
-using Npgsql;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Worker.Tests;

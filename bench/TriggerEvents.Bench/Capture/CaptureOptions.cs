@@ -1,5 +1,6 @@
 using System.Globalization;
 using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.LocalServer;
 
 namespace TriggerEvents.Bench.Capture;
 

@@ -1,4 +1,5 @@
 using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 
 namespace TriggerEvents.Bench.Delivery;

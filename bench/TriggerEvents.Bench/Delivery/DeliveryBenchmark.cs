@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 
 namespace TriggerEvents.Bench.Delivery;
@@ -103,7 +104,7 @@ internal static class DeliveryBenchmark
                 ? await PeerDrainComparison.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken)
                 : null;
 
-            var shaped = options.ShapedDrains
+            var shaped = options.ShapedDrains.Count > 0
                 ? await ShapedDrains.RunAsync(database, receiver, connectionString, options, cancellationToken)
                 : [];
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.LocalServer;
 
 namespace TriggerEvents.Bench.Delivery;
 
@@ -56,14 +57,14 @@ internal sealed record DeliveryOptions
     /// <summary>Alternating rounds of fresh drains beside graphile-worker; 0 leaves the peer out.</summary>
     public int PeerRounds { get; init; } = 3;
 
-    /// <summary>Whether to run the batched and ordered drains (they need a schema with batches and ordering).</summary>
-    public bool ShapedDrains { get; init; } = true;
+    /// <summary>Which of the batched and ordered drains (e) to run; empty: none.</summary>
+    public IReadOnlyList<string> ShapedDrains { get; init; } = Delivery.ShapedDrains.Names;
 
     /// <summary>graphile-worker's concurrent jobs in the peer rounds.</summary>
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains on|off] [--tracing N] [--console N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -82,7 +83,7 @@ internal sealed record DeliveryOptions
                 "--batch-size" => options with { BatchSize = Int(value) },
                 "--concurrency" => options with { Concurrency = Int(value) },
                 "--peer-rounds" => options with { PeerRounds = Int(value) },
-                "--shaped-drains" => options with { ShapedDrains = value switch { "on" => true, "off" => false, _ => throw new ArgumentException($"--shaped-drains is on or off. Usage: {Usage}") } },
+                "--shaped-drains" => options with { ShapedDrains = ParseShapedDrains(value) },
                 "--graphile-jobs" => options with { GraphileJobs = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
@@ -96,6 +97,19 @@ internal sealed record DeliveryOptions
         }
 
         return options;
+    }
+
+    private static IReadOnlyList<string> ParseShapedDrains(string value)
+    {
+        if (value == "all")
+        {
+            return Delivery.ShapedDrains.Names;
+        }
+
+        var names = value == "none" ? [] : value.Split(',');
+        return names.FirstOrDefault(n => !Delivery.ShapedDrains.Names.Contains(n)) is { } unknown
+            ? throw new ArgumentException($"--shaped-drains takes all, none or some of {string.Join(',', Delivery.ShapedDrains.Names)}, not '{unknown}'. Usage: {Usage}")
+            : names;
     }
 
     private static int Int(string value) => int.Parse(value, NumberStyles.None, CultureInfo.InvariantCulture);

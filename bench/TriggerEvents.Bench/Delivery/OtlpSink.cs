@@ -1,4 +1,5 @@
 using System.Net;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 
 namespace TriggerEvents.Bench.Delivery;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using TriggerEvents.Bench.Infrastructure;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 
 namespace TriggerEvents.Bench.Delivery;
@@ -13,6 +14,9 @@ namespace TriggerEvents.Bench.Delivery;
 /// </summary>
 internal static class ShapedDrains
 {
+    /// <summary>The drains, in the order they run.</summary>
+    public static readonly IReadOnlyList<string> Names = ["batched", "ordered-1000-keys", "ordered-one-key"];
+
     public sealed record Figure(string Name, int Events, double Rate, long Requests, double MedianRequestMs);
 
     public static async Task<IReadOnlyList<Figure>> RunAsync(
@@ -20,22 +24,27 @@ internal static class ShapedDrains
     {
         Console.WriteLine($"## (e) Batched and ordered drains: a fresh worker each, every request signed");
         var singleKeyEvents = Math.Min(options.Backlog, 2_000);
-        var figures = new List<Figure>
+        var figures = new List<Figure>();
+        foreach (var name in options.ShapedDrains)
         {
-            await DrainAsync("batched", """
-                    batch:
-                      max_events: 100
-                      max_wait: 50ms
-                """, options.Backlog, keys: 5_000),
-            await DrainAsync("ordered-1000-keys", """
-                    ordering: key
-                    ordering_key: [customer_id]
-                """, options.Backlog, keys: 1_000),
-            await DrainAsync("ordered-one-key", """
-                    ordering: key
-                    ordering_key: [customer_id]
-                """, singleKeyEvents, keys: 1),
-        };
+            figures.Add(name switch
+            {
+                "batched" => await DrainAsync(name, """
+                        batch:
+                          max_events: 100
+                          max_wait: 50ms
+                    """, options.Backlog, keys: 5_000),
+                "ordered-1000-keys" => await DrainAsync(name, """
+                        ordering: key
+                        ordering_key: [customer_id]
+                    """, options.Backlog, keys: 1_000),
+                _ => await DrainAsync(name, """
+                        ordering: key
+                        ordering_key: [customer_id]
+                    """, singleKeyEvents, keys: 1),
+            });
+        }
+
         Console.WriteLine();
         return figures;
 

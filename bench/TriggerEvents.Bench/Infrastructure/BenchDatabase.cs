@@ -1,4 +1,5 @@
 using Npgsql;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Migrations;
 

@@ -13,6 +13,7 @@ using Serilog;
 using Serilog.Events;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
+using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Postgres.Operations;

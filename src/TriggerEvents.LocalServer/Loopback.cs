@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace TriggerEvents.Postgres;
+namespace TriggerEvents.LocalServer;
 
 /// <summary>Ports on 127.0.0.1 for throwaway servers: clusters, receivers, worker endpoints.</summary>
 internal static class Loopback

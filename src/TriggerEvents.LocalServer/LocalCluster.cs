@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace TriggerEvents.Postgres;
+namespace TriggerEvents.LocalServer;
 
 /// <summary>
 /// A throwaway PostgreSQL cluster in a temporary directory, started from the local server

@@ -2,10 +2,10 @@ using Npgsql;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Testing;
 
-namespace TriggerEvents.Worker.Tests;
+namespace TriggerEvents.Postgres.Tests;
 
 /// <summary>
-/// The claim query itself, raced deterministically: what <see cref="ReplicaTests"/> shows with
+/// The claim query itself, raced deterministically: what the worker tests' ReplicaTests show with
 /// processes, pinned down to the one interleaving that broke <c>max_in_flight</c>.
 /// </summary>
 public sealed class ClaimLimitTests
