@@ -77,8 +77,8 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.WriteNumber("in_flight", s.InFlight);
                 w.WriteNumber("dead", s.Dead);
                 w.Nullable("oldest_pending_age_seconds", s.OldestPendingAgeSeconds);
-                w.WriteNumber("delivered_per_minute", Math.Round((attempts - failures) / RateWindow.TotalMinutes, 2));
-                w.WriteNumber("attempts_per_minute", Math.Round(attempts / RateWindow.TotalMinutes, 2));
+                w.WriteNumber("delivered_per_minute", Math.Round(rate?.PerMinute(attempts - failures) ?? 0, 2));
+                w.WriteNumber("attempts_per_minute", Math.Round(rate?.PerMinute(attempts) ?? 0, 2));
                 w.Nullable("failure_rate", attempts == 0 ? null : (double)failures / attempts);
                 w.WriteEndObject();
             }

@@ -93,7 +93,8 @@ public sealed class ConsoleQueryPlanTests
     [Test]
     public async Task The_overview_rates_and_the_time_search_read_through_indexes()
     {
-        var rates = await PlanAsync(ConsoleQueries.RatesSql, new NpgsqlParameter<TimeSpan> { TypedValue = TimeSpan.FromMinutes(5) });
+        var rates = await PlanAsync(
+            ConsoleQueries.RatesSql, new NpgsqlParameter<TimeSpan> { TypedValue = TimeSpan.FromMinutes(5) }, new NpgsqlParameter<int> { TypedValue = ConsoleQueries.RateSample });
         var search = await PlanAsync(ConsoleQueries.FirstIdAtOrAfter, new NpgsqlParameter<DateTimeOffset> { TypedValue = Start.AddHours(20) });
 
         Assert.That(rates, Has.None.Contains("Seq Scan on attempts"), string.Join('\n', rates));

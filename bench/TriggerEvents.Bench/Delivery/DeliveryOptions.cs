@@ -85,6 +85,8 @@ internal sealed record DeliveryOptions
                 "--peer-rounds" => options with { PeerRounds = Int(value) },
                 "--shaped-drains" => options with { ShapedDrains = ParseShapedDrains(value) },
                 "--graphile-jobs" => options with { GraphileJobs = Int(value) },
+                "--tracing" => options with { TracingRounds = Int(value) },
+                "--console" => options with { ConsoleRounds = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };

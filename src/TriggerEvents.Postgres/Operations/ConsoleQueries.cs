@@ -3,8 +3,12 @@ using NpgsqlTypes;
 
 namespace TriggerEvents.Postgres.Operations;
 
-/// <summary>Attempts of one subscription within the console's rate window.</summary>
-internal sealed record SubscriptionRate(string Subscription, long Attempts, long Failures);
+/// <summary>Attempts and failures of one subscription over <see cref="Covered"/>, the time they were counted over.</summary>
+internal sealed record SubscriptionRate(string Subscription, long Attempts, long Failures, TimeSpan Covered)
+{
+    /// <summary>Per minute, over at least one second (a burst of attempts within one instant is not an infinite rate).</summary>
+    public double PerMinute(long count) => count / Math.Max(Covered.TotalMinutes, 1.0 / 60);
+}
 
 /// <summary>One row of a subscription's deliveries, as the console lists them.</summary>
 internal sealed record DeliveryRow(
@@ -74,14 +78,32 @@ internal static class ConsoleQueries
         SELECT lo FROM search WHERE lo >= hi LIMIT 1
         """;
 
-    /// <summary>Attempts and failures per subscription since <c>$1</c> (an interval) ago.</summary>
+    /// <summary>
+    /// Attempts and failures per subscription since <c>$1</c> (an interval) ago, among the latest
+    /// <c>$2</c> attempts, and the time those cover: all of <c>$1</c>, or less when the latest
+    /// <c>$2</c> attempts are younger. A walk down the primary key that stops after <c>$2</c> rows,
+    /// so a refreshing overview costs the same however busy the workers are; counting every
+    /// attempt of the window cost the server as much as the deliveries it was watching (bench/README.md).
+    /// </summary>
     internal const string RatesSql = """
-        SELECT s.name, count(*), count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299)
-        FROM trigger_events.attempts a
+        WITH recent AS (
+            SELECT a.subscription_id, a.http_status, a.started_at
+            FROM trigger_events.attempts a
+            ORDER BY a.id DESC
+            LIMIT $2
+        ), covered AS (
+            SELECT CASE WHEN count(*) < $2 THEN $1 ELSE least($1, now() - min(started_at)) END AS span FROM recent
+        )
+        SELECT s.name, count(*), count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299),
+               (SELECT span FROM covered)
+        FROM recent a
         JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
         WHERE a.started_at >= now() - $1
         GROUP BY s.name
         """;
+
+    /// <summary>How many of the latest attempts the overview's rates look at, at most.</summary>
+    internal const int RateSample = 5_000;
 
     /// <summary>One event by id (<c>$1</c>).</summary>
     internal const string EventSql = """
@@ -142,17 +164,20 @@ internal static class ConsoleQueries
             """;
     }
 
-    /// <summary>Attempts and failed attempts per subscription since <paramref name="window"/> ago.</summary>
+    /// <summary>
+    /// Attempts and failed attempts per subscription since <paramref name="window"/> ago, over the
+    /// latest <see cref="RateSample"/> attempts at most; each with the time its counts cover.
+    /// </summary>
     public static async Task<IReadOnlyList<SubscriptionRate>> RatesAsync(NpgsqlDataSource dataSource, TimeSpan window, CancellationToken cancellationToken)
     {
-        // attempts_started_at (BRIN) finds the last minutes' blocks: the table is appended in time order.
         await using var command = dataSource.CreateCommand(RatesSql);
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = window });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = RateSample });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var rows = new List<SubscriptionRate>();
         while (await reader.ReadAsync(cancellationToken))
         {
-            rows.Add(new SubscriptionRate(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2)));
+            rows.Add(new SubscriptionRate(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetFieldValue<TimeSpan>(3)));
         }
 
         return rows;
