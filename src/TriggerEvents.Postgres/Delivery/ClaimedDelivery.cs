@@ -16,6 +16,9 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
 {
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
 
+    /// <summary>The batch it was claimed in (its first event's id, migration 000009); null when its subscription is not batched.</summary>
+    public long? BatchId { get; init; }
+
     /// <summary>The lengths of the event's JSON values in bytes (null where one is SQL NULL).</summary>
     public EventSizes Sizes { get; init; }
 
