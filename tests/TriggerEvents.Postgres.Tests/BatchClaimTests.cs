@@ -118,6 +118,8 @@ public sealed class BatchClaimTests
         Assert.That(Batches(retried), Is.EqualTo(new[] { new long[] { 1, 2, 3 } }), "the same events, one request");
         Assert.That(retried.Select(c => c.BatchId), Is.All.EqualTo(1));
         Assert.That(retried.Select(c => c.Attempt), Is.All.EqualTo(2), "one attempt each, counted once per batch");
+        Assert.That(retried.Where(c => c.TakenAlong).Select(c => c.Event.Id), Is.EquivalentTo(new long[] { 2, 3 }),
+            "the scan found event 1; the rest came along, and the cursor does not move past them");
         Assert.That(Batches(await ClaimAsync()), Is.EqualTo(new[] { new long[] { 4, 5, 6 } }), "the new events make a new batch");
     }
 
@@ -153,6 +155,21 @@ public sealed class BatchClaimTests
         await store.RecordAsync(owner, [.. first.Select(c => Result(c, DeliveryResultKind.Delivered))], false, CancellationToken.None);
         var second = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
         Assert.That(Batches(second), Is.EqualTo(new[] { new long[] { 3, 4 } }), "each key's next event, in commit order");
+    }
+
+    [Test]
+    public async Task Once_a_subscription_is_no_longer_batched_its_deliveries_go_one_by_one_whatever_batch_they_were_in()
+    {
+        await InsertAsync(3);
+        var owner = Guid.NewGuid();
+        var first = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        await store.RecordAsync(owner, [.. first.Select(c => Result(c, DeliveryResultKind.Retry))], false, CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET batch_max_events = NULL, batch_max_wait = NULL, max_in_flight = 2 WHERE id = $1", subscriptionId);
+
+        var claimed = await new DeliveryStore(database.DataSource).ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(claimed.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2 }), "max_in_flight counts deliveries again");
+        Assert.That(claimed.Select(c => c.BatchId), Is.All.Null);
     }
 
     [Test]

@@ -17,7 +17,8 @@ internal static class Batches
     /// <summary>
     /// The CTEs between the claim's scans (<c>expired</c>, <c>pending</c>) and its update:
     /// <c>members</c>, the due rest of the batches those scans found part of (wherever the scans
-    /// stopped: their LIMIT, their cursor, SKIP LOCKED), then <c>allowed</c>: every candidate with
+    /// stopped: their LIMIT, their cursor, SKIP LOCKED; <c>along</c>: the claim's cursor does not
+    /// move past them, as the scan did not reach them), then <c>allowed</c>: every candidate with
     /// its <c>position</c> in claim order, its request (<c>unit_id</c>: the event itself when not
     /// batched, else its batch's id, given or new), the request's size, the time its oldest
     /// delivery became due, and its <c>unit_rank</c> among the requests, which the claim caps at
@@ -35,7 +36,8 @@ internal static class Batches
         members AS (
             SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id
             FROM trigger_events.deliveries d
-            WHERE d.subscription_id = $1
+            -- Only while the subscription is batched: a batch it was once in means nothing after.
+            WHERE d.subscription_id = $1 AND (SELECT c.batch_max FROM capacity c) IS NOT NULL
               AND d.batch_id = ANY (ARRAY(SELECT x.batch_id FROM expired x WHERE x.batch_id IS NOT NULL)
                                     || ARRAY(SELECT x.batch_id FROM pending x WHERE x.batch_id IS NOT NULL))
               AND d.status IN ('pending', 'in_flight') AND d.batch_id IS NOT NULL
@@ -46,7 +48,7 @@ internal static class Batches
         ), candidates AS (
             -- In claim order as read (no sort): fresh counts the deliveries in no batch yet up to each.
             SELECT due.*, row_number() OVER w AS position, count(*) FILTER (WHERE due.batch_id IS NULL) OVER w AS fresh
-            FROM (SELECT * FROM expired UNION ALL SELECT * FROM pending UNION ALL SELECT * FROM members) due
+            FROM (SELECT *, false AS along FROM expired UNION ALL SELECT *, false FROM pending UNION ALL SELECT *, true FROM members) due
             WINDOW w AS (ROWS UNBOUNDED PRECEDING)
         ), grouped AS (
             SELECT a.*, CASE WHEN c.batch_max IS NULL THEN a.event_id

@@ -124,8 +124,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
             FROM trigger_events.subscriptions s
             CROSS JOIN LATERAL (
-                -- A batch in flight is one request (migration 000009).
-                SELECT count(DISTINCT coalesce(d.batch_id, d.event_id)) AS in_flight FROM trigger_events.deliveries d
+                -- A batch in flight is one request (migration 000009); a subscription no longer
+                -- batched counts each delivery, whatever batch it was once in.
+                SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END) AS in_flight
+                FROM trigger_events.deliveries d
                 WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now()) f
             CROSS JOIN LATERAL (SELECT {{TargetProtectionQueries.Tokens}} AS tokens) b
             WHERE s.id = $1 AND s.enabled
@@ -171,14 +173,14 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
               AND allowed.unit_rank <= least($10, c.free, c.budget) AND {{Batches.Ready}}
             RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at, d.status, d.last_error,
-                      allowed.unit_id, d.batch_id
+                      allowed.unit_id, CASE WHEN c.batch_max IS NOT NULL THEN d.batch_id END AS batch_id, allowed.along
         ), {{TargetProtectionQueries.Spend}}
         SELECT c.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
                v.old_bytes, v.new_bytes, v.session_bytes,
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at, e.condition_error,
-               c.status = 'dead', c.last_error, v.included, c.batch_id
+               c.status = 'dead', c.last_error, v.included, c.batch_id, c.along
         FROM claimed c
         LEFT JOIN trigger_events.event_log e ON e.id = c.event_id AND c.status = 'in_flight'
         LEFT JOIN LATERAL (
@@ -458,6 +460,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             return new ClaimedDelivery(subscriptionId, placeholder, attempt, tookOver, dueAt, rescheduled)
             {
                 BatchId = reader.IsDBNull(21) ? null : reader.GetInt64(21),
+                TakenAlong = reader.GetBoolean(22),
                 DeadAtClaim = reader.GetBoolean(18) ? reader.GetString(19) : null,
                 EventGone = !reader.GetBoolean(18),
                 ValuesIncluded = false,
@@ -493,6 +496,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return new ClaimedDelivery(subscriptionId, webhookEvent, attempt, tookOver, dueAt, rescheduled)
         {
             BatchId = reader.IsDBNull(21) ? null : reader.GetInt64(21),
+            TakenAlong = reader.GetBoolean(22),
             Sizes = sizes,
             ValuesIncluded = included,
             Values = values,

@@ -82,6 +82,7 @@ internal sealed partial class DeliveryWorker
         // Each event's body is copied out and let go at once: a batch of large events then holds
         // body_memory for one of them at a time, never waits for room its own events hold.
         var parts = new List<(ClaimedDelivery Delivery, byte[] Body)>(members.Count);
+        var deadAlone = new HashSet<long>();
         RequestBody? body = null;
         try
         {
@@ -96,6 +97,7 @@ internal sealed partial class DeliveryWorker
                 }
                 catch (UndeliverableEventException e)
                 {
+                    deadAlone.Add(delivery.Event.Id);
                     RecordDeadAlone(subscription, delivery, e.Message);
                 }
             }
@@ -169,12 +171,18 @@ internal sealed partial class DeliveryWorker
         }
         catch (Exception e)
         {
-            // The batch's body could not be made (too large together, or a failure writing it):
-            // every attempt would fail the same way.
+            // The batch's body could not be made (too large together, or a failure reading or
+            // writing an event): every attempt would fail the same way. Each event of the batch
+            // without a result yet gets this one, so none stays held.
             var why = e is UndeliverableEventException ? e.Message : $"not deliverable: {e.Message}";
-            logger.LogError(e, "A batch of {Count} events to {Subscription} could not be attempted", parts.Count, subscription.Name);
-            foreach (var (delivery, _) in parts)
+            logger.LogError(e, "A batch of {Count} events to {Subscription} could not be attempted", members.Count, subscription.Name);
+            foreach (var (delivery, _) in members)
             {
+                if (deadAlone.Contains(delivery.Event.Id))
+                {
+                    continue;
+                }
+
                 metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
                 results.Writer.TryWrite(new DeliveryResult(
                     delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null, why, time.GetUtcNow(), TimeSpan.Zero, null));
