@@ -172,6 +172,24 @@ public sealed class BatchClaimTests
         Assert.That(claimed.Select(c => c.BatchId), Is.All.Null);
     }
 
+    [TestCase(100, null, 100)]
+    [TestCase(100, 3, 300)]
+    [TestCase(100, 100, 2000)]
+    [TestCase(1, 1000, 1000)]
+    public void A_claim_reads_a_batchs_worth_of_rows_per_request_up_to_a_bound(int requests, int? maxEvents, int rows)
+    {
+        Assert.That(Delivery.Batches.Rows(requests, maxEvents), Is.EqualTo(rows));
+    }
+
+    [TestCase(65536, 100, 100, 65536)]
+    [TestCase(65536, 100, 2000, 3276)]
+    [TestCase(65536, 1, 2000, 1024)]
+    [TestCase(4096, 100, 300, 1365)]
+    public void A_batched_claim_brings_no_more_values_than_an_unbatched_one(int inline, int requests, int rows, int each)
+    {
+        Assert.That(Delivery.Batches.InlineBytes(inline, requests, rows), Is.EqualTo(each));
+    }
+
     [Test]
     public async Task An_unbatched_subscription_gets_no_batch()
     {

@@ -102,6 +102,16 @@ internal static class Batches
     public static int Rows(int requests, int? maxEvents) =>
         maxEvents is not { } max ? requests : (int)Math.Min((long)requests * max, Math.Max(max, MaxRowsPerClaim));
 
+    /// <summary>
+    /// The most bytes of values an event may have to come with a claim of <paramref name="rows"/>
+    /// rows for <paramref name="requests"/> requests: <paramref name="inlineBytes"/> shared out so
+    /// that a batched claim brings no more values in all than an unbatched one of as many
+    /// requests (at least 1 KiB each); larger events are read apart, one at a time, as a large
+    /// event always is (<see cref="DeliveryStore.ReadValuesAsync"/>).
+    /// </summary>
+    public static int InlineBytes(int inlineBytes, int requests, int rows) =>
+        rows <= requests ? inlineBytes : (int)Math.Min(inlineBytes, Math.Max(1024, (long)inlineBytes * requests / rows));
+
     /// <summary>The most rows a batched subscription's claim reads (see <see cref="Rows"/>).</summary>
     public const int MaxRowsPerClaim = 2000;
 }

@@ -350,14 +350,15 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         // $3 is rows (the scans' LIMIT), $10 requests: the same unless the subscription is batched.
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.Rows(limit, BatchedSubscriptions.TryGetValue(subscriptionId, out var max) ? max : null) });
+        var rows = Batches.Rows(limit, BatchedSubscriptions.TryGetValue(subscriptionId, out var max) ? max : null);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = rows });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
         // DateTimeOffset.MinValue is written as -infinity.
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Math.Min(includedBytes, InlineEventBytes) });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, rows) });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         batch.BatchCommands.Add(command);
         var isProtected = ProtectedSubscriptions.Contains(subscriptionId);
