@@ -201,6 +201,37 @@ public sealed class TracingTests
         });
     }
 
+    [Test]
+    public async Task A_batch_is_one_span_named_by_the_batchs_webhook_id()
+    {
+        await using var setup = await Setup.CreateAsync(subscriptionKey: "batch: {max_events: 3, max_wait: 5s}");
+        await using var worker = setup.StartWorker(new Dictionary<string, string?>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = setup.Collector.Endpoint.ToString(),
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
+        });
+        await worker.WaitUntilReadyAsync();
+
+        // Three events in one transaction: one full batch, one request.
+        await setup.Database.ExecuteAsync("INSERT INTO orders (id) SELECT generate_series(1, 3)");
+        await setup.Receiver.WaitUntilAsync(r => r.Requests.Any(x => x.Succeeded), TimeSpan.FromSeconds(60), "the batch");
+        await setup.Collector.WaitUntilAsync(s => s.Any(x => x.Scope == "TriggerEvents.Delivery"), TimeSpan.FromSeconds(30), "the batch's span");
+        Assert.That(await worker.TerminateAsync(), Is.Zero, worker.Output);
+
+        var first = await setup.Database.ScalarAsync<long>("SELECT min(id) FROM trigger_events.event_log");
+        var span = setup.Collector.Spans.Single(s => s.Scope == "TriggerEvents.Delivery");
+        var request = setup.Receiver.Requests.Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(request.WebhookId, Is.EqualTo($"msg_hook_b{first}_3"));
+            Assert.That(span["triggerevents.webhook_id"], Is.EqualTo(request.WebhookId));
+            Assert.That(span["triggerevents.batch.size"], Is.EqualTo(3));
+            Assert.That(span["triggerevents.event_id"], Is.EqualTo(first), "the batch's first event");
+            Assert.That(request.Headers.GetValueOrDefault("traceparent"), Is.EqualTo($"00-{span.TraceId}-{span.SpanId}-01"));
+        });
+    }
+
     [TestCase("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL of an OpenTelemetry collector, not 'collector:4318'")]
     [TestCase("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf (the OTLP protocols the worker's exporter speaks), not 'http/json'")]
     public async Task A_tracing_setting_the_exporter_cannot_use_stops_the_worker_at_start_with_exit_2(string variable, string value, string message)
@@ -246,7 +277,9 @@ public sealed class TracingTests
         /// <summary>Event id by order id, as <see cref="WriteAsync"/> captured them.</summary>
         public System.Collections.Concurrent.ConcurrentDictionary<int, long> EventIds { get; } = new();
 
-        public static async Task<Setup> CreateAsync(bool grpc = false)
+        /// <param name="grpc">The collector speaks OTLP/gRPC rather than OTLP/HTTP.</param>
+        /// <param name="subscriptionKey">One more key of the subscription, on one line (a batch).</param>
+        public static async Task<Setup> CreateAsync(bool grpc = false, string subscriptionKey = "")
         {
             var database = await TestDatabase.CreateAsync();
             await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
@@ -264,6 +297,7 @@ public sealed class TracingTests
                     retry:
                       initial_interval: 100ms
                       max_interval: 200ms
+                    {subscriptionKey}
                 worker:
                   http_port: {port}
                   poll_interval: 100ms

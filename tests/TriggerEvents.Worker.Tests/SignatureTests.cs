@@ -69,13 +69,13 @@ public sealed class SignatureTests
         Assert.That(harness.Receiver.Requests.Select(r => r.Headers.ContainsKey("webhook-id") && r.Headers.ContainsKey("webhook-timestamp")), Is.All.True);
     }
 
-    private static string NewSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    internal static string NewSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     /// <summary>
     /// Runs <c>tests/receivers/verify.mjs</c> on <paramref name="requests"/>: per request, one
     /// "name: valid" or "name: error" per secret, named old, next and stranger in that order.
     /// </summary>
-    private static async Task<IReadOnlyList<string>> VerifyAsync(IReadOnlyList<SignedRequest> requests, IReadOnlyList<string> secrets)
+    internal static async Task<IReadOnlyList<string>> VerifyAsync(IReadOnlyList<SignedRequest> requests, IReadOnlyList<string> secrets)
     {
         string[] names = ["old", "next", "stranger"];
         var receivers = Path.Combine(RepositoryRoot(), "tests", "receivers");
@@ -143,5 +143,5 @@ public sealed class SignatureTests
         return directory?.FullName ?? throw new InvalidOperationException("Cannot find the repository root above " + AppContext.BaseDirectory);
     }
 
-    private sealed record SignedRequest(string Id, string Timestamp, string Signature, byte[] Body);
+    internal sealed record SignedRequest(string Id, string Timestamp, string Signature, byte[] Body);
 }

@@ -21,7 +21,7 @@ internal static partial class ConfigLoader
     public const string DefaultFileName = "triggerevents.yaml";
 
     private static readonly string[] RootKeys = ["subscriptions", "worker", "retention"];
-    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes", "ordering", "ordering_key", "rate_limit", "circuit_breaker"];
+    private static readonly string[] SubscriptionKeys = ["name", "trigger", "operations", "start_from", "webhook", "retry", "max_in_flight", "max_event_bytes", "ordering", "ordering_key", "batch", "rate_limit", "circuit_breaker"];
     private static readonly string[] WebhookKeys = ["url", "headers", "timeout", "signing_secret"];
     private static readonly string[] RetryKeys = ["max_attempts", "initial_interval", "max_interval"];
     private static readonly string[] WorkerKeys = ["group", "batch_size", "poll_interval", "lease", "http_port", "console_port", "shutdown_timeout", "concurrency", "metrics_interval", "summary_interval", "deny_private_networks", "body_memory"];
@@ -194,6 +194,7 @@ internal static partial class ConfigLoader
         }
 
         var ordering = ReadOrdering(reader, map);
+        var batch = ReadBatch(reader, map["batch"], map.PathOf("batch"));
         if (name is null || trigger is null || webhook is null)
         {
             return null;
@@ -210,6 +211,7 @@ internal static partial class ConfigLoader
             MaxInFlight = maxInFlight,
             MaxEventBytes = maxEventBytes,
             Ordering = ordering,
+            Batch = batch,
             RateLimit = rateLimit,
             CircuitBreaker = circuitBreaker,
             Location = map.Location,

@@ -61,6 +61,9 @@ internal sealed record SubscriptionConfig
     /// </summary>
     public OrderingConfig? Ordering { get; init; }
 
+    /// <summary><c>batch</c>: several events per request; null (the default) for one event per request.</summary>
+    public BatchConfig? Batch { get; init; }
+
     /// <summary><c>rate_limit</c>: requests per second across all replicas together; null (the default) for none.</summary>
     public RateLimit? RateLimit { get; init; }
 

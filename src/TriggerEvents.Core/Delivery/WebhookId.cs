@@ -39,4 +39,17 @@ internal static class WebhookId
             state.id.CopyTo(span[(Prefix.Length + name.Length + 1)..]);
         });
     }
+
+    /// <summary>
+    /// The id of a batch's request (SPEC "Webhook request"): <c>msg_&lt;subscription&gt;_b&lt;first
+    /// element's event id&gt;_&lt;count&gt;</c>. A batch is retried as the same events, so the id is
+    /// stable across its retries; the <c>b</c> keeps it apart from every single event's id.
+    /// </summary>
+    public static string ForBatch(long firstEventId, int count, string subscriptionName)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        var single = For(firstEventId, subscriptionName);
+        var idAt = single.Length - firstEventId.ToString(CultureInfo.InvariantCulture).Length;
+        return $"{single[..idAt]}b{single[idAt..]}_{count.ToString(CultureInfo.InvariantCulture)}";
+    }
 }

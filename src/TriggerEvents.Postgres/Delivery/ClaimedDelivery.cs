@@ -16,6 +16,15 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
 {
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
 
+    /// <summary>The batch it was claimed in (its first event's id, migration 000009); null when its subscription is not batched.</summary>
+    public long? BatchId { get; init; }
+
+    /// <summary>
+    /// The claim's scan did not reach it: it came along with its batch (<see cref="Batches.Claim"/>),
+    /// so the next claim's cursor does not move past it.
+    /// </summary>
+    public bool TakenAlong { get; init; }
+
     /// <summary>The lengths of the event's JSON values in bytes (null where one is SQL NULL).</summary>
     public EventSizes Sizes { get; init; }
 
@@ -108,7 +117,7 @@ internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId, 
         var after = this with { ClaimedAt = claimedAt };
         foreach (var delivery in claimed)
         {
-            if (!delivery.TookOverExpiredLease &&
+            if (!delivery.TookOverExpiredLease && !delivery.TakenAlong &&
                 (delivery.DueAt, delivery.Event.Id).CompareTo((after.DueAt, after.EventId)) > 0)
             {
                 after = after with { DueAt = delivery.DueAt, EventId = delivery.Event.Id };

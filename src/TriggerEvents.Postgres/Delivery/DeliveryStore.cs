@@ -19,6 +19,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     public IReadOnlySet<int> ProtectedSubscriptions { get; init; } = new HashSet<int>();
 
     /// <summary>
+    /// The <c>batch.max_events</c> of batched subscriptions: their claims read up to a batch's
+    /// worth of rows per request (<see cref="Batches.Rows"/>).
+    /// </summary>
+    public IReadOnlyDictionary<int, int> BatchedSubscriptions { get; init; } = new Dictionary<int, int>();
+
+    /// <summary>
     /// Locks the subscription row until the claim commits, so claimers on every replica take
     /// turns. It has to be a statement of its own, before <see cref="ClaimSql"/>: a statement
     /// reads with the snapshot it started with, so a claim that locked the row itself would,
@@ -65,7 +71,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     private const string PinPlanSql = $"SELECT {PinnedPlan}";
 
     /// <summary>
-    /// Claims up to <c>$3</c> due deliveries of one subscription, after <see cref="LockSubscriptionSql"/>
+    /// Claims up to <c>$10</c> requests' worth (<c>$3</c> rows; a batch is one request, the rest one
+    /// delivery each: <see cref="Batches"/>) of due deliveries of one subscription, after <see cref="LockSubscriptionSql"/>
     /// in the same transaction, so claimers on every replica together never exceed
     /// <c>max_in_flight</c>; delivery rows are taken with SKIP LOCKED. Due means pending and past
     /// <c>next_attempt_at</c>, or (when <c>$7</c>) in flight with an expired lease: a crashed
@@ -112,16 +119,20 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- A Retry-After's hold, an open circuit and the rate limit's bucket (budget) are on the
             -- subscription's row too: see TargetProtectionQueries.
             SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free,
-                   s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $3) AS budget
+                   s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
+                   s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
             FROM trigger_events.subscriptions s
             CROSS JOIN LATERAL (
-                SELECT count(*) AS in_flight FROM trigger_events.deliveries d
+                -- A batch in flight is one request (migration 000009); a subscription no longer
+                -- batched counts each delivery, whatever batch it was once in.
+                SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END) AS in_flight
+                FROM trigger_events.deliveries d
                 WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now()) f
             CROSS JOIN LATERAL (SELECT {{TargetProtectionQueries.Tokens}} AS tokens) b
             WHERE s.id = $1 AND s.enabled
         ), expired AS (
-            SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at
+            SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at, d.batch_id
             FROM trigger_events.deliveries d
             WHERE $7 AND d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= now()
               AND (SELECT free FROM capacity) > 0
@@ -137,7 +148,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- computed LIMIT is estimated at a tenth of the table, which chose a hash join over a
             -- sequential scan of every delivery, history included). The capacity cap is applied
             -- by position instead.
-            SELECT d.subscription_id, d.event_id, false AS took_over, d.next_attempt_at AS due_at
+            SELECT d.subscription_id, d.event_id, false AS took_over, d.next_attempt_at AS due_at, d.batch_id
             FROM trigger_events.deliveries d
             WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
               AND (d.next_attempt_at, d.event_id) > ((SELECT due_at FROM start), (SELECT event_id FROM start))
@@ -146,10 +157,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             ORDER BY d.next_attempt_at, d.event_id
             LIMIT $3
             FOR UPDATE SKIP LOCKED
-        ), allowed AS (
-            SELECT due.*, row_number() OVER () AS position
-            FROM (SELECT * FROM expired UNION ALL SELECT * FROM pending) due
-        ), claimed AS (
+        ), {{Batches.Claim}}, claimed AS (
             UPDATE trigger_events.deliveries d
             SET status = CASE WHEN d.attempts < c.max_attempts THEN 'in_flight' ELSE 'dead' END::trigger_events.delivery_status,
                 lease_owner = CASE WHEN d.attempts < c.max_attempts THEN $2::uuid END,
@@ -159,18 +167,20 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 last_error = CASE WHEN d.attempts < c.max_attempts THEN d.last_error
                                   ELSE format('gave up after %s attempts; the last one ended without a result '
                                               '(its worker was killed, stopped or stalled past its lease before recording one)', d.attempts) END,
-                updated_at = now()
+                updated_at = now(),
+                batch_id = CASE WHEN c.batch_max IS NOT NULL THEN allowed.unit_id ELSE d.batch_id END
             FROM allowed, capacity c
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
-              AND allowed.position <= least($3, c.free, c.budget)
-            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at, d.status, d.last_error
+              AND allowed.unit_rank <= least($10, c.free, c.budget) AND {{Batches.Ready}}
+            RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at, d.status, d.last_error,
+                      allowed.unit_id, CASE WHEN c.batch_max IS NOT NULL THEN d.batch_id END AS batch_id, allowed.along
         ), {{TargetProtectionQueries.Spend}}
         SELECT c.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
                v.old_bytes, v.new_bytes, v.session_bytes,
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at, e.condition_error,
-               c.status = 'dead', c.last_error, v.included
+               c.status = 'dead', c.last_error, v.included, c.batch_id, c.along
         FROM claimed c
         LEFT JOIN trigger_events.event_log e ON e.id = c.event_id AND c.status = 'in_flight'
         LEFT JOIN LATERAL (
@@ -339,14 +349,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         var command = new NpgsqlBatchCommand(ClaimSql);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        // $3 is rows (the scans' LIMIT), $10 requests: the same unless the subscription is batched.
+        var rows = Batches.Rows(limit, BatchedSubscriptions.TryGetValue(subscriptionId, out var max) ? max : null);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = rows });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
         // DateTimeOffset.MinValue is written as -infinity.
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.DueAt });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Math.Min(includedBytes, InlineEventBytes) });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, rows) });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         batch.BatchCommands.Add(command);
         var isProtected = ProtectedSubscriptions.Contains(subscriptionId);
         if (isProtected)
@@ -447,6 +460,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             var placeholder = new WebhookEvent(eventId, default, "", "", "", "", null, null, null, null);
             return new ClaimedDelivery(subscriptionId, placeholder, attempt, tookOver, dueAt, rescheduled)
             {
+                BatchId = reader.IsDBNull(21) ? null : reader.GetInt64(21),
+                TakenAlong = reader.GetBoolean(22),
                 DeadAtClaim = reader.GetBoolean(18) ? reader.GetString(19) : null,
                 EventGone = !reader.GetBoolean(18),
                 ValuesIncluded = false,
@@ -481,6 +496,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             ConditionError: reader.IsDBNull(17) ? null : reader.GetString(17));
         return new ClaimedDelivery(subscriptionId, webhookEvent, attempt, tookOver, dueAt, rescheduled)
         {
+            BatchId = reader.IsDBNull(21) ? null : reader.GetInt64(21),
+            TakenAlong = reader.GetBoolean(22),
             Sizes = sizes,
             ValuesIncluded = included,
             Values = values,

@@ -168,6 +168,8 @@ internal sealed class SubscriptionRegistry(NpgsqlDataSource dataSource)
 
             // rate_limit and circuit_breaker (migration 000007), written only when they changed.
             await TargetProtectionQueries.ConfigureAsync(connection, transaction, id, subscription, cancellationToken);
+            // batch (migration 000009), likewise.
+            await Batches.ConfigureAsync(connection, transaction, id, subscription, cancellationToken);
 
             if (inserted && SinceOf(subscription.StartFrom) is { } since)
             {

@@ -76,11 +76,13 @@ internal static class TargetProtectionQueries
             UPDATE trigger_events.subscriptions s
             SET tokens = c.tokens - n.requests,
                 tokens_at = greatest(s.tokens_at, now()),
-                rate_limited_at = CASE WHEN least(n.due, $3, c.free) > c.budget THEN now() ELSE s.rate_limited_at END,
+                rate_limited_at = CASE WHEN least(n.due, $10, c.free) > c.budget THEN now() ELSE s.rate_limited_at END,
                 circuit = CASE WHEN s.circuit = 'open' AND n.requests > 0 THEN 'half_open' ELSE s.circuit END,
                 circuit_changed_at = CASE WHEN s.circuit = 'open' AND n.requests > 0 THEN now() ELSE s.circuit_changed_at END
             FROM capacity c,
-                 (SELECT count(*) FILTER (WHERE claimed.status = 'in_flight') AS requests, (SELECT count(*) FROM allowed) AS due
+                 -- Requests: a batch is one (unit_id, migration 000009).
+                 (SELECT count(DISTINCT claimed.unit_id) FILTER (WHERE claimed.status = 'in_flight') AS requests,
+                         (SELECT count(DISTINCT allowed.unit_id) FROM allowed) AS due
                   FROM claimed) n
             WHERE s.id = $1 AND (s.rate_per_second IS NOT NULL OR s.breaker_failure_rate IS NOT NULL)
         )

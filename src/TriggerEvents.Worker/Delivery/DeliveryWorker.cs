@@ -25,7 +25,7 @@ internal sealed record ActiveSubscription(int Id, WebhookClient Client, RetryPol
 /// loop extends the leases of deliveries still in progress. NOTIFY only shortens the wait:
 /// the loop polls every <c>poll_interval</c> whatever happens to LISTEN.
 /// </remarks>
-internal sealed class DeliveryWorker
+internal sealed partial class DeliveryWorker
 {
     private const int MaxResultsPerWrite = 1000;
     private const int ShutdownRecordAttempts = 5;
@@ -115,6 +115,7 @@ internal sealed class DeliveryWorker
                 LastLoopAt = time.GetUtcNow();
                 if (claimed > 0)
                 {
+                    lastArrival = time.GetTimestamp();
                     if (idleSignalled)
                     {
                         await store.SetIdleAsync(false, stopping);
@@ -150,7 +151,11 @@ internal sealed class DeliveryWorker
 
                 // A subscription held back until a known time (rate limit, open circuit,
                 // Retry-After) is claimed again then, not a poll interval later.
-                await wake.WaitAsync(protection.IdleWait(options.PollInterval), stopping);
+                // A partial batch waiting to fill is claimed again within its max_wait.
+                if (await wake.WaitAsync(BatchWait(protection.IdleWait(options.PollInterval)), stopping))
+                {
+                    lastArrival = time.GetTimestamp();
+                }
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -212,7 +217,7 @@ internal sealed class DeliveryWorker
     private async Task WaitForFreeSlotsAsync(CancellationToken stopping)
     {
         var started = time.GetTimestamp();
-        while (options.Concurrency - held.Count < RefillThreshold)
+        while (options.Concurrency - HeldRequests < RefillThreshold)
         {
             var remaining = options.PollInterval - time.GetElapsedTime(started);
             if (remaining <= TimeSpan.Zero || !await wake.WaitAsync(remaining, stopping))
@@ -253,7 +258,7 @@ internal sealed class DeliveryWorker
         {
             // A slot is taken from claim until the result is recorded: the database counts the
             // delivery in flight for max_in_flight until then, so the worker does the same.
-            var free = options.Concurrency - held.Count;
+            var free = options.Concurrency - HeldRequests;
             if (free <= 0)
             {
                 break;
@@ -281,7 +286,8 @@ internal sealed class DeliveryWorker
             fanOut = null;
             state.Cursor = next;
             claimedTotal += claimed.Count;
-            drained |= claimed.Count < limit;
+            drained |= Requests(claimed) < limit;
+            var batches = new Dictionary<long, List<(ClaimedDelivery, Held)>>();
             foreach (var delivery in claimed)
             {
                 if (delivery.TookOverExpiredLease)
@@ -303,7 +309,23 @@ internal sealed class DeliveryWorker
                 // and its result no longer applies.
                 var holding = new Held(delivery.Attempt);
                 held[delivery.Key] = holding;
+                if (delivery.BatchId is { } batchId)
+                {
+                    // Sent with the rest of its batch, below; the batch's first holds its slot.
+                    holding.Request = !batches.ContainsKey(batchId);
+                    batches.TryAdd(batchId, []);
+                    batches[batchId].Add((delivery, holding));
+                    continue;
+                }
+
                 var request = DeliverAsync(subscription, delivery, holding, abort);
+                requests[request] = 0;
+                _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+
+            foreach (var members in batches.Values)
+            {
+                var request = DeliverBatchAsync(subscription, members, abort);
                 requests[request] = 0;
                 _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
@@ -561,6 +583,12 @@ internal sealed class DeliveryWorker
         private volatile bool sent;
 
         public int Attempt { get; } = attempt;
+
+        /// <summary>
+        /// It takes a request's slot of the worker's concurrency: every delivery does, except the
+        /// second and later of a batch, which share their batch's request.
+        /// </summary>
+        public bool Request { get; set; } = true;
 
         public bool Sent
         {

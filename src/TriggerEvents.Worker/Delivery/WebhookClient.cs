@@ -68,7 +68,14 @@ internal sealed class WebhookClient : IDisposable
     /// Posts <paramref name="body"/> (see <see cref="EventBodies"/>), which the caller still disposes;
     /// <paramref name="span"/> is the attempt's (<see cref="DeliveryTracing"/>), null when tracing is off.
     /// </summary>
-    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, Activity? span, CancellationToken cancellationToken)
+    public Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, Activity? span, CancellationToken cancellationToken) =>
+        SendAsync(delivery, body, span, WebhookId.For(delivery.Event.Id, subscription.Name), cancellationToken);
+
+    /// <summary>
+    /// As above, under <paramref name="messageId"/>: a batch's request (<see cref="WebhookId.ForBatch"/>),
+    /// with <paramref name="delivery"/> its first event, whose <c>traceparent</c> it carries.
+    /// </summary>
+    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, Activity? span, string messageId, CancellationToken cancellationToken)
     {
         var startedAt = time.GetUtcNow();
         var started = time.GetTimestamp();
@@ -87,7 +94,6 @@ internal sealed class WebhookClient : IDisposable
             }
         }
 
-        var messageId = WebhookId.For(delivery.Event.Id, subscription.Name);
         var timestamp = startedAt.ToUnixTimeSeconds();
         request.Headers.TryAddWithoutValidation("webhook-id", messageId);
         request.Headers.TryAddWithoutValidation("webhook-timestamp", timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture));

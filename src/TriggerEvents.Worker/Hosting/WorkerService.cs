@@ -98,7 +98,12 @@ internal sealed class WorkerService(
         try
         {
             var wake = new WakeSignal();
-            var store = new DeliveryStore(dataSource) { ProtectedSubscriptions = TargetProtection.ProtectedIds(clients) };
+            var store = new DeliveryStore(dataSource)
+            {
+                ProtectedSubscriptions = TargetProtection.ProtectedIds(clients),
+                BatchedSubscriptions = clients.Where(c => c.Client.Subscription.Batch is not null)
+                    .ToDictionary(c => c.Id, c => c.Client.Subscription.Batch!.MaxEvents),
+            };
             var worker = new DeliveryWorker(config.Worker, clients, store, wake, time, logger, metrics);
             var listener = new NotificationListener(dataSource, wake, time, logger);
             var duties = new MaintenanceDuties(config, dataSource, metrics, time, logger);

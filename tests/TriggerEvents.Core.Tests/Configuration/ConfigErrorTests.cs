@@ -91,7 +91,7 @@ public class ConfigErrorTests
     {
         Assert.That(
             ConfigText.Error(ConfigText.Subscription("    colour: blue\n")),
-            Is.EqualTo("te.yaml:6:5: subscriptions[0]: unknown key 'colour' (expected name, trigger, operations, start_from, webhook, retry, max_in_flight, max_event_bytes, ordering, ordering_key, rate_limit, circuit_breaker)"));
+            Is.EqualTo("te.yaml:6:5: subscriptions[0]: unknown key 'colour' (expected name, trigger, operations, start_from, webhook, retry, max_in_flight, max_event_bytes, ordering, ordering_key, batch, rate_limit, circuit_breaker)"));
     }
 
     [Test]

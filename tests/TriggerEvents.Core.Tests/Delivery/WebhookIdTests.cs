@@ -42,4 +42,32 @@ public class WebhookIdTests
     {
         Assert.Throws<ArgumentException>(() => WebhookId.For(1, ""));
     }
+
+    [Test]
+    public void A_batch_id_names_the_subscription_its_first_event_and_its_count()
+    {
+        Assert.That(WebhookId.ForBatch(1042, 3, "billing-orders"), Is.EqualTo("msg_billing-orders_b1042_3"));
+        Assert.That(WebhookId.ForBatch(7, 1, "orders.v2"), Is.EqualTo("msg_orders_v2_b7_1"));
+    }
+
+    [Test]
+    public void Within_a_subscription_batch_ids_differ_from_single_event_ids_and_from_each_other()
+    {
+        long[] events = [1, 11, 12, 111, 112];
+        int[] counts = [1, 2, 11, 12];
+
+        foreach (var subscription in new[] { "a", "a_b", "a_b1" })
+        {
+            var ids = events.SelectMany(e => counts.Select(c => WebhookId.ForBatch(e, c, subscription)).Append(WebhookId.For(e, subscription))).ToList();
+
+            Assert.That(ids, Is.Unique, subscription);
+            Assert.That(ids, Has.None.Contains('.'), subscription);
+        }
+    }
+
+    [Test]
+    public void A_batch_has_at_least_one_event()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => WebhookId.ForBatch(1, 0, "a"));
+    }
 }
