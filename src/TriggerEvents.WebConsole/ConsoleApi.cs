@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Npgsql;
+using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres.Operations;
 
@@ -26,13 +27,17 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
     /// How long one reading of the overview serves every page that asks. Its counts walk the
     /// pending deliveries of every subscription (46 ms at 20,000 pending): read once per page
     /// refresh for all the pages open, not once per page, they cost a drain what one open page
-    /// does (bench/README.md, console cost). An action forgets the reading, so its effect shows
-    /// at once.
+    /// does (bench/README.md, console cost). An action forgets the reading, and a reading an
+    /// action overtook is not kept, so its effect shows at once.
     /// </summary>
     private static readonly TimeSpan OverviewReuse = TimeSpan.FromSeconds(1.5);
 
     private readonly SemaphoreSlim overviewReading = new(1, 1);
     private Overview? lastOverview;
+
+    // Counts the actions taken: a reading that an action overtook is served to the request that
+    // made it but not kept, so no page shows the state before the action after it answered.
+    private long actions;
 
     private sealed record Overview(long ReadAt, IReadOnlyList<SubscriptionStatus> Statuses, Dictionary<string, SubscriptionRate> Rates);
 
@@ -72,9 +77,12 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 return last;
             }
 
+            var actionsBefore = Interlocked.Read(ref actions);
             var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
             var rates = (await ConsoleQueries.RatesAsync(dataSource, RateWindow, cancellationToken)).ToDictionary(r => r.Subscription);
-            return lastOverview = new Overview(System.Diagnostics.Stopwatch.GetTimestamp(), statuses, rates);
+            var reading = new Overview(System.Diagnostics.Stopwatch.GetTimestamp(), statuses, rates);
+            lastOverview = Interlocked.Read(ref actions) == actionsBefore ? reading : null;
+            return reading;
         }
         finally
         {
@@ -442,9 +450,17 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
             }
         }
 
+        Interlocked.Increment(ref actions);
         lastOverview = null;
-        await handler(context, body);
-        lastOverview = null;
+        try
+        {
+            await handler(context, body);
+        }
+        finally
+        {
+            Interlocked.Increment(ref actions);
+            lastOverview = null;
+        }
     };
 
     private static Task Done(HttpContext context, string result) =>
@@ -467,8 +483,8 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
 
     private static DateTimeOffset? OptionalTime(string? value, string name) =>
         NullIfEmpty(value) is not { } text ? null
-        : DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed) ? parsed
-        : throw new ArgumentException($"'{name}' must be an ISO 8601 time, not '{text}'");
+        : PointInTime.TryParse(text, DateTimeOffset.UtcNow, out var parsed) ? parsed
+        : throw new ArgumentException($"'{name}' must be {PointInTime.Expected}, not '{text}'");
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
 }

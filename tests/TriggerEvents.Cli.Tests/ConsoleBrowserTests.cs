@@ -333,7 +333,7 @@ public sealed class ConsoleBrowserTests
 
         Assert.That(badStatus, Is.EqualTo((HttpStatusCode.BadRequest, "unknown delivery status 'sent': one of pending, in_flight, delivered, dead")));
         Assert.That(badId.Status, Is.EqualTo(HttpStatusCode.BadRequest), badId.Body);
-        Assert.That(badTime.Body, Does.Contain("'since' must be an ISO 8601 time"));
+        Assert.That(badTime.Body, Does.Contain("'since' must be an ISO time (2026-11-26T17:00:00Z) or an age"));
         Assert.That(noSubscription, Is.EqualTo((HttpStatusCode.NotFound, "no subscription named 'hook'")));
         Assert.That(noEvent.Status, Is.EqualTo(HttpStatusCode.NotFound), noEvent.Body);
         Assert.That(noAsset.Status, Is.EqualTo(HttpStatusCode.NotFound));

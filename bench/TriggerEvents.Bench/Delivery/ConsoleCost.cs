@@ -15,7 +15,7 @@ internal static class ConsoleCost
 {
     private static readonly TimeSpan Refresh = TimeSpan.FromSeconds(2);
 
-    private sealed record Round(bool Console, double Rate, CpuSplit Cpu, int Refreshes);
+    private sealed record Round(bool Open, double Rate, CpuSplit Cpu, int ConsoleRequests);
 
     public static async Task RunAsync(
         BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, int port, DeliveryOptions options, CancellationToken cancellationToken)
@@ -23,8 +23,8 @@ internal static class ConsoleCost
         var consolePort = Loopback.FreePort();
         var withConsole = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-console-{Guid.NewGuid():N}.yaml");
         await File.WriteAllTextAsync(withConsole, File.ReadAllText(configPath).Replace("worker:\n", $"worker:\n  console_port: {consolePort}\n", StringComparison.Ordinal), cancellationToken);
-        System.Console.WriteLine($"## Console cost: {options.ConsoleRounds} round(s) each without and with a console open, alternating, a fresh worker draining {options.Backlog:N0} events");
-        System.Console.WriteLine($"    open: worker.console_port {consolePort}; the overview and {DeliveryBenchmark.Subscription}'s deliveries page refreshed every {Refresh.TotalSeconds:F0} s (their API requests)");
+        Console.WriteLine($"## Console cost: {options.ConsoleRounds} round(s) each without and with a console open, alternating, a fresh worker draining {options.Backlog:N0} events");
+        Console.WriteLine($"    open: worker.console_port {consolePort}; the overview and {DeliveryBenchmark.Subscription}'s deliveries page refreshed every {Refresh.TotalSeconds:F0} s (their API requests)");
         try
         {
             var rounds = new List<Round>();
@@ -34,23 +34,23 @@ internal static class ConsoleCost
                 {
                     var round = await RunRoundAsync(open);
                     rounds.Add(round);
-                    System.Console.WriteLine($"    round {i + 1}, console {(open ? "open  " : "closed")}: {round.Rate:N0} events/s; {round.Cpu.PerEvent(options.Backlog)}" +
-                        (open ? $"; {round.Refreshes} console requests answered" : ""));
+                    Console.WriteLine($"    round {i + 1}, console {(open ? "open  " : "closed")}: {round.Rate:N0} events/s; {round.Cpu.PerEvent(options.Backlog)}" +
+                        (open ? $"; {round.ConsoleRequests} console requests answered" : ""));
                 }
             }
 
-            System.Console.WriteLine();
-            System.Console.WriteLine("| console, median of rounds | drain events/s | worker µs/event | PostgreSQL µs/event |");
-            System.Console.WriteLine("| --- | ---: | ---: | ---: |");
+            Console.WriteLine();
+            Console.WriteLine("| console, median of rounds | drain events/s | worker µs/event | PostgreSQL µs/event |");
+            Console.WriteLine("| --- | ---: | ---: | ---: |");
             foreach (var open in new[] { false, true })
             {
-                var mode = rounds.Where(r => r.Console == open).ToList();
-                System.Console.WriteLine($"| {(open ? "open, refreshing" : "none")} | {Statistics.Median([.. mode.Select(r => r.Rate)]):N0} " +
+                var mode = rounds.Where(r => r.Open == open).ToList();
+                Console.WriteLine($"| {(open ? "open, refreshing" : "none")} | {Statistics.Median([.. mode.Select(r => r.Rate)]):N0} " +
                     $"| {Statistics.Median([.. mode.Select(r => r.Cpu.Worker.TotalMicroseconds / options.Backlog)]):N0} " +
                     $"| {Statistics.Median([.. mode.Select(r => r.Cpu.Server.TotalMicroseconds / options.Backlog)]):N0} |");
             }
 
-            System.Console.WriteLine();
+            Console.WriteLine();
         }
         finally
         {
@@ -68,13 +68,13 @@ internal static class ConsoleCost
             await receiver.WaitForDistinctAsync(options.Backlog, TimeSpan.FromMinutes(10), cancellationToken);
             var cpu = CpuSplit.Read(worker, database) - start;
             await stopPages.CancelAsync();
-            var refreshes = await pages;
+            var answered = await pages;
             var arrivals = receiver.TakeArrivals();
-            return new Round(open, options.Backlog / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds, cpu, refreshes);
+            return new Round(open, options.Backlog / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds, cpu, answered);
         }
     }
 
-    /// <summary>Two open pages, refreshing until <paramref name="stop"/>; the number of refreshes answered 200.</summary>
+    /// <summary>Two open pages, refreshing until <paramref name="stop"/>; the number of its requests answered 200.</summary>
     private static async Task<int> RefreshPagesAsync(int consolePort, CancellationToken stop)
     {
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{consolePort}/"), Timeout = TimeSpan.FromSeconds(10) };

@@ -93,9 +93,9 @@ internal sealed record DeliveryOptions
         }
 
         if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1 ||
-            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1)
+            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0)
         {
-            throw new ArgumentException($"Sizes must be positive (the warm-up and peer rounds may be 0). Usage: {Usage}");
+            throw new ArgumentException($"Sizes must be positive (the warm-up and the rounds may be 0). Usage: {Usage}");
         }
 
         return options;

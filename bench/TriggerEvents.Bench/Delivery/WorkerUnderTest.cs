@@ -32,22 +32,7 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
     {
         var root = RepositoryRoot();
         var output = Path.Combine(root, "artifacts", "bench-worker");
-        var publish = new ProcessStartInfo(Path.Combine(root, "scripts", "publish.sh"))
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        publish.ArgumentList.Add(output);
-        using var process = Process.Start(publish)!;
-        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken);
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"scripts/publish.sh failed ({process.ExitCode}):\n{await stdout}{await stderr}");
-        }
-
+        await ProgramRun.ToEndAsync(Path.Combine(root, "scripts", "publish.sh"), [output], directory: null, [], cancellationToken);
         ExecutablePath = Path.Combine(output, "triggerevents");
     }
 

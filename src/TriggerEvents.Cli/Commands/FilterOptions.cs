@@ -43,24 +43,9 @@ internal sealed class FilterOptions
             ParseTime(until ?? before, until is null ? "--before" : "--until"));
     }
 
-    /// <summary>An ISO 8601 time with a zone, a date (midnight UTC), or an age back from now.</summary>
-    public static DateTimeOffset? ParseTime(string? text, string option)
-    {
-        if (string.IsNullOrWhiteSpace(text))
-        {
-            return null;
-        }
-
-        if (Duration.TryParse(text, out var age))
-        {
-            return DateTimeOffset.UtcNow - age;
-        }
-
-        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var time))
-        {
-            return time;
-        }
-
-        throw new UsageException($"{option}: '{text}' is neither an ISO time (2026-11-26T17:00:00Z) nor an age (30m, 2h, 7d)");
-    }
+    /// <summary>An ISO 8601 time with a zone, a date (midnight UTC), or an age back from now (<see cref="PointInTime"/>).</summary>
+    public static DateTimeOffset? ParseTime(string? text, string option) =>
+        string.IsNullOrWhiteSpace(text) ? null
+        : PointInTime.TryParse(text, DateTimeOffset.UtcNow, out var time) ? time
+        : throw new UsageException($"{option}: '{text}' is neither {PointInTime.Expected.Replace(" or ", " nor ", StringComparison.Ordinal)}");
 }

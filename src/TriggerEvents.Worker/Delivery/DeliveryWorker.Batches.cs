@@ -19,9 +19,7 @@ internal sealed partial class DeliveryWorker
     /// Requests this worker has going: a batch is one, however many deliveries it holds, so it
     /// takes one slot of <c>worker.concurrency</c> as it takes one of <c>max_in_flight</c>.
     /// </summary>
-    private int HeldRequests => subscriptions.Any(s => s.Client.Subscription.Batch is not null)
-        ? held.Count(h => h.Value.Request)
-        : held.Count;
+    private int HeldRequests => anyBatched ? held.Count(h => h.Value.Request) : held.Count;
 
     /// <summary>How many requests a claim's deliveries make.</summary>
     private static int Requests(IReadOnlyList<ClaimedDelivery> claimed)
@@ -129,13 +127,7 @@ internal sealed partial class DeliveryWorker
             // the most spent decides when the batch is dead.
             var attemptNumber = parts.Max(p => p.Delivery.Attempt);
             var decision = subscription.Policy.Decide(attemptNumber, attempt.Outcome, attempt.RetryAfter, Random.Shared.NextDouble());
-            var (kind, delay, reason) = decision switch
-            {
-                RetryDecision.Delivered => (DeliveryResultKind.Delivered, TimeSpan.Zero, null),
-                RetryDecision.RetryAfter retry => (DeliveryResultKind.Retry, retry.Delay, attempt.Outcome.Describe()),
-                RetryDecision.Dead dead => (DeliveryResultKind.Dead, TimeSpan.Zero, dead.Reason),
-                _ => throw new InvalidOperationException($"Unknown decision {decision}"),
-            };
+            var (kind, delay, reason) = ResultOf(decision, attempt.Outcome);
             DeliveryTracing.Finish(span, attempt.Outcome, kind);
             metrics.DeliveryDuration.WithLabels(subscription.Name).Observe(attempt.Duration.TotalSeconds);
             metrics.Deliveries.WithLabels(subscription.Name, kind.ToString().ToLowerInvariant()).Inc(parts.Count);

@@ -51,6 +51,9 @@ internal sealed partial class DeliveryWorker
 
     private readonly WorkerConfig options;
     private readonly IReadOnlyList<ActiveSubscription> subscriptions;
+
+    /// <summary>Whether any subscription sends batches: only then do held deliveries and requests differ.</summary>
+    private readonly bool anyBatched;
     private readonly DeliveryStore store;
     private readonly WakeSignal wake;
     private readonly TimeProvider time;
@@ -75,6 +78,7 @@ internal sealed partial class DeliveryWorker
     {
         this.options = options;
         this.subscriptions = subscriptions;
+        anyBatched = subscriptions.Any(s => s.Client.Subscription.Batch is not null);
         this.store = store;
         this.wake = wake;
         this.time = time;
@@ -362,13 +366,7 @@ internal sealed partial class DeliveryWorker
             using var span = DeliveryTracing.StartAttempt(subscription.Name, delivery, subscription.Client.Subscription.Webhook.Url);
             var attempt = await subscription.Client.SendAsync(delivery, body, span, abort);
             var decision = subscription.Policy.Decide(delivery.Attempt, attempt.Outcome, attempt.RetryAfter, Random.Shared.NextDouble());
-            var (kind, delay, reason) = decision switch
-            {
-                RetryDecision.Delivered => (DeliveryResultKind.Delivered, TimeSpan.Zero, null),
-                RetryDecision.RetryAfter retry => (DeliveryResultKind.Retry, retry.Delay, attempt.Outcome.Describe()),
-                RetryDecision.Dead dead => (DeliveryResultKind.Dead, TimeSpan.Zero, dead.Reason),
-                _ => throw new InvalidOperationException($"Unknown decision {decision}"),
-            };
+            var (kind, delay, reason) = ResultOf(decision, attempt.Outcome);
             DeliveryTracing.Finish(span, attempt.Outcome, kind);
             metrics.DeliveryDuration.WithLabels(subscription.Name).Observe(attempt.Duration.TotalSeconds);
             metrics.Deliveries.WithLabels(subscription.Name, kind.ToString().ToLowerInvariant()).Inc();
@@ -424,6 +422,15 @@ internal sealed partial class DeliveryWorker
     }
 
     /// <summary>Writes results in batches; on a database error keeps the batch and tries again.</summary>
+    /// <summary>What the retry policy's decision on an attempt records: the result, when to try again, and why.</summary>
+    private static (DeliveryResultKind Kind, TimeSpan Delay, string? Reason) ResultOf(RetryDecision decision, DeliveryOutcome outcome) => decision switch
+    {
+        RetryDecision.Delivered => (DeliveryResultKind.Delivered, TimeSpan.Zero, null),
+        RetryDecision.RetryAfter retry => (DeliveryResultKind.Retry, retry.Delay, outcome.Describe()),
+        RetryDecision.Dead dead => (DeliveryResultKind.Dead, TimeSpan.Zero, dead.Reason),
+        _ => throw new InvalidOperationException($"Unknown decision {decision}"),
+    };
+
     private async Task RecordLoopAsync(CancellationToken cancellationToken)
     {
         var batch = new List<DeliveryResult>(MaxResultsPerWrite);
