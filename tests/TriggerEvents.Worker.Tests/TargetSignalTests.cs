@@ -32,34 +32,34 @@ public sealed class TargetSignalTests
     {
         var result = outcome switch
         {
-            "timeout" => DeliveryOutcome.Timeout(TimeSpan.FromSeconds(10)),
-            "connection error" => DeliveryOutcome.ConnectionError("connection refused"),
-            _ => DeliveryOutcome.Response(int.Parse(outcome, System.Globalization.CultureInfo.InvariantCulture)),
+            "timeout" => WebhookOutcome.Timeout(TimeSpan.FromSeconds(10)),
+            "connection error" => WebhookOutcome.ConnectionError("connection refused"),
+            _ => WebhookOutcome.Response(int.Parse(outcome, System.Globalization.CultureInfo.InvariantCulture)),
         };
 
-        Assert.That(TargetProtection.Signal(WithBreaker, result, null), Is.EqualTo(new TargetSignal(Enum.Parse<BreakerSignal>(expected), null)));
+        Assert.That(TargetProtection.Signal(WithBreaker, result), Is.EqualTo(new TargetSignal(Enum.Parse<BreakerSignal>(expected), null)));
     }
 
     [Test]
     public void Without_a_breaker_and_without_Retry_After_an_attempt_tells_the_row_nothing()
     {
-        Assert.That(TargetProtection.Signal(WithoutBreaker, DeliveryOutcome.Response(500), null), Is.Null);
-        Assert.That(TargetProtection.Signal(WithoutBreaker, DeliveryOutcome.Response(500), TimeSpan.FromSeconds(5)), Is.Null,
+        Assert.That(TargetProtection.Signal(WithoutBreaker, WebhookOutcome.Response(500)), Is.Null);
+        Assert.That(TargetProtection.Signal(WithoutBreaker, WebhookOutcome.Response(500, TimeSpan.FromSeconds(5))), Is.Null,
             "only 429 and 503 hold the subscription back");
     }
 
     [Test]
     public void A_refused_request_says_nothing_about_the_target()
     {
-        Assert.That(TargetProtection.Signal(WithBreaker, DeliveryOutcome.Refused("private address"), null), Is.Null);
+        Assert.That(TargetProtection.Signal(WithBreaker, WebhookOutcome.Refused("private address")), Is.Null);
     }
 
     [TestCase(429)]
     [TestCase(503)]
     public void A_Retry_After_on_429_or_503_holds_the_subscription_capped_at_max_interval(int status)
     {
-        Assert.That(TargetProtection.Signal(WithoutBreaker, DeliveryOutcome.Response(status), TimeSpan.FromSeconds(5))?.Hold, Is.EqualTo(TimeSpan.FromSeconds(5)));
-        Assert.That(TargetProtection.Signal(WithoutBreaker, DeliveryOutcome.Response(status), TimeSpan.FromHours(3))?.Hold, Is.EqualTo(TimeSpan.FromMinutes(1)));
-        Assert.That(TargetProtection.Signal(WithBreaker, DeliveryOutcome.Response(status), TimeSpan.Zero)?.Hold, Is.Null, "Retry-After: 0 holds nothing");
+        Assert.That(TargetProtection.Signal(WithoutBreaker, WebhookOutcome.Response(status, TimeSpan.FromSeconds(5)))?.Hold, Is.EqualTo(TimeSpan.FromSeconds(5)));
+        Assert.That(TargetProtection.Signal(WithoutBreaker, WebhookOutcome.Response(status, TimeSpan.FromHours(3)))?.Hold, Is.EqualTo(TimeSpan.FromMinutes(1)));
+        Assert.That(TargetProtection.Signal(WithBreaker, WebhookOutcome.Response(status, TimeSpan.Zero))?.Hold, Is.Null, "Retry-After: 0 holds nothing");
     }
 }

@@ -1,49 +1,52 @@
-using System.Globalization;
-
 namespace TriggerEvents.Core.Delivery;
 
 /// <summary>
-/// What one delivery attempt came to: the HTTP status if a response arrived, and the error if
-/// something went wrong. <see cref="RetryPolicy.Decide"/> turns it into what happens next.
+/// How a target took one attempt, in the terms retries, the circuit breaker and the hold decide
+/// by. Nothing here is particular to HTTP: a target maps its protocol's answers onto these
+/// (<see cref="WebhookOutcome"/> for webhooks), so another kind of target is a change to that
+/// mapping alone.
 /// </summary>
-/// <param name="StatusCode">The response status, or null when no response arrived.</param>
-/// <param name="Error">What went wrong, for the dead-letter row and the logs; never a header or secret value.</param>
-/// <param name="IsTimeout">The request did not finish within <c>webhook.timeout</c>.</param>
-/// <param name="IsConnectionError">No connection could be made or it broke before a response.</param>
-/// <param name="IsRefused">The worker itself refused to send it (<c>worker.deny_private_networks</c>):
-/// nothing reached the target, and trying again would be refused the same way.</param>
-internal sealed record DeliveryOutcome(int? StatusCode, string? Error, bool IsTimeout, bool IsConnectionError, bool IsRefused = false)
+internal enum TargetVerdict
 {
-    /// <summary>Any 2xx: the receiver has the event.</summary>
-    public bool IsSuccess => StatusCode is >= 200 and <= 299;
+    /// <summary>The target has the events.</summary>
+    Accepted,
 
-    /// <summary>A response with <paramref name="statusCode"/>.</summary>
-    public static DeliveryOutcome Response(int statusCode) => new(statusCode, null, IsTimeout: false, IsConnectionError: false);
+    /// <summary>The target failed or could not be reached: tried again, and counted by the breaker.</summary>
+    Failed,
 
-    /// <summary>No response within the timeout.</summary>
-    public static DeliveryOutcome Timeout(TimeSpan timeout) =>
-        new(null, $"no response within {Configuration.Duration.Format(timeout)}", IsTimeout: true, IsConnectionError: false);
+    /// <summary>The target answered without taking them: tried again, but no sign of the target's health.</summary>
+    Declined,
 
-    /// <summary>The connection failed: refused, reset, DNS, TLS.</summary>
-    public static DeliveryOutcome ConnectionError(string error) => new(null, error, IsTimeout: false, IsConnectionError: true);
+    /// <summary>The target says the destination is gone for good: never tried again.</summary>
+    Gone,
 
-    /// <summary>The worker refused to connect to the destination; <paramref name="error"/> says why.</summary>
-    public static DeliveryOutcome Refused(string error) => new(null, error, IsTimeout: false, IsConnectionError: false, IsRefused: true);
+    /// <summary>
+    /// The worker refused to send (<c>worker.deny_private_networks</c>): nothing reached the
+    /// target, so it says nothing of the target, and every retry would be refused the same way.
+    /// </summary>
+    Refused,
+}
 
-    /// <summary>Anything else that failed the attempt before a status was known.</summary>
-    public static DeliveryOutcome Failed(string error) => new(null, error, IsTimeout: false, IsConnectionError: false);
+/// <summary>What one attempt came to (see <see cref="TargetVerdict"/>), for <see cref="RetryPolicy.Decide"/>, the breaker and the records.</summary>
+/// <param name="Verdict">How the target took it.</param>
+/// <param name="Description">One line for a dead-letter reason or a log: <c>HTTP 503</c>, <c>timeout: ...</c>; never a header or secret value.</param>
+internal sealed record DeliveryOutcome(TargetVerdict Verdict, string Description)
+{
+    /// <summary>The target's own status code, kept as the attempt's <c>http_status</c>; null when it gave none.</summary>
+    public int? Status { get; init; }
 
-    /// <summary>One line for a dead-letter reason or a log: <c>HTTP 503</c>, <c>timeout: ...</c>, <c>connection error: ...</c>, <c>refused: ...</c>.</summary>
-    public string Describe()
-    {
-        var status = StatusCode is { } code ? string.Create(CultureInfo.InvariantCulture, $"HTTP {code}") : null;
-        var kind = IsTimeout ? "timeout" : IsConnectionError ? "connection error" : IsRefused ? "refused" : status is null ? "error" : null;
-        return (status, kind, Error) switch
-        {
-            (not null, _, null) => status,
-            (not null, _, _) => $"{status}: {Error}",
-            (null, _, null) => kind!,
-            _ => $"{kind}: {Error}",
-        };
-    }
+    /// <summary>A short name of the failure for traces (<c>timeout</c>, <c>connection_error</c>, a status code); null on success.</summary>
+    public string? ErrorType { get; init; }
+
+    /// <summary>How long the target asked to be left alone before the next attempt, if it did.</summary>
+    public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>The wait it asked for applies to everything sent to it, not only this delivery (an overloaded target).</summary>
+    public bool HoldsTarget { get; init; }
+
+    /// <summary>The target has the events.</summary>
+    public bool IsSuccess => Verdict == TargetVerdict.Accepted;
+
+    /// <summary>The same as <see cref="Description"/>.</summary>
+    public string Describe() => Description;
 }

@@ -15,13 +15,14 @@ namespace TriggerEvents.Core.Delivery;
 /// A wait may be close to zero; the ceiling still grows, so a struggling receiver sees less load over time.
 /// </para>
 /// <para>
-/// Outcomes: any 2xx is delivered. 410 Gone is dead at once: the receiver says the endpoint is gone
-/// for good. So is a request the worker refused to send (a private destination while
-/// <c>worker.deny_private_networks</c> is on). Everything else (other 4xx, 5xx, 3xx since redirects are not followed, a timeout, a
-/// connection error) is retried until <see cref="RetryConfig.MaxAttempts"/> attempts have been made,
-/// then dead with the last outcome as the reason. A <c>Retry-After</c> replaces the jittered wait,
-/// capped at <see cref="RetryConfig.MaxInterval"/>, so a receiver can slow us down but not park a
-/// delivery for days; it never adds attempts beyond the maximum.
+/// Outcomes, whatever the target's protocol (<see cref="TargetVerdict"/>): accepted is delivered.
+/// Gone is dead at once: the target says the destination is gone for good. So is a send the
+/// worker refused (a private destination while <c>worker.deny_private_networks</c> is on).
+/// Everything else (failed, declined) is retried until <see cref="RetryConfig.MaxAttempts"/>
+/// attempts have been made, then dead with the last outcome as the reason. A wait the target
+/// asked for (<see cref="DeliveryOutcome.RetryAfter"/>) replaces the jittered wait, capped at
+/// <see cref="RetryConfig.MaxInterval"/>, so a target can slow us down but not park a delivery
+/// for days; it never adds attempts beyond the maximum.
 /// </para>
 /// </remarks>
 internal sealed class RetryPolicy
@@ -76,29 +77,23 @@ internal sealed class RetryPolicy
     /// </summary>
     /// <param name="attemptsMade">Attempts made so far, this one included (the worker counts at claim time).</param>
     /// <param name="outcome">How this attempt ended.</param>
-    /// <param name="retryAfter">The response's <c>Retry-After</c> as a delay (see <see cref="Delivery.RetryAfter.TryParse"/>), or null.</param>
     /// <param name="random01">A uniform random number in [0, 1] for the jitter.</param>
-    public RetryDecision Decide(int attemptsMade, DeliveryOutcome outcome, TimeSpan? retryAfter, double random01)
+    public RetryDecision Decide(int attemptsMade, DeliveryOutcome outcome, double random01)
     {
         ArgumentNullException.ThrowIfNull(outcome);
         ArgumentOutOfRangeException.ThrowIfLessThan(attemptsMade, 1);
 
-        if (outcome.IsSuccess)
+        switch (outcome.Verdict)
         {
-            return new RetryDecision.Delivered();
-        }
-
-        if (outcome.StatusCode == 410)
-        {
-            return new RetryDecision.Dead($"{outcome.Describe()}: the receiver says the endpoint is gone, so it is not retried");
-        }
-
-        if (outcome.IsRefused)
-        {
-            // Refused by the worker's own setting (worker.deny_private_networks): every retry would
-            // be refused too while it is on, so it is dead at once, with the reason; `dead retry`
-            // sends it again once the URL or the setting has changed.
-            return new RetryDecision.Dead($"{outcome.Describe()}; not retried");
+            case TargetVerdict.Accepted:
+                return new RetryDecision.Delivered();
+            case TargetVerdict.Gone:
+                return new RetryDecision.Dead($"{outcome.Describe()}: the target says the endpoint is gone, so it is not retried");
+            case TargetVerdict.Refused:
+                // Refused by the worker's own setting (worker.deny_private_networks): every retry would
+                // be refused too while it is on, so it is dead at once, with the reason; `dead retry`
+                // sends it again once the URL or the setting has changed.
+                return new RetryDecision.Dead($"{outcome.Describe()}; not retried");
         }
 
         if (attemptsMade >= _config.MaxAttempts)
@@ -107,7 +102,7 @@ internal sealed class RetryPolicy
             return new RetryDecision.Dead($"gave up after {attempts}; last: {outcome.Describe()}");
         }
 
-        if (retryAfter is { } requested)
+        if (outcome.RetryAfter is { } requested)
         {
             var delay = requested < TimeSpan.Zero ? TimeSpan.Zero : requested;
             return new RetryDecision.RetryAfter(delay > _config.MaxInterval ? _config.MaxInterval : delay);

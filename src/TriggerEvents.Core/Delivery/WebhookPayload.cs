@@ -228,7 +228,7 @@ internal static class WebhookPayload
     private static void WriteTraceContext(Utf8JsonWriter writer, string? traceParent)
     {
         // A writer's value that is not a valid traceparent is dropped (SPEC "Roles and secrets"):
-        // null, as when none was set, never passed on as written. WebhookClient leaves out the
+        // null, as when none was set, never passed on as written. WebhookTarget leaves out the
         // header for the same values.
         if (!TraceParent.TryParse(traceParent, out var parsed))
         {

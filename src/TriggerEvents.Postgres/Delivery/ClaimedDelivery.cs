@@ -97,37 +97,6 @@ internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, Cla
 /// </summary>
 internal sealed record FanOutRequest(int[] SubscriptionIds, int MaxEvents);
 
-/// <summary>
-/// Where a claim resumes in a subscription's queue of pending deliveries: after the row at
-/// (<paramref name="DueAt"/>, <paramref name="EventId"/>), the last one claimed, but no later
-/// than a commit window before <paramref name="ClaimedAt"/>, the time of the claim that took it
-/// by the database clock.
-/// </summary>
-internal readonly record struct ClaimCursor(DateTimeOffset DueAt, long EventId, DateTimeOffset ClaimedAt)
-{
-    /// <summary>From the head of the queue (-infinity): before every row.</summary>
-    public static ClaimCursor Sweep { get; } = new(DateTimeOffset.MinValue, 0, DateTimeOffset.MinValue);
-
-    /// <summary>
-    /// The cursor after a claim at <paramref name="claimedAt"/>: the last pending row it took, or
-    /// the same row if it took none.
-    /// </summary>
-    public ClaimCursor After(IReadOnlyList<ClaimedDelivery> claimed, DateTimeOffset claimedAt)
-    {
-        var after = this with { ClaimedAt = claimedAt };
-        foreach (var delivery in claimed)
-        {
-            if (!delivery.TookOverExpiredLease && !delivery.TakenAlong &&
-                (delivery.DueAt, delivery.Event.Id).CompareTo((after.DueAt, after.EventId)) > 0)
-            {
-                after = after with { DueAt = delivery.DueAt, EventId = delivery.Event.Id };
-            }
-        }
-
-        return after;
-    }
-}
-
 /// <summary>Identifies one delivery: an event for a subscription.</summary>
 internal readonly record struct DeliveryKey(int SubscriptionId, long EventId);
 

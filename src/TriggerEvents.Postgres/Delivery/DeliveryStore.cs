@@ -80,14 +80,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// </summary>
     /// <remarks>
     /// Pending rows are read in (<c>next_attempt_at</c>, <c>event_id</c>) order after a cursor
-    /// (<c>$5</c>, <c>$6</c>): the last row this worker claimed. Every claimed row leaves a dead
-    /// entry at the head of the index until vacuum removes it, and a scan from the start walked
-    /// them all: a claim read 150 index pages, growing, 150,000 events into a drain. A capture's
-    /// <c>next_attempt_at</c> is its transaction's start, so a transaction that commits after
-    /// later ones lands behind the cursor: the scan therefore never starts later than
-    /// <see cref="CommitWindow"/> before the previous claim (<c>$8</c>), whose snapshot could not
-    /// see what committed after it, however long ago that claim was (an idle wait, a poll
-    /// interval). <see cref="ClaimCursor.Sweep"/> (-infinity) starts from the head.
+    /// (<c>$5</c>, <c>$6</c>): the last row this worker claimed (<see cref="ClaimProtocol"/>), but
+    /// never later than <see cref="ClaimProtocol.CommitWindow"/> before the previous claim
+    /// (<c>$8</c>), whose snapshot could not see what committed after it, however long ago that
+    /// claim was. <see cref="ClaimCursor.Sweep"/> (-infinity) starts from the head.
     /// <para>
     /// It takes no more than the subscription's rate limit has budget for, and nothing while a
     /// Retry-After holds it back or its circuit is open (one probe once <c>open_for</c> passed);
@@ -142,7 +138,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         ), start AS (
             SELECT CASE WHEN $5 < w.since THEN $5 ELSE w.since END AS due_at,
                    CASE WHEN $5 < w.since THEN $6 ELSE 0 END AS event_id
-            FROM (SELECT $8 - interval '{{CommitWindow}}' AS since) w
+            FROM (SELECT $8 - interval '{{ClaimProtocol.CommitWindow}}' AS since) w
         ), pending AS (
             -- LIMIT is the plain batch size so the planner sizes the join below from it (a
             -- computed LIMIT is estimated at a tenth of the table, which chose a hash join over a
@@ -194,17 +190,6 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             ) t
         ) v ON true
         """;
-
-    /// <summary>
-    /// How long before the previous claim a cursor claim still looks: a transaction that captured
-    /// up to this long before it committed is claimed by the next claim; a longer one waits for
-    /// the next sweep from the head of the queue. A quarter of a second was too short: under
-    /// flat-out writers on two cores, single-row transactions now and then took longer than that
-    /// to commit and were delivered seconds late. Its cost is an index walk over the entries of
-    /// rows claimed within it, which is short while claims keep up (each is marked dead as soon
-    /// as a scan finds its row claimed), and a backlog's claims start at the cursor anyway.
-    /// </summary>
-    private const string CommitWindow = "1 second";
 
     // The statements below find held rows by key and lease_owner alone: only in-flight rows
     // have an owner (recording and releasing clear it). A status condition would let the

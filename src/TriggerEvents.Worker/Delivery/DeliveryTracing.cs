@@ -104,22 +104,15 @@ internal static class DeliveryTracing
             DeliveryResultKind.Dead => "dead",
             _ => kind.ToString().ToLowerInvariant(),
         });
-        if (outcome.StatusCode is { } status)
+        if (outcome.Status is { } status)
         {
             span.SetTag(StatusCodeTag, status);
         }
 
         if (!outcome.IsSuccess)
         {
-            span.SetTag(ErrorTypeTag, outcome switch
-            {
-                { IsTimeout: true } => "timeout",
-                { IsConnectionError: true } => "connection_error",
-                { IsRefused: true } => "refused",
-                { StatusCode: { } code } => code.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                _ => "error",
-            });
-            // Describe() holds no header or secret value (DeliveryOutcome.Error).
+            span.SetTag(ErrorTypeTag, outcome.ErrorType ?? "error");
+            // Describe() holds no header or secret value (DeliveryOutcome.Description).
             span.SetStatus(ActivityStatusCode.Error, outcome.Describe());
         }
     }

@@ -30,22 +30,25 @@ internal sealed class TargetProtection
 
     /// <summary>The subscriptions with a rate limit or a circuit breaker.</summary>
     public static HashSet<int> ProtectedIds(IEnumerable<ActiveSubscription> subscriptions) =>
-        [.. subscriptions.Where(s => s.Client.Subscription.RateLimit is not null || s.Client.Subscription.CircuitBreaker is not null).Select(s => s.Id)];
+        [.. subscriptions.Where(s => s.Config.RateLimit is not null || s.Config.CircuitBreaker is not null).Select(s => s.Id)];
 
     /// <summary>
     /// What an attempt tells its subscription's row: a breaker signal when it has a breaker, and
-    /// a hold for a 429 or 503 with <c>Retry-After</c>, capped at <c>max_interval</c> as the
-    /// delivery's own wait is.
+    /// a hold when the target asked for a wait that applies to all of it (for a webhook, a 429 or
+    /// 503 with <c>Retry-After</c>), capped at <c>max_interval</c> as the delivery's own wait is.
     /// </summary>
-    public static TargetSignal? Signal(SubscriptionConfig subscription, DeliveryOutcome outcome, TimeSpan? retryAfter)
+    public static TargetSignal? Signal(SubscriptionConfig subscription, DeliveryOutcome outcome)
     {
-        // A request the worker refused to send (deny_private_networks) says nothing about the target.
-        BreakerSignal? breaker = subscription.CircuitBreaker is null || outcome.IsRefused ? null
-            : outcome.IsSuccess ? BreakerSignal.Success
-            : outcome.IsTimeout || outcome.IsConnectionError || outcome.StatusCode >= 500 ? BreakerSignal.Failure
-            : BreakerSignal.Other;
+        // A send the worker refused (deny_private_networks) says nothing about the target.
+        BreakerSignal? breaker = subscription.CircuitBreaker is null ? null : outcome.Verdict switch
+        {
+            TargetVerdict.Accepted => BreakerSignal.Success,
+            TargetVerdict.Failed => BreakerSignal.Failure,
+            TargetVerdict.Refused => null,
+            _ => BreakerSignal.Other,
+        };
         TimeSpan? hold = null;
-        if (outcome.StatusCode is 429 or 503 && retryAfter is { } requested && requested > TimeSpan.Zero)
+        if (outcome is { HoldsTarget: true, RetryAfter: { } requested } && requested > TimeSpan.Zero)
         {
             var max = subscription.Retry.MaxInterval;
             hold = requested > max ? max : requested;
@@ -111,7 +114,7 @@ internal sealed class TargetProtection
             }
 
             metrics.CircuitOpens.WithLabels(subscription.Name).Inc();
-            var breaker = subscription.Client.Subscription.CircuitBreaker!;
+            var breaker = subscription.Config.CircuitBreaker!;
             if (open.Paused)
             {
                 logger.LogError(

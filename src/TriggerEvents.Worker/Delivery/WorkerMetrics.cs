@@ -1,4 +1,5 @@
 using Prometheus;
+using TriggerEvents.Worker.Delivery.Targets;
 
 namespace TriggerEvents.Worker.Delivery;
 
@@ -51,7 +52,7 @@ internal sealed class WorkerMetrics
         BacklogReporter = factory.CreateGauge("triggerevents_backlog_reporter",
             "1 on the one replica that exports the database-wide backlog gauges, 0 on the others.");
         BuildInfo = factory.CreateGauge("triggerevents_build_info", "Always 1; the version label says which build runs.", "version");
-        BuildInfo.WithLabels(WebhookClient.UserAgent.Split('/')[1]).Set(1);
+        BuildInfo.WithLabels(WebhookTarget.UserAgent.Split('/')[1]).Set(1);
     }
 
     public Counter Deliveries { get; }

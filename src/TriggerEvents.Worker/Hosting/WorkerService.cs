@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using TriggerEvents.Worker.Delivery.Targets;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres;
@@ -93,7 +94,8 @@ internal sealed class WorkerService(
 
         var clients = registered.Select(s => new ActiveSubscription(
             s.Id,
-            new WebhookClient(s.Config, Math.Min(s.Config.MaxInFlight, config.Worker.Concurrency), time, config.Worker.DenyPrivateNetworks),
+            s.Config,
+            new WebhookTarget(s.Config, Math.Min(s.Config.MaxInFlight, config.Worker.Concurrency), time, config.Worker.DenyPrivateNetworks),
             new RetryPolicy(s.Config.Retry))).ToList();
         try
         {
@@ -101,8 +103,7 @@ internal sealed class WorkerService(
             var store = new DeliveryStore(dataSource)
             {
                 ProtectedSubscriptions = TargetProtection.ProtectedIds(clients),
-                BatchedSubscriptions = clients.Where(c => c.Client.Subscription.Batch is not null)
-                    .ToDictionary(c => c.Id, c => c.Client.Subscription.Batch!.MaxEvents),
+                BatchedSubscriptions = clients.Where(c => c.Config.Batch is not null).ToDictionary(c => c.Id, c => c.Config.Batch!.MaxEvents),
             };
             var worker = new DeliveryWorker(config.Worker, clients, store, wake, time, logger, metrics);
             var listener = new NotificationListener(dataSource, wake, time, logger);
@@ -129,7 +130,7 @@ internal sealed class WorkerService(
         {
             foreach (var client in clients)
             {
-                client.Client.Dispose();
+                client.Target.Dispose();
             }
         }
     }

@@ -76,7 +76,7 @@ public class RetryPolicyTests
     public void Attempts_are_counted_from_one()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => Default.Backoff(0, 0.5));
-        Assert.Throws<ArgumentOutOfRangeException>(() => Default.Decide(0, DeliveryOutcome.Response(500), null, 0.5));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Default.Decide(0, WebhookOutcome.Response(500), 0.5));
     }
 
     [Test]
@@ -93,19 +93,19 @@ public class RetryPolicyTests
     [TestCase(299)]
     public void Any_2xx_is_delivered(int status)
     {
-        Assert.That(Default.Decide(1, DeliveryOutcome.Response(status), null, 0.5), Is.EqualTo(new RetryDecision.Delivered()));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(status), 0.5), Is.EqualTo(new RetryDecision.Delivered()));
     }
 
     [Test]
     public void A_2xx_on_the_last_attempt_is_delivered()
     {
-        Assert.That(Default.Decide(10, DeliveryOutcome.Response(200), TimeSpan.FromSeconds(5), 0.5), Is.EqualTo(new RetryDecision.Delivered()));
+        Assert.That(Default.Decide(10, WebhookOutcome.Response(200, TimeSpan.FromSeconds(5)), 0.5), Is.EqualTo(new RetryDecision.Delivered()));
     }
 
     [Test]
     public void A_410_is_dead_at_once()
     {
-        var decision = Default.Decide(1, DeliveryOutcome.Response(410), null, 0.5);
+        var decision = Default.Decide(1, WebhookOutcome.Response(410), 0.5);
 
         Assert.That(decision, Is.InstanceOf<RetryDecision.Dead>());
         Assert.That(((RetryDecision.Dead)decision).Reason, Does.StartWith("HTTP 410"));
@@ -114,9 +114,9 @@ public class RetryPolicyTests
     [Test]
     public void A_request_the_worker_refused_is_dead_at_once_with_the_reason()
     {
-        var refused = DeliveryOutcome.Refused("destination 127.0.0.1 is a private address and worker.deny_private_networks is on");
+        var refused = WebhookOutcome.Refused("destination 127.0.0.1 is a private address and worker.deny_private_networks is on");
 
-        var decision = Default.Decide(1, refused, null, 0.5);
+        var decision = Default.Decide(1, refused, 0.5);
 
         Assert.That(decision, Is.EqualTo(new RetryDecision.Dead(
             "refused: destination 127.0.0.1 is a private address and worker.deny_private_networks is on; not retried")));
@@ -136,49 +136,49 @@ public class RetryPolicyTests
     [TestCase(503)]
     public void Any_other_status_is_retried_with_backoff(int status)
     {
-        Assert.That(Default.Decide(2, DeliveryOutcome.Response(status), null, 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
+        Assert.That(Default.Decide(2, WebhookOutcome.Response(status), 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
     }
 
     [Test]
     public void A_timeout_or_a_connection_error_is_retried_with_backoff()
     {
-        Assert.That(Default.Decide(1, DeliveryOutcome.Timeout(TimeSpan.FromSeconds(10)), null, 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
-        Assert.That(Default.Decide(1, DeliveryOutcome.ConnectionError("connection refused"), null, 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
-        Assert.That(Default.Decide(1, DeliveryOutcome.Failed("response body too large"), null, 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
+        Assert.That(Default.Decide(1, WebhookOutcome.Timeout(TimeSpan.FromSeconds(10)), 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
+        Assert.That(Default.Decide(1, WebhookOutcome.ConnectionError("connection refused"), 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(413), 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(5))));
     }
 
     [Test]
     public void Retry_after_replaces_the_jittered_backoff()
     {
-        Assert.That(Default.Decide(1, DeliveryOutcome.Response(429), TimeSpan.FromSeconds(42), 0.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(42))));
-        Assert.That(Default.Decide(1, DeliveryOutcome.Response(503), TimeSpan.Zero, 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.Zero)));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(429, TimeSpan.FromSeconds(42)), 0.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromSeconds(42))));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(503, TimeSpan.Zero), 1.0), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.Zero)));
     }
 
     [Test]
     public void Retry_after_is_capped_at_the_maximum_interval()
     {
-        Assert.That(Default.Decide(1, DeliveryOutcome.Response(503), TimeSpan.FromDays(3), 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromHours(1))));
-        Assert.That(Default.Decide(1, DeliveryOutcome.Response(503), TimeSpan.MaxValue, 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromHours(1))));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(503, TimeSpan.FromDays(3)), 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromHours(1))));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(503, TimeSpan.MaxValue), 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.FromHours(1))));
     }
 
     [Test]
     public void A_negative_retry_after_means_now()
     {
-        Assert.That(Default.Decide(1, DeliveryOutcome.Response(503), TimeSpan.FromSeconds(-5), 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.Zero)));
+        Assert.That(Default.Decide(1, WebhookOutcome.Response(503, TimeSpan.FromSeconds(-5)), 0.5), Is.EqualTo(new RetryDecision.RetryAfter(TimeSpan.Zero)));
     }
 
     [Test]
     public void After_max_attempts_the_delivery_is_dead_with_the_last_outcome()
     {
-        Assert.That(Default.Decide(9, DeliveryOutcome.Response(503), null, 0.5), Is.InstanceOf<RetryDecision.RetryAfter>());
-        Assert.That(Default.Decide(10, DeliveryOutcome.Response(503), null, 0.5), Is.EqualTo(new RetryDecision.Dead("gave up after 10 attempts; last: HTTP 503")));
-        Assert.That(Default.Decide(11, DeliveryOutcome.ConnectionError("connection refused"), null, 0.5), Is.EqualTo(new RetryDecision.Dead("gave up after 11 attempts; last: connection error: connection refused")));
+        Assert.That(Default.Decide(9, WebhookOutcome.Response(503), 0.5), Is.InstanceOf<RetryDecision.RetryAfter>());
+        Assert.That(Default.Decide(10, WebhookOutcome.Response(503), 0.5), Is.EqualTo(new RetryDecision.Dead("gave up after 10 attempts; last: HTTP 503")));
+        Assert.That(Default.Decide(11, WebhookOutcome.ConnectionError("connection refused"), 0.5), Is.EqualTo(new RetryDecision.Dead("gave up after 11 attempts; last: connection error: connection refused")));
     }
 
     [Test]
     public void Retry_after_does_not_add_attempts()
     {
-        Assert.That(Default.Decide(10, DeliveryOutcome.Response(429), TimeSpan.FromSeconds(1), 0.5), Is.InstanceOf<RetryDecision.Dead>());
+        Assert.That(Default.Decide(10, WebhookOutcome.Response(429, TimeSpan.FromSeconds(1)), 0.5), Is.InstanceOf<RetryDecision.Dead>());
     }
 
     [Test]
@@ -186,6 +186,6 @@ public class RetryPolicyTests
     {
         var policy = new RetryPolicy(new RetryConfig { MaxAttempts = 1 });
 
-        Assert.That(policy.Decide(1, DeliveryOutcome.Timeout(TimeSpan.FromSeconds(10)), null, 0.5), Is.EqualTo(new RetryDecision.Dead("gave up after 1 attempt; last: timeout: no response within 10s")));
+        Assert.That(policy.Decide(1, WebhookOutcome.Timeout(TimeSpan.FromSeconds(10)), 0.5), Is.EqualTo(new RetryDecision.Dead("gave up after 1 attempt; last: timeout: no response within 10s")));
     }
 }

@@ -7,22 +7,18 @@ using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres.Delivery;
 
-namespace TriggerEvents.Worker.Delivery;
-
-/// <summary>What one HTTP attempt produced.</summary>
-internal sealed record AttemptOutcome(
-    DeliveryOutcome Outcome, TimeSpan? RetryAfter, string? ResponseExcerpt, DateTimeOffset StartedAt, TimeSpan Duration);
+namespace TriggerEvents.Worker.Delivery.Targets;
 
 /// <summary>
-/// Posts events to one subscription's webhook: one pooled connection handler per target,
+/// Posts events to one subscription's webhook (the HTTP <see cref="IDeliveryTarget"/>): one pooled connection handler per target,
 /// redirects not followed, the subscription's timeout per request, Standard Webhooks
 /// signatures computed at send time. With <c>worker.deny_private_networks</c>, connections go
-/// through <see cref="PrivateNetworkGuard"/>.
+/// through <see cref="PrivateNetworkGuard"/>. Answers become outcomes by <see cref="WebhookOutcome"/>.
 /// </summary>
-internal sealed class WebhookClient : IDisposable
+internal sealed class WebhookTarget : IDeliveryTarget
 {
     public static readonly string UserAgent =
-        "triggerevents/" + (typeof(WebhookClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0");
+        "triggerevents/" + (typeof(WebhookTarget).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0");
 
     private readonly SubscriptionConfig subscription;
     private readonly HttpClient client;
@@ -30,7 +26,7 @@ internal sealed class WebhookClient : IDisposable
     private readonly TimeProvider time;
     private readonly string[] headerValues;
 
-    public WebhookClient(SubscriptionConfig subscription, int maxConnections, TimeProvider time, bool denyPrivateNetworks = false)
+    public WebhookTarget(SubscriptionConfig subscription, int maxConnections, TimeProvider time, bool denyPrivateNetworks = false)
     {
         this.subscription = subscription;
         this.time = time;
@@ -62,21 +58,12 @@ internal sealed class WebhookClient : IDisposable
         };
     }
 
-    public SubscriptionConfig Subscription => subscription;
+    public Uri Destination => subscription.Webhook.Url;
 
-    /// <summary>
-    /// Posts <paramref name="body"/> (see <see cref="EventBodies"/>), which the caller still disposes;
-    /// <paramref name="span"/> is the attempt's (<see cref="DeliveryTracing"/>), null when tracing is off.
-    /// </summary>
-    public Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, Activity? span, CancellationToken cancellationToken) =>
-        SendAsync(delivery, body, span, WebhookId.For(delivery.Event.Id, subscription.Name), cancellationToken);
-
-    /// <summary>
-    /// As above, under <paramref name="messageId"/>: a batch's request (<see cref="WebhookId.ForBatch"/>),
-    /// with <paramref name="delivery"/> its first event, whose <c>traceparent</c> it carries.
-    /// </summary>
-    public async Task<AttemptOutcome> SendAsync(ClaimedDelivery delivery, RequestBody body, Activity? span, string messageId, CancellationToken cancellationToken)
+    /// <summary>POSTs the message's body, signed, under its id (<see cref="WebhookId"/>).</summary>
+    public async Task<AttemptOutcome> SendAsync(TargetMessage message, CancellationToken cancellationToken)
     {
+        var (messageId, body, delivery, span) = (message.Id, message.Body, message.First, message.Span);
         var startedAt = time.GetUtcNow();
         var started = time.GetTimestamp();
         using var request = new HttpRequestMessage(HttpMethod.Post, subscription.Webhook.Url)
@@ -114,7 +101,14 @@ internal sealed class WebhookClient : IDisposable
         try
         {
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-            var outcome = DeliveryOutcome.Response((int)response.StatusCode);
+            TimeSpan? retryAfter = null;
+            if (response.Headers.TryGetValues("Retry-After", out var values) &&
+                RetryAfter.TryParse(values.FirstOrDefault(), time.GetUtcNow(), out var delay))
+            {
+                retryAfter = delay;
+            }
+
+            var outcome = WebhookOutcome.Response((int)response.StatusCode, retryAfter);
             string? excerpt = null;
             try
             {
@@ -133,27 +127,20 @@ internal sealed class WebhookClient : IDisposable
                 excerpt = null;
             }
 
-            TimeSpan? retryAfter = null;
-            if (response.Headers.TryGetValues("Retry-After", out var values) &&
-                RetryAfter.TryParse(values.FirstOrDefault(), time.GetUtcNow(), out var delay))
-            {
-                retryAfter = delay;
-            }
-
-            return new AttemptOutcome(outcome, retryAfter, excerpt, startedAt, time.GetElapsedTime(started));
+            return new AttemptOutcome(outcome, excerpt, startedAt, time.GetElapsedTime(started));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return new AttemptOutcome(DeliveryOutcome.Timeout(subscription.Webhook.Timeout), null, null, startedAt, time.GetElapsedTime(started));
+            return new AttemptOutcome(WebhookOutcome.Timeout(subscription.Webhook.Timeout), null, startedAt, time.GetElapsedTime(started));
         }
         catch (Exception e) when (e is HttpRequestException or IOException && PrivateNetworkGuard.RefusalIn(e) is { } refused)
         {
-            return new AttemptOutcome(DeliveryOutcome.Refused(refused.Message), null, null, startedAt, time.GetElapsedTime(started));
+            return new AttemptOutcome(WebhookOutcome.Refused(refused.Message), null, startedAt, time.GetElapsedTime(started));
         }
         catch (Exception e) when (e is HttpRequestException or IOException)
         {
             // The message names the host and the failure, never a header value.
-            return new AttemptOutcome(DeliveryOutcome.ConnectionError(e.Message), null, null, startedAt, time.GetElapsedTime(started));
+            return new AttemptOutcome(WebhookOutcome.ConnectionError(e.Message), null, startedAt, time.GetElapsedTime(started));
         }
     }
 

@@ -1,0 +1,11 @@
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Core.Delivery;
+using TriggerEvents.Worker.Delivery.Targets;
+
+namespace TriggerEvents.Worker.Delivery;
+
+/// <summary>A subscription the worker delivers: its registry id, its settings, where it sends, and its retry policy.</summary>
+internal sealed record ActiveSubscription(int Id, SubscriptionConfig Config, IDeliveryTarget Target, RetryPolicy Policy)
+{
+    public string Name => Config.Name;
+}

@@ -1,0 +1,164 @@
+using Microsoft.Extensions.Logging;
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Delivery;
+
+namespace TriggerEvents.Worker.Delivery;
+
+/// <summary>What one claim round took: single deliveries and batches to attempt, each already held.</summary>
+internal sealed class ClaimedWork
+{
+    public List<(ActiveSubscription Subscription, ClaimedDelivery Delivery, Held State)> Single { get; } = [];
+
+    public List<(ActiveSubscription Subscription, List<(ClaimedDelivery Delivery, Held State)> Members)> Batches { get; } = [];
+
+    /// <summary>Deliveries claimed, dead-lettered ones included.</summary>
+    public int Claimed { get; set; }
+
+    /// <summary>Some claim took fewer requests than it asked for: its queue is drained for now.</summary>
+    public bool Drained { get; set; }
+}
+
+/// <summary>
+/// One pass of claims over the worker's subscriptions (<see cref="ClaimProtocol"/>): each
+/// claims what its free slots, <c>max_in_flight</c> and its target's protection allow, from where
+/// its last claim stopped; the claimed deliveries are held and grouped into requests.
+/// </summary>
+/// <remarks>
+/// The round's first claim starts with the fan-out of every subscription of this worker: the
+/// events committed since each one's place in the log become deliveries, in the same round trip,
+/// so the claim behind it can take them at once. It runs when the previous round drained a
+/// queue, and at least once a poll interval: while claims still find work, what it made before
+/// is enough.
+/// </remarks>
+internal sealed class ClaimRound(
+    WorkerConfig options, IReadOnlyList<ActiveSubscription> subscriptions, DeliveryStore store, Guid owner,
+    HeldDeliveries held, TargetProtection protection, WorkerMetrics metrics, TimeProvider time, ILogger logger)
+{
+    /// <summary>
+    /// The least time from the start of one claim of a drained queue to the next, and from the
+    /// start of one result write to the next while results are few: a statement per handful of
+    /// rows cost the database more per event than the one it serves. Counted from the start, a
+    /// claim or write that took longer has already gathered, and the next one starts at once.
+    /// </summary>
+    public static readonly TimeSpan GatherWait = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>
+    /// Committed events one fan-out turns into deliveries at most, in claim batches: enough for
+    /// the claims of the rounds until the queue runs low again, few enough that a backlog in the
+    /// log is not all turned into delivery rows ahead of the claims.
+    /// </summary>
+    private const int FanOutBatches = 4;
+
+    private readonly FanOutRequest fanOutRequest = new([.. subscriptions.Select(s => s.Id)], FanOutBatches * options.BatchSize);
+    private readonly Dictionary<int, ClaimSchedule> schedules = [];
+    private bool fanOutDue = true;
+    private long lastFanOut;
+
+    /// <summary>Claims once for each subscription while slots are free.</summary>
+    public async Task<ClaimedWork> ClaimAsync(CancellationToken cancellationToken)
+    {
+        var work = new ClaimedWork();
+        var fanOut = fanOutDue || ClaimSchedule.IsDue(time, ref lastFanOut, options.PollInterval) ? fanOutRequest : null;
+        if (fanOut is not null)
+        {
+            lastFanOut = time.GetTimestamp();
+        }
+
+        foreach (var subscription in subscriptions)
+        {
+            var free = options.Concurrency - held.Requests;
+            if (free <= 0)
+            {
+                break;
+            }
+
+            if (!protection.MayClaim(subscription.Id))
+            {
+                // Its last claim said it can take nothing until a known time: no round trip before.
+                continue;
+            }
+
+            if (!schedules.TryGetValue(subscription.Id, out var schedule))
+            {
+                schedules[subscription.Id] = schedule = new ClaimSchedule(time, options.PollInterval);
+            }
+
+            var limit = Math.Min(options.BatchSize, free);
+            var (takeOver, from) = schedule.Next();
+            var claimBatch = await store.ClaimAsync(
+                subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
+                (int)Math.Min(DeliveryStore.InlineEventBytes, subscription.Config.MaxEventBytes), cancellationToken);
+            fanOut = null;
+            protection.Claimed(subscription, claimBatch.Protection);
+            schedule.Cursor = claimBatch.Next;
+            work.Claimed += claimBatch.Deliveries.Count;
+            work.Drained |= Requests(claimBatch.Deliveries) < limit;
+            Hold(subscription, claimBatch.Deliveries, work);
+        }
+
+        fanOutDue = work.Drained;
+        return work;
+    }
+
+    /// <summary>Holds what a claim took, as single requests and batches; logs what it dead-lettered.</summary>
+    private void Hold(ActiveSubscription subscription, IReadOnlyList<ClaimedDelivery> claimed, ClaimedWork work)
+    {
+        Dictionary<long, List<(ClaimedDelivery, Held)>>? batches = null;
+        foreach (var delivery in claimed)
+        {
+            if (delivery.TookOverExpiredLease)
+            {
+                metrics.LeasesExpired.Inc();
+            }
+
+            if (delivery.DeadAtClaim is { } reason)
+            {
+                // Its attempts were spent without a result: the claim dead-lettered it.
+                metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
+                logger.LogWarning("Delivery of event {EventId} to {Subscription} is dead: {Reason}", delivery.Event.Id, subscription.Name, reason);
+                continue;
+            }
+
+            var holding = held.Hold(delivery);
+            if (delivery.BatchId is not { } batchId)
+            {
+                work.Single.Add((subscription, delivery, holding));
+                continue;
+            }
+
+            // Sent with the rest of its batch; the batch's first holds its request's slot.
+            batches ??= [];
+            if (!batches.TryGetValue(batchId, out var members))
+            {
+                batches[batchId] = members = [];
+                work.Batches.Add((subscription, members));
+            }
+            else
+            {
+                holding.Request = false;
+            }
+
+            members.Add((delivery, holding));
+        }
+    }
+
+    /// <summary>How many requests a claim's deliveries make: a batch is one.</summary>
+    private static int Requests(IReadOnlyList<ClaimedDelivery> claimed)
+    {
+        var single = 0;
+        HashSet<long>? batches = null;
+        foreach (var delivery in claimed)
+        {
+            if (delivery.BatchId is { } batchId)
+            {
+                (batches ??= []).Add(batchId);
+            }
+            else
+            {
+                single++;
+            }
+        }
+
+        return single + (batches?.Count ?? 0);
+    }
+}

@@ -1,0 +1,238 @@
+using System.Buffers;
+using Microsoft.Extensions.Logging;
+using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Worker.Delivery.Targets;
+
+namespace TriggerEvents.Worker.Delivery;
+
+/// <summary>
+/// One attempt end to end: the body made from the claimed event (or a batch's events), sent to
+/// the subscription's target, the retry policy's decision, the trace, the metrics and the log,
+/// and the result posted to the <see cref="ResultRecorder"/>. Nothing here knows the protocol:
+/// the target answers with a <see cref="DeliveryOutcome"/>.
+/// </summary>
+internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder recorder, WorkerMetrics metrics, TimeProvider time, ILogger logger)
+{
+    /// <summary>Attempts one delivery; <paramref name="state"/> is its hold.</summary>
+    public async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
+    {
+        await Task.Yield();
+        RequestBody? body = null;
+        try
+        {
+            body = await bodies.WriteAsync(delivery, subscription.Config, abort);
+            // From here the receiver may get it: a release at shutdown keeps the attempt counted.
+            state.Sent = true;
+            using var span = DeliveryTracing.StartAttempt(subscription.Name, delivery, subscription.Target.Destination);
+            var attempt = await subscription.Target.SendAsync(
+                new TargetMessage(WebhookId.For(delivery.Event.Id, subscription.Name), body, delivery, span), abort);
+            var (kind, delay, reason) = Decide(subscription, delivery.Attempt, attempt, span, events: 1);
+            if (kind == DeliveryResultKind.Delivered)
+            {
+                ObserveLatency(subscription, delivery);
+            }
+            else
+            {
+                logger.LogWarning(
+                    "Delivery of event {EventId} to {Subscription} failed on attempt {Attempt}: {Outcome}; {Decision}",
+                    delivery.Event.Id, subscription.Name, delivery.Attempt, attempt.Outcome.Describe(),
+                    kind == DeliveryResultKind.Dead ? "dead" : $"retry in {delay}");
+            }
+
+            recorder.Post(new DeliveryResult(
+                delivery.Key, delivery.Attempt, kind, delay, attempt.Outcome.Status, reason,
+                attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
+            {
+                Target = TargetProtection.Signal(subscription.Config, attempt.Outcome),
+            });
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+            // Shutdown cut the request short: the delivery stays held and is released.
+        }
+        catch (UndeliverableEventException e)
+        {
+            // Too large, gone, or not JSON: every attempt would fail the same way.
+            PostDead(subscription, delivery, e.Message, leftOutOfBatch: false);
+        }
+        catch (Exception e)
+        {
+            // Anything that could not even be attempted (a payload that cannot be built) is a
+            // dead letter with the reason: retrying it would fail the same way.
+            logger.LogError(e, "Delivery of event {EventId} to {Subscription} could not be attempted", delivery.Event.Id, subscription.Name);
+            recorder.Post(Dead(delivery, $"not deliverable: {e.Message}"));
+        }
+        finally
+        {
+            body?.Dispose();
+            delivery.Values?.Return();
+        }
+    }
+
+    /// <summary>
+    /// Sends one batch (SPEC "Batches"): its events in event id order, each as its own body
+    /// would be; an event that cannot be sent at all (over <c>max_event_bytes</c>, gone from the
+    /// log, not JSON) is dead-lettered alone with its reason and left out, and the rest go without
+    /// it (so its retries carry the same events under the same id). The outcome is recorded for
+    /// every event sent, each with its own attempt; the breaker and Retry-After see it once, as
+    /// one request.
+    /// </summary>
+    public async Task DeliverBatchAsync(ActiveSubscription subscription, List<(ClaimedDelivery Delivery, Held State)> members, CancellationToken abort)
+    {
+        await Task.Yield();
+        var config = subscription.Config;
+        members.Sort((a, b) => a.Delivery.Event.Id.CompareTo(b.Delivery.Event.Id));
+        // Each event's body is copied out and let go at once: a batch of large events then holds
+        // body_memory for one of them at a time, never waits for room its own events hold.
+        var parts = new List<(ClaimedDelivery Delivery, byte[] Body)>(members.Count);
+        var deadAlone = new HashSet<long>();
+        RequestBody? body = null;
+        try
+        {
+            foreach (var (delivery, _) in members)
+            {
+                try
+                {
+                    using var element = await bodies.WriteAsync(delivery, config, abort);
+                    var bytes = new byte[element.Length];
+                    element.Sequence.CopyTo(bytes);
+                    parts.Add((delivery, bytes));
+                }
+                catch (UndeliverableEventException e)
+                {
+                    deadAlone.Add(delivery.Event.Id);
+                    PostDead(subscription, delivery, e.Message, leftOutOfBatch: true);
+                }
+            }
+
+            if (parts.Count == 0)
+            {
+                return;
+            }
+
+            body = BatchBody.Write([.. parts.Select(p => p.Body)]);
+
+            // From here the receiver may get them: a release at shutdown keeps the attempts counted.
+            foreach (var (_, state) in members)
+            {
+                state.Sent = true;
+            }
+
+            var first = parts[0].Delivery;
+            var messageId = WebhookId.ForBatch(first.Event.Id, parts.Count, config.Name);
+            using var span = DeliveryTracing.StartAttempt(subscription.Name, first, subscription.Target.Destination);
+            if (span is { IsAllDataRequested: true })
+            {
+                span.SetTag(DeliveryTracing.WebhookIdTag, messageId);
+                span.SetTag("triggerevents.batch.size", parts.Count);
+            }
+
+            var attempt = await subscription.Target.SendAsync(new TargetMessage(messageId, body, first, span), abort);
+            // The events of a batch were claimed together every time, so their attempts agree;
+            // the most spent decides when the batch is dead.
+            var attemptNumber = parts.Max(p => p.Delivery.Attempt);
+            var (kind, delay, reason) = Decide(subscription, attemptNumber, attempt, span, parts.Count);
+            if (kind != DeliveryResultKind.Delivered)
+            {
+                logger.LogWarning(
+                    "Batch {WebhookId} of {Count} events to {Subscription} failed on attempt {Attempt}: {Outcome}; {Decision}",
+                    messageId, parts.Count, subscription.Name, attemptNumber, attempt.Outcome.Describe(),
+                    kind == DeliveryResultKind.Dead ? "dead" : $"retry in {delay}");
+            }
+
+            var signal = TargetProtection.Signal(config, attempt.Outcome);
+            for (var i = 0; i < parts.Count; i++)
+            {
+                var delivery = parts[i].Delivery;
+                if (kind == DeliveryResultKind.Delivered)
+                {
+                    ObserveLatency(subscription, delivery);
+                }
+
+                recorder.Post(new DeliveryResult(
+                    delivery.Key, delivery.Attempt, kind, delay, attempt.Outcome.Status, reason,
+                    attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
+                {
+                    // One request: the breaker counts it once, and a Retry-After holds the subscription once.
+                    Target = i == 0 ? signal : null,
+                });
+            }
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+            // Shutdown cut the request short: the deliveries stay held and are released.
+        }
+        catch (Exception e)
+        {
+            // The batch's body could not be made (too large together, or a failure reading or
+            // writing an event): every attempt would fail the same way. Each event of the batch
+            // without a result yet gets this one, so none stays held.
+            var why = e is UndeliverableEventException ? e.Message : $"not deliverable: {e.Message}";
+            logger.LogError(e, "A batch of {Count} events to {Subscription} could not be attempted", members.Count, subscription.Name);
+            foreach (var (delivery, _) in members)
+            {
+                if (!deadAlone.Contains(delivery.Event.Id))
+                {
+                    metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
+                    recorder.Post(Dead(delivery, why));
+                }
+            }
+        }
+        finally
+        {
+            body?.Dispose();
+            foreach (var (delivery, _) in members)
+            {
+                delivery.Values?.Return();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The retry policy's decision on an attempt of <paramref name="events"/> events, recorded on
+    /// its span and in the metrics: the result, when to try again, and why.
+    /// </summary>
+    private (DeliveryResultKind Kind, TimeSpan Delay, string? Reason) Decide(
+        ActiveSubscription subscription, int attemptNumber, AttemptOutcome attempt, System.Diagnostics.Activity? span, int events)
+    {
+        var (kind, delay, reason) = subscription.Policy.Decide(attemptNumber, attempt.Outcome, Random.Shared.NextDouble()) switch
+        {
+            RetryDecision.Delivered => (DeliveryResultKind.Delivered, TimeSpan.Zero, (string?)null),
+            RetryDecision.RetryAfter retry => (DeliveryResultKind.Retry, retry.Delay, attempt.Outcome.Describe()),
+            RetryDecision.Dead dead => (DeliveryResultKind.Dead, TimeSpan.Zero, dead.Reason),
+            var decision => throw new InvalidOperationException($"Unknown decision {decision}"),
+        };
+        DeliveryTracing.Finish(span, attempt.Outcome, kind);
+        metrics.DeliveryDuration.WithLabels(subscription.Name).Observe(attempt.Duration.TotalSeconds);
+        metrics.Deliveries.WithLabels(subscription.Name, kind.ToString().ToLowerInvariant()).Inc(events);
+        return (kind, delay, reason);
+    }
+
+    /// <summary>Capture to delivery; a replayed or dead-retried event's age is not the pipeline's latency, so it is left out.</summary>
+    private void ObserveLatency(ActiveSubscription subscription, ClaimedDelivery delivery)
+    {
+        if (!delivery.Rescheduled)
+        {
+            metrics.EndToEndLatency.WithLabels(subscription.Name).Observe((time.GetUtcNow() - delivery.Event.CapturedAt).TotalSeconds);
+        }
+    }
+
+    private void PostDead(ActiveSubscription subscription, ClaimedDelivery delivery, string reason, bool leftOutOfBatch)
+    {
+        metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
+        if (leftOutOfBatch)
+        {
+            logger.LogWarning("Delivery of event {EventId} to {Subscription} is dead, left out of its batch: {Reason}", delivery.Event.Id, subscription.Name, reason);
+        }
+        else
+        {
+            logger.LogWarning("Delivery of event {EventId} to {Subscription} is dead: {Reason}", delivery.Event.Id, subscription.Name, reason);
+        }
+
+        recorder.Post(Dead(delivery, reason));
+    }
+
+    private DeliveryResult Dead(ClaimedDelivery delivery, string reason) =>
+        new(delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null, reason, time.GetUtcNow(), TimeSpan.Zero, null);
+}

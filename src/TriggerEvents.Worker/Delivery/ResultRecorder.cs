@@ -1,0 +1,170 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Worker.Signals;
+
+namespace TriggerEvents.Worker.Delivery;
+
+/// <summary>
+/// Writes the results of attempts: posted by the attempts as they end, written by one loop in
+/// batches, only where this worker's lease still holds (<see cref="DeliveryStore.RecordSql"/>).
+/// A write frees the deliveries' slots and wakes the claim loop.
+/// </summary>
+internal sealed class ResultRecorder(
+    DeliveryStore store, Guid owner, HeldDeliveries held, TargetProtection protection, WakeSignal wake,
+    int gatherBelow, TimeProvider time, ILogger logger)
+{
+    private const int MaxResultsPerWrite = 1000;
+    private const int ShutdownRecordAttempts = 5;
+
+    private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
+
+    /// <summary>Hands one result to the writer.</summary>
+    public void Post(DeliveryResult result) => results.Writer.TryWrite(result);
+
+    /// <summary>No more results come: <see cref="RunAsync"/> writes what it has and ends.</summary>
+    public void Complete() => results.Writer.Complete();
+
+    /// <summary>
+    /// Writes results in batches until <see cref="Complete"/>; on a database error keeps the batch
+    /// and tries again. While results are few it waits a moment after the last write's start
+    /// (<see cref="ClaimRound.GatherWait"/>), so a write serves more than a handful of rows.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var batch = new List<DeliveryResult>(MaxResultsPerWrite);
+        var failures = 0;
+        var split = false;
+        var lastWriteStarted = 0L;
+        // A batch kept from a failed write is retried without waiting for a new result: when every
+        // slot is taken by deliveries whose results failed, no new result ever comes.
+        while (batch.Count > 0 || await results.Reader.WaitToReadAsync(cancellationToken))
+        {
+            Gather(batch);
+            var gatherLeft = ClaimRound.GatherWait - time.GetElapsedTime(lastWriteStarted);
+            if (batch.Count < gatherBelow && !results.Reader.Completion.IsCompleted && gatherLeft > TimeSpan.Zero)
+            {
+                // A few results soon after the last write: give the requests still running a
+                // moment to add theirs.
+                await Task.Delay(gatherLeft, time, CancellationToken.None);
+                Gather(batch);
+            }
+
+            lastWriteStarted = time.GetTimestamp();
+            try
+            {
+                if (split)
+                {
+                    await WriteOneByOneAsync(batch, writtenBefore: failures > 0, cancellationToken);
+                    split = false;
+                }
+                else
+                {
+                    await WriteAsync(batch, writtenBefore: failures > 0, cancellationToken);
+                }
+
+                failures = 0;
+                wake.Set();
+            }
+            catch (PostgresException e) when (IsPermanent(e) && !split)
+            {
+                // The server refused the batch itself, not the connection: something in one
+                // result cannot be written. Write them one by one next, so one bad result cannot
+                // hold back the rest for ever.
+                logger.LogWarning("Recording {Count} results was refused ({Error}); recording them one by one", batch.Count, e.MessageText);
+                split = true;
+            }
+            catch (Exception e)
+            {
+                failures++;
+                if (results.Reader.Completion.IsCompleted && failures > ShutdownRecordAttempts)
+                {
+                    // Stopping and the database stays away: these leases expire and the
+                    // deliveries are attempted again by whichever worker claims them next.
+                    logger.LogError("Giving up recording {Count} results while stopping: {Error}", batch.Count, e.Message);
+                    return;
+                }
+
+                var delay = ReconnectBackoff.Delay(failures);
+                logger.LogWarning("Recording {Count} results failed, retrying in {Delay}: {Error}", batch.Count, delay, e.Message);
+                await Task.Delay(delay, time, cancellationToken);
+            }
+
+            if (results.Reader.Completion.IsCompleted && batch.Count == 0)
+            {
+                break;
+            }
+        }
+    }
+
+    /// <summary>Writes every result posted so far, at once: a round driven on its own (<see cref="DeliveryWorker.RunRoundAsync"/>).</summary>
+    public async Task WritePostedAsync(CancellationToken cancellationToken)
+    {
+        var batch = new List<DeliveryResult>();
+        Gather(batch);
+        if (batch.Count > 0)
+        {
+            await WriteAsync(batch, writtenBefore: false, cancellationToken);
+            wake.Set();
+        }
+    }
+
+    private void Gather(List<DeliveryResult> batch)
+    {
+        while (batch.Count < MaxResultsPerWrite && results.Reader.TryRead(out var result))
+        {
+            batch.Add(result);
+        }
+    }
+
+    /// <summary>One write of <paramref name="batch"/>, which it empties; the breakers it opened go to <see cref="TargetProtection"/>.</summary>
+    private async Task WriteAsync(List<DeliveryResult> batch, bool writtenBefore, CancellationToken cancellationToken)
+    {
+        var opened = new List<CircuitOpened>();
+        var applied = await store.RecordAsync(owner, batch, writtenBefore, opened, cancellationToken);
+        protection.Opened(opened);
+        if (applied < batch.Count)
+        {
+            logger.LogWarning("{Lost} results were not recorded: their lease had expired and another worker took them over", batch.Count - applied);
+        }
+
+        foreach (var result in batch)
+        {
+            held.Unhold(result);
+        }
+
+        batch.Clear();
+    }
+
+    /// <summary>
+    /// Records results one at a time, removing each from <paramref name="batch"/> once handled. A
+    /// result the server refuses is given up: its lease expires and the delivery is attempted
+    /// again, instead of staying in flight for ever. A lost connection propagates, keeping the rest.
+    /// </summary>
+    private async Task WriteOneByOneAsync(List<DeliveryResult> batch, bool writtenBefore, CancellationToken cancellationToken)
+    {
+        while (batch.Count > 0)
+        {
+            var result = batch[^1];
+            try
+            {
+                await store.RecordAsync(owner, [result], writtenBefore, cancellationToken);
+            }
+            catch (PostgresException e) when (IsPermanent(e))
+            {
+                logger.LogError(
+                    "Could not record the result of event {EventId} attempt {Attempt}; its lease will expire and it will be attempted again: {Error}",
+                    result.Key.EventId, result.Attempt, e.MessageText);
+            }
+
+            held.Unhold(result);
+            batch.RemoveAt(batch.Count - 1);
+        }
+    }
+
+    /// <summary>Errors that writing the same data again would meet again (data, integrity, limits).</summary>
+    private static bool IsPermanent(PostgresException e) =>
+        e.SqlState.StartsWith("22", StringComparison.Ordinal) || e.SqlState.StartsWith("23", StringComparison.Ordinal) ||
+        e.SqlState.StartsWith("54", StringComparison.Ordinal);
+}
