@@ -283,6 +283,8 @@ public sealed class KeyOrderingTests
         await using var batch = database.DataSource.CreateBatch();
         var lockSubscription = new Npgsql.NpgsqlBatchCommand(DeliveryStore.LockSubscriptionSql);
         lockSubscription.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = subscriptionId });
+        // The database's clock, as in production.
+        lockSubscription.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset?> { TypedValue = null, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(lockSubscription);
         var explain = new Npgsql.NpgsqlBatchCommand("EXPLAIN " + DeliveryStore.ClaimSql);
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = subscriptionId });
@@ -295,6 +297,7 @@ public sealed class KeyOrderingTests
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset> { TypedValue = ClaimCursor.Sweep.ClaimedAt });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = DeliveryStore.InlineEventBytes });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = 100 });
+        explain.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset?> { TypedValue = null, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(explain);
         await using var reader = await batch.ExecuteReaderAsync();
         await reader.NextResultAsync();

@@ -41,7 +41,7 @@ internal static class Batches
               AND d.batch_id = ANY (ARRAY(SELECT x.batch_id FROM expired x WHERE x.batch_id IS NOT NULL)
                                     || ARRAY(SELECT x.batch_id FROM pending x WHERE x.batch_id IS NOT NULL))
               AND d.status IN ('pending', 'in_flight') AND d.batch_id IS NOT NULL
-              AND d.next_attempt_at <= now() AND (d.status = 'pending' OR $7)
+              AND d.next_attempt_at <= {{ClaimProtocol.Now}} AND (d.status = 'pending' OR $7)
               AND NOT d.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
               AND {{KeyOrdering.NotHeldBack}}
             FOR UPDATE SKIP LOCKED
@@ -74,8 +74,8 @@ internal static class Batches
     /// cursor) and the worker claims again within <c>max_wait</c>. A batch formed before (a retry,
     /// an expired lease) always goes as it is.
     /// </summary>
-    public const string Ready = """
-        (c.batch_max IS NULL OR allowed.unit > 0 OR allowed.unit_size >= c.batch_max OR allowed.unit_due <= now() - c.batch_wait)
+    public const string Ready = $$"""
+        (c.batch_max IS NULL OR allowed.unit > 0 OR allowed.unit_size >= c.batch_max OR allowed.unit_due <= {{ClaimProtocol.Now}} - c.batch_wait)
         """;
 
     /// <summary>Writes a subscription's <c>batch</c> from its file, when it changed.</summary>

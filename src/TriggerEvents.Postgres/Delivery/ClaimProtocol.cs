@@ -25,6 +25,12 @@ internal static class ClaimProtocol
     /// </summary>
     public const string CommitWindow = "1 second";
 
+    /// <summary>
+    /// The claim's time in <see cref="DeliveryStore.ClaimSql"/> and its parts: <c>$11</c> when the
+    /// worker passes a clock (<see cref="DeliveryStore.Clock"/>, a test's), else the database's.
+    /// </summary>
+    public const string Now = "coalesce($11::timestamptz, now())";
+
     /// <summary>Poll intervals between sweeps of a subscription's queue from its head.</summary>
     public const int SweepPollIntervals = 10;
 }

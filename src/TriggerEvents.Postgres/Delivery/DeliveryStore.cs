@@ -25,6 +25,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     public IReadOnlyDictionary<int, int> BatchedSubscriptions { get; init; } = new Dictionary<int, int>();
 
     /// <summary>
+    /// The clock claims go by (<see cref="ClaimProtocol.Now"/>): null, the database's, so that
+    /// replicas agree on when a lease expires or a retry is due whatever their hosts' clocks say;
+    /// a test passes one it controls to drive rounds through time without waiting.
+    /// </summary>
+    public TimeProvider? Clock { get; init; }
+
+    /// <summary>
     /// Locks the subscription row until the claim commits, so claimers on every replica take
     /// turns. It has to be a statement of its own, before <see cref="ClaimSql"/>: a statement
     /// reads with the snapshot it started with, so a claim that locked the row itself would,
@@ -34,10 +41,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// </summary>
     /// <remarks>
     /// It also pins the claim's plan for the rest of this transaction (see <see cref="PinnedPlan"/>),
-    /// and returns the claim's time by the database clock, which bounds where the next claim looks.
+    /// and returns the claim's time (<see cref="Clock"/>, <c>$2</c>), which bounds where the next claim looks.
     /// </remarks>
     internal const string LockSubscriptionSql = $"""
-        SELECT now(), {PinnedPlan} FROM trigger_events.subscriptions WHERE id = $1 AND enabled FOR UPDATE
+        SELECT coalesce($2::timestamptz, now()), {PinnedPlan} FROM trigger_events.subscriptions WHERE id = $1 AND enabled FOR UPDATE
         """;
 
     /// <summary>
@@ -124,13 +131,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 -- batched counts each delivery, whatever batch it was once in.
                 SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END) AS in_flight
                 FROM trigger_events.deliveries d
-                WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > now()) f
+                WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > {{ClaimProtocol.Now}}) f
             CROSS JOIN LATERAL (SELECT {{TargetProtectionQueries.Tokens}} AS tokens) b
             WHERE s.id = $1 AND s.enabled
         ), expired AS (
             SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at, d.batch_id
             FROM trigger_events.deliveries d
-            WHERE $7 AND d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= now()
+            WHERE $7 AND d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= {{ClaimProtocol.Now}}
               AND (SELECT free FROM capacity) > 0
             ORDER BY d.next_attempt_at
             LIMIT $3
@@ -146,7 +153,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- by position instead.
             SELECT d.subscription_id, d.event_id, false AS took_over, d.next_attempt_at AS due_at, d.batch_id
             FROM trigger_events.deliveries d
-            WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+            WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= {{ClaimProtocol.Now}}
               AND (d.next_attempt_at, d.event_id) > ((SELECT due_at FROM start), (SELECT event_id FROM start))
               AND (SELECT free FROM capacity) > 0
               AND {{KeyOrdering.NotHeldBack}}
@@ -158,12 +165,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             SET status = CASE WHEN d.attempts < c.max_attempts THEN 'in_flight' ELSE 'dead' END::trigger_events.delivery_status,
                 lease_owner = CASE WHEN d.attempts < c.max_attempts THEN $2::uuid END,
                 attempts = CASE WHEN d.attempts < c.max_attempts THEN d.attempts + 1 ELSE d.attempts END,
-                next_attempt_at = CASE WHEN d.attempts < c.max_attempts THEN now() + $4 ELSE d.next_attempt_at END,
+                next_attempt_at = CASE WHEN d.attempts < c.max_attempts THEN {{ClaimProtocol.Now}} + $4 ELSE d.next_attempt_at END,
                 last_status = CASE WHEN d.attempts < c.max_attempts THEN d.last_status END,
                 last_error = CASE WHEN d.attempts < c.max_attempts THEN d.last_error
                                   ELSE format('gave up after %s attempts; the last one ended without a result '
                                               '(its worker was killed, stopped or stalled past its lease before recording one)', d.attempts) END,
-                updated_at = now(),
+                updated_at = {{ClaimProtocol.Now}},
                 batch_id = CASE WHEN c.batch_max IS NOT NULL THEN allowed.unit_id ELSE d.batch_id END
             FROM allowed, capacity c
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
@@ -328,8 +335,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             batch.BatchCommands.Add(fan);
         }
 
+        var now = Clock?.GetUtcNow();
         var lockSubscription = new NpgsqlBatchCommand(LockSubscriptionSql);
         lockSubscription.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+        lockSubscription.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(lockSubscription);
         var command = new NpgsqlBatchCommand(ClaimSql);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
@@ -345,11 +354,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, rows) });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(command);
         var isProtected = ProtectedSubscriptions.Contains(subscriptionId);
         if (isProtected)
         {
-            TargetProtectionQueries.AddState(batch, subscriptionId);
+            TargetProtectionQueries.AddState(batch, subscriptionId, now);
         }
 
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);

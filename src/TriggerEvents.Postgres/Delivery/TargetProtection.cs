@@ -45,9 +45,9 @@ internal static class TargetProtectionQueries
     /// the subscription back or its circuit is open; after <c>open_for</c> one probe request, taken
     /// once nothing else of it is in flight (a probe's expired lease frees the way for the next).
     /// </summary>
-    internal const string HeldBack = """
-        WHEN s.held_until > now() THEN 0
-        WHEN s.circuit = 'open' AND s.circuit_changed_at + s.breaker_open_for > now() THEN 0
+    internal const string HeldBack = $$"""
+        WHEN s.held_until > {{ClaimProtocol.Now}} THEN 0
+        WHEN s.circuit = 'open' AND s.circuit_changed_at + s.breaker_open_for > {{ClaimProtocol.Now}} THEN 0
         WHEN s.circuit <> 'closed' THEN CASE WHEN f.in_flight = 0 THEN 1 ELSE 0 END
         """;
 
@@ -56,10 +56,10 @@ internal static class TargetProtectionQueries
     /// second's worth (at least one request); NULL without a rate limit. A claim whose
     /// transaction started before the last one's counts no time backwards.
     /// </summary>
-    internal const string Tokens = """
+    internal const string Tokens = $$"""
         CASE WHEN s.rate_per_second IS NOT NULL THEN
             least(greatest(s.rate_per_second, 1),
-                  coalesce(s.tokens + s.rate_per_second * greatest(0, extract(epoch FROM now() - s.tokens_at)::double precision),
+                  coalesce(s.tokens + s.rate_per_second * greatest(0, extract(epoch FROM {{ClaimProtocol.Now}} - s.tokens_at)::double precision),
                            greatest(s.rate_per_second, 1)))
         END
         """;
@@ -71,14 +71,14 @@ internal static class TargetProtectionQueries
     /// Only a subscription with a rate limit or a breaker is written: the others' claims write
     /// nothing here.
     /// </summary>
-    internal const string Spend = """
+    internal const string Spend = $$"""
         spent AS (
             UPDATE trigger_events.subscriptions s
             SET tokens = c.tokens - n.requests,
-                tokens_at = greatest(s.tokens_at, now()),
-                rate_limited_at = CASE WHEN least(n.due, $10, c.free) > c.budget THEN now() ELSE s.rate_limited_at END,
+                tokens_at = greatest(s.tokens_at, {{ClaimProtocol.Now}}),
+                rate_limited_at = CASE WHEN least(n.due, $10, c.free) > c.budget THEN {{ClaimProtocol.Now}} ELSE s.rate_limited_at END,
                 circuit = CASE WHEN s.circuit = 'open' AND n.requests > 0 THEN 'half_open' ELSE s.circuit END,
-                circuit_changed_at = CASE WHEN s.circuit = 'open' AND n.requests > 0 THEN now() ELSE s.circuit_changed_at END
+                circuit_changed_at = CASE WHEN s.circuit = 'open' AND n.requests > 0 THEN {{ClaimProtocol.Now}} ELSE s.circuit_changed_at END
             FROM capacity c,
                  -- Requests: a batch is one (unit_id, migration 000009).
                  (SELECT count(DISTINCT claimed.unit_id) FILTER (WHERE claimed.status = 'in_flight') AS requests,
@@ -94,10 +94,10 @@ internal static class TargetProtectionQueries
     /// A half-open circuit waits for its probe's result, which wakes the worker anyway.
     /// </summary>
     internal const string StateSql = """
-        SELECT greatest(s.held_until - now(),
-                        CASE WHEN s.circuit = 'open' THEN s.circuit_changed_at + s.breaker_open_for - now() END,
+        SELECT greatest(s.held_until - coalesce($2::timestamptz, now()),
+                        CASE WHEN s.circuit = 'open' THEN s.circuit_changed_at + s.breaker_open_for - coalesce($2::timestamptz, now()) END,
                         CASE WHEN s.tokens < 1 THEN (1 - s.tokens) / s.rate_per_second * interval '1 second' END),
-               coalesce(s.rate_limited_at = now(), false), s.circuit
+               coalesce(s.rate_limited_at = coalesce($2::timestamptz, now()), false), s.circuit
         FROM trigger_events.subscriptions s WHERE s.id = $1
         """;
 
@@ -191,10 +191,11 @@ internal static class TargetProtectionQueries
         """;
 
     /// <summary>Adds <see cref="StateSql"/> for <paramref name="subscriptionId"/> to a claim's batch.</summary>
-    public static void AddState(NpgsqlBatch batch, int subscriptionId)
+    public static void AddState(NpgsqlBatch batch, int subscriptionId, DateTimeOffset? now)
     {
         var state = new NpgsqlBatchCommand(StateSql);
         state.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+        state.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(state);
     }
 
