@@ -70,6 +70,29 @@ public sealed class DeliveryRoundTests
         Assert.That(receiver.Requests.Select(r => r.WebhookId).Distinct().Count(), Is.EqualTo(1), "the retry keeps the webhook-id");
     }
 
+    [TestCase("seconds")]
+    [TestCase("http-date")]
+    public async Task A_Retry_After_longer_than_max_interval_waits_max_interval(string form)
+    {
+        receiver.Respond = r => r.Attempt == 1
+            ? new ReceiverResponse(429, Headers: new Dictionary<string, string>
+            {
+                ["Retry-After"] = form == "seconds" ? "3600" : clock.GetUtcNow().AddHours(1).ToString("r", System.Globalization.CultureInfo.InvariantCulture),
+            })
+            : ReceiverResponse.Ok;
+        var worker = await WorkerAsync(Subscription("hook"));
+        await InsertAsync("(1, 'new')");
+
+        Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(1));
+        Assert.That(await DeliveryAsync(), Is.EqualTo(("pending", 1, 429)));
+        clock.Advance(TimeSpan.FromSeconds(58));
+        Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.Zero, "an hour asked for: not due within max_interval (1 minute)");
+
+        clock.Advance(TimeSpan.FromSeconds(3));
+        Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(1), "due once max_interval passed");
+        Assert.That(await DeliveryAsync(), Is.EqualTo(("delivered", 2, 200)));
+    }
+
     [Test]
     public async Task A_lease_left_by_a_stopped_worker_is_taken_over_once_it_expired_on_the_claims_clock()
     {
