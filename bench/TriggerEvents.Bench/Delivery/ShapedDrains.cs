@@ -8,16 +8,22 @@ namespace TriggerEvents.Bench.Delivery;
 /// <summary>
 /// (e) Drains with the delivery features a subscription can ask for: batches of 100, per-key
 /// ordering over 1,000 keys, and per-key ordering with a single key (one request in flight at a
-/// time, so its rate is bounded by one request's round trip). Each is a subscription of its own,
-/// registered before its backlog, drained by a fresh worker whose file names only it (the
-/// others of the group are then paused, and not fanned out).
+/// time, so its rate is bounded by one request's round trip); and batches of 100 with a
+/// <c>max_wait</c> of 50 ms under writers paced to the latency rate, where each batch goes out
+/// at <c>max_wait</c> before it fills (capture to receipt, against max_wait + 15 ms). Each is a
+/// subscription of its own, registered before its events, served by a fresh worker whose file
+/// names only it (the others of the group are then paused, and not fanned out).
 /// </summary>
 internal static class ShapedDrains
 {
     /// <summary>The drains, in the order they run.</summary>
-    public static readonly IReadOnlyList<string> Names = ["batched", "ordered-1000-keys", "ordered-one-key"];
+    public static readonly IReadOnlyList<string> Names = ["batched", "ordered-1000-keys", "ordered-one-key", "batched-paced"];
 
-    public sealed record Figure(string Name, int Events, double Rate, long Requests, double MedianRequestMs);
+    /// <summary>The <c>max_wait</c> of the batched drains, in milliseconds.</summary>
+    public const int BatchMaxWaitMs = 50;
+
+    /// <param name="Latency">Capture to receipt, p50 and p99 in milliseconds, for the paced run; null for drains.</param>
+    public sealed record Figure(string Name, int Events, double Rate, long Requests, double MedianRequestMs, (double P50, double P99)? Latency = null);
 
     public static async Task<IReadOnlyList<Figure>> RunAsync(
         BenchDatabase database, BenchReceiver receiver, string connectionString, DeliveryOptions options, CancellationToken cancellationToken)
@@ -29,11 +35,8 @@ internal static class ShapedDrains
         {
             figures.Add(name switch
             {
-                "batched" => await DrainAsync(name, """
-                        batch:
-                          max_events: 100
-                          max_wait: 50ms
-                    """, options.Backlog, keys: 5_000),
+                "batched" => await DrainAsync(name, Batched, options.Backlog, keys: 5_000),
+                "batched-paced" => await PacedAsync(name),
                 "ordered-1000-keys" => await DrainAsync(name, """
                         ordering: key
                         ordering_key: [customer_id]
@@ -50,14 +53,83 @@ internal static class ShapedDrains
 
         async Task<Figure> DrainAsync(string name, string shape, int events, int keys)
         {
-            var subscription = $"bench-{name}";
-            await database.ExecuteAsync(
-                $"INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('{subscription}', 'orders', {options.Concurrency})",
-                cancellationToken);
+            var subscription = await RegisterAsync(name);
             await database.ExecuteAsync(
                 $"INSERT INTO orders (customer_id, status, amount) SELECT 1 + g % {keys}, 'new', (g % 100000) / 100.0 FROM generate_series(1, {events}) g",
                 cancellationToken);
             receiver.TakeArrivals();
+            var (configPath, port) = await WriteConfigAsync(subscription, shape);
+            try
+            {
+                await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, port, cancellationToken);
+                var start = CpuSplit.Read(worker, database);
+                await receiver.WaitForDistinctAsync(events, TimeSpan.FromMinutes(10), cancellationToken);
+                var cpu = CpuSplit.Read(worker, database) - start;
+                var requests = receiver.Requests;
+                var arrivals = receiver.TakeArrivals();
+                var rate = events / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds;
+                var requestMs = await MedianRequestMsAsync(subscription);
+                Console.WriteLine($"    {name}: {events:N0} events over {keys:N0} keys in {requests:N0} requests, {rate:N0} events/s; " +
+                    $"median attempt {requestMs:F2} ms; CPU per event: {cpu.PerEvent(events)}");
+                return new Figure(name, events, rate, requests, requestMs);
+            }
+            finally
+            {
+                File.Delete(configPath);
+            }
+        }
+
+        // Writers paced to the latency rate for the latency run's length, against a fresh worker
+        // (after a warm-up of the same length as (b)'s), every event timed from capture to receipt.
+        async Task<Figure> PacedAsync(string name)
+        {
+            var subscription = await RegisterAsync(name);
+            var (configPath, port) = await WriteConfigAsync(subscription, Batched);
+            var script = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-writer-{Guid.NewGuid():N}.sql");
+            await File.WriteAllTextAsync(script, """
+                \set customer_id random(1, 100000)
+                INSERT INTO orders (customer_id, status, amount) VALUES (:customer_id, 'new', 10.00);
+                """, cancellationToken);
+            try
+            {
+                var pgbench = new Pgbench(database);
+                await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, port, cancellationToken);
+                receiver.TakeArrivals();
+                if (options.LatencyWarmupSeconds > 0)
+                {
+                    var warmup = await pgbench.RunAsync(script, options.Writers, options.LatencyWarmupSeconds, cancellationToken, options.LatencyRate);
+                    await receiver.WaitForDistinctAsync((int)warmup.Transactions, TimeSpan.FromMinutes(5), cancellationToken);
+                    receiver.TakeArrivals();
+                }
+
+                var requestsBefore = receiver.Requests;
+                var run = await pgbench.RunAsync(script, options.Writers, options.LatencySeconds, cancellationToken, options.LatencyRate);
+                await receiver.WaitForDistinctAsync((int)run.Transactions, TimeSpan.FromMinutes(5), cancellationToken);
+                var requests = receiver.Requests - requestsBefore;
+                var latencies = receiver.TakeArrivals().Select(a => a.LatencyMs).Order().ToArray();
+                var (p50, p99) = (Statistics.Percentile(latencies, 50), Statistics.Percentile(latencies, 99));
+                Console.WriteLine($"    {name}: writers paced to {run.TransactionsPerSecond:N0} events/s for {options.LatencySeconds} s, {latencies.Length:N0} events in {requests:N0} requests " +
+                    $"({(double)latencies.Length / Math.Max(1, requests):F1} a request); capture to receipt p50 {p50:F1} ms, p99 {p99:F1} ms, max {latencies[^1]:F1} ms");
+                return new Figure(name, latencies.Length, run.TransactionsPerSecond, requests, await MedianRequestMsAsync(subscription), (p50, p99));
+            }
+            finally
+            {
+                File.Delete(configPath);
+                File.Delete(script);
+            }
+        }
+
+        async Task<string> RegisterAsync(string name)
+        {
+            var subscription = $"bench-{name}";
+            await database.ExecuteAsync(
+                $"INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('{subscription}', 'orders', {options.Concurrency})",
+                cancellationToken);
+            return subscription;
+        }
+
+        async Task<(string Path, int Port)> WriteConfigAsync(string subscription, string shape)
+        {
             var port = Loopback.FreePort();
             var configPath = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-{Guid.NewGuid():N}.yaml");
             await File.WriteAllTextAsync(configPath, $"""
@@ -80,24 +152,7 @@ internal static class ShapedDrains
                   delivered_events: forever
                   attempts: forever
                 """, cancellationToken);
-            try
-            {
-                await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, port, cancellationToken);
-                var start = CpuSplit.Read(worker, database);
-                await receiver.WaitForDistinctAsync(events, TimeSpan.FromMinutes(10), cancellationToken);
-                var cpu = CpuSplit.Read(worker, database) - start;
-                var requests = receiver.Requests;
-                var arrivals = receiver.TakeArrivals();
-                var rate = events / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds;
-                var requestMs = await MedianRequestMsAsync(subscription);
-                Console.WriteLine($"    {name}: {events:N0} events over {keys:N0} keys in {requests:N0} requests, {rate:N0} events/s; " +
-                    $"median attempt {requestMs:F2} ms; CPU per event: {cpu.PerEvent(events)}");
-                return new Figure(name, events, rate, requests, requestMs);
-            }
-            finally
-            {
-                File.Delete(configPath);
-            }
+            return (configPath, port);
         }
 
         async Task<double> MedianRequestMsAsync(string subscription) =>
@@ -107,4 +162,10 @@ internal static class ShapedDrains
                 WHERE s.name = '{subscription}'
                 """), cancellationToken) ?? double.NaN;
     }
+
+    private static readonly string Batched = $"""
+            batch:
+              max_events: 100
+              max_wait: {BatchMaxWaitMs}ms
+        """;
 }
