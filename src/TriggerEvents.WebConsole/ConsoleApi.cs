@@ -169,7 +169,7 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.Time("captured_at", d.CapturedAt);
                 w.WriteString("op", d.Operation);
                 w.WriteString("table", $"{d.SchemaName}.{d.TableName}");
-                w.WriteString("webhook_id", WebhookId.For(d.EventId, name));
+                w.Nullable("webhook_id", d.WebhookId.For(d.EventId, name));
                 w.WriteEndObject();
             }
 
@@ -231,7 +231,7 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.Nullable("last_error", d.LastError);
                 w.Time("next_attempt_at", d.NextAttemptAt);
                 w.Time("delivered_at", d.DeliveredAt);
-                w.WriteString("webhook_id", WebhookId.For(id, d.Subscription));
+                w.Nullable("webhook_id", d.WebhookId.For(id, d.Subscription));
                 w.WriteEndObject();
             }
 
@@ -247,7 +247,7 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.Nullable("http_status", a.HttpStatus);
                 w.Nullable("error", a.Error);
                 w.Nullable("response_excerpt", a.ResponseExcerpt);
-                w.WriteString("webhook_id", WebhookId.For(id, a.Subscription));
+                w.WriteString("webhook_id", a.BatchWebhookId ?? WebhookId.For(id, a.Subscription));
                 w.WriteEndObject();
             }
 

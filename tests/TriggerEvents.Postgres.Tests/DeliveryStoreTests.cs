@@ -537,6 +537,7 @@ public sealed class DeliveryStoreTests
         command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1, 1] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         List<string> plan;
         await using (var reader = await command.ExecuteReaderAsync())
         {

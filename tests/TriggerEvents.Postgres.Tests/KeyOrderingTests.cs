@@ -177,6 +177,7 @@ public sealed class KeyOrderingTests
         command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null] });
         command.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = false });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         var plan = new List<string>();
         await using (var reader = await command.ExecuteReaderAsync())
         {

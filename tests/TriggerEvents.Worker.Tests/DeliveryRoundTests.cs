@@ -4,6 +4,7 @@ using Prometheus;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Postgres.Operations;
 using TriggerEvents.Testing;
 using TriggerEvents.Worker.Delivery;
 using TriggerEvents.Worker.Delivery.Targets;
@@ -121,14 +122,23 @@ public sealed class DeliveryRoundTests
         await InsertAsync("(1, 'new'), (2, 'new'), (3, 'new')");
 
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.Zero, "three of ten: the batch waits to fill");
+        Assert.That((await PageAsync()).Select(r => r.WebhookId.For(r.EventId, "hook")), Is.All.Null, "no batch, so no webhook-id, before the first claim");
         clock.Advance(TimeSpan.FromSeconds(4));
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.Zero, "within max_wait");
 
         clock.Advance(TimeSpan.FromSeconds(2));
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(3), "past max_wait: sent as it is");
         var request = receiver.Requests.Single();
-        Assert.That(request.WebhookId, Is.EqualTo(WebhookId.ForBatch(await FirstEventIdAsync(), 3, "hook")));
+        var first = await FirstEventIdAsync();
+        Assert.That(request.WebhookId, Is.EqualTo(WebhookId.ForBatch(first, 3, "hook")));
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'"), Is.EqualTo(3));
+
+        // The console names the request each event went in, not an id of its own no request carried.
+        Assert.That((await PageAsync()).Select(r => r.WebhookId.For(r.EventId, "hook")), Is.All.EqualTo(request.WebhookId));
+        var attempts = await ConsoleQueries.EventAttemptsAsync(database.DataSource, first + 2, CancellationToken.None);
+        Assert.That(attempts.Select(a => (a.Attempt, a.BatchWebhookId)), Is.EqualTo(new[] { (1, request.WebhookId) }));
+        var deliveries = await ConsoleQueries.EventDeliveriesAsync(database.DataSource, first + 1, CancellationToken.None);
+        Assert.That(deliveries.Single().WebhookId.For(first + 1, "hook"), Is.EqualTo(request.WebhookId));
     }
 
     [Test]
@@ -199,6 +209,9 @@ public sealed class DeliveryRoundTests
         return (row[0], int.Parse(row[1], System.Globalization.CultureInfo.InvariantCulture),
             row[2].Length == 0 ? null : int.Parse(row[2], System.Globalization.CultureInfo.InvariantCulture));
     }
+
+    private async Task<IReadOnlyList<Postgres.Operations.DeliveryRow>> PageAsync() =>
+        (await ConsoleQueries.DeliveriesAsync(database.DataSource, new DeliveryPage("hook", Status: null), CancellationToken.None))!;
 
     private Task<long> FirstEventIdAsync() => database.ScalarAsync<long>("SELECT min(id) FROM trigger_events.event_log");
 }

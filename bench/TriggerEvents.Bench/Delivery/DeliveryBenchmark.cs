@@ -32,7 +32,8 @@ internal static class DeliveryBenchmark
 
         var elapsed = Stopwatch.StartNew();
         await WorkerUnderTest.PublishAsync(cancellationToken);
-        await using var database = await BenchDatabase.StartAsync(DatabaseName, options.ServerSettings, cancellationToken);
+        await using var database = await BenchDatabase.StartAsync(
+            DatabaseName, options.Statements ? [.. StatementProfile.Settings, .. options.ServerSettings] : options.ServerSettings, cancellationToken);
         var server = await ServerInfo.ReadAsync(database, cancellationToken);
         Console.WriteLine("# TriggerEvents delivery benchmark");
         Console.WriteLine();
@@ -228,8 +229,17 @@ internal static class DeliveryBenchmark
     {
         await database.ExecuteAsync(InsertRows(options.Backlog), cancellationToken);
         receiver.TakeArrivals();
+        if (options.Statements)
+        {
+            await StatementProfile.ResetAsync(database, cancellationToken);
+        }
+
         await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
         var freshWorker = await DrainAsync("from the worker's readiness");
+        if (options.Statements)
+        {
+            await StatementProfile.PrintAsync(database, options.Backlog, cancellationToken);
+        }
 
         var quiet = await WaitUntilQuietAsync(worker, cancellationToken);
         Console.WriteLine($"    the worker was idle {quiet.TotalSeconds:F1} s after the first drain (its CPU below 5 % of a core)");

@@ -60,17 +60,28 @@ internal sealed record DeliveryOptions
     /// <summary>Which of the batched and ordered drains (e) to run; empty: none.</summary>
     public IReadOnlyList<string> ShapedDrains { get; init; } = Delivery.ShapedDrains.Names;
 
+    /// <summary>Print the server's time by statement over the fresh drain (<see cref="StatementProfile"/>).</summary>
+    public bool Statements { get; init; }
+
     /// <summary>graphile-worker's concurrent jobs in the peer rounds.</summary>
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--statements] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
         var options = new DeliveryOptions();
         for (var i = 0; i < args.Count; i += 2)
         {
+            if (args[i] == "--statements")
+            {
+                // The one option without a value.
+                options = options with { Statements = true };
+                i--;
+                continue;
+            }
+
             var value = i + 1 < args.Count ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value. Usage: {Usage}");
             options = args[i] switch
             {

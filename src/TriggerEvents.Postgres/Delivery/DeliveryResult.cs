@@ -3,7 +3,7 @@ namespace TriggerEvents.Postgres.Delivery;
 /// <summary>Where a delivery goes after an attempt.</summary>
 internal enum DeliveryResultKind
 {
-    /// <summary>A 2xx arrived.</summary>
+    /// <summary>The target has it.</summary>
     Delivered,
 
     /// <summary>Failed; due again after <see cref="DeliveryResult.RetryDelay"/>.</summary>
@@ -27,4 +27,7 @@ internal sealed record DeliveryResult(
 {
     /// <summary>What the attempt tells its subscription's breaker and hold (SPEC "Protecting targets"); null: nothing.</summary>
     public TargetSignal? Target { get; init; }
+
+    /// <summary>The webhook-id of the batch request the attempt was part of; null for a single event's, which its id gives.</summary>
+    public string? WebhookId { get; init; }
 }

@@ -216,8 +216,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         WITH result AS (
             SELECT * FROM unnest($2::int[], $3::bigint[], $4::int[], $5::trigger_events.delivery_status[],
                                  $6::double precision[], $7::int[], $8::text[], $9::timestamptz[],
-                                 $10::double precision[], $11::text[])
-                AS r(subscription_id, event_id, attempt, status, retry_ms, http_status, error, started_at, duration_ms, excerpt)
+                                 $10::double precision[], $11::text[], $13::text[])
+                AS r(subscription_id, event_id, attempt, status, retry_ms, http_status, error, started_at, duration_ms, excerpt, webhook_id)
         ), applied AS (
             UPDATE trigger_events.deliveries d
             SET status = r.status,
@@ -235,8 +235,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             RETURNING d.subscription_id, d.event_id, d.status, d.order_key, d.order_seq
         ), {KeyOrdering.HandOff}, logged AS (
             INSERT INTO trigger_events.attempts
-                (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker)
-            SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1
+                (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker, webhook_id)
+            SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1, r.webhook_id
             FROM result r
             WHERE NOT $12 OR NOT EXISTS (
                 SELECT FROM trigger_events.attempts a
@@ -554,6 +554,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<double[]> { TypedValue = [.. results.Select(r => r.Duration.TotalMilliseconds)] });
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.WebhookId)], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         var protectedResults = TargetProtectionQueries.TryAddRecord(batch, results);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);

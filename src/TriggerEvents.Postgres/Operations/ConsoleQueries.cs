@@ -10,10 +10,22 @@ internal sealed record SubscriptionRate(string Subscription, long Attempts, long
     public double PerMinute(long count) => count / Math.Max(Covered.TotalMinutes, 1.0 / 60);
 }
 
+/// <summary>
+/// The webhook-id a delivery's requests carry: its own single-event id, or, sent in a batch, the
+/// batch's id its latest attempt recorded; null while a batched subscription's delivery has
+/// not been sent in a batch yet (the batch, and so the id, is formed when it is first claimed).
+/// </summary>
+internal readonly record struct DeliveryWebhookId(bool Batched, string? BatchWebhookId)
+{
+    public string? For(long eventId, string subscription) =>
+        BatchWebhookId ?? (Batched ? null : Core.Delivery.WebhookId.For(eventId, subscription));
+}
+
 /// <summary>One row of a subscription's deliveries, as the console lists them.</summary>
 internal sealed record DeliveryRow(
     long EventId, string Status, int Attempts, int? LastStatus, string? LastError, DateTime NextAttemptAt,
-    DateTime? DeliveredAt, DateTime UpdatedAt, DateTime CapturedAt, string Operation, string SchemaName, string TableName);
+    DateTime? DeliveredAt, DateTime UpdatedAt, DateTime CapturedAt, string Operation, string SchemaName, string TableName,
+    DeliveryWebhookId WebhookId);
 
 /// <summary>One captured event, whole.</summary>
 internal sealed record EventDetail(
@@ -24,11 +36,12 @@ internal sealed record EventDetail(
 /// <summary>One subscription's delivery of an event.</summary>
 internal sealed record EventDelivery(
     string Subscription, string Status, int Attempts, int? LastStatus, string? LastError, DateTime NextAttemptAt,
-    DateTime? DeliveredAt);
+    DateTime? DeliveredAt, DeliveryWebhookId WebhookId);
 
-/// <summary>One recorded attempt at delivering an event.</summary>
+/// <summary>One recorded attempt at delivering an event; <c>BatchWebhookId</c> is the id of the batch request it was part of, null for a single event's.</summary>
 internal sealed record EventAttempt(
-    string Subscription, int Attempt, DateTime StartedAt, double DurationMs, int? HttpStatus, string? Error, string? ResponseExcerpt);
+    string Subscription, int Attempt, DateTime StartedAt, double DurationMs, int? HttpStatus, string? Error, string? ResponseExcerpt,
+    string? BatchWebhookId);
 
 /// <summary>
 /// Which page of a subscription's deliveries: keyset paging by event id, newest first
@@ -117,8 +130,9 @@ internal static class ConsoleQueries
     /// (deliveries has no index by event id alone, and subscriptions are few). OFFSET 0 keeps the
     /// probe a probe instead of a join the planner might turn into a scan.
     /// </summary>
-    internal const string EventDeliveriesSql = """
-        SELECT s.name, d.status::text, d.attempts, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at
+    internal const string EventDeliveriesSql = $"""
+        SELECT s.name, d.status::text, d.attempts, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at,
+               d.batch_id IS NOT NULL OR s.batch_max_events IS NOT NULL, {BatchWebhookId}
         FROM trigger_events.subscriptions s
         CROSS JOIN LATERAL (
             SELECT * FROM trigger_events.deliveries dl WHERE dl.subscription_id = s.id AND dl.event_id = $1 OFFSET 0
@@ -126,9 +140,19 @@ internal static class ConsoleQueries
         ORDER BY s.name
         """;
 
+    /// <summary>
+    /// The webhook-id of delivery <c>d</c>'s latest batch request, from its attempts (one probe
+    /// of attempts_delivery), looked up only for a delivery that was sent in a batch.
+    /// </summary>
+    private const string BatchWebhookId = """
+        (SELECT a.webhook_id FROM trigger_events.attempts a
+         WHERE d.batch_id IS NOT NULL AND a.subscription_id = d.subscription_id AND a.event_id = d.event_id
+         ORDER BY a.attempt DESC LIMIT 1)
+        """;
+
     /// <summary>Every recorded attempt at event <c>$1</c>, by attempts_delivery per subscription.</summary>
     internal const string EventAttemptsSql = """
-        SELECT s.name, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt
+        SELECT s.name, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt, a.webhook_id
         FROM trigger_events.subscriptions s
         CROSS JOIN LATERAL (
             SELECT * FROM trigger_events.attempts at WHERE at.subscription_id = s.id AND at.event_id = $1 OFFSET 0
@@ -152,9 +176,11 @@ internal static class ConsoleQueries
         var statusTest = status is null ? "" : $"AND d.status = '{status}'";
         return $"""
             SELECT d.event_id, d.status::text, d.attempts, d.last_status, left(d.last_error, 300), d.next_attempt_at,
-                   d.delivered_at, d.updated_at, e.captured_at, e.op, e.schema_name, e.table_name
+                   d.delivered_at, d.updated_at, e.captured_at, e.op, e.schema_name, e.table_name,
+                   d.batch_id IS NOT NULL OR s.batch_max_events IS NOT NULL, {BatchWebhookId}
             FROM trigger_events.deliveries d
             JOIN trigger_events.event_log e ON e.id = d.event_id
+            JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
             WHERE d.subscription_id = $1 {statusTest}
               AND d.event_id < $2 AND d.event_id >= $3
               AND ($4::timestamptz IS NULL OR e.captured_at >= $4)
@@ -232,7 +258,7 @@ internal static class ConsoleQueries
             rows.Add(new DeliveryRow(
                 reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2), NullableInt(reader, 3), NullableString(reader, 4),
                 reader.GetDateTime(5), reader.IsDBNull(6) ? null : reader.GetDateTime(6), reader.GetDateTime(7), reader.GetDateTime(8),
-                reader.GetString(9), reader.GetString(10), reader.GetString(11)));
+                reader.GetString(9), reader.GetString(10), reader.GetString(11), new DeliveryWebhookId(reader.GetBoolean(12), NullableString(reader, 13))));
         }
 
         return rows;
@@ -274,7 +300,7 @@ internal static class ConsoleQueries
         {
             rows.Add(new EventDelivery(
                 reader.GetString(0), reader.GetString(1), reader.GetInt32(2), NullableInt(reader, 3), NullableString(reader, 4),
-                reader.GetDateTime(5), reader.IsDBNull(6) ? null : reader.GetDateTime(6)));
+                reader.GetDateTime(5), reader.IsDBNull(6) ? null : reader.GetDateTime(6), new DeliveryWebhookId(reader.GetBoolean(7), NullableString(reader, 8))));
         }
 
         return rows;
@@ -291,7 +317,7 @@ internal static class ConsoleQueries
         {
             rows.Add(new EventAttempt(
                 reader.GetString(0), reader.GetInt32(1), reader.GetDateTime(2), reader.GetDouble(3), NullableInt(reader, 4),
-                NullableString(reader, 5), NullableString(reader, 6)));
+                NullableString(reader, 5), NullableString(reader, 6), NullableString(reader, 7)));
         }
 
         return rows;

@@ -156,6 +156,7 @@ internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder record
                 {
                     // One request: the breaker counts it once, and a Retry-After holds the subscription once.
                     Target = i == 0 ? signal : null,
+                    WebhookId = messageId,
                 });
             }
         }
