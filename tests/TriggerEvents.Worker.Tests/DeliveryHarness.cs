@@ -237,43 +237,9 @@ internal sealed class DeliveryHarness : IAsyncDisposable
         }
     }
 
-    public async Task<IReadOnlyList<DeliveryRow>> DeliveriesAsync()
-    {
-        await using var command = Database.DataSource.CreateCommand("""
-            SELECT s.name, d.event_id, d.status::text, d.attempts, d.last_status, d.last_error
-            FROM trigger_events.deliveries d JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
-            ORDER BY s.name, d.event_id
-            """);
-        await using var reader = await command.ExecuteReaderAsync();
-        var rows = new List<DeliveryRow>();
-        while (await reader.ReadAsync())
-        {
-            rows.Add(new DeliveryRow(
-                reader.GetString(0), reader.GetInt64(1), reader.GetString(2), reader.GetInt32(3),
-                reader.IsDBNull(4) ? null : reader.GetInt32(4), reader.IsDBNull(5) ? null : reader.GetString(5)));
-        }
+    public Task<IReadOnlyList<DeliveryRow>> DeliveriesAsync() => DeliveryLedger.DeliveriesAsync(Database.DataSource);
 
-        return rows;
-    }
-
-    public async Task<IReadOnlyList<AttemptRow>> AttemptsAsync()
-    {
-        await using var command = Database.DataSource.CreateCommand("""
-            SELECT s.name, a.event_id, a.attempt, a.http_status, a.error, a.response_excerpt
-            FROM trigger_events.attempts a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
-            ORDER BY s.name, a.event_id, a.attempt, a.id
-            """);
-        await using var reader = await command.ExecuteReaderAsync();
-        var rows = new List<AttemptRow>();
-        while (await reader.ReadAsync())
-        {
-            rows.Add(new AttemptRow(
-                reader.GetString(0), reader.GetInt64(1), reader.GetInt32(2), reader.IsDBNull(3) ? null : reader.GetInt32(3),
-                reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5)));
-        }
-
-        return rows;
-    }
+    public Task<IReadOnlyList<AttemptRow>> AttemptsAsync() => DeliveryLedger.AttemptsAsync(Database.DataSource);
 
     public async Task<IReadOnlyList<Transition>> TransitionsAsync()
     {

@@ -5,21 +5,28 @@ namespace TriggerEvents.Worker.Tests;
 /// <summary>
 /// SPEC "Webhook request", outcome: what each class of response does to a delivery, seen from
 /// the receiver and from <c>trigger_events.deliveries</c> and <c>trigger_events.attempts</c>.
+/// In process (<see cref="RoundHarness"/>): retries are crossed by moving the clock.
 /// </summary>
 public sealed class ResponseClassTests
 {
+    private RoundHarness harness = null!;
+
+    [SetUp]
+    public async Task StartAsync() => harness = await RoundHarness.CreateAsync();
+
+    [TearDown]
+    public async Task StopAsync() => await harness.DisposeAsync();
+
     [TestCase(200)]
     [TestCase(202)]
     [TestCase(204)]
     public async Task A_2xx_answer_delivers_each_event_once(int status)
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { MaxAttempts = 5 };
         harness.Receiver.Respond = _ => new ReceiverResponse(status);
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook"));
 
         await harness.InsertOrdersAsync(1, 5);
-        var deliveries = await harness.WaitUntilSettledAsync(5);
+        var deliveries = await harness.RunUntilSettledAsync(worker, 5);
 
         Assert.That(
             deliveries.Select(d => (d.Status, d.Attempts, d.LastStatus, d.LastError)),
@@ -33,13 +40,11 @@ public sealed class ResponseClassTests
     [Test]
     public async Task Gone_410_is_dead_after_one_attempt()
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { MaxAttempts = 5 };
         harness.Receiver.Respond = _ => new ReceiverResponse(410, Body: "this endpoint was removed");
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", maxAttempts: 5));
 
         await harness.InsertOrdersAsync(1, 2);
-        var deliveries = await harness.WaitUntilSettledAsync(2);
+        var deliveries = await harness.RunUntilSettledAsync(worker, 2);
 
         foreach (var delivery in deliveries)
         {
@@ -59,16 +64,14 @@ public sealed class ResponseClassTests
     [TestCase(308)]
     public async Task A_redirect_is_not_followed_and_counts_as_a_failed_attempt(int status)
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { MaxAttempts = 2 };
         var moved = harness.Receiver.Url("/moved").ToString();
         harness.Receiver.Respond = r => r.Path == "/hook"
             ? new ReceiverResponse(status, Headers: new Dictionary<string, string> { ["Location"] = moved })
             : ReceiverResponse.Ok;
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", maxAttempts: 2));
 
         await harness.InsertOrdersAsync(1, 1);
-        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        var delivery = (await harness.RunUntilSettledAsync(worker, 1)).Single();
 
         Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo(("dead", 2, (int?)status)));
         Assert.That(delivery.LastError, Does.Contain($"HTTP {status}"));
@@ -84,13 +87,11 @@ public sealed class ResponseClassTests
     [TestCase(503)]
     public async Task A_4xx_or_5xx_is_retried_until_the_receiver_accepts(int status)
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { MaxAttempts = 5 };
         harness.Receiver.Respond = r => r.Attempt <= 2 ? new ReceiverResponse(status) : ReceiverResponse.Ok;
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", maxAttempts: 5));
 
         await harness.InsertOrdersAsync(1, 3);
-        var deliveries = await harness.WaitUntilSettledAsync(3);
+        var deliveries = await harness.RunUntilSettledAsync(worker, 3);
 
         Assert.That(
             deliveries.Select(d => (d.Status, d.Attempts, d.LastStatus, d.LastError)),
@@ -109,18 +110,16 @@ public sealed class ResponseClassTests
     [Test]
     public async Task After_max_attempts_the_delivery_is_dead_with_the_last_status_and_error_kept()
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { MaxAttempts = 3 };
         harness.Receiver.Respond = r => r.Attempt switch
         {
             1 => new ReceiverResponse(500, Body: "first: database down"),
             2 => new ReceiverResponse(503, Body: "second: overloaded"),
             _ => new ReceiverResponse(400, Body: "third: bad payload"),
         };
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook"));
 
         await harness.InsertOrdersAsync(1, 2);
-        var deliveries = await harness.WaitUntilSettledAsync(2);
+        var deliveries = await harness.RunUntilSettledAsync(worker, 2);
 
         foreach (var delivery in deliveries)
         {
@@ -142,13 +141,11 @@ public sealed class ResponseClassTests
     [Test]
     public async Task With_max_attempts_1_the_first_failure_is_dead()
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { MaxAttempts = 1 };
         harness.Receiver.Respond = _ => new ReceiverResponse(500);
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", maxAttempts: 1));
 
         await harness.InsertOrdersAsync(1, 1);
-        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        var delivery = (await harness.RunUntilSettledAsync(worker, 1)).Single();
 
         Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo(("dead", 1, (int?)500)));
         Assert.That(harness.Receiver.Requests.Single().BodyText, Does.Contain("\"max_retries\":0"));
