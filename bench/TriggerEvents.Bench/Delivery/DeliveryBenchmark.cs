@@ -286,6 +286,21 @@ internal static class DeliveryBenchmark
         return waited.Elapsed;
     }
 
+    /// <summary>
+    /// The single-row writers' pgbench script, in a temporary file the caller deletes. The
+    /// writers are pgbench clients, in their own process: neither their work nor their pauses
+    /// land in the process that receives and timestamps the deliveries.
+    /// </summary>
+    internal static async Task<string> WriteWriterScriptAsync(CancellationToken cancellationToken)
+    {
+        var script = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-writer-{Guid.NewGuid():N}.sql");
+        await File.WriteAllTextAsync(script, """
+            \set customer_id random(1, 100000)
+            INSERT INTO orders (customer_id, status, amount) VALUES (:customer_id, 'new', 10.00);
+            """, cancellationToken);
+        return script;
+    }
+
     /// <summary>Latency figures of one run of the writers; <see cref="Split"/> says where the time went.</summary>
     private sealed record LatencyFigures(double Rate, double P50, double P99, double Max, int Count, string Split);
 
@@ -297,13 +312,7 @@ internal static class DeliveryBenchmark
     private static async Task<(LatencyFigures FlatOut, LatencyFigures Paced)> MeasureLatencyAsync(
         BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
     {
-        // The writers are pgbench clients, in their own process: neither their work nor their
-        // pauses land in the process that receives and timestamps the deliveries.
-        var script = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-writer-{Guid.NewGuid():N}.sql");
-        await File.WriteAllTextAsync(script, """
-            \set customer_id random(1, 100000)
-            INSERT INTO orders (customer_id, status, amount) VALUES (:customer_id, 'new', 10.00);
-            """, cancellationToken);
+        var script = await WriteWriterScriptAsync(cancellationToken);
         try
         {
             var pgbench = new Pgbench(database);

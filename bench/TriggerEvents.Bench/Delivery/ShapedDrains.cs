@@ -85,11 +85,7 @@ internal static class ShapedDrains
         {
             var subscription = await RegisterAsync(name);
             var (configPath, port) = await WriteConfigAsync(subscription, Batched);
-            var script = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-writer-{Guid.NewGuid():N}.sql");
-            await File.WriteAllTextAsync(script, """
-                \set customer_id random(1, 100000)
-                INSERT INTO orders (customer_id, status, amount) VALUES (:customer_id, 'new', 10.00);
-                """, cancellationToken);
+            var script = await DeliveryBenchmark.WriteWriterScriptAsync(cancellationToken);
             try
             {
                 var pgbench = new Pgbench(database);
