@@ -299,16 +299,11 @@ public sealed class DeliveryStoreTests
         await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 2, Lease, CancellationToken.None);
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET attempts = 1 WHERE event_id = 3");
         await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead' WHERE event_id = 4");
-        // An auto-analyze of this database (of orders, say) that started before the updates holds
-        // a snapshot that keeps every old pending version, and its index entry, from VACUUM.
-        var since = DateTime.UtcNow;
-        while (await database.ScalarAsync<long>(
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL") > 0)
-        {
-            Assert.That(DateTime.UtcNow - since, Is.LessThan(TimeSpan.FromSeconds(30)), "another session of this database kept its snapshot");
-            await Task.Delay(50);
-        }
-
+        // The place in the log as the fan-out takes it on a busy server, with a transaction in
+        // progress (here one that captured nothing): the count of events not yet fanned out
+        // looks that transaction's events up, and must do so by index, not by walking the log.
+        var running = await database.ScalarAsync<string>("SELECT pg_current_xact_id()::text");
+        await database.ExecuteAsync($"UPDATE trigger_events.subscription_positions SET position = '{running}:{long.Parse(running, System.Globalization.CultureInfo.InvariantCulture) + 1}:{running}'");
         await database.ExecuteAsync("VACUUM ANALYZE trigger_events.deliveries, trigger_events.event_log");
 
         var counts = await database.ScalarAsync<string>(
