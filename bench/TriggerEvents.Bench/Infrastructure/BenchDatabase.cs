@@ -51,7 +51,10 @@ internal sealed class BenchDatabase : IAsyncDisposable
                 await create.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            var connectionString = new NpgsqlConnectionStringBuilder(cluster.AdminConnectionString) { Database = name }.ConnectionString;
+            // No command timeout: a setup statement (a million rows captured, twenty thousand
+            // jobs enqueued by the peer's trigger) may take longer than Npgsql's 30 s on a busy
+            // machine, and the run's own cancellation bounds it anyway.
+            var connectionString = new NpgsqlConnectionStringBuilder(cluster.AdminConnectionString) { Database = name, CommandTimeout = 0 }.ConnectionString;
             var dataSource = NpgsqlDataSource.Create(connectionString);
             try
             {
