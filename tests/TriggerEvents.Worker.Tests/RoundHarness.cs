@@ -22,6 +22,7 @@ namespace TriggerEvents.Worker.Tests;
 internal sealed class RoundHarness : IAsyncDisposable
 {
     private readonly List<IDeliveryTarget> targets = [];
+    private readonly List<SubscriptionConfig> registered = [];
 
     private RoundHarness(TestDatabase database, WebhookReceiver receiver)
     {
@@ -45,12 +46,16 @@ internal sealed class RoundHarness : IAsyncDisposable
         return new RoundHarness(database, receiver);
     }
 
-    /// <summary>A subscription of <c>orders_changed</c> posting to the receiver (or <paramref name="url"/>): 3 attempts unless given, 10 s to 1 min apart.</summary>
-    public SubscriptionConfig Subscription(string name, Uri? url = null, int maxAttempts = 3) => new()
+    /// <summary>
+    /// A subscription of <c>orders_changed</c> posting to the receiver (or <paramref name="url"/>):
+    /// 3 attempts unless given, 10 s to 1 min apart, a 5 s timeout unless given (generous: a loaded
+    /// machine must not turn an answer into a timeout).
+    /// </summary>
+    public SubscriptionConfig Subscription(string name, Uri? url = null, int maxAttempts = 3, TimeSpan? timeout = null) => new()
     {
         Name = name,
         Trigger = "orders_changed",
-        Webhook = new WebhookConfig { Url = url ?? Receiver.Url(), Timeout = TimeSpan.FromSeconds(5) },
+        Webhook = new WebhookConfig { Url = url ?? Receiver.Url(), Timeout = timeout ?? TimeSpan.FromSeconds(5) },
         Retry = new RetryConfig { MaxAttempts = maxAttempts, InitialInterval = TimeSpan.FromSeconds(10), MaxInterval = TimeSpan.FromMinutes(1) },
     };
 
@@ -59,8 +64,8 @@ internal sealed class RoundHarness : IAsyncDisposable
 
     public async Task<DeliveryWorker> WorkerAsync(SubscriptionConfig[] configs, TimeSpan lease)
     {
-        var registered = await new SubscriptionRegistry(Database.DataSource).SyncAsync(WorkerConfig.DefaultGroup, configs, CancellationToken.None);
-        var subscriptions = registered.Select(s =>
+        registered.AddRange(configs);
+        var subscriptions = (await new SubscriptionRegistry(Database.DataSource).SyncAsync(WorkerConfig.DefaultGroup, configs, CancellationToken.None)).Select(s =>
         {
             var target = new WebhookTarget(s.Config, 4, Clock);
             targets.Add(target);
@@ -123,9 +128,9 @@ internal sealed class RoundHarness : IAsyncDisposable
     public Task<IReadOnlyList<AttemptRow>> AttemptsAsync() => DeliveryLedger.AttemptsAsync(Database.DataSource);
 
     /// <summary>
-    /// Every delivery counts as many attempts as the attempt log holds for it, and the receiver
-    /// got exactly the attempts that were answered; <paramref name="delivered"/> and
-    /// <paramref name="dead"/> deliveries in all.
+    /// Every delivery counts as many attempts as the attempt log holds for it, and for those
+    /// posting to the receiver, it got every attempt that was answered and no more than were made;
+    /// <paramref name="delivered"/> and <paramref name="dead"/> deliveries in all.
     /// </summary>
     public async Task AssertLedgerAsync(int delivered, int dead)
     {
@@ -137,10 +142,17 @@ internal sealed class RoundHarness : IAsyncDisposable
         {
             var logged = attempts.Where(a => a.Subscription == row.Subscription && a.EventId == row.EventId).ToList();
             Assert.That(logged, Has.Count.EqualTo(row.Attempts), $"{row.Subscription}/{row.EventId}: attempts counted and logged");
-            Assert.That(
-                Receiver.Requests.Count(r => r.WebhookId == WebhookId.For(row.EventId, row.Subscription)),
-                Is.EqualTo(logged.Count(a => a.HttpStatus is not null)),
-                $"{row.Subscription}/{row.EventId}: requests received and answered attempts");
+            if (registered.Single(c => c.Name == row.Subscription).Webhook.Url.Port != Receiver.BaseUrl.Port)
+            {
+                continue;
+            }
+
+            // Every answered attempt reached it; one the worker gave up on (a timeout) may have too.
+            var id = WebhookId.For(row.EventId, row.Subscription);
+            Assert.That(Receiver.Requests.Count(r => r.WebhookId == id && r.Succeeded), Is.LessThanOrEqualTo(1), $"{id}: accepted once at most");
+            var received = Receiver.Requests.Count(r => r.WebhookId == id);
+            Assert.That(received, Is.InRange(logged.Count(a => a.HttpStatus is not null), logged.Count),
+                $"{row.Subscription}/{row.EventId}: requests received, between the answered attempts and all of them");
         }
     }
 

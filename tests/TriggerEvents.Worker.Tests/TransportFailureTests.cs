@@ -7,20 +7,30 @@ namespace TriggerEvents.Worker.Tests;
 
 /// <summary>
 /// SPEC "Webhook request": a timeout or a connection error is a failed attempt, retried with
-/// backoff, and dead after <c>max_attempts</c> with the error kept.
+/// backoff, and dead after <c>max_attempts</c> with the error kept. In process
+/// (<see cref="RoundHarness"/>): the timeouts are real, the waits between attempts are crossed by
+/// moving the clock.
 /// </summary>
 public sealed class TransportFailureTests
 {
+    private RoundHarness harness = null!;
+
+    [SetUp]
+    public async Task StartAsync() => harness = await RoundHarness.CreateAsync();
+
+    [TearDown]
+    public async Task StopAsync() => await harness.DisposeAsync();
+
     [Test]
     public async Task A_receiver_slower_than_the_timeout_is_a_failed_attempt_then_delivered_when_it_answers_in_time()
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { Timeout = "1s", MaxAttempts = 5 };
         harness.Receiver.Respond = r => r.Attempt == 1 ? new ReceiverResponse(200, Delay: TimeSpan.FromSeconds(10)) : ReceiverResponse.Ok;
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", maxAttempts: 5, timeout: TimeSpan.FromSeconds(1)));
 
         await harness.InsertOrdersAsync(1, 2);
-        var deliveries = await harness.WaitUntilSettledAsync(2);
+        var deliveries = await harness.RunUntilSettledAsync(worker, 2);
+        // The receiver notes a request the worker hung up on once it sees the connection go.
+        await harness.Receiver.WaitUntilAsync(r => r.Requests.Count >= 4, TimeSpan.FromSeconds(30), "the abandoned requests noted");
         await harness.AssertLedgerAsync(delivered: 2, dead: 0);
 
         Assert.That(deliveries.Select(d => (d.Status, d.LastStatus)), Is.All.EqualTo(("delivered", (int?)200)));
@@ -33,20 +43,19 @@ public sealed class TransportFailureTests
             Assert.That(log[^1].HttpStatus, Is.EqualTo(200));
             Assert.That(log[..^1].Select(a => a.HttpStatus), Is.All.Null);
             Assert.That(log[..^1].Select(a => a.Error), Has.All.Contains("timeout").And.All.Contains("1s"));
-            Assert.That(harness.RequestsFor(hook, delivery.EventId)[0].Status, Is.Zero, "the worker hung up on the slow answer");
+            var requests = harness.Receiver.Requests.Where(r => r.EventId == delivery.EventId).OrderBy(r => r.Attempt).ToList();
+            Assert.That(requests[0].Status, Is.Zero, "the worker hung up on the slow answer");
         }
     }
 
     [Test]
     public async Task A_receiver_that_always_times_out_is_dead_with_the_timeout_kept()
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = harness.Hook("orders-hook") with { Timeout = "500ms", MaxAttempts = 2 };
         harness.Receiver.Respond = _ => new ReceiverResponse(200, Delay: TimeSpan.FromSeconds(10));
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", maxAttempts: 2, timeout: TimeSpan.FromMilliseconds(500)));
 
         await harness.InsertOrdersAsync(1, 1);
-        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        var delivery = (await harness.RunUntilSettledAsync(worker, 1)).Single();
         await harness.AssertLedgerAsync(delivered: 0, dead: 1);
 
         Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo(("dead", 2, (int?)null)));
@@ -56,27 +65,24 @@ public sealed class TransportFailureTests
     [Test]
     public async Task A_closed_port_is_retried_then_dead_with_the_connection_error_kept_while_other_subscriptions_deliver()
     {
-        await using var harness = await DeliveryHarness.CreateAsync();
         using var port = new ClosedPort();
-        var closed = new Hook("closed-port", port.Url()) { MaxAttempts = 3 };
-        var open = harness.Hook("open-port");
-        await harness.StartWorkerAsync(closed, open);
+        var worker = await harness.WorkerAsync(harness.Subscription("closed-port", port.Url()), harness.Subscription("open-port"));
 
         await harness.InsertOrdersAsync(1, 3);
-        var deliveries = await harness.WaitUntilSettledAsync(6);
+        var deliveries = await harness.RunUntilSettledAsync(worker, 6);
         await harness.AssertLedgerAsync(delivered: 3, dead: 3);
 
-        foreach (var delivery in deliveries.Where(d => d.Subscription == closed.Name))
+        foreach (var delivery in deliveries.Where(d => d.Subscription == "closed-port"))
         {
             Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo(("dead", 3, (int?)null)));
             Assert.That(delivery.LastError, Does.Contain("connection error").And.Contain("refused").IgnoreCase);
         }
 
-        var attempts = (await harness.AttemptsAsync()).Where(a => a.Subscription == closed.Name).ToList();
+        var attempts = (await harness.AttemptsAsync()).Where(a => a.Subscription == "closed-port").ToList();
         Assert.That(attempts, Has.Count.EqualTo(9));
         Assert.That(attempts.Select(a => a.HttpStatus), Is.All.Null);
         Assert.That(attempts.Select(a => a.Error), Has.All.Contains("refused").IgnoreCase);
-        Assert.That(deliveries.Where(d => d.Subscription == open.Name).Select(d => (d.Status, d.Attempts)), Is.All.EqualTo(("delivered", 1)));
+        Assert.That(deliveries.Where(d => d.Subscription == "open-port").Select(d => (d.Status, d.Attempts)), Is.All.EqualTo(("delivered", 1)));
     }
 
     [TestCase(200, "delivered", 1)]
@@ -86,12 +92,10 @@ public sealed class TransportFailureTests
         // The status line is the receiver's answer. Counting a 2xx whose body trickles past the
         // timeout as a failure would send the event again to a receiver that accepted it.
         await using var server = new StalledBodyServer(status);
-        await using var harness = await DeliveryHarness.CreateAsync();
-        var hook = new Hook("orders-hook", server.Url) { Timeout = "2s", MaxAttempts = 2 };
-        await harness.StartWorkerAsync(hook);
+        var worker = await harness.WorkerAsync(harness.Subscription("orders-hook", server.Url, maxAttempts: 2, timeout: TimeSpan.FromSeconds(2)));
 
         await harness.InsertOrdersAsync(1, 1);
-        var delivery = (await harness.WaitUntilSettledAsync(1)).Single();
+        var delivery = (await harness.RunUntilSettledAsync(worker, 1)).Single();
         await harness.AssertLedgerAsync(delivered: outcome == "delivered" ? 1 : 0, dead: outcome == "dead" ? 1 : 0);
 
         Assert.That((delivery.Status, delivery.Attempts, delivery.LastStatus), Is.EqualTo((outcome, attempts, (int?)status)));
