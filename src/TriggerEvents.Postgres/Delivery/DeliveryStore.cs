@@ -52,7 +52,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// with it). Every hot-path statement is a short walk down an index; the planner must never
     /// think otherwise. Right after a burst of captures the statistics still describe an almost
     /// empty queue: the planner then chose a bitmap scan of the whole backlog and sorted it on
-    /// disk to find the oldest hundred (60 ms a claim at 100,000 pending). And the statements are
+    /// disk to find the oldest hundred. And the statements are
     /// prepared: a generic plan made while the queue was empty (a sequential scan, a hash join
     /// sized by a LIMIT it cannot see) would otherwise be kept for the life of the connection.
     /// With these off only the ordered index scans and nested loops are left, whatever the
@@ -109,12 +109,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// decide whether they come with the claim at all (at most <c>$9</c> bytes together; the worker
     /// reads a larger event apart, when it has room for it, or dead-letters it when it is over
     /// <c>max_event_bytes</c>). The length is that of the text because that is what the worker
-    /// holds: <c>pg_column_size</c> costs nothing but counts the stored form, compressed or binary,
-    /// which was 24 KB for a 2 MB row of repeated text (bench/README.md, "Delivery limits").
-    /// Rendering the text costs what it did before, when the same text was rendered to send the
-    /// jsonb (half a microsecond for a typical row), plus a copy; a large event is rendered here
-    /// and again when it is read, and an oversized one only here. The subquery with OFFSET 0 keeps the planner from
-    /// copying the cast into each place that uses it, which would render a row three times.
+    /// holds: <c>pg_column_size</c> counts the stored form, compressed or binary, far smaller than
+    /// the text of a repetitive row (bench/README.md, "Delivery limits"). A large event is
+    /// rendered here and again when it is read, an oversized one only here. The subquery with
+    /// OFFSET 0 keeps the planner from copying the cast into each place that uses it, which would
+    /// render a row three times.
     /// </para>
     /// </remarks>
     internal const string ClaimSql = $$"""

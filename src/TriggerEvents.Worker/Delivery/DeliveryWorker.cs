@@ -206,8 +206,7 @@ internal sealed class DeliveryWorker
             idleSignalled = false;
         }
 
-        // Counted from the round's start: a round that took longer has gathered already. (A
-        // millisecond's sleep took two and a half under load.)
+        // Counted from the round's start: a round that took longer has gathered already.
         var gatherLeft = ClaimRound.GatherWait - time.GetElapsedTime(roundStarted);
         if (drained && gatherLeft > TimeSpan.Zero)
         {
