@@ -27,19 +27,20 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
     /// How long one reading of the overview serves every page that asks. Its counts walk the
     /// pending deliveries of every subscription (46 ms at 20,000 pending): read once per page
     /// refresh for all the pages open, not once per page, they cost a drain what one open page
-    /// does (bench/README.md, console cost). An action forgets the reading, and a reading an
-    /// action overtook is not kept, so its effect shows at once.
+    /// does (bench/README.md, console cost). A reading is reused only while no action has
+    /// started or ended since it began, so an action's effect shows at once.
     /// </summary>
     private static readonly TimeSpan OverviewReuse = TimeSpan.FromSeconds(1.5);
 
     private readonly SemaphoreSlim overviewReading = new(1, 1);
     private Overview? lastOverview;
 
-    // Counts the actions taken: a reading that an action overtook is served to the request that
-    // made it but not kept, so no page shows the state before the action after it answered.
+    // Counts the starts and ends of actions: each reading notes the count it began at, and is
+    // reused only while the count is still that, so no page shows the state before an action
+    // after the action answered.
     private long actions;
 
-    private sealed record Overview(long ReadAt, IReadOnlyList<SubscriptionStatus> Statuses, Dictionary<string, SubscriptionRate> Rates);
+    private sealed record Overview(long ReadAt, long Actions, IReadOnlyList<SubscriptionStatus> Statuses, Dictionary<string, SubscriptionRate> Rates);
 
     public void Map(IEndpointRouteBuilder app)
     {
@@ -72,17 +73,16 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
         await overviewReading.WaitAsync(cancellationToken);
         try
         {
-            if (lastOverview is { } last && System.Diagnostics.Stopwatch.GetElapsedTime(last.ReadAt) < OverviewReuse)
+            var actionsNow = Interlocked.Read(ref actions);
+            if (lastOverview is { } last && last.Actions == actionsNow && System.Diagnostics.Stopwatch.GetElapsedTime(last.ReadAt) < OverviewReuse)
             {
                 return last;
             }
 
-            var actionsBefore = Interlocked.Read(ref actions);
             var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
             var rates = (await ConsoleQueries.RatesAsync(dataSource, RateWindow, cancellationToken)).ToDictionary(r => r.Subscription);
-            var reading = new Overview(System.Diagnostics.Stopwatch.GetTimestamp(), statuses, rates);
-            lastOverview = Interlocked.Read(ref actions) == actionsBefore ? reading : null;
-            return reading;
+            lastOverview = new Overview(System.Diagnostics.Stopwatch.GetTimestamp(), actionsNow, statuses, rates);
+            return lastOverview;
         }
         finally
         {
@@ -92,7 +92,7 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
 
     private async Task OverviewAsync(HttpContext context)
     {
-        var (_, statuses, rates) = await ReadOverviewAsync(context.RequestAborted);
+        var (_, _, statuses, rates) = await ReadOverviewAsync(context.RequestAborted);
         await JsonResponse.WriteAsync(context, w =>
         {
             w.WriteStartObject();
@@ -451,7 +451,6 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
         }
 
         Interlocked.Increment(ref actions);
-        lastOverview = null;
         try
         {
             await handler(context, body);
@@ -459,7 +458,6 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
         finally
         {
             Interlocked.Increment(ref actions);
-            lastOverview = null;
         }
     };
 

@@ -8,9 +8,6 @@ internal static class ConsoleAssets
 {
     private static readonly FrozenDictionary<string, byte[]> Files = Load();
 
-    /// <summary>Whether an asset of this name ships.</summary>
-    public static bool Exists(string name) => Files.ContainsKey(name);
-
     public static async Task WriteAsync(HttpContext context, string name)
     {
         if (!Files.TryGetValue(name, out var content))

@@ -13,7 +13,8 @@ internal static class ClaimPlans
         var found = new List<string>();
         for (var i = 0; i < plan.Count; i++)
         {
-            if (!plan[i].TrimStart().TrimStart('-', '>', ' ').StartsWith("Sort ", StringComparison.Ordinal))
+            var node = plan[i].TrimStart().TrimStart('-', '>', ' ');
+            if (!node.StartsWith("Sort ", StringComparison.Ordinal) && !node.StartsWith("Incremental Sort ", StringComparison.Ordinal))
             {
                 continue;
             }

@@ -32,6 +32,7 @@ public sealed class DeliveryRoundTests
 
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(1), "the first attempt");
         Assert.That(await DeliveryAsync(), Is.EqualTo(("pending", 1, 503)));
+        Assert.That(await WaitChosenAsync(), Is.EqualTo(TimeSpan.FromSeconds(30)), "the wait is the Retry-After, not the jittered backoff");
 
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.Zero, "not due yet");
         harness.Clock.Advance(TimeSpan.FromSeconds(29));
@@ -59,6 +60,7 @@ public sealed class DeliveryRoundTests
 
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(1));
         Assert.That(await DeliveryAsync(), Is.EqualTo(("pending", 1, 429)));
+        Assert.That(await WaitChosenAsync(), Is.EqualTo(TimeSpan.FromMinutes(1)), "an hour asked for, max_interval given");
         harness.Clock.Advance(TimeSpan.FromSeconds(58));
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.Zero, "an hour asked for: not due within max_interval (1 minute)");
 
@@ -140,6 +142,10 @@ public sealed class DeliveryRoundTests
 
     private async Task<IReadOnlyList<Postgres.Operations.DeliveryRow>> PageAsync() =>
         (await ConsoleQueries.DeliveriesAsync(harness.Database.DataSource, new DeliveryPage("hook", Status: null), CancellationToken.None))!;
+
+    /// <summary>The wait the result write chose: both times are its one <c>now()</c>, so it is exact.</summary>
+    private Task<TimeSpan> WaitChosenAsync() =>
+        harness.Database.ScalarAsync<TimeSpan>("SELECT next_attempt_at - updated_at FROM trigger_events.deliveries");
 
     private Task<long> FirstEventIdAsync() => harness.Database.ScalarAsync<long>("SELECT min(id) FROM trigger_events.event_log");
 }

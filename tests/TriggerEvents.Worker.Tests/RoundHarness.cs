@@ -136,6 +136,8 @@ internal sealed class RoundHarness : IAsyncDisposable
     {
         var rows = await DeliveryLedger.DeliveriesAsync(Database.DataSource);
         var attempts = await AttemptsAsync();
+        var captured = await Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log");
+        Assert.That(rows, Has.Count.EqualTo(captured * registered.Count), "a delivery of every captured event to every subscription");
         Assert.That(rows.Count(r => r.Status == "delivered"), Is.EqualTo(delivered), "delivered");
         Assert.That(rows.Count(r => r.Status == "dead"), Is.EqualTo(dead), "dead");
         foreach (var row in rows)
@@ -148,8 +150,15 @@ internal sealed class RoundHarness : IAsyncDisposable
             }
 
             // Every answered attempt reached it; one the worker gave up on (a timeout) may have too.
+            // Delivered means the receiver accepted it, once; dead means it never did, and why.
             var id = WebhookId.For(row.EventId, row.Subscription);
-            Assert.That(Receiver.Requests.Count(r => r.WebhookId == id && r.Succeeded), Is.LessThanOrEqualTo(1), $"{id}: accepted once at most");
+            var accepted = Receiver.Requests.Count(r => r.WebhookId == id && r.Succeeded);
+            Assert.That(accepted, Is.EqualTo(row.Status == "delivered" ? 1 : 0), $"{id}: {row.Status}, accepted by the receiver");
+            if (row.Status == "dead")
+            {
+                Assert.That(row.LastError, Is.Not.Null.And.Not.Empty, $"{id}: dead with its reason");
+            }
+
             var received = Receiver.Requests.Count(r => r.WebhookId == id);
             Assert.That(received, Is.InRange(logged.Count(a => a.HttpStatus is not null), logged.Count),
                 $"{row.Subscription}/{row.EventId}: requests received, between the answered attempts and all of them");

@@ -105,15 +105,17 @@ internal static class DeliveryBenchmark
                 ? await PeerDrainComparison.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken)
                 : null;
 
-            var shaped = options.ShapedDrains.Count > 0
-                ? await ShapedDrains.RunAsync(database, receiver, connectionString, options, cancellationToken)
-                : [];
-
             var memory = await MeasureMemoryAsync(database, receiver, connectionString, configPath, options, cancellationToken);
             Console.WriteLine($"## (c) Draining {options.MemoryEvents:N0} events: peak worker memory {memory.PeakMiB:F0} MiB (VmHWM), {memory.Rate:N0} events/s overall");
             Console.WriteLine("    drain rate by segment of the backlog (a flat claim cost keeps these level as delivered history grows):");
             Console.WriteLine("    " + string.Join(", ", memory.SegmentRates.Select(r => $"{r:N0}")));
             Console.WriteLine();
+
+            // After (c): each of (e)'s workers names only its own subscription, which pauses
+            // bench-hook, and a later bench-hook worker would send (e)'s events too.
+            var shaped = options.ShapedDrains.Count > 0
+                ? await ShapedDrains.RunAsync(database, receiver, connectionString, options, cancellationToken)
+                : [];
 
             Console.WriteLine("## Summary");
             Console.WriteLine();

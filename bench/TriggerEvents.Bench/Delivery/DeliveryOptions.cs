@@ -109,6 +109,11 @@ internal sealed record DeliveryOptions
             throw new ArgumentException($"Sizes must be positive (the warm-up and the rounds may be 0). Usage: {Usage}");
         }
 
+        if (options.Statements && (options.TracingRounds > 0 || options.ConsoleRounds > 0))
+        {
+            throw new ArgumentException($"--statements profiles the drain (a), which --tracing and --console replace. Usage: {Usage}");
+        }
+
         return options;
     }
 

@@ -17,7 +17,7 @@ internal static partial class ConfigLoader
             return null;
         }
 
-        if (map["max_events"] is null)
+        if (map["max_events"] is null or YamlTree.Scalar { IsNull: true })
         {
             reader.Error(map.Location, map.PathOf("max_events"), "is required: the most events one request carries");
         }

@@ -103,7 +103,7 @@ internal sealed class ClaimRound(
     /// <summary>Holds what a claim took, as single requests and batches; logs what it dead-lettered.</summary>
     private void Hold(ActiveSubscription subscription, IReadOnlyList<ClaimedDelivery> claimed, ClaimedWork work)
     {
-        Dictionary<long, List<(ClaimedDelivery, Held)>>? batches = null;
+        Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? batches = null;
         foreach (var delivery in claimed)
         {
             if (delivery.TookOverExpiredLease)
@@ -119,26 +119,22 @@ internal sealed class ClaimRound(
                 continue;
             }
 
-            var holding = held.Hold(delivery);
             if (delivery.BatchId is not { } batchId)
             {
-                work.Single.Add((subscription, delivery, holding));
+                work.Single.Add((subscription, delivery, held.Hold(delivery, new RequestSlot())));
                 continue;
             }
 
-            // Sent with the rest of its batch; the batch's first holds its request's slot.
+            // Sent with the rest of its batch, in one request whose slot they share.
             batches ??= [];
-            if (!batches.TryGetValue(batchId, out var members))
+            if (!batches.TryGetValue(batchId, out var batch))
             {
-                batches[batchId] = members = [];
-                work.Batches.Add((subscription, members));
-            }
-            else
-            {
-                holding.Request = false;
+                batches[batchId] = batch = (new RequestSlot(), []);
+                work.Batches.Add((subscription, batch.Members));
             }
 
-            members.Add((delivery, holding));
+            var holding = held.Hold(delivery, batch.Slot);
+            batch.Members.Add((delivery, holding));
         }
     }
 

@@ -35,8 +35,8 @@ internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder record
             else
             {
                 logger.LogWarning(
-                    "Delivery of event {EventId} to {Subscription} failed on attempt {Attempt}: {Outcome}; {Decision}",
-                    delivery.Event.Id, subscription.Name, delivery.Attempt, attempt.Outcome.Describe(),
+                    "Delivery of event {EventId} to {Subscription} failed on attempt {Attempt}: {Status} {Error}; {Decision}",
+                    delivery.Event.Id, subscription.Name, delivery.Attempt, attempt.Outcome.Status, attempt.Outcome.Describe(),
                     kind == DeliveryResultKind.Dead ? "dead" : $"retry in {delay}");
             }
 
@@ -136,8 +136,8 @@ internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder record
             if (kind != DeliveryResultKind.Delivered)
             {
                 logger.LogWarning(
-                    "Batch {WebhookId} of {Count} events to {Subscription} failed on attempt {Attempt}: {Outcome}; {Decision}",
-                    messageId, parts.Count, subscription.Name, attemptNumber, attempt.Outcome.Describe(),
+                    "Batch {WebhookId} of {Count} events to {Subscription} failed on attempt {Attempt}: {Status} {Error}; {Decision}",
+                    messageId, parts.Count, subscription.Name, attemptNumber, attempt.Outcome.Status, attempt.Outcome.Describe(),
                     kind == DeliveryResultKind.Dead ? "dead" : $"retry in {delay}");
             }
 

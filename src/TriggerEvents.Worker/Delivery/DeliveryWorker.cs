@@ -52,7 +52,7 @@ internal sealed class DeliveryWorker
         var batched = subscriptions.Where(s => s.Config.Batch is not null).Select(s => s.Config.Batch!.MaxWait).ToList();
         shortestBatchWait = batched.Count > 0 ? batched.Min() : null;
         protection = new TargetProtection(subscriptions, time, metrics, logger);
-        held = new HeldDeliveries(store, Owner, options.Lease, anyBatched: batched.Count > 0, time, logger);
+        held = new HeldDeliveries(store, Owner, options.Lease, time, logger);
         recorder = new ResultRecorder(store, Owner, held, protection, wake, RefillThreshold, time, logger);
         attempts = new DeliveryAttempts(new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, metrics, time, logger);
         claims = new ClaimRound(options, subscriptions, store, Owner, held, protection, metrics, time, logger);

@@ -14,23 +14,35 @@ namespace TriggerEvents.Worker.Delivery;
 /// for <c>max_in_flight</c> until its result is recorded, so the worker does the same. A batch is
 /// one request and takes one slot, however many deliveries it holds.
 /// </remarks>
-internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan lease, bool anyBatched, TimeProvider time, ILogger logger)
+internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan lease, TimeProvider time, ILogger logger)
 {
     private readonly ConcurrentDictionary<DeliveryKey, Held> held = new();
+    private int requests;
 
     public bool IsEmpty => held.IsEmpty;
 
-    /// <summary>Requests this worker has going: a batch is one, however many deliveries it holds.</summary>
-    public int Requests => anyBatched ? held.Count(h => h.Value.Request) : held.Count;
+    /// <summary>Requests this worker has going: a batch is one while any of its deliveries is held.</summary>
+    public int Requests => Volatile.Read(ref requests);
 
     /// <summary>
-    /// Holds a claimed delivery. One this worker still holds under an older attempt (it took its
-    /// own expired lease over) counts once: the older request ends within its timeout, and its
-    /// result no longer applies.
+    /// Holds a claimed delivery as part of <paramref name="request"/> (its own, or its batch's).
+    /// One this worker still holds under an older attempt (it took its own expired lease over)
+    /// counts once: the older request ends within its timeout, and its result no longer applies.
     /// </summary>
-    public Held Hold(ClaimedDelivery delivery)
+    public Held Hold(ClaimedDelivery delivery, RequestSlot request)
     {
-        var holding = new Held(delivery.Attempt);
+        var holding = new Held(delivery.Attempt, request);
+        if (Interlocked.Increment(ref request.Members) == 1)
+        {
+            Interlocked.Increment(ref requests);
+        }
+
+        // Removed before it is replaced, so that exactly one of this and Unhold lets it go.
+        if (held.TryRemove(delivery.Key, out var older))
+        {
+            Leave(older);
+        }
+
         held[delivery.Key] = holding;
         return holding;
     }
@@ -38,9 +50,19 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     /// <summary>Frees the slot of <paramref name="result"/>'s delivery, unless a newer attempt of it holds the slot now.</summary>
     public void Unhold(DeliveryResult result)
     {
-        if (held.TryGetValue(result.Key, out var state) && state.Attempt == result.Attempt)
+        if (held.TryGetValue(result.Key, out var state) && state.Attempt == result.Attempt &&
+            held.TryRemove(new KeyValuePair<DeliveryKey, Held>(result.Key, state)))
         {
-            held.TryRemove(new KeyValuePair<DeliveryKey, Held>(result.Key, state));
+            Leave(state);
+        }
+    }
+
+    /// <summary>A request's slot is free once the last delivery it carries is let go.</summary>
+    private void Leave(Held holding)
+    {
+        if (Interlocked.Decrement(ref holding.Request.Members) == 0)
+        {
+            Interlocked.Decrement(ref requests);
         }
     }
 
@@ -72,18 +94,25 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     }
 }
 
-/// <summary>A delivery this worker holds: the attempt it claimed, and whether its request started.</summary>
-internal sealed class Held(int attempt)
+/// <summary>
+/// One request's slot of <c>worker.concurrency</c>: a single delivery's own, or shared by the
+/// deliveries of a batch, and taken while any of them is held (one left out of its batch and
+/// recorded early does not free the slot of the request still running).
+/// </summary>
+internal sealed class RequestSlot
+{
+    /// <summary>The held deliveries it carries.</summary>
+    public int Members;
+}
+
+/// <summary>A delivery this worker holds: the attempt it claimed, its request's slot, and whether its request started.</summary>
+internal sealed class Held(int attempt, RequestSlot request)
 {
     private volatile bool sent;
 
     public int Attempt { get; } = attempt;
 
-    /// <summary>
-    /// It takes a request's slot of the worker's concurrency: every delivery does, except the
-    /// second and later of a batch, which share their batch's request.
-    /// </summary>
-    public bool Request { get; set; } = true;
+    public RequestSlot Request { get; } = request;
 
     /// <summary>Its request started: the receiver may have it.</summary>
     public bool Sent

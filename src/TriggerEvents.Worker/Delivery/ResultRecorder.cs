@@ -149,7 +149,9 @@ internal sealed class ResultRecorder(
             var result = batch[^1];
             try
             {
-                await store.RecordAsync(owner, [result], writtenBefore, cancellationToken);
+                var opened = new List<CircuitOpened>();
+                await store.RecordAsync(owner, [result], writtenBefore, opened, cancellationToken);
+                protection.Opened(opened);
             }
             catch (PostgresException e) when (IsPermanent(e))
             {

@@ -32,6 +32,7 @@ public class BatchConfigTests
     [TestCase("    batch:\n      max_events: 1001\n", "te.yaml:7:19: subscriptions[0].batch.max_events: must be from 1 to 1000, not 1001")]
     [TestCase("    batch:\n      max_events: lots\n", "te.yaml:7:19: subscriptions[0].batch.max_events: 'lots' is not a whole number")]
     [TestCase("    batch:\n      max_wait: 1s\n", "te.yaml:7:7: subscriptions[0].batch.max_events: is required: the most events one request carries")]
+    [TestCase("    batch:\n      max_events:\n      max_wait: 1s\n", "te.yaml:7:7: subscriptions[0].batch.max_events: is required: the most events one request carries")]
     [TestCase("    batch:\n      max_events: 5\n      size: 5\n", "te.yaml:8:7: subscriptions[0].batch: unknown key 'size' (expected max_events, max_wait)")]
     [TestCase("    batch: 5\n", "te.yaml:6:12: subscriptions[0].batch: expected a map, found a single value")]
     public void A_bad_batch_is_an_error_at_its_place(string yaml, string expected)
