@@ -1,3 +1,4 @@
+using Npgsql;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Operations;
@@ -7,7 +8,8 @@ namespace TriggerEvents.Postgres.Tests;
 
 /// <summary>
 /// The claim of an ordered subscription (<c>ordering: key</c>, migration 000008), driven
-/// directly: one delivery of a key at a time, in fan-out order, other keys never held back.
+/// directly: a key's deliveries taken as one run by one claimer, in fan-out order, other keys
+/// never held back.
 /// </summary>
 public sealed class KeyOrderingTests
 {
@@ -38,11 +40,24 @@ public sealed class KeyOrderingTests
     private async Task<List<long>> ClaimIdsAsync(Guid owner, int limit = 100) =>
         [.. (await store.ClaimAsync(subscriptionId, owner, limit, Lease, CancellationToken.None)).Select(c => c.Event.Id)];
 
+    /// <summary>What a claim sends at once: the first of each key's run, and every delivery claimed alone.</summary>
+    private static List<long> Heads(IEnumerable<ClaimedDelivery> claimed) =>
+        [.. claimed.Where(c => c.RunId is null || c.RunId == c.Event.Id).Select(c => c.Event.Id).Order()];
+
+    /// <summary>The runs of keys a claim took, each in the order the worker sends it.</summary>
+    private static List<List<long>> Runs(IEnumerable<ClaimedDelivery> claimed) =>
+        [.. claimed.Where(c => c.RunId is not null).GroupBy(c => c.RunId!.Value).OrderBy(g => g.Key)
+            .Select(g => g.OrderBy(c => (c.OrderSeq, c.Event.Id)).Select(c => c.Event.Id).ToList())];
+
+    /// <summary>Gives deliveries back unsent, as the worker does with the rest of a run behind a retry.</summary>
+    private Task GiveBackAsync(Guid owner, IEnumerable<ClaimedDelivery> unsent) =>
+        store.ReleaseAsync(owner, [.. unsent.Select(c => c.Lease(sent: false))], CancellationToken.None);
+
     private Task<long> EventOfAsync(string condition) =>
         database.ScalarAsync<long>($"SELECT max(id) FROM trigger_events.event_log WHERE {condition}");
 
     [Test]
-    public async Task Only_the_first_undelivered_event_of_each_key_is_claimed_and_the_next_follows_its_result()
+    public async Task Each_keys_undelivered_events_are_claimed_as_one_run_in_order_and_the_rest_of_a_run_behind_a_retry_waits_for_it()
     {
         // Keys 1, 2, 3, each with an INSERT and two UPDATEs, interleaved in the log.
         await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0), (3, 0)");
@@ -54,12 +69,76 @@ public sealed class KeyOrderingTests
         var first = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
         var again = await ClaimIdsAsync(Guid.NewGuid());
 
-        Assert.That(first.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2, 3 }), "the INSERT of each key");
-        Assert.That(again, Is.Empty, "each key has one in flight");
+        Assert.That(Heads(first), Is.EqualTo(new long[] { 1, 2, 3 }), "the INSERT of each key goes first");
+        Assert.That(Runs(first), Is.EqualTo(new[] { new long[] { 1, 4, 7 }, new long[] { 2, 5, 8 }, new long[] { 3, 6, 9 } }), "each key's run, in commit order");
+        Assert.That(again, Is.Empty, "every key is held by the first claim");
 
-        // Key 1 delivered, key 2 retrying, key 3 still in flight.
-        await store.RecordAsync(owner, [Result(first[0], DeliveryResultKind.Delivered), Result(first[1], DeliveryResultKind.Retry)], false, CancellationToken.None);
-        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.EqualTo(new long[] { 4 }), "key 1 moves on; key 2 waits for its retry, key 3 for its result");
+        // Key 1 delivered to its end; key 2's head to be retried and its run given back; key 3 still in flight.
+        var byId = first.ToDictionary(c => c.Event.Id);
+        await store.RecordAsync(owner,
+            [Result(byId[1], DeliveryResultKind.Delivered), Result(byId[4], DeliveryResultKind.Delivered), Result(byId[7], DeliveryResultKind.Delivered),
+             Result(byId[2], DeliveryResultKind.Retry)], false, CancellationToken.None);
+        await GiveBackAsync(owner, [byId[5], byId[8]]);
+
+        Assert.That(await database.ScalarAsync<string>("SELECT string_agg(status || ':' || attempts, ' ' ORDER BY event_id) FROM trigger_events.deliveries WHERE event_id IN (5, 8)"),
+            Is.EqualTo("pending:0 pending:0"), "given back unsent, their attempts uncounted");
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty, "key 2 waits for its retry, key 3 for its run");
+    }
+
+    [Test]
+    public async Task An_expired_run_is_taken_over_whole_by_one_claimer_from_its_first_delivery()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.FanOutAsync();
+        var crashed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, TimeSpan.FromMilliseconds(1), CancellationToken.None);
+        Assert.That(Runs(crashed), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }));
+        await Task.Delay(50);
+
+        var takenOver = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(Runs(takenOver), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }), "each key's run, from its first, in order");
+        Assert.That(takenOver.All(c => c.TookOverExpiredLease && c.Attempt == 2), Is.True);
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty);
+    }
+
+    [Test]
+    public async Task A_keys_run_is_one_request_of_max_in_flight()
+    {
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET max_in_flight = 1 WHERE id = $1", subscriptionId);
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.ExecuteAsync("UPDATE orders SET amount = 2");
+        await database.FanOutAsync();
+        var owner = Guid.NewGuid();
+
+        var first = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        Assert.That(Runs(first), Is.EqualTo(new[] { new long[] { 1, 3, 5 } }), "one request's worth: key 1's run");
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty, "key 1's run is the one request in flight");
+
+        await store.RecordAsync(owner, [.. first.Select(c => Result(c, DeliveryResultKind.Delivered))], false, CancellationToken.None);
+        var second = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+        Assert.That(Runs(second), Is.EqualTo(new[] { new long[] { 2, 4, 6 } }));
+    }
+
+    [Test]
+    public async Task A_run_stops_before_a_delivery_another_transaction_holds_locked()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.ExecuteAsync("UPDATE orders SET amount = 2");
+        await database.FanOutAsync();
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var lockSecond = new NpgsqlCommand("SELECT FROM trigger_events.deliveries WHERE event_id = 2 FOR UPDATE", connection, transaction))
+        {
+            await lockSecond.ExecuteNonQueryAsync();
+        }
+
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(claimed.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1 }), "event 3 must not go before event 2");
+        Assert.That(claimed.Single().RunId, Is.Null, "a run of one is a single delivery");
     }
 
     [Test]
@@ -70,19 +149,18 @@ public sealed class KeyOrderingTests
         await database.ExecuteAsync("UPDATE orders SET amount = 2");
         await database.FanOutAsync();
         var owner = Guid.NewGuid();
-        var head = (await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None)).Single();
+        var run = (await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None)).OrderBy(c => c.Event.Id).ToList();
+        Assert.That(run.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2, 3 }));
 
-        await store.RecordAsync(owner, [Result(head, DeliveryResultKind.Dead)], false, CancellationToken.None);
-        var second = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
-        Assert.That(second.Select(c => c.Event.Id), Is.EqualTo(new long[] { 2 }), "the key continues after its dead event");
+        // The head is dead: the run goes on with event 2 (DeliveryAttempts.DeliverRunAsync).
+        await store.RecordAsync(owner, [Result(run[0], DeliveryResultKind.Dead)], false, CancellationToken.None);
 
         // Retried while event 2 is in flight and 3 waits: it goes behind both.
         await DeadLetters.RetryAsync(database.DataSource, new DeliveryFilter(EventId: 1), null, CancellationToken.None);
-        Assert.That(await ClaimIdsAsync(owner), Is.Empty, "event 2 is still in flight");
-        await store.RecordAsync(owner, [Result(second[0], DeliveryResultKind.Delivered)], false, CancellationToken.None);
-        var third = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
-        Assert.That(third.Select(c => c.Event.Id), Is.EqualTo(new long[] { 3 }));
-        await store.RecordAsync(owner, [Result(third[0], DeliveryResultKind.Delivered)], false, CancellationToken.None);
+        Assert.That(await ClaimIdsAsync(owner), Is.Empty, "events 2 and 3 are still held");
+        await store.RecordAsync(owner, [Result(run[1], DeliveryResultKind.Delivered)], false, CancellationToken.None);
+        Assert.That(await ClaimIdsAsync(owner), Is.Empty, "event 3 is still held");
+        await store.RecordAsync(owner, [Result(run[2], DeliveryResultKind.Delivered)], false, CancellationToken.None);
         Assert.That(await ClaimIdsAsync(owner), Is.EqualTo(new long[] { 1 }), "the retried dead letter comes last");
     }
 
@@ -106,8 +184,9 @@ public sealed class KeyOrderingTests
         Assert.That(parts[3][0], Is.EqualTo(parts[1][0]), "the DELETE of a customer-20 row");
         Assert.That(parts[4][0], Is.EqualTo("-"), "a MANUAL event has no key");
 
-        var claimed = await ClaimIdsAsync(Guid.NewGuid());
-        Assert.That(claimed, Is.EqualTo(new long[] { 1, 2, 5, 6 }), "the head of each key, and every MANUAL event at once");
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+        Assert.That(Heads(claimed), Is.EqualTo(new long[] { 1, 2, 5, 6 }), "the head of each key, and every MANUAL event at once");
+        Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 2, 3, 4 } }), "customer 20: its INSERT, the UPDATE that moved row 1 to it, the DELETE");
     }
 
     [Test]
@@ -202,17 +281,9 @@ public sealed class KeyOrderingTests
             END $$
             """);
         await database.FanOutAsync();
-        var owner = Guid.NewGuid();
-        var seen = new List<long>();
-        for (var i = 0; i < 3; i++)
-        {
-            var claimed = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
-            Assert.That(claimed, Has.Count.EqualTo(1));
-            seen.Add(claimed[0].Event.Id);
-            await store.RecordAsync(owner, [Result(claimed[0], DeliveryResultKind.Delivered)], false, CancellationToken.None);
-        }
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
 
-        Assert.That(seen, Is.EqualTo(new long[] { 1, 2, 3 }));
+        Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 1, 2, 3 } }));
     }
 
     [Test]
@@ -251,7 +322,9 @@ public sealed class KeyOrderingTests
         await Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.MinValue.AddYears(1), null, null, null, CancellationToken.None);
 
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE order_key IS NOT NULL AND order_seq IS NOT NULL"), Is.EqualTo(4));
-        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+        Assert.That(Heads(claimed), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+        Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }));
     }
 
     [Test]
@@ -275,7 +348,8 @@ public sealed class KeyOrderingTests
         var claimed = await store.ClaimAsync(id, Guid.NewGuid(), 100, Lease, CancellationToken.None);
 
         Assert.That(registered.Single().Backfilled, Is.EqualTo(4));
-        Assert.That(claimed.Select(c => c.Event.Id), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+        Assert.That(Heads(claimed), Is.EqualTo(new long[] { 1, 2 }), "the first event of each key");
+        Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }));
     }
 
     /// <summary>The claim's plan under the claim transaction's own settings.</summary>

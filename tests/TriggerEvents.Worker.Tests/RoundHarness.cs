@@ -76,6 +76,7 @@ internal sealed class RoundHarness : IAsyncDisposable
             Clock = Clock,
             ProtectedSubscriptions = TargetProtection.ProtectedIds(subscriptions),
             BatchedSubscriptions = subscriptions.Where(s => s.Config.Batch is not null).ToDictionary(s => s.Id, s => s.Config.Batch!.MaxEvents),
+            OrderedSubscriptions = subscriptions.Where(s => s.Config.Ordering is not null).Select(s => s.Id).ToHashSet(),
         };
         return new DeliveryWorker(
             new WorkerConfig { Lease = lease }, subscriptions, store, new WakeSignal(), Clock, NullLogger.Instance,
@@ -126,6 +127,8 @@ internal sealed class RoundHarness : IAsyncDisposable
     }
 
     public Task<IReadOnlyList<AttemptRow>> AttemptsAsync() => DeliveryLedger.AttemptsAsync(Database.DataSource);
+
+    public Task<IReadOnlyList<DeliveryRow>> DeliveriesAsync() => DeliveryLedger.DeliveriesAsync(Database.DataSource);
 
     /// <summary>
     /// Every delivery counts as many attempts as the attempt log holds for it, and for those

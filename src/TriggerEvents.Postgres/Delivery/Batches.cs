@@ -15,8 +15,8 @@ namespace TriggerEvents.Postgres.Delivery;
 internal static class Batches
 {
     /// <summary>
-    /// The CTEs between the claim's scans (<c>expired</c>, <c>pending</c>) and its update:
-    /// <c>members</c>, the due rest of the batches those scans found part of (wherever the scans
+    /// The CTEs between the claim's scans (<c>expired</c>, <c>pending</c>, and the followers of
+    /// a key, <see cref="KeyOrdering.Followers"/>) and its update: <c>members</c>, the due rest of the batches those scans found part of (wherever the scans
     /// stopped: their LIMIT, their cursor, SKIP LOCKED; <c>along</c>: the claim's cursor does not
     /// move past them, as the scan did not reach them), then <c>allowed</c>: every candidate with
     /// its <c>position</c> in claim order, its request (<c>unit_id</c>: the event itself when not
@@ -34,7 +34,8 @@ internal static class Batches
     /// </remarks>
     public const string Claim = $$"""
         members AS (
-            SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id
+            SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id,
+                   d.order_key, d.order_seq
             FROM trigger_events.deliveries d
             -- Only while the subscription is batched: a batch it was once in means nothing after.
             WHERE d.subscription_id = $1 AND (SELECT c.batch_max FROM capacity c) IS NOT NULL
@@ -48,10 +49,13 @@ internal static class Batches
         ), candidates AS (
             -- In claim order as read (no sort): fresh counts the deliveries in no batch yet up to each.
             SELECT due.*, row_number() OVER w AS position, count(*) FILTER (WHERE due.batch_id IS NULL) OVER w AS fresh
-            FROM (SELECT *, false AS along FROM expired UNION ALL SELECT *, false FROM pending UNION ALL SELECT *, true FROM members) due
+            FROM (SELECT *, false AS along, NULL::bigint AS head FROM expired UNION ALL SELECT *, false, NULL FROM pending
+                  UNION ALL SELECT *, true, NULL FROM members UNION ALL SELECT f.subscription_id, f.event_id, f.took_over, f.due_at, f.batch_id, f.order_key, f.order_seq, true, f.head
+                  FROM unbroken f) due
             WINDOW w AS (ROWS UNBOUNDED PRECEDING)
         ), grouped AS (
-            SELECT a.*, CASE WHEN c.batch_max IS NULL THEN a.event_id
+            -- A key's followers (KeyOrdering.Followers) go in their head's request.
+            SELECT a.*, CASE WHEN c.batch_max IS NULL THEN coalesce(a.head, a.event_id)
                              WHEN a.batch_id IS NOT NULL THEN a.batch_id
                              ELSE -1 - (a.fresh - 1) / c.batch_max
                         END AS unit

@@ -25,6 +25,16 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
     /// </summary>
     public bool TakenAlong { get; init; }
 
+    /// <summary>
+    /// The run of a key's deliveries it was claimed in (<see cref="KeyOrdering.Followers"/>: the
+    /// first one's event id), sent one after another in <see cref="OrderSeq"/> order; null when
+    /// it was claimed alone.
+    /// </summary>
+    public long? RunId { get; init; }
+
+    /// <summary>Its place in its key's order (the fan-out batch it was made in); null when its subscription is not ordered.</summary>
+    public long? OrderSeq { get; init; }
+
     /// <summary>The lengths of the event's JSON values in bytes (null where one is SQL NULL).</summary>
     public EventSizes Sizes { get; init; }
 

@@ -25,6 +25,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     public IReadOnlyDictionary<int, int> BatchedSubscriptions { get; init; } = new Dictionary<int, int>();
 
     /// <summary>
+    /// Ordered subscriptions (<c>ordering: key</c>): their claims may take a key's followers
+    /// along (<see cref="KeyOrdering.Followers"/>), so the values that come with a claim are
+    /// shared out over those rows too.
+    /// </summary>
+    public IReadOnlySet<int> OrderedSubscriptions { get; init; } = new HashSet<int>();
+
+    /// <summary>
     /// The clock claims go by (<see cref="ClaimProtocol.Now"/>): null, the database's, so that
     /// replicas agree on when a lease expires or a retry is due whatever their hosts' clocks say;
     /// a test passes one it controls to drive rounds through time without waiting.
@@ -122,22 +129,28 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- subscription's row too: see TargetProtectionQueries.
             SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free,
                    s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
-                   s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait
+                   s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait,
+                   (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS sequences
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
             FROM trigger_events.subscriptions s
             CROSS JOIN LATERAL (
                 -- A batch in flight is one request (migration 000009); a subscription no longer
-                -- batched counts each delivery, whatever batch it was once in.
-                SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END) AS in_flight
+                -- batched counts each delivery, whatever batch it was once in. A key of an
+                -- ordered one is one request, whatever followers it holds (KeyOrdering.Followers).
+                SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id)
+                                           WHEN d.order_key IS NULL THEN d.event_id END)
+                       + count(DISTINCT d.order_key) FILTER (WHERE s.batch_max_events IS NULL) AS in_flight
                 FROM trigger_events.deliveries d
                 WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > {{ClaimProtocol.Now}}) f
             CROSS JOIN LATERAL (SELECT {{TargetProtectionQueries.Tokens}} AS tokens) b
             WHERE s.id = $1 AND s.enabled
         ), expired AS (
-            SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at, d.batch_id
+            SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at, d.batch_id, d.order_key, d.order_seq
             FROM trigger_events.deliveries d
             WHERE $7 AND d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= {{ClaimProtocol.Now}}
               AND (SELECT free FROM capacity) > 0
+              -- A key's expired run is taken over from its first, with the rest as its followers.
+              AND {{KeyOrdering.NotHeldBack}}
             ORDER BY d.next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
@@ -150,7 +163,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- computed LIMIT is estimated at a tenth of the table, which chose a hash join over a
             -- sequential scan of every delivery, history included). The capacity cap is applied
             -- by position instead.
-            SELECT d.subscription_id, d.event_id, false AS took_over, d.next_attempt_at AS due_at, d.batch_id
+            SELECT d.subscription_id, d.event_id, false AS took_over, d.next_attempt_at AS due_at, d.batch_id, d.order_key, d.order_seq
             FROM trigger_events.deliveries d
             WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= {{ClaimProtocol.Now}}
               AND (d.next_attempt_at, d.event_id) > ((SELECT due_at FROM start), (SELECT event_id FROM start))
@@ -159,7 +172,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             ORDER BY d.next_attempt_at, d.event_id
             LIMIT $3
             FOR UPDATE SKIP LOCKED
-        ), {{Batches.Claim}}, claimed AS (
+        ), {{KeyOrdering.Followers}}, {{Batches.Claim}}, claimed AS (
             UPDATE trigger_events.deliveries d
             SET status = CASE WHEN d.attempts < c.max_attempts THEN 'in_flight' ELSE 'dead' END::trigger_events.delivery_status,
                 lease_owner = CASE WHEN d.attempts < c.max_attempts THEN $2::uuid END,
@@ -175,14 +188,15 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             WHERE d.subscription_id = allowed.subscription_id AND d.event_id = allowed.event_id
               AND allowed.unit_rank <= least($10, c.free, c.budget) AND {{Batches.Ready}}
             RETURNING d.event_id, d.attempts, allowed.took_over, allowed.due_at, d.rescheduled_at, d.status, d.last_error,
-                      allowed.unit_id, CASE WHEN c.batch_max IS NOT NULL THEN d.batch_id END AS batch_id, allowed.along
+                      allowed.unit_id, CASE WHEN c.batch_max IS NOT NULL THEN d.batch_id END AS batch_id, allowed.along,
+                      CASE WHEN c.batch_max IS NULL AND allowed.unit_size > 1 THEN allowed.unit_id END AS run_id, d.order_seq
         ), {{TargetProtectionQueries.Spend}}
         SELECT c.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
                v.old_bytes, v.new_bytes, v.session_bytes,
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at, e.condition_error,
-               c.status = 'dead', c.last_error, v.included, c.batch_id, c.along
+               c.status = 'dead', c.last_error, v.included, c.batch_id, c.along, c.run_id, c.order_seq
         FROM claimed c
         LEFT JOIN trigger_events.event_log e ON e.id = c.event_id AND c.status = 'in_flight'
         LEFT JOIN LATERAL (
@@ -343,7 +357,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         // $3 is rows (the scans' LIMIT), $10 requests: the same unless the subscription is batched.
-        var rows = Batches.Rows(limit, BatchedSubscriptions.TryGetValue(subscriptionId, out var max) ? max : null);
+        var batchMax = BatchedSubscriptions.TryGetValue(subscriptionId, out var max) ? max : (int?)null;
+        var rows = Batches.Rows(limit, batchMax);
+        // The rows a claim may bring at most, a key's followers included: what the values are shared over.
+        var taken = batchMax is null && OrderedSubscriptions.Contains(subscriptionId) ? rows * (1 + KeyOrdering.FollowersPerRequest) : rows;
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = rows });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
         // DateTimeOffset.MinValue is written as -infinity.
@@ -351,7 +368,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, rows) });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, taken) });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(command);
@@ -456,6 +473,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             {
                 BatchId = reader.IsDBNull(21) ? null : reader.GetInt64(21),
                 TakenAlong = reader.GetBoolean(22),
+                RunId = reader.IsDBNull(23) ? null : reader.GetInt64(23),
+                OrderSeq = reader.IsDBNull(24) ? null : reader.GetInt64(24),
                 DeadAtClaim = reader.GetBoolean(18) ? reader.GetString(19) : null,
                 EventGone = !reader.GetBoolean(18),
                 ValuesIncluded = false,
@@ -492,6 +511,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         {
             BatchId = reader.IsDBNull(21) ? null : reader.GetInt64(21),
             TakenAlong = reader.GetBoolean(22),
+            RunId = reader.IsDBNull(23) ? null : reader.GetInt64(23),
+            OrderSeq = reader.IsDBNull(24) ? null : reader.GetInt64(24),
             Sizes = sizes,
             ValuesIncluded = included,
             Values = values,

@@ -32,6 +32,77 @@ internal static class KeyOrdering
         """;
 
     /// <summary>
+    /// How many of a key's next deliveries one claim takes along behind the first, at most, for
+    /// each request (<c>$3</c>) it may take: the worker sends them one after another.
+    /// </summary>
+    public const int FollowersPerRequest = 3;
+
+    /// <summary><see cref="FollowersPerRequest"/> times the claim's rows (<c>$3</c>), in SQL.</summary>
+    private const string FollowerLimit = "$3 * 3";
+
+    /// <summary>
+    /// The CTEs after the claim's scans (<c>expired</c>, <c>pending</c>) that take a key's next
+    /// deliveries along with its first (<c>followers</c>, each with its <c>head</c>): a key's
+    /// events then go one request after another from one worker, each as soon as the one
+    /// before is accepted, instead of one per claim, and a busy key is bound by its requests'
+    /// round trips rather than by a result write and a claim between them. The worker sends a
+    /// head and its followers in order and gives the rest back, unsent, when one is to be
+    /// retried (one that is dead lets the key continue). Only for an ordered subscription that
+    /// is neither batched (a batch holds one event of a key) nor rate limited (the followers
+    /// would go beyond its tokens), and while its circuit is closed (a probe is one request).
+    /// </summary>
+    /// <remarks>
+    /// A follower is due and pending, or an expired lease being taken over (<c>$7</c>), like
+    /// its head, and not in a fan-out batch still being made; the first that is not ends the
+    /// key's run, and so does one another transaction holds locked (SKIP LOCKED passed it by:
+    /// <c>unbroken</c> keeps what comes before it). Claims of one subscription take turns under
+    /// its row lock, so nobody else claims the same run meanwhile.
+    /// </remarks>
+    public const string Followers = $$"""
+        heads AS (
+            SELECT h.event_id, h.order_key, h.order_seq
+            FROM (SELECT x.event_id, x.order_key, x.order_seq FROM expired x
+                  UNION ALL SELECT x.event_id, x.order_key, x.order_seq FROM pending x) h
+            WHERE h.order_key IS NOT NULL AND (SELECT c.sequences FROM capacity c)
+        ), next_in_key AS (
+            SELECT n.event_id, h.event_id AS head, n.order_seq
+            FROM heads h
+            CROSS JOIN LATERAL (
+                SELECT r.event_id, r.order_seq
+                FROM (
+                    SELECT d.event_id, d.order_seq,
+                           bool_and((d.status = 'pending' OR $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
+                                    AND d.order_seq IS DISTINCT FROM (
+                                        SELECT sp.batch_order FROM trigger_events.subscription_positions sp
+                                        WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL))
+                               OVER (ORDER BY d.order_seq, d.event_id ROWS UNBOUNDED PRECEDING) AS ready
+                    FROM trigger_events.deliveries d
+                    WHERE d.subscription_id = $1 AND d.order_key = h.order_key
+                      AND (d.order_seq, d.event_id) > (h.order_seq, h.event_id)
+                      AND d.status IN ('pending', 'in_flight') AND d.order_key IS NOT NULL
+                    ORDER BY d.order_seq, d.event_id
+                    -- The claim's share for each key: a few keys take long runs, many keys short ones.
+                    LIMIT greatest(1, {{FollowerLimit}} / nullif((SELECT count(*) FROM heads), 0))
+                ) r
+                WHERE r.ready
+            ) n
+        ), followers AS (
+            SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id,
+                   d.order_key, d.order_seq, n.head
+            FROM next_in_key n
+            JOIN trigger_events.deliveries d ON d.subscription_id = $1 AND d.event_id = n.event_id
+            WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
+            FOR UPDATE OF d SKIP LOCKED
+        ), unbroken AS (
+            SELECT f.* FROM followers f
+            WHERE NOT EXISTS (
+                SELECT FROM next_in_key n
+                WHERE n.head = f.head AND (n.order_seq, n.event_id) < (f.order_seq, f.event_id)
+                  AND NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM followers x)))
+        )
+        """;
+
+    /// <summary>
     /// A CTE of the result write, after <c>applied</c> (the rows it changed, with their new
     /// status, key and place): when a keyed delivery is finished (delivered or dead), the next
     /// delivery of its key becomes due now. Claims resume after the last row they took, and

@@ -11,6 +11,9 @@ internal sealed class ClaimedWork
 
     public List<(ActiveSubscription Subscription, List<(ClaimedDelivery Delivery, Held State)> Members)> Batches { get; } = [];
 
+    /// <summary>Runs of a key's deliveries (<see cref="KeyOrdering.Followers"/>), each sent one after another.</summary>
+    public List<(ActiveSubscription Subscription, List<(ClaimedDelivery Delivery, Held State)> Members)> Runs { get; } = [];
+
     /// <summary>Deliveries claimed, dead-lettered ones included.</summary>
     public int Claimed { get; set; }
 
@@ -104,6 +107,7 @@ internal sealed class ClaimRound(
     private void Hold(ActiveSubscription subscription, IReadOnlyList<ClaimedDelivery> claimed, ClaimedWork work)
     {
         Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? batches = null;
+        Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? runs = null;
         foreach (var delivery in claimed)
         {
             if (delivery.TookOverExpiredLease)
@@ -116,6 +120,20 @@ internal sealed class ClaimRound(
                 // Its attempts were spent without a result: the claim dead-lettered it.
                 metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
                 logger.LogWarning("Delivery of event {EventId} to {Subscription} is dead: {Reason}", delivery.Event.Id, subscription.Name, reason);
+                continue;
+            }
+
+            if (delivery.RunId is { } runId)
+            {
+                // One request at a time, so one slot for the run.
+                runs ??= [];
+                if (!runs.TryGetValue(runId, out var run))
+                {
+                    runs[runId] = run = (new RequestSlot(), []);
+                    work.Runs.Add((subscription, run.Members));
+                }
+
+                run.Members.Add((delivery, held.Hold(delivery, run.Slot)));
                 continue;
             }
 
@@ -138,16 +156,17 @@ internal sealed class ClaimRound(
         }
     }
 
-    /// <summary>How many requests a claim's deliveries make: a batch is one.</summary>
+    /// <summary>How many requests a claim's deliveries make at a time: a batch is one, and so is a key's run.</summary>
     private static int Requests(IReadOnlyList<ClaimedDelivery> claimed)
     {
         var single = 0;
         HashSet<long>? batches = null;
         foreach (var delivery in claimed)
         {
-            if (delivery.BatchId is { } batchId)
+            if ((delivery.BatchId ?? delivery.RunId) is { } unitId)
             {
-                (batches ??= []).Add(batchId);
+                // Batch ids and run ids are both event ids of one subscription's deliveries, and a run is never batched.
+                (batches ??= []).Add(unitId);
             }
             else
             {

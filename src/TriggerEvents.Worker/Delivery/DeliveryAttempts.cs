@@ -12,12 +12,60 @@ namespace TriggerEvents.Worker.Delivery;
 /// and the result posted to the <see cref="ResultRecorder"/>. Nothing here knows the protocol:
 /// the target answers with a <see cref="DeliveryOutcome"/>.
 /// </summary>
-internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder recorder, WorkerMetrics metrics, TimeProvider time, ILogger logger)
+internal sealed class DeliveryAttempts(
+    EventBodies bodies, ResultRecorder recorder, HeldDeliveries held, WorkerMetrics metrics, TimeProvider time, ILogger logger)
 {
     /// <summary>Attempts one delivery; <paramref name="state"/> is its hold.</summary>
     public async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
     {
         await Task.Yield();
+        await AttemptAsync(subscription, delivery, state, abort);
+    }
+
+    /// <summary>
+    /// Sends a run of one key's deliveries (<see cref="KeyOrdering.Followers"/>) one after
+    /// another in the key's order, each as soon as the one before has its result: delivered or
+    /// dead, the key goes on; to be retried, the rest are given back unsent (their attempts
+    /// uncounted) and wait behind it. A shutdown leaves the rest held, to be released.
+    /// </summary>
+    public async Task DeliverRunAsync(ActiveSubscription subscription, List<(ClaimedDelivery Delivery, Held State)> members, CancellationToken abort)
+    {
+        await Task.Yield();
+        members.Sort((a, b) => (a.Delivery.OrderSeq ?? 0, a.Delivery.Event.Id).CompareTo((b.Delivery.OrderSeq ?? 0, b.Delivery.Event.Id)));
+        var next = 0;
+        try
+        {
+            while (next < members.Count)
+            {
+                var (delivery, state) = members[next++];
+                var kind = await AttemptAsync(subscription, delivery, state, abort);
+                if (kind is null)
+                {
+                    return;
+                }
+
+                if (kind == DeliveryResultKind.Retry && next < members.Count)
+                {
+                    await held.GiveBackAsync(members[next..]);
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            for (var i = next; i < members.Count; i++)
+            {
+                members[i].Delivery.Values?.Return();
+            }
+        }
+    }
+
+    /// <summary>
+    /// One attempt to the end, its result posted; returns that result, or null when shutdown cut
+    /// it short (the delivery stays held, to be released).
+    /// </summary>
+    private async Task<DeliveryResultKind?> AttemptAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
+    {
         RequestBody? body = null;
         try
         {
@@ -46,15 +94,18 @@ internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder record
             {
                 Target = TargetProtection.Signal(subscription.Config, attempt.Outcome),
             });
+            return kind;
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
             // Shutdown cut the request short: the delivery stays held and is released.
+            return null;
         }
         catch (UndeliverableEventException e)
         {
             // Too large, gone, or not JSON: every attempt would fail the same way.
             PostDead(subscription, delivery, e.Message, leftOutOfBatch: false);
+            return DeliveryResultKind.Dead;
         }
         catch (Exception e)
         {
@@ -62,6 +113,7 @@ internal sealed class DeliveryAttempts(EventBodies bodies, ResultRecorder record
             // dead letter with the reason: retrying it would fail the same way.
             logger.LogError(e, "Delivery of event {EventId} to {Subscription} could not be attempted", delivery.Event.Id, subscription.Name);
             recorder.Post(Dead(delivery, $"not deliverable: {e.Message}"));
+            return DeliveryResultKind.Dead;
         }
         finally
         {

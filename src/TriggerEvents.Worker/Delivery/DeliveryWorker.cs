@@ -54,7 +54,7 @@ internal sealed class DeliveryWorker
         protection = new TargetProtection(subscriptions, time, metrics, logger);
         held = new HeldDeliveries(store, Owner, options.Lease, time, logger);
         recorder = new ResultRecorder(store, Owner, held, protection, wake, RefillThreshold, time, logger);
-        attempts = new DeliveryAttempts(new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, metrics, time, logger);
+        attempts = new DeliveryAttempts(new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, held, metrics, time, logger);
         claims = new ClaimRound(options, subscriptions, store, Owner, held, protection, metrics, time, logger);
     }
 
@@ -176,10 +176,10 @@ internal sealed class DeliveryWorker
         return work.Claimed;
     }
 
-    /// <summary>Starts an attempt for each single delivery and each batch a round took.</summary>
+    /// <summary>Starts an attempt for each single delivery, each batch and each key's run a round took.</summary>
     private List<Task> Start(ClaimedWork work, CancellationToken abort)
     {
-        var started = new List<Task>(work.Single.Count + work.Batches.Count);
+        var started = new List<Task>(work.Single.Count + work.Batches.Count + work.Runs.Count);
         foreach (var (subscription, delivery, state) in work.Single)
         {
             started.Add(attempts.DeliverAsync(subscription, delivery, state, abort));
@@ -188,6 +188,11 @@ internal sealed class DeliveryWorker
         foreach (var (subscription, members) in work.Batches)
         {
             started.Add(attempts.DeliverBatchAsync(subscription, members, abort));
+        }
+
+        foreach (var (subscription, members) in work.Runs)
+        {
+            started.Add(attempts.DeliverRunAsync(subscription, members, abort));
         }
 
         return started;

@@ -12,7 +12,7 @@ namespace TriggerEvents.Worker.Delivery;
 /// <remarks>
 /// A held delivery takes a slot of <c>worker.concurrency</c>: the database counts it in flight
 /// for <c>max_in_flight</c> until its result is recorded, so the worker does the same. A batch is
-/// one request and takes one slot, however many deliveries it holds.
+/// one request and takes one slot, however many deliveries it holds, and so is a key's run.
 /// </remarks>
 internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan lease, TimeProvider time, ILogger logger)
 {
@@ -48,10 +48,34 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     }
 
     /// <summary>Frees the slot of <paramref name="result"/>'s delivery, unless a newer attempt of it holds the slot now.</summary>
-    public void Unhold(DeliveryResult result)
+    public void Unhold(DeliveryResult result) => Unhold(result.Key, result.Attempt);
+
+    /// <summary>
+    /// Gives deliveries whose requests never started back to the queue, their attempts
+    /// uncounted, and lets them go: the rest of a key's run behind one to be retried. If the
+    /// database cannot be told, their leases expire and they are taken over.
+    /// </summary>
+    public async Task GiveBackAsync(IReadOnlyList<(ClaimedDelivery Delivery, Held State)> unsent)
     {
-        if (held.TryGetValue(result.Key, out var state) && state.Attempt == result.Attempt &&
-            held.TryRemove(new KeyValuePair<DeliveryKey, Held>(result.Key, state)))
+        try
+        {
+            await store.ReleaseAsync(owner, [.. unsent.Select(u => new HeldLease(u.Delivery.Key, u.State.Attempt, Sent: false))], CancellationToken.None);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            logger.LogWarning("Could not give back {Count} deliveries; their leases will expire: {Error}", unsent.Count, e.Message);
+        }
+
+        foreach (var (delivery, state) in unsent)
+        {
+            Unhold(delivery.Key, state.Attempt);
+        }
+    }
+
+    private void Unhold(DeliveryKey key, int attempt)
+    {
+        if (held.TryGetValue(key, out var state) && state.Attempt == attempt &&
+            held.TryRemove(new KeyValuePair<DeliveryKey, Held>(key, state)))
         {
             Leave(state);
         }

@@ -104,6 +104,7 @@ internal sealed class WorkerService(
             {
                 ProtectedSubscriptions = TargetProtection.ProtectedIds(clients),
                 BatchedSubscriptions = clients.Where(c => c.Config.Batch is not null).ToDictionary(c => c.Id, c => c.Config.Batch!.MaxEvents),
+                OrderedSubscriptions = clients.Where(c => c.Config.Ordering is not null).Select(c => c.Id).ToHashSet(),
             };
             var worker = new DeliveryWorker(config.Worker, clients, store, wake, time, logger, metrics);
             var listener = new NotificationListener(dataSource, wake, time, logger);

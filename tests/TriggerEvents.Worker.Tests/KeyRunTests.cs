@@ -1,0 +1,75 @@
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Testing;
+
+namespace TriggerEvents.Worker.Tests;
+
+/// <summary>
+/// A key's run (<c>ordering: key</c>): the claim takes a key's waiting events together and the
+/// worker sends them one request after another, driven in process (<see cref="RoundHarness"/>).
+/// </summary>
+public sealed class KeyRunTests
+{
+    private RoundHarness harness = null!;
+
+    [SetUp]
+    public async Task StartAsync() => harness = await RoundHarness.CreateAsync();
+
+    [TearDown]
+    public async Task StopAsync() => await harness.DisposeAsync();
+
+    [Test]
+    public async Task A_keys_run_goes_one_request_at_a_time_in_commit_order_and_what_follows_a_retry_waits_for_it_unsent()
+    {
+        var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey });
+        // Key 1: an INSERT and four UPDATEs (events 1-5); key 2: one INSERT (event 6).
+        await harness.InsertAsync("(1, 'new')");
+        for (var i = 1; i <= 4; i++)
+        {
+            await harness.Database.ExecuteAsync($"UPDATE orders SET status = 'v{i}' WHERE id = 1");
+        }
+
+        await harness.InsertAsync("(2, 'new')");
+        var open = 0;
+        var mostOpen = 0;
+        harness.Receiver.Respond = r =>
+        {
+            mostOpen = Math.Max(mostOpen, Interlocked.Increment(ref open));
+            return r.EventId == 3 && r.Attempt == 1 ? new ReceiverResponse(500) : new ReceiverResponse(200, Delay: TimeSpan.FromMilliseconds(20));
+        };
+        harness.Receiver.Answering = _ => Interlocked.Decrement(ref open);
+
+        Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(6), "both keys' runs in one claim");
+        var afterFirst = await harness.DeliveriesAsync();
+        Assert.That(afterFirst.Select(r => (r.EventId, r.Status, r.Attempts)), Is.EqualTo(new[]
+        {
+            (1L, "delivered", 1), (2L, "delivered", 1), (3L, "pending", 1), (4L, "pending", 0), (5L, "pending", 0), (6L, "delivered", 1),
+        }), "event 3 is to be retried; 4 and 5 were given back unsent, their attempts uncounted");
+        Assert.That(harness.Receiver.Requests.Select(r => r.EventId), Is.EquivalentTo(new long?[] { 1, 2, 3, 6 }));
+
+        await harness.RunUntilSettledAsync(worker, 6);
+
+        var keyOne = harness.Receiver.Requests.Where(r => r.EventId != 6).OrderBy(r => r.ReceivedAt).Select(r => r.EventId);
+        Assert.That(keyOne, Is.EqualTo(new long?[] { 1, 2, 3, 3, 4, 5 }), "commit order, the retry before what follows it");
+        Assert.That(mostOpen, Is.LessThanOrEqualTo(2), "one request of key 1 at a time (key 2's may overlap it)");
+        Assert.That((await harness.AttemptsAsync()).Count(a => a.EventId is 4 or 5), Is.EqualTo(2), "one attempt each, the given-back one not logged");
+        await harness.AssertLedgerAsync(delivered: 6, dead: 0);
+    }
+
+    [Test]
+    public async Task A_dead_delivery_in_a_run_lets_the_rest_of_its_key_go_on()
+    {
+        var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey });
+        await harness.InsertAsync("(1, 'new')");
+        await harness.Database.ExecuteAsync("UPDATE orders SET status = 'paid' WHERE id = 1");
+        await harness.Database.ExecuteAsync("UPDATE orders SET status = 'sent' WHERE id = 1");
+        // 410: the target says the endpoint is gone for event 2 (dead at once); the rest are accepted.
+        harness.Receiver.Respond = r => r.EventId == 2 ? new ReceiverResponse(410) : ReceiverResponse.Ok;
+
+        Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(3));
+
+        var rows = await harness.DeliveriesAsync();
+        Assert.That(rows.Select(r => (r.EventId, r.Status)), Is.EqualTo(new[] { (1L, "delivered"), (2L, "dead"), (3L, "delivered") }));
+        Assert.That(harness.Receiver.Requests.OrderBy(r => r.ReceivedAt).Select(r => r.EventId), Is.EqualTo(new long?[] { 1, 2, 3 }));
+        await harness.AssertLedgerAsync(delivered: 2, dead: 1);
+    }
+}
