@@ -10,12 +10,14 @@ namespace TriggerEvents.Cli.Tests;
 /// <summary>
 /// The web console in a real headless Chromium: the published executable serves it, as the
 /// worker's least-privilege role, over a real database with a worker delivering to a real
-/// receiver. Screenshots of the pages are attached to the tests.
+/// receiver. Screenshots of the pages are attached to the tests and kept, the latest run's only,
+/// in artifacts/test-results/console-screenshots/ (<see cref="TestArtifacts"/>).
 /// </summary>
 [NonParallelizable]
 public sealed class ConsoleBrowserTests
 {
     private IBrowser browser = null!;
+    private string screenshots = null!;
 
     /// <summary>Debian's Chromium (scripts/ensure-chromium.sh), or CHROMIUM_PATH: nothing downloads a browser.</summary>
     private static string ChromiumPath =>
@@ -28,6 +30,8 @@ public sealed class ConsoleBrowserTests
         {
             Assert.Fail($"No Chromium at {ChromiumPath}: run scripts/ensure-chromium.sh (scripts/test.sh does).");
         }
+
+        screenshots = TestArtifacts.EmptyDirectory("console-screenshots");
 
         browser = await Puppeteer.LaunchAsync(new LaunchOptions
         {
@@ -362,11 +366,9 @@ public sealed class ConsoleBrowserTests
 
     private static Task<string> TextAsync(IPage page) => page.EvaluateExpressionAsync<string>("document.body.innerText");
 
-    private static async Task ScreenshotAsync(IPage page, string name)
+    private async Task ScreenshotAsync(IPage page, string name)
     {
-        var directory = Path.Combine(TestContext.CurrentContext.WorkDirectory, "console-screenshots");
-        Directory.CreateDirectory(directory);
-        var path = Path.Combine(directory, $"{name}.png");
+        var path = Path.Combine(screenshots, $"{name}.png");
         await page.ScreenshotAsync(path, new ScreenshotOptions { FullPage = true });
         TestContext.AddTestAttachment(path, $"console: {name}");
     }

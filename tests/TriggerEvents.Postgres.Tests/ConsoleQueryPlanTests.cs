@@ -22,13 +22,20 @@ public sealed class ConsoleQueryPlanTests
     public async Task CreateHistory()
     {
         database = await TestDatabase.CreateAsync();
+        // Two attached triggers, so the triggers page counts condition errors once for each.
+        await database.ExecuteAsync("CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL)");
+        await database.ExecuteAsync("CREATE TABLE refunds (id bigint PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed', condition => 'NEW.status <> ''draft''')");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('refunds', 'refunds_changed')");
         hook = await database.ScalarAsync<int>("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('hook', 'orders_changed') RETURNING id");
         await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('audit', 'orders_changed')");
-        // One event a second from Start; every event delivered to both subscriptions but the last
-        // few hundred, and a dead letter every thousand.
+        // One event a second from Start, one in five thousand captured with a condition error;
+        // every event delivered to both subscriptions but the last few hundred, and a dead letter
+        // every thousand.
         await database.ExecuteAsync($"""
-            INSERT INTO trigger_events.event_log (trigger_name, schema_name, table_name, op, new_data, captured_at)
-            SELECT 'orders_changed', 'public', 'orders', 'INSERT', jsonb_build_object('id', g), '{Start:O}'::timestamptz + g * interval '1 second'
+            INSERT INTO trigger_events.event_log (trigger_name, schema_name, table_name, op, new_data, captured_at, condition_error)
+            SELECT 'orders_changed', 'public', 'orders', 'INSERT', jsonb_build_object('id', g), '{Start:O}'::timestamptz + g * interval '1 second',
+                   CASE WHEN g % 5000 = 0 THEN 'column "status" does not exist' END
             FROM generate_series(1, {Events}) g
             """);
         await database.ExecuteAsync($"""
@@ -113,6 +120,29 @@ public sealed class ConsoleQueryPlanTests
         Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("Seq Scan on event_log"), string.Join('\n', plan));
         Assert.That(listed, Has.Count.EqualTo(subscription is null ? 200 : 199));
         Assert.That(listed.Select(d => d.EventId), Is.Ordered);
+    }
+
+    [TestCase(null)]
+    [TestCase("hook")]
+    public async Task The_dead_letters_count_reads_through_the_dead_index(string? subscription)
+    {
+        var plan = await PlanAsync(
+            DeadLetters.CountSql, Text(subscription), new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint },
+            Time(null), Time(null));
+        var count = await DeadLetters.CountAsync(database.DataSource, new DeliveryFilter(subscription), CancellationToken.None);
+
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("Seq Scan on event_log"), string.Join('\n', plan));
+        Assert.That(count, Is.EqualTo(subscription is null ? 398 : 199));
+    }
+
+    [Test]
+    public async Task The_triggers_page_counts_condition_errors_through_their_partial_index()
+    {
+        var plan = await PlanAsync(EventTriggerAdmin.ListSql);
+        var triggers = await EventTriggerAdmin.ListAsync(database.DataSource, CancellationToken.None);
+
+        Assert.That(plan, Has.None.Contains("Seq Scan on event_log").And.Some.Contains("event_log_condition_errors"), string.Join('\n', plan));
+        Assert.That(triggers.Select(t => (t.Name, t.ConditionErrors)), Is.EqualTo(new[] { ("orders_changed", 40L), ("refunds_changed", 0L) }));
     }
 
     [Test]

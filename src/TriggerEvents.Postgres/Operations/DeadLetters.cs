@@ -53,14 +53,17 @@ internal static class DeadLetters
         return rows;
     }
 
+    /// <summary>How many dead letters match the filter's four parameters.</summary>
+    internal const string CountSql = $"""
+        SELECT count(*) FROM trigger_events.deliveries d
+        JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
+        JOIN trigger_events.event_log e ON e.id = d.event_id
+        WHERE {Filter}
+        """;
+
     public static async Task<long> CountAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand($"""
-            SELECT count(*) FROM trigger_events.deliveries d
-            JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
-            JOIN trigger_events.event_log e ON e.id = d.event_id
-            WHERE {Filter}
-            """);
+        await using var command = dataSource.CreateCommand(CountSql);
         AddFilter(command, filter);
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }

@@ -58,14 +58,20 @@ internal static class EventTriggerAdmin
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
+    /// <summary>
+    /// Every attached trigger, as <c>trigger list</c> and the console's triggers page show them;
+    /// each row's <c>condition_errors</c> is counted through the partial index
+    /// event_log_condition_errors (ConsoleQueryPlanTests).
+    /// </summary>
+    internal const string ListSql = """
+        SELECT name, table_schema, table_name, operations, update_columns, payload_columns, condition, notify, table_exists,
+               health, template_version, condition_errors
+        FROM trigger_events.triggers ORDER BY name
+        """;
+
     public static async Task<IReadOnlyList<AttachedTrigger>> ListAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(
-            """
-            SELECT name, table_schema, table_name, operations, update_columns, payload_columns, condition, notify, table_exists,
-                   health, template_version, condition_errors
-            FROM trigger_events.triggers ORDER BY name
-            """);
+        await using var command = dataSource.CreateCommand(ListSql);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var triggers = new List<AttachedTrigger>();
         while (await reader.ReadAsync(cancellationToken))
