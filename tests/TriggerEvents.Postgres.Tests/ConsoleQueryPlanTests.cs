@@ -136,6 +136,47 @@ public sealed class ConsoleQueryPlanTests
     }
 
     [Test]
+    public async Task The_dead_letters_count_stays_on_the_dead_index_when_a_tenth_of_the_deliveries_are_dead()
+    {
+        // Where the planner, left to itself, reads the whole log and the whole of deliveries.
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var kill = new NpgsqlCommand(
+            "UPDATE trigger_events.deliveries SET status = 'dead' WHERE status = 'delivered' AND event_id % 10 = 0; ANALYZE trigger_events.deliveries",
+            connection, transaction))
+        {
+            await kill.ExecuteNonQueryAsync();
+        }
+
+        var unpinned = await ExplainAsync(connection, transaction);
+        await using (var pin = new NpgsqlCommand(DeadLetters.PinCountPlanSql, connection, transaction))
+        {
+            await pin.ExecuteNonQueryAsync();
+        }
+
+        var plan = await ExplainAsync(connection, transaction);
+        await transaction.RollbackAsync();
+
+        Assert.That(unpinned, Has.Some.Contains("Seq Scan"), "the case this guards against: " + string.Join('\n', unpinned));
+        Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("Seq Scan on event_log"), string.Join('\n', plan));
+        Assert.That(plan, Has.Some.Contains("deliveries_dead"), string.Join('\n', plan));
+
+        static async Task<List<string>> ExplainAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+        {
+            await using var explain = new NpgsqlCommand("EXPLAIN " + DeadLetters.CountSql, connection, transaction);
+            DeadLetters.AddFilter(explain, new DeliveryFilter(null));
+            var lines = new List<string>();
+            await using var reader = await explain.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetString(0));
+            }
+
+            return lines;
+        }
+    }
+
+    [Test]
     public async Task The_triggers_page_counts_condition_errors_through_their_partial_index()
     {
         var plan = await PlanAsync(EventTriggerAdmin.ListSql);
