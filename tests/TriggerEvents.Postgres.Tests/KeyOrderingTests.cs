@@ -122,7 +122,7 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
-    public async Task A_run_stops_before_a_delivery_another_transaction_holds_locked()
+    public async Task A_key_whose_run_another_transaction_holds_a_lock_in_sends_its_first_alone()
     {
         await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
         await database.ExecuteAsync("UPDATE orders SET amount = 1");

@@ -32,6 +32,7 @@ internal static class DeliveryBenchmark
 
         var elapsed = Stopwatch.StartNew();
         await WorkerUnderTest.PublishAsync(cancellationToken);
+        var baseline = options.Baseline is { } gitRef ? await BaselineComparison.PublishAsync(gitRef, cancellationToken) : null;
         await using var database = await BenchDatabase.StartAsync(
             DatabaseName, options.Statements ? [.. StatementProfile.Settings, .. options.ServerSettings] : options.ServerSettings, cancellationToken);
         var server = await ServerInfo.ReadAsync(database, cancellationToken);
@@ -61,10 +62,21 @@ internal static class DeliveryBenchmark
 
         var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
         var configPath = WriteConfig(receiver, options);
-        if (options.TracingRounds > 0 || options.ConsoleRounds > 0)
+        if (options.TracingRounds > 0 || options.ConsoleRounds > 0 || baseline is not null)
         {
             try
             {
+                if (baseline is not null)
+                {
+                    await BaselineComparison.RunAsync(options.Baseline!, baseline, options.BaselineRounds, async executable =>
+                    {
+                        var (fresh, running) = await MeasureDrainAsync(database, receiver, connectionString, configPath, options, cancellationToken, executable);
+                        var (_, paced) = await MeasureLatencyAsync(database, receiver, connectionString, configPath, options, cancellationToken, executable);
+                        Console.WriteLine($"    drain: fresh {fresh:N0}, running {running:N0} events/s; paced to {paced.Rate:N0} events/s: p50 {paced.P50:F1} ms, p99 {paced.P99:F1} ms; {paced.Split}");
+                        return new BaselineComparison.Round("", fresh, running, paced.P50, paced.P99);
+                    }, cancellationToken);
+                }
+
                 if (options.TracingRounds > 0)
                 {
                     await TracingCost.RunAsync(database, receiver, connectionString, configPath, PortOf(configPath), options, cancellationToken);
@@ -227,7 +239,8 @@ internal static class DeliveryBenchmark
     /// one transaction (a bulk update, or a target back after an outage).
     /// </summary>
     private static async Task<(double FreshWorker, double RunningWorker)> MeasureDrainAsync(
-        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken,
+        string? executable = null)
     {
         await database.ExecuteAsync(InsertRows(options.Backlog), cancellationToken);
         receiver.TakeArrivals();
@@ -236,7 +249,7 @@ internal static class DeliveryBenchmark
             await StatementProfile.ResetAsync(database, cancellationToken);
         }
 
-        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken, executable: executable);
         var freshWorker = await DrainAsync("from the worker's readiness");
         if (options.Statements)
         {
@@ -312,13 +325,14 @@ internal static class DeliveryBenchmark
     /// until all it wrote is delivered.
     /// </summary>
     private static async Task<(LatencyFigures FlatOut, LatencyFigures Paced)> MeasureLatencyAsync(
-        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken,
+        string? executable = null)
     {
         var script = await WriteWriterScriptAsync(cancellationToken);
         try
         {
             var pgbench = new Pgbench(database);
-            await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+            await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken, executable: executable);
             receiver.TakeArrivals();
             if (options.LatencyWarmupSeconds > 0)
             {

@@ -63,11 +63,17 @@ internal sealed record DeliveryOptions
     /// <summary>Print the server's time by statement over the fresh drain (<see cref="StatementProfile"/>).</summary>
     public bool Statements { get; init; }
 
+    /// <summary>A git ref whose worker this checkout's is measured against (<see cref="BaselineComparison"/>), in place of the phases; null: none.</summary>
+    public string? Baseline { get; init; }
+
+    /// <summary>Rounds of each build with <see cref="Baseline"/>.</summary>
+    public int BaselineRounds { get; init; } = 3;
+
     /// <summary>graphile-worker's concurrent jobs in the peer rounds.</summary>
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--statements] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--baseline GIT-REF] [--baseline-rounds N] [--statements] [--set name=value]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -98,20 +104,27 @@ internal sealed record DeliveryOptions
                 "--graphile-jobs" => options with { GraphileJobs = Int(value) },
                 "--tracing" => options with { TracingRounds = Int(value) },
                 "--console" => options with { ConsoleRounds = Int(value) },
+                "--baseline" => options with { Baseline = value },
+                "--baseline-rounds" => options with { BaselineRounds = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }
 
         if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1 ||
-            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0)
+            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0 || options.BaselineRounds < 1)
         {
             throw new ArgumentException($"Sizes must be positive (the warm-up and the rounds may be 0). Usage: {Usage}");
         }
 
-        if (options.Statements && (options.TracingRounds > 0 || options.ConsoleRounds > 0))
+        if (options.Statements && (options.TracingRounds > 0 || options.ConsoleRounds > 0 || options.Baseline is not null))
         {
-            throw new ArgumentException($"--statements profiles the drain (a), which --tracing and --console replace. Usage: {Usage}");
+            throw new ArgumentException($"--statements profiles the drain (a), which --tracing, --console and --baseline replace. Usage: {Usage}");
+        }
+
+        if (options.Baseline is not null && (options.TracingRounds > 0 || options.ConsoleRounds > 0))
+        {
+            throw new ArgumentException($"--baseline compares whole workers; run --tracing and --console apart. Usage: {Usage}");
         }
 
         return options;

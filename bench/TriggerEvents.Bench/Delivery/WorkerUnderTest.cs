@@ -48,11 +48,15 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         return directory?.FullName ?? throw new InvalidOperationException("Run the benchmark from inside the repository.");
     }
 
-    /// <summary>Starts the worker, with <paramref name="environment"/> added to (or, for null values, removed from) this process's.</summary>
+    /// <summary>
+    /// Starts the worker (<see cref="ExecutablePath"/>, or <paramref name="executable"/>: another
+    /// build's), with <paramref name="environment"/> added to (or, for null values, removed from) this process's.
+    /// </summary>
     public static async Task<WorkerUnderTest> StartAsync(
-        string connectionString, string configPath, int httpPort, CancellationToken cancellationToken, IReadOnlyDictionary<string, string?>? environment = null)
+        string connectionString, string configPath, int httpPort, CancellationToken cancellationToken, IReadOnlyDictionary<string, string?>? environment = null,
+        string? executable = null)
     {
-        var start = new ProcessStartInfo(ExecutablePath)
+        var start = new ProcessStartInfo(executable ?? ExecutablePath)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -54,9 +54,9 @@ internal static class KeyOrdering
     /// <remarks>
     /// A follower is due and pending, or an expired lease being taken over (<c>$7</c>), like
     /// its head, and not in a fan-out batch still being made; the first that is not ends the
-    /// key's run, and so does one another transaction holds locked (SKIP LOCKED passed it by:
-    /// <c>unbroken</c> keeps what comes before it). Claims of one subscription take turns under
-    /// its row lock, so nobody else claims the same run meanwhile.
+    /// key's run. A run with a follower another transaction holds locked (SKIP LOCKED passed it
+    /// by) is not taken: its head goes alone, and the next claim takes the rest. Claims of one
+    /// subscription take turns under its row lock, so nobody else claims the same run meanwhile.
     /// </remarks>
     public const string Followers = $$"""
         heads AS (
@@ -65,10 +65,10 @@ internal static class KeyOrdering
                   UNION ALL SELECT x.event_id, x.order_key, x.order_seq FROM pending x) h
             WHERE h.order_key IS NOT NULL AND (SELECT c.sequences FROM capacity c)
         ), next_in_key AS (
-            SELECT n.event_id, h.event_id AS head, n.order_seq
+            SELECT n.event_id, h.event_id AS head, n.order_seq, n.wanted
             FROM heads h
             CROSS JOIN LATERAL (
-                SELECT r.event_id, r.order_seq
+                SELECT r.event_id, r.order_seq, count(*) OVER () AS wanted
                 FROM (
                     SELECT d.event_id, d.order_seq,
                            bool_and((d.status = 'pending' OR $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
@@ -88,17 +88,15 @@ internal static class KeyOrdering
             ) n
         ), followers AS (
             SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id,
-                   d.order_key, d.order_seq, n.head
+                   d.order_key, d.order_seq, n.head, n.wanted
             FROM next_in_key n
             JOIN trigger_events.deliveries d ON d.subscription_id = $1 AND d.event_id = n.event_id
             WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
             FOR UPDATE OF d SKIP LOCKED
         ), unbroken AS (
-            SELECT f.* FROM followers f
-            WHERE NOT EXISTS (
-                SELECT FROM next_in_key n
-                WHERE n.head = f.head AND (n.order_seq, n.event_id) < (f.order_seq, f.event_id)
-                  AND NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM followers x)))
+            -- A run SKIP LOCKED left a gap in (rare) is not taken: its head goes alone.
+            SELECT f.* FROM (SELECT f.*, count(*) OVER (PARTITION BY f.head) AS got FROM followers f) f
+            WHERE f.got = f.wanted
         )
         """;
 
