@@ -171,6 +171,30 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
+    public async Task The_generic_plan_the_worker_runs_walks_the_index_in_order_after_a_burst_too()
+    {
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+        await database.ExecuteAsync("ANALYZE trigger_events.deliveries");
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 31000) g");
+        await database.FanOutAsync();
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using (var settings = new Npgsql.NpgsqlCommand(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off; SET enable_hashjoin = off; SET enable_mergejoin = off", connection))
+        {
+            await settings.ExecuteNonQueryAsync();
+        }
+
+        var plan = await GenericPlan.ExplainAsync(connection, DeliveryStore.ClaimSql,
+            ("int", subscriptionId.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("uuid", $"'{Guid.NewGuid()}'"), ("int", "100"),
+            ("interval", "'1 minute'"), ("timestamptz", "'-infinity'"), ("bigint", "0"), ("boolean", "true"), ("timestamptz", "'-infinity'"),
+            ("int", DeliveryStore.InlineEventBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("int", "100"), ("timestamptz", "NULL"));
+
+        Assert.That(plan, Has.None.Contains("Bitmap").And.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));
+        Assert.That(ClaimPlans.SortsOverTables(plan), Is.Empty, string.Join('\n', plan));
+        Assert.That(plan, Has.Some.Contains("Index Scan using deliveries_pending"), string.Join('\n', plan));
+    }
+
+    [Test]
     public async Task The_in_flight_count_reads_leases_only_not_the_pending_backlog()
     {
         // 30,000 retries due in an hour: the count for max_in_flight must not walk them.
@@ -519,25 +543,11 @@ public sealed class DeliveryStoreTests
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1000, 21000) g");
         await database.FanOutAsync();
 
-        await using var command = database.DataSource.CreateCommand("EXPLAIN " + DeliveryStore.RecordSql);
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [subscriptionId, subscriptionId] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<long[]> { TypedValue = [1, 2] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [1, 1] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string[]> { TypedValue = ["delivered", "delivered"], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [0, 0] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<int?[]> { TypedValue = [200, 200] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]> { TypedValue = [DateTimeOffset.UtcNow, DateTimeOffset.UtcNow] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1, 1] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = true });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null, null], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        List<string> plan;
-        await using (var reader = await command.ExecuteReaderAsync())
-        {
-            plan = await ReadPlanAsync(reader);
-        }
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        var plan = await GenericPlan.ExplainAsync(connection, DeliveryStore.RecordSql,
+            ("uuid", $"'{Guid.NewGuid()}'"), ("int[]", $"'{{{subscriptionId},{subscriptionId}}}'"), ("bigint[]", "'{1,2}'"), ("int[]", "'{1,1}'"),
+            ("text[]", "'{delivered,delivered}'"), ("float8[]", "'{0,0}'"), ("int[]", "'{200,200}'"), ("text[]", "'{NULL,NULL}'"),
+            ("timestamptz[]", "ARRAY[now(), now()]"), ("float8[]", "'{1,1}'"), ("text[]", "'{NULL,NULL}'"), ("boolean", "true"), ("text[]", "'{NULL,NULL}'"));
 
         Assert.That(plan, Has.Some.Contains("deliveries_pkey"), string.Join('\n', plan));
         Assert.That(plan, Has.None.Contains("deliveries_pending").And.None.Contains("deliveries_leased").And.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));

@@ -243,28 +243,10 @@ public sealed class KeyOrderingTests
             await settings.ExecuteNonQueryAsync();
         }
 
-        await using var command = new Npgsql.NpgsqlCommand("EXPLAIN " + DeliveryStore.RecordSql, connection);
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [subscriptionId] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<long[]> { TypedValue = [1] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = [1] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string[]> { TypedValue = ["delivered"], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [0] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<int?[]> { TypedValue = [200] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]> { TypedValue = [DateTimeOffset.UtcNow] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<double[]> { TypedValue = [1] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null] });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<bool> { TypedValue = false });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?[]> { TypedValue = [null], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        var plan = new List<string>();
-        await using (var reader = await command.ExecuteReaderAsync())
-        {
-            while (await reader.ReadAsync())
-            {
-                plan.Add(reader.GetString(0));
-            }
-        }
+        var plan = await GenericPlan.ExplainAsync(connection, DeliveryStore.RecordSql,
+            ("uuid", $"'{Guid.NewGuid()}'"), ("int[]", $"'{{{subscriptionId}}}'"), ("bigint[]", "'{1}'"), ("int[]", "'{1}'"), ("text[]", "'{delivered}'"),
+            ("float8[]", "'{0}'"), ("int[]", "'{200}'"), ("text[]", "'{NULL}'"), ("timestamptz[]", "ARRAY[now()]"), ("float8[]", "'{1}'"),
+            ("text[]", "'{NULL}'"), ("boolean", "false"), ("text[]", "'{NULL}'"));
 
         Assert.That(plan, Has.Some.Contains("deliveries_key_order"), string.Join('\n', plan));
         Assert.That(plan, Has.None.Contains("Seq Scan on deliveries").And.None.Contains("deliveries_pending"), string.Join('\n', plan));

@@ -64,12 +64,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// sized by a LIMIT it cannot see) would otherwise be kept for the life of the connection.
     /// With these off only the ordered index scans and nested loops are left, whatever the
     /// statistics say; a plain index scan also marks the entries of finished leases dead for the
-    /// next count. JIT is off because these statements take well under a millisecond.
+    /// next count. JIT is off because these statements take well under a millisecond. And each
+    /// runs its generic plan: left to choose, the server planned the result write afresh at every
+    /// execution (a custom plan, for the lengths of its arrays), which took longer than running
+    /// it for a handful of results, and the fan-out's statements likewise. The generic plans are
+    /// the same index walks (bench/README.md, "Generic plans").
     /// </summary>
     private const string PinnedPlan = """
         set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
         set_config('enable_sort', 'off', true), set_config('enable_hashjoin', 'off', true),
-        set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)
+        set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true),
+        set_config('plan_cache_mode', 'force_generic_plan', true)
         """;
 
     /// <summary>
@@ -342,6 +347,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         await using var batch = dataSource.CreateBatch();
         if (fanOut is not null)
         {
+            // The function sets the rest itself; the plan cache mode is the transaction's.
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
             var fan = new NpgsqlBatchCommand(FanOutSql);
             fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
             fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
@@ -381,7 +388,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         if (fanOut is not null)
         {
-            // How many deliveries the fan-out made: the claim below counts what it takes.
+            // The settings, then how many deliveries the fan-out made: the claim below counts what it takes.
+            await reader.NextResultAsync(cancellationToken);
             await reader.NextResultAsync(cancellationToken);
         }
 
