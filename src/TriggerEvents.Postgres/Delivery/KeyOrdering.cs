@@ -91,7 +91,10 @@ internal static class KeyOrdering
                    d.order_key, d.order_seq, n.head, n.wanted
             FROM next_in_key n
             JOIN trigger_events.deliveries d ON d.subscription_id = $1 AND d.event_id = n.event_id
-            WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
+            -- Checked again on the row as locked: one written since the statement began (a result,
+            -- a lease extended) is not taken.
+            WHERE (d.status = 'pending' OR d.status = 'in_flight' AND $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
+              AND NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
             FOR UPDATE OF d SKIP LOCKED
         ), unbroken AS (
             -- A run SKIP LOCKED left a gap in (rare) is not taken: its head goes alone.

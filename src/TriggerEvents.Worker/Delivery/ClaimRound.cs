@@ -88,10 +88,12 @@ internal sealed class ClaimRound(
 
             var limit = Math.Min(options.BatchSize, free);
             var (takeOver, from) = schedule.Next();
+            var started = time.GetTimestamp();
             var claimBatch = await store.ClaimAsync(
                 subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
                 (int)Math.Min(DeliveryStore.InlineEventBytes, subscription.Config.MaxEventBytes), cancellationToken);
             fanOut = null;
+            held.Confirmed(started);
             protection.Claimed(subscription, claimBatch.Protection);
             schedule.Cursor = claimBatch.Next;
             work.Claimed += claimBatch.Deliveries.Count;

@@ -26,9 +26,14 @@ internal sealed class DeliveryAttempts(
     /// Sends a run of one key's deliveries (<see cref="KeyOrdering.Followers"/>) one after
     /// another in the key's order, each as soon as the one before has its result: delivered or
     /// dead, the key goes on; to be retried, the rest are given back unsent (their attempts
-    /// uncounted) and wait behind it. A shutdown leaves the rest held, to be released.
+    /// uncounted) and wait behind it. The rest are given back too once the leases can no longer
+    /// be shown to cover another request (<see cref="HeldDeliveries.LeaseCovers"/>): another
+    /// worker may take the run over when they expire, and two requests of the key must never be
+    /// in flight. After <paramref name="stopping"/>, no next request starts; the rest stay held,
+    /// to be released at shutdown.
     /// </summary>
-    public async Task DeliverRunAsync(ActiveSubscription subscription, List<(ClaimedDelivery Delivery, Held State)> members, CancellationToken abort)
+    public async Task DeliverRunAsync(
+        ActiveSubscription subscription, List<(ClaimedDelivery Delivery, Held State)> members, CancellationToken stopping, CancellationToken abort)
     {
         await Task.Yield();
         members.Sort((a, b) => (a.Delivery.OrderSeq ?? 0, a.Delivery.Event.Id).CompareTo((b.Delivery.OrderSeq ?? 0, b.Delivery.Event.Id)));
@@ -37,6 +42,20 @@ internal sealed class DeliveryAttempts(
         {
             while (next < members.Count)
             {
+                if (next > 0 && stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                if (next > 0 && !held.LeaseCovers(subscription.Config.Webhook.Timeout))
+                {
+                    logger.LogWarning(
+                        "Gave back {Count} deliveries of a key of {Subscription}: their leases could not be extended to cover another request",
+                        members.Count - next, subscription.Name);
+                    await held.GiveBackAsync(members[next..]);
+                    return;
+                }
+
                 var (delivery, state) = members[next++];
                 var kind = await AttemptAsync(subscription, delivery, state, abort);
                 if (kind is null)

@@ -87,7 +87,7 @@ internal sealed class DeliveryWorker
             {
                 var roundStarted = time.GetTimestamp();
                 var work = await claims.ClaimAsync(stopping);
-                foreach (var request in Start(work, abort.Token))
+                foreach (var request in Start(work, stopping, abort.Token))
                 {
                     requests[request] = 0;
                     _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -171,13 +171,13 @@ internal sealed class DeliveryWorker
     public async Task<int> RunRoundAsync(CancellationToken cancellationToken)
     {
         var work = await claims.ClaimAsync(cancellationToken);
-        await Task.WhenAll(Start(work, cancellationToken));
+        await Task.WhenAll(Start(work, cancellationToken, cancellationToken));
         await recorder.WritePostedAsync(cancellationToken);
         return work.Claimed;
     }
 
     /// <summary>Starts an attempt for each single delivery, each batch and each key's run a round took.</summary>
-    private List<Task> Start(ClaimedWork work, CancellationToken abort)
+    private List<Task> Start(ClaimedWork work, CancellationToken stopping, CancellationToken abort)
     {
         var started = new List<Task>(work.Single.Count + work.Batches.Count + work.Runs.Count);
         foreach (var (subscription, delivery, state) in work.Single)
@@ -192,7 +192,7 @@ internal sealed class DeliveryWorker
 
         foreach (var (subscription, members) in work.Runs)
         {
-            started.Add(attempts.DeliverRunAsync(subscription, members, abort));
+            started.Add(attempts.DeliverRunAsync(subscription, members, stopping, abort));
         }
 
         return started;

@@ -19,6 +19,9 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     private readonly ConcurrentDictionary<DeliveryKey, Held> held = new();
     private int requests;
 
+    /// <summary>When the last claim or lease extension that succeeded started: the leases held run at least a lease from then.</summary>
+    private long confirmedAt;
+
     public bool IsEmpty => held.IsEmpty;
 
     /// <summary>Requests this worker has going: a batch is one while any of its deliveries is held.</summary>
@@ -90,6 +93,24 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
         }
     }
 
+    /// <summary>A claim or lease extension that started at <paramref name="startedAt"/> succeeded.</summary>
+    public void Confirmed(long startedAt)
+    {
+        var seen = Volatile.Read(ref confirmedAt);
+        while (startedAt > seen && Interlocked.CompareExchange(ref confirmedAt, startedAt, seen) is var found && found != seen)
+        {
+            seen = found;
+        }
+    }
+
+    /// <summary>
+    /// A request of up to <paramref name="timeout"/> started now ends before the leases held can
+    /// have expired: counted from the start of the last claim or extension that succeeded, which
+    /// is no later than the database's own time for it. A worker that cannot extend its leases
+    /// (the database out of reach) stops starting requests a lease covers no more.
+    /// </summary>
+    public bool LeaseCovers(TimeSpan timeout) => time.GetElapsedTime(Volatile.Read(ref confirmedAt)) + timeout < lease;
+
     /// <summary>Every held lease, with whether its request started (a release keeps that attempt counted).</summary>
     public List<HeldLease> Leases() => [.. held.Select(h => new HeldLease(h.Key, h.Value.Attempt, h.Value.Sent))];
 
@@ -103,7 +124,9 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
             {
                 try
                 {
+                    var started = time.GetTimestamp();
                     await store.ExtendLeasesAsync(owner, Leases(), lease, cancellationToken);
+                    Confirmed(started);
                 }
                 catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
                 {
