@@ -138,8 +138,9 @@ public sealed class BatchTests
 
         var batches = Batches(scenario);
         var events = await EventIdsAsync(scenario);
-        Assert.That(batches, Has.Count.EqualTo(3), "two failures, then the success");
-        Assert.That(batches.Select(b => b.Request.WebhookId), Is.All.EqualTo($"msg_orders-hook_b{events[0]}_3"));
+        var seen = string.Join(", ", batches.Select(b => $"{b.Request.WebhookId} #{b.Request.Attempt} {b.Request.Status} at {b.Request.ReceivedAt:HH:mm:ss.fff}"));
+        Assert.That(batches, Has.Count.EqualTo(3), "two failures, then the success: " + seen);
+        Assert.That(batches.Select(b => b.Request.WebhookId), Is.All.EqualTo($"msg_orders-hook_b{events[0]}_3"), seen);
         Assert.That(batches.Select(b => b.EventIds), Is.All.EqualTo(events), "the same events every time");
         Assert.That(batches.Select(b => b.Events[0].GetProperty("delivery_info").GetProperty("current_retry").GetInt32()), Is.EqualTo(new[] { 0, 1, 2 }));
         Assert.That(await scenario.ScalarAsync<string>("SELECT string_agg(DISTINCT attempts::text, ',') FROM trigger_events.deliveries"), Is.EqualTo("3"),
