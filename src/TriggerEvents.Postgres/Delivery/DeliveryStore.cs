@@ -347,7 +347,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         await using var batch = dataSource.CreateBatch();
         if (fanOut is not null)
         {
-            // The function sets the rest itself; the plan cache mode is the transaction's.
+            // The pinned settings hold inside the function too: its statements run generic plans,
+            // with sorts and hash and merge joins off as in the claim (it turns the scans it must not use off itself).
             batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
             var fan = new NpgsqlBatchCommand(FanOutSql);
             fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
