@@ -101,6 +101,11 @@ public sealed class RepairCommandTests
         const string size = """
             SELECT pg_total_relation_size('trigger_events.event_log') + pg_total_relation_size('trigger_events.deliveries')
             """;
+        // The VACUUM below stands in for autovacuum, which is kept off these two tables here: an
+        // automatic ANALYZE running meanwhile holds a snapshot that keeps the deleted rows from
+        // being removed, and the files then grow for a cycle or two (seen once under a loaded run).
+        await database.ExecuteAsync("ALTER TABLE trigger_events.event_log SET (autovacuum_enabled = false)");
+        await database.ExecuteAsync("ALTER TABLE trigger_events.deliveries SET (autovacuum_enabled = false)");
         var sizes = new List<long>();
         for (var cycle = 0; cycle < 12; cycle++)
         {
