@@ -187,13 +187,8 @@ public sealed class ErrorConventionTests
         try
         {
             await using var worker = WorkerProcess.Start(connectionString, path, httpPort);
-            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            while (!worker.HasExited)
-            {
-                await Task.Delay(50, deadline.Token);
-            }
-
-            return (worker.ExitCode, worker.Output);
+            var exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            return (exitCode, worker.Output);
         }
         finally
         {

@@ -175,6 +175,17 @@ public sealed class WorkerProcess : IAsyncDisposable
         return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
+    /// <summary>
+    /// Waits until the worker exits by itself and its output is read to the end (<see cref="HasExited"/>
+    /// turns true before the last lines it wrote have arrived); its exit code.
+    /// </summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        await process.WaitForExitAsync(deadline.Token);
+        return process.ExitCode;
+    }
+
     /// <summary>Sends SIGTERM, as a container runtime does, and waits for the exit.</summary>
     public async Task<int> TerminateAsync(TimeSpan? timeout = null)
     {

@@ -173,13 +173,8 @@ public sealed class GroupLifecycleTests
 
         var other = WriteConfig(scenario, "shipping", "mine", "shared");
         await using var intruder = WorkerProcess.Start(scenario.DatabaseUrl, other.Path, other.HttpPort);
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (!intruder.HasExited)
-        {
-            await Task.Delay(50, deadline.Token);
-        }
 
-        Assert.That(intruder.ExitCode, Is.EqualTo(2), intruder.Output);
+        Assert.That(await intruder.WaitForExitAsync(TimeSpan.FromSeconds(60)), Is.EqualTo(2), intruder.Output);
         Assert.That(intruder.Output, Does.Contain("subscription 'shared' belongs to group 'billing', not to this file's group 'shipping'"));
         Assert.That(await scenario.Database.ScalarAsync<string>("SELECT string_agg(name || ':' || group_name || ':' || enabled, ',' ORDER BY name) FROM trigger_events.subscriptions"),
             Is.EqualTo("shared:billing:true"), "nothing of the refused file was registered");
