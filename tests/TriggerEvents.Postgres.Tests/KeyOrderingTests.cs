@@ -102,6 +102,22 @@ public sealed class KeyOrderingTests
         Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty);
     }
 
+    [TestCase("rate_per_second = 1000", new long[] { 1, 2 }, TestName = "A rate-limited subscription claims each key's first alone")]
+    [TestCase("batch_max_events = 3, batch_max_wait = '0'", new long[] { 1, 2 }, TestName = "A batched subscription claims each key's first alone")]
+    [TestCase("circuit = 'half_open'", new long[] { 1 }, TestName = "A half-open circuit's probe is one delivery, not a run")]
+    public async Task Where_runs_do_not_apply_a_claim_takes_no_followers(string setting, long[] expected)
+    {
+        await database.ExecuteAsync($"UPDATE trigger_events.subscriptions SET {setting} WHERE id = $1", subscriptionId);
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        await database.FanOutAsync();
+
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+
+        Assert.That(claimed.Select(c => c.Event.Id).Order(), Is.EqualTo(expected), "the first of each key only");
+        Assert.That(claimed.Select(c => c.RunId), Is.All.Null);
+    }
+
     [Test]
     public async Task A_keys_run_is_one_request_of_max_in_flight()
     {
