@@ -108,7 +108,7 @@ public sealed class ConsoleBrowserTests
 
         await page.GoToAsync(console.Url + "#/dead");
         await WaitForAsync(page, "document.querySelectorAll('#dead tr[data-event] button[data-action=retry]').length === 1");
-        await page.ClickAsync("#dead tr[data-event='1'] button[data-action=retry]");
+        await ClickRowButtonAsync(page, "#dead tr[data-event='1'] button[data-action=retry]");
         await scene.Receiver.WaitUntilAsync(r => r.DeliveredEventIds("/hook").Contains(1), TimeSpan.FromSeconds(30), "event 1 delivered after the retry");
         await scene.WaitForStatusAsync(1, "delivered");
         await WaitForAsync(page, "document.querySelector('#dead td.empty') !== null");
@@ -135,10 +135,10 @@ public sealed class ConsoleBrowserTests
 
         await page.GoToAsync(console.Url + "#/dead");
         await WaitForAsync(page, "document.querySelectorAll('#dead tr[data-event]').length === 2");
-        await page.ClickAsync("#dead tr[data-event='1'] button[data-action=purge]");
+        await ClickRowButtonAsync(page, "#dead tr[data-event='1'] button[data-action=purge]");
         var afterDismiss = await scene.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'dead'");
         answer = true;
-        await page.ClickAsync("#dead tr[data-event='1'] button[data-action=purge]");
+        await ClickRowButtonAsync(page, "#dead tr[data-event='1'] button[data-action=purge]");
         await WaitForAsync(page, "document.querySelectorAll('#dead tr[data-event]').length === 1");
 
         Assert.That(questions, Has.Count.EqualTo(2));
@@ -162,7 +162,7 @@ public sealed class ConsoleBrowserTests
 
         await page.GoToAsync($"http://127.0.0.1:{consolePort}/");
         await WaitForAsync(page, "document.querySelector(\"tr[data-subscription='hook'] button[data-action=pause]\") !== null");
-        await page.ClickAsync("tr[data-subscription='hook'] button[data-action=pause]");
+        await ClickRowButtonAsync(page, "tr[data-subscription='hook'] button[data-action=pause]");
         await WaitForAsync(page, "document.querySelector(\"tr[data-subscription='hook'] td.state\").innerText.includes('receiver maintenance')");
         await ScreenshotAsync(page, "overview-paused");
         await scene.Database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(2, 4) g");
@@ -171,7 +171,7 @@ public sealed class ConsoleBrowserTests
         await scene.Receiver.WaitUntilAsync(r => r.DeliveredEventIds("/other").Count == 4, TimeSpan.FromSeconds(30), "events 2-4 to the other subscription");
         var hookWhilePaused = scene.Receiver.DeliveredEventIds("/hook");
         await WaitForAsync(page, "document.querySelector(\"tr[data-subscription='hook'] td.backlog\").innerText === '3'");
-        await page.ClickAsync("tr[data-subscription='hook'] button[data-action=resume]");
+        await ClickRowButtonAsync(page, "tr[data-subscription='hook'] button[data-action=resume]");
         await scene.Receiver.WaitUntilAsync(r => r.DeliveredEventIds("/hook").Count == 4, TimeSpan.FromSeconds(30), "events 2-4 to hook after resume");
 
         var exit = await scene.Worker.TerminateAsync();
@@ -350,6 +350,27 @@ public sealed class ConsoleBrowserTests
         var page = await browser.NewPageAsync();
         await page.SetViewportAsync(new ViewPortOptions { Width = 1360, Height = 760 });
         return page;
+    }
+
+    /// <summary>
+    /// Clicks a button in a table the page re-renders every two seconds: a render between finding
+    /// the button and clicking it detaches the node Puppeteer found (before any click is sent), so
+    /// the click is tried again on the new one.
+    /// </summary>
+    private static async Task ClickRowButtonAsync(IPage page, string selector)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await page.ClickAsync(selector);
+                return;
+            }
+            catch (PuppeteerException e) when (attempt < 5 && e.Message.Contains("not clickable", StringComparison.Ordinal))
+            {
+                await Task.Delay(100);
+            }
+        }
     }
 
     private static async Task WaitForAsync(IPage page, string condition)
