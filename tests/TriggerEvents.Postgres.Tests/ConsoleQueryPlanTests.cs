@@ -149,7 +149,7 @@ public sealed class ConsoleQueryPlanTests
         }
 
         var unpinned = await ExplainAsync(connection, transaction);
-        await using (var pin = new NpgsqlCommand(DeadLetters.PinCountPlanSql, connection, transaction))
+        await using (var pin = new NpgsqlCommand(TriggerEvents.Postgres.Delivery.DeliveryStore.PinPlanSql, connection, transaction))
         {
             await pin.ExecuteNonQueryAsync();
         }

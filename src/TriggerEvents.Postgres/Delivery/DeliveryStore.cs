@@ -87,7 +87,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         "SELECT trigger_events.fan_out(ARRAY(SELECT id FROM trigger_events.subscriptions WHERE id = ANY ($1) AND enabled), $2)";
 
     /// <summary><see cref="PinnedPlan"/> on its own, ahead of the result write.</summary>
-    private const string PinPlanSql = $"SELECT {PinnedPlan}";
+    internal const string PinPlanSql = $"SELECT {PinnedPlan}";
 
     /// <summary>
     /// Claims up to <c>$10</c> requests' worth (<c>$3</c> rows; a batch is one request, the rest one
@@ -135,7 +135,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free,
                    s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
                    s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait,
-                   (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS sequences
+                   (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS runs
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
             FROM trigger_events.subscriptions s
             CROSS JOIN LATERAL (

@@ -63,7 +63,7 @@ internal static class KeyOrdering
             SELECT h.event_id, h.order_key, h.order_seq
             FROM (SELECT x.event_id, x.order_key, x.order_seq FROM expired x
                   UNION ALL SELECT x.event_id, x.order_key, x.order_seq FROM pending x) h
-            WHERE h.order_key IS NOT NULL AND (SELECT c.sequences FROM capacity c)
+            WHERE h.order_key IS NOT NULL AND (SELECT c.runs FROM capacity c)
         ), next_in_key AS (
             SELECT n.event_id, h.event_id AS head, n.order_seq, n.wanted
             FROM heads h

@@ -61,22 +61,14 @@ internal static class DeadLetters
         WHERE {Filter}
         """;
 
-    /// <summary>
-    /// Planner settings for the count's transaction: the count walks the dead index and looks each
-    /// event up by its key. Where dead letters are a few percent of the deliveries the planner
-    /// would rather read the whole log (and then the whole of deliveries) into a hash join, which
-    /// on a production log is the slow path of the two, and takes the log's pages from the cache.
-    /// </summary>
-    internal const string PinCountPlanSql = """
-        SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
-               set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)
-        """;
-
     public static async Task<long> CountAsync(NpgsqlDataSource dataSource, DeliveryFilter filter, CancellationToken cancellationToken)
     {
-        // One round trip, one implicit transaction: the settings end with it.
+        // The hot path's planner settings, in one round trip and one implicit transaction that
+        // they end with: the count walks the dead index and looks each event up by its key. Where
+        // dead letters are a few percent of the deliveries the planner would rather read the whole
+        // log (and then the whole of deliveries) into a hash join, the slow path on a production log.
         await using var batch = dataSource.CreateBatch();
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(PinCountPlanSql));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(Delivery.DeliveryStore.PinPlanSql));
         var count = new NpgsqlBatchCommand(CountSql);
         AddFilter(count.Parameters, filter);
         batch.BatchCommands.Add(count);

@@ -108,8 +108,7 @@ internal sealed class ClaimRound(
     /// <summary>Holds what a claim took, as single requests and batches; logs what it dead-lettered.</summary>
     private void Hold(ActiveSubscription subscription, IReadOnlyList<ClaimedDelivery> claimed, ClaimedWork work)
     {
-        Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? batches = null;
-        Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? runs = null;
+        Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? shared = null;
         foreach (var delivery in claimed)
         {
             if (delivery.TookOverExpiredLease)
@@ -125,36 +124,22 @@ internal sealed class ClaimRound(
                 continue;
             }
 
-            if (delivery.RunId is { } runId)
-            {
-                // One request at a time, so one slot for the run.
-                runs ??= [];
-                if (!runs.TryGetValue(runId, out var run))
-                {
-                    runs[runId] = run = (new RequestSlot(), []);
-                    work.Runs.Add((subscription, run.Members));
-                }
-
-                run.Members.Add((delivery, held.Hold(delivery, run.Slot)));
-                continue;
-            }
-
-            if (delivery.BatchId is not { } batchId)
+            if ((delivery.RunId ?? delivery.BatchId) is not { } unitId)
             {
                 work.Single.Add((subscription, delivery, held.Hold(delivery, new RequestSlot())));
                 continue;
             }
 
-            // Sent with the rest of its batch, in one request whose slot they share.
-            batches ??= [];
-            if (!batches.TryGetValue(batchId, out var batch))
+            // A batch goes in one request and a key's run one request at a time: either way its
+            // deliveries share one slot. (A run is never batched, and both ids are event ids.)
+            shared ??= [];
+            if (!shared.TryGetValue(unitId, out var unit))
             {
-                batches[batchId] = batch = (new RequestSlot(), []);
-                work.Batches.Add((subscription, batch.Members));
+                shared[unitId] = unit = (new RequestSlot(), []);
+                (delivery.RunId is null ? work.Batches : work.Runs).Add((subscription, unit.Members));
             }
 
-            var holding = held.Hold(delivery, batch.Slot);
-            batch.Members.Add((delivery, holding));
+            unit.Members.Add((delivery, held.Hold(delivery, unit.Slot)));
         }
     }
 
@@ -162,13 +147,12 @@ internal sealed class ClaimRound(
     private static int Requests(IReadOnlyList<ClaimedDelivery> claimed)
     {
         var single = 0;
-        HashSet<long>? batches = null;
+        HashSet<long>? units = null;
         foreach (var delivery in claimed)
         {
-            if ((delivery.BatchId ?? delivery.RunId) is { } unitId)
+            if ((delivery.RunId ?? delivery.BatchId) is { } unitId)
             {
-                // Batch ids and run ids are both event ids of one subscription's deliveries, and a run is never batched.
-                (batches ??= []).Add(unitId);
+                (units ??= []).Add(unitId);
             }
             else
             {
@@ -176,6 +160,6 @@ internal sealed class ClaimRound(
             }
         }
 
-        return single + (batches?.Count ?? 0);
+        return single + (units?.Count ?? 0);
     }
 }
