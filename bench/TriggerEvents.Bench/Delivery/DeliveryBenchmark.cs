@@ -174,6 +174,9 @@ internal static class DeliveryBenchmark
     /// <summary>A fixed Standard Webhooks secret: the receiver does not verify, the worker signs.</summary>
     internal const string SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+    /// <summary>The worker's <c>lease</c>: a claim sets a lease's end to its start plus this, which dates the claim.</summary>
+    private static readonly TimeSpan Lease = TimeSpan.FromSeconds(60);
+
     private static string WriteConfig(BenchReceiver receiver, DeliveryOptions options)
     {
         var path = Path.Combine(Path.GetTempPath(), $"triggerevents-bench-{Guid.NewGuid():N}.yaml");
@@ -191,7 +194,7 @@ internal static class DeliveryBenchmark
               batch_size: {options.BatchSize}
               concurrency: {options.Concurrency}
               poll_interval: 1s
-              lease: 60s
+              lease: {Lease.TotalSeconds}s
               http_port: {Loopback.FreePort()}
             retention:
               delivered_events: forever
@@ -253,7 +256,7 @@ internal static class DeliveryBenchmark
         var freshWorker = await DrainAsync("from the worker's readiness");
         if (options.Statements)
         {
-            await StatementProfile.PrintAsync(database, options.Backlog, cancellationToken);
+            await StatementProfile.PrintAsync(database, "the drain", options.Backlog, cancellationToken);
         }
 
         var quiet = await WaitUntilQuietAsync(worker, cancellationToken);
@@ -347,8 +350,19 @@ internal static class DeliveryBenchmark
 
             async Task<LatencyFigures> MeasureAsync(int? rate)
             {
+                var profiled = options.Statements && rate is not null;
+                if (profiled)
+                {
+                    await StatementProfile.ResetAsync(database, cancellationToken);
+                }
+
                 var run = await pgbench.RunAsync(script, options.Writers, options.LatencySeconds, cancellationToken, rate);
                 await receiver.WaitForDistinctAsync((int)run.Transactions, TimeSpan.FromMinutes(5), cancellationToken);
+                if (profiled)
+                {
+                    await StatementProfile.PrintAsync(database, "the paced run", (int)run.Transactions, cancellationToken);
+                }
+
                 var arrivals = receiver.TakeArrivals();
                 var latencies = arrivals.Select(a => a.LatencyMs).Order().ToArray();
                 var split = await SplitLatencyAsync(database, arrivals, cancellationToken);
@@ -370,29 +384,32 @@ internal static class DeliveryBenchmark
     /// </summary>
     private static async Task<string> SplitLatencyAsync(BenchDatabase database, IReadOnlyList<BenchReceiver.Arrival> arrivals, CancellationToken cancellationToken)
     {
-        var splits = new Dictionary<long, (double RequestStart, double? Commit)>(arrivals.Count);
+        var splits = new Dictionary<long, (double RequestStart, double? Commit, double FromClaim)>(arrivals.Count);
         await using (var command = database.DataSource.CreateCommand("""
             SELECT a.event_id, extract(epoch FROM a.started_at - e.captured_at)::float8 * 1000,
                    CASE WHEN current_setting('track_commit_timestamp')::bool
-                        THEN extract(epoch FROM pg_xact_commit_timestamp(e.xmin) - e.captured_at)::float8 * 1000 END
+                        THEN extract(epoch FROM pg_xact_commit_timestamp(e.xmin) - e.captured_at)::float8 * 1000 END,
+                   extract(epoch FROM a.started_at - (d.next_attempt_at - $2::interval))::float8 * 1000
             FROM trigger_events.attempts a JOIN trigger_events.event_log e ON e.id = a.event_id
-            WHERE a.event_id = ANY($1) AND a.attempt = 1
+            JOIN trigger_events.deliveries d ON d.subscription_id = a.subscription_id AND d.event_id = a.event_id
+            WHERE a.event_id = ANY($1) AND a.attempt = 1 AND d.attempts = 1 AND d.status = 'delivered'
             """))
         {
             command.Parameters.Add(new NpgsqlParameter { Value = arrivals.Select(a => a.EventId).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = Lease });
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                splits[reader.GetInt64(0)] = (reader.GetDouble(1), reader.IsDBNull(2) ? null : reader.GetDouble(2));
+                splits[reader.GetInt64(0)] = (reader.GetDouble(1), reader.IsDBNull(2) ? null : reader.GetDouble(2), reader.GetDouble(3));
             }
         }
 
-        var split = new List<(double Before, double After, double? Commit)>(arrivals.Count);
+        var split = new List<(double Before, double After, double? Commit, double FromClaim)>(arrivals.Count);
         foreach (var arrival in arrivals)
         {
             if (splits.TryGetValue(arrival.EventId, out var times))
             {
-                split.Add((times.RequestStart, arrival.LatencyMs - times.RequestStart, times.Commit));
+                split.Add((times.RequestStart, arrival.LatencyMs - times.RequestStart, times.Commit, times.FromClaim));
             }
         }
 
@@ -412,6 +429,11 @@ internal static class DeliveryBenchmark
             text += $"\n    capture to commit: p50 {Statistics.Percentile(commit, 50):F1} ms, p99 {Statistics.Percentile(commit, 99):F1} ms; " +
                 $"commit to request start (claim wait, claim): p50 {Statistics.Percentile(claim, 50):F1} ms, p99 {Statistics.Percentile(claim, 99):F1} ms";
         }
+
+        // The claim's round trip began (its transaction's now(), written as the lease's start) before
+        // the fan-out that made the delivery; from there to the request: the round and the worker.
+        var fromClaim = split.Select(s => s.FromClaim).Order().ToArray();
+        text += $"\n    claim round's start to request start (fan-out, claim, the worker's hand-over): p50 {Statistics.Percentile(fromClaim, 50):F1} ms, p99 {Statistics.Percentile(fromClaim, 99):F1} ms";
 
         return text;
     }

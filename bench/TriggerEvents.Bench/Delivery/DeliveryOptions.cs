@@ -60,7 +60,7 @@ internal sealed record DeliveryOptions
     /// <summary>Which of the batched and ordered drains (e) to run; empty: none.</summary>
     public IReadOnlyList<string> ShapedDrains { get; init; } = Delivery.ShapedDrains.Names;
 
-    /// <summary>Print the server's time by statement over the fresh drain (<see cref="StatementProfile"/>).</summary>
+    /// <summary>Print the server's time by statement over the fresh drain and the paced run (<see cref="StatementProfile"/>).</summary>
     public bool Statements { get; init; }
 
     /// <summary>A git ref whose worker this checkout's is measured against (<see cref="BaselineComparison"/>), in place of the phases; null: none.</summary>

@@ -4,7 +4,8 @@ using TriggerEvents.Bench.Infrastructure;
 namespace TriggerEvents.Bench.Delivery;
 
 /// <summary>
-/// With <c>--statements</c>: where the server's time goes during the fresh drain (a), by statement,
+/// With <c>--statements</c>: where the server's time goes during the fresh drain (a) and the paced
+/// run of (b), by statement,
 /// from <c>pg_stat_statements</c> (server start with the library preloaded, statements inside
 /// functions such as the fan-out's tracked too). Times are the server's wall clock in the
 /// statement, planning included, per event drained: on a busy two-core machine they include
@@ -25,7 +26,7 @@ internal static class StatementProfile
     }
 
     /// <summary>Prints the statements that took the most time, per event of <paramref name="events"/>.</summary>
-    public static async Task PrintAsync(BenchDatabase database, int events, CancellationToken cancellationToken)
+    public static async Task PrintAsync(BenchDatabase database, string run, int events, CancellationToken cancellationToken)
     {
         await using var command = database.DataSource.CreateCommand("""
             SELECT toplevel, calls, rows, total_exec_time, total_plan_time,
@@ -36,13 +37,13 @@ internal static class StatementProfile
             LIMIT 14
             """);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        Console.WriteLine($"    server time by statement over the drain (pg_stat_statements; µs per event of {events:N0}; exec + plan):");
-        Console.WriteLine("    top | calls | rows/call | exec µs/ev | plan µs/ev | statement");
+        Console.WriteLine($"    server time by statement over {run} (pg_stat_statements; µs per event of {events:N0}; exec + plan):");
+        Console.WriteLine("    top | calls | rows/call | ms/call | exec µs/ev | plan µs/ev | statement");
         while (await reader.ReadAsync(cancellationToken))
         {
             var calls = reader.GetInt64(1);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"    {(reader.GetBoolean(0) ? "yes" : "no"),3} | {calls,6:N0} | {(double)reader.GetInt64(2) / Math.Max(1, calls),9:F1} | {reader.GetDouble(3) * 1000 / events,10:F2} | {reader.GetDouble(4) * 1000 / events,10:F2} | {reader.GetString(5)}"));
+                $"    {(reader.GetBoolean(0) ? "yes" : "no"),3} | {calls,6:N0} | {(double)reader.GetInt64(2) / Math.Max(1, calls),9:F1} | {(reader.GetDouble(3) + reader.GetDouble(4)) / Math.Max(1, calls),7:F3} | {reader.GetDouble(3) * 1000 / events,10:F2} | {reader.GetDouble(4) * 1000 / events,10:F2} | {reader.GetString(5)}"));
         }
     }
 }
