@@ -126,6 +126,45 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task An_event_of_another_key_goes_out_at_once_while_a_keys_run_is_in_flight()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        var keys = new KeyLog(scenario.Receiver, OrderId);
+        // Polling would take half a minute: only a wake-up can send key 2's event sooner.
+        var options = new FaultWorkerOptions { SubscriptionYaml = ByPrimaryKey, PollInterval = "30s", Lease = "60s" };
+        var firstOfKey1 = new TaskCompletionSource();
+        keys.Answer = request =>
+        {
+            firstOfKey1.TrySetResult();
+            return new ReceiverResponse(200, TimeSpan.FromMilliseconds(50));
+        };
+        await scenario.StartWorkerAsync(options);
+
+        // Key 1: an INSERT and 40 UPDATEs, one run sent one request at a time, each answered
+        // after 50 ms; the worker is then waiting, with the run in flight.
+        await scenario.ExecuteAsync("""
+            BEGIN;
+            INSERT INTO orders (id, amount) VALUES (1, 0);
+            UPDATE orders SET amount = amount + 1 WHERE id = 1;
+            """ + string.Concat(Enumerable.Repeat("UPDATE orders SET amount = amount + 1 WHERE id = 1;\n", 39)) + "COMMIT;");
+        await firstOfKey1.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await Task.Delay(200);
+
+        var committed = DateTime.UtcNow;
+        await scenario.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (2, 0)");
+        var key2 = await EventsOfKeysAsync(scenario, "(new_data->>'id')::int = 2");
+        await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().IsSupersetOf(key2), TimeSpan.FromSeconds(20), "key 2's event");
+        var waited = DateTime.UtcNow - committed;
+        var key1Sent = keys.Arrivals.Count(a => a.Key == "1");
+
+        Assert.That(key1Sent, Is.LessThan(41), "key 1's run was still in flight when key 2's event arrived");
+        Assert.That(waited, Is.LessThan(TimeSpan.FromSeconds(5)), "key 2's event waited for a poll, not a wake-up");
+        await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(60));
+        keys.AssertInCommitOrderOneAtATime(await EventsByKeyAsync(scenario, OrderKeySql));
+        TestContext.Out.WriteLine($"key 2's event arrived {waited.TotalMilliseconds:F0} ms after its commit, with {key1Sent} of key 1's 41 sent");
+    }
+
+    [Test]
     public async Task A_worker_killed_mid_key_leaves_the_key_in_order_once_its_lease_is_taken_over()
     {
         await using var scenario = await FaultScenario.CreateAsync();

@@ -52,8 +52,8 @@ internal sealed class DeliveryWorker
         var batched = subscriptions.Where(s => s.Config.Batch is not null).Select(s => s.Config.Batch!.MaxWait).ToList();
         shortestBatchWait = batched.Count > 0 ? batched.Min() : null;
         protection = new TargetProtection(subscriptions, time, metrics, logger);
-        held = new HeldDeliveries(store, Owner, options.Lease, time, logger);
-        recorder = new ResultRecorder(store, Owner, held, protection, wake, RefillThreshold, time, logger);
+        held = new HeldDeliveries(store, Owner, options.Lease, time, wake, logger);
+        recorder = new ResultRecorder(store, Owner, held, protection, RefillThreshold, time, logger);
         attempts = new DeliveryAttempts(new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, held, metrics, time, logger);
         claims = new ClaimRound(options, subscriptions, store, Owner, held, protection, metrics, time, logger);
     }
@@ -101,20 +101,18 @@ internal sealed class DeliveryWorker
                     continue;
                 }
 
-                if (held.IsEmpty)
+                // Nothing to take: tell capture to send a wake-up, even with requests in flight
+                // (a freed slot wakes the loop, a result that frees none does not, see
+                // HeldDeliveries). The flag may be off although this worker set it: the first
+                // capture after it takes it as it notifies (migration 000003), and a claim that
+                // then found nothing (another replica took the event) must arm it again. When it
+                // was off, look once more: an event committed between the empty claim and the
+                // flip would otherwise wait for the next poll.
+                var armed = await store.SetIdleAsync(true, stopping);
+                idleSignalled = true;
+                if (armed)
                 {
-                    // Tell capture to send a wake-up. The flag may be off although this worker
-                    // set it: the first capture after it takes it as it notifies (migration
-                    // 000003), and a claim that then found nothing (another replica took the
-                    // event) must arm it again. When it was off, look once more: an event
-                    // committed between the empty claim and the flip would otherwise wait for
-                    // the next poll.
-                    var armed = await store.SetIdleAsync(true, stopping);
-                    idleSignalled = true;
-                    if (armed)
-                    {
-                        continue;
-                    }
+                    continue;
                 }
 
                 // A subscription held back until a known time (rate limit, open circuit,

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TriggerEvents.Postgres.Delivery;
+using TriggerEvents.Worker.Signals;
 
 namespace TriggerEvents.Worker.Delivery;
 
@@ -13,16 +14,21 @@ namespace TriggerEvents.Worker.Delivery;
 /// A held delivery takes a slot of <c>worker.concurrency</c>: the database counts it in flight
 /// for <c>max_in_flight</c> until its result is recorded, so the worker does the same. A batch is
 /// one request and takes one slot, however many deliveries it holds, and so is a key's run.
+/// <para>
+/// A freed slot wakes the claim loop (<paramref name="slotFreed"/>): the next claim may take
+/// something. A result that leaves its request's slot taken (one of a key's run, before its
+/// last) does not: the key's next event is already held here, so a claim could only walk the
+/// rest of the key's queue again and take nothing, which for a busy key cost the database more
+/// than sending the run. New events wake the loop through NOTIFY (<see cref="DeliveryWorker"/>).
+/// </para>
 /// </remarks>
-internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan lease, TimeProvider time, ILogger logger)
+internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan lease, TimeProvider time, WakeSignal slotFreed, ILogger logger)
 {
     private readonly ConcurrentDictionary<DeliveryKey, Held> held = new();
     private int requests;
 
     /// <summary>When the last claim or lease extension that succeeded started: the leases held run at least a lease from then.</summary>
     private long confirmedAt;
-
-    public bool IsEmpty => held.IsEmpty;
 
     /// <summary>Requests this worker has going: a batch is one while any of its deliveries is held.</summary>
     public int Requests => Volatile.Read(ref requests);
@@ -90,6 +96,7 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
         if (Interlocked.Decrement(ref holding.Request.Members) == 0)
         {
             Interlocked.Decrement(ref requests);
+            slotFreed.Set();
         }
     }
 

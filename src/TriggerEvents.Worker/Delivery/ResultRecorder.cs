@@ -2,17 +2,16 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TriggerEvents.Postgres.Delivery;
-using TriggerEvents.Worker.Signals;
 
 namespace TriggerEvents.Worker.Delivery;
 
 /// <summary>
 /// Writes the results of attempts: posted by the attempts as they end, written by one loop in
 /// batches, only where this worker's lease still holds (<see cref="DeliveryStore.RecordSql"/>).
-/// A write frees the deliveries' slots and wakes the claim loop.
+/// A write lets the deliveries go (<see cref="HeldDeliveries.Unhold(DeliveryResult)"/>): the slots it frees wake the claim loop.
 /// </summary>
 internal sealed class ResultRecorder(
-    DeliveryStore store, Guid owner, HeldDeliveries held, TargetProtection protection, WakeSignal wake,
+    DeliveryStore store, Guid owner, HeldDeliveries held, TargetProtection protection,
     int gatherBelow, TimeProvider time, ILogger logger)
 {
     private const int MaxResultsPerWrite = 1000;
@@ -65,7 +64,6 @@ internal sealed class ResultRecorder(
                 }
 
                 failures = 0;
-                wake.Set();
             }
             catch (PostgresException e) when (IsPermanent(e) && !split)
             {
@@ -106,7 +104,6 @@ internal sealed class ResultRecorder(
         if (batch.Count > 0)
         {
             await WriteAsync(batch, writtenBefore: false, cancellationToken);
-            wake.Set();
         }
     }
 
