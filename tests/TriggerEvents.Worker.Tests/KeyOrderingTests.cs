@@ -165,6 +165,28 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task A_transaction_larger_than_a_fan_out_is_delivered_without_waiting_a_poll_per_chunk()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        var keys = new KeyLog(scenario.Receiver, OrderId);
+        // A fan-out makes 4 x batch_size = 40 deliveries a round: 200 events of one transaction
+        // take six rounds, and the ordered subscription can take none of them before the last.
+        // Each round waiting for a poll would take 25 s.
+        var options = new FaultWorkerOptions { SubscriptionYaml = ByPrimaryKey, BatchSize = 10, PollInterval = "5s" };
+        await scenario.StartWorkerAsync(options);
+
+        var committed = DateTime.UtcNow;
+        await scenario.ExecuteAsync("INSERT INTO orders (id, amount) SELECT g, 0 FROM generate_series(1, 200) g");
+        await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(60));
+        var waited = DateTime.UtcNow - committed;
+
+        Assert.That(await scenario.CapturedEventIdsAsync(), Has.Count.EqualTo(200));
+        Assert.That(waited, Is.LessThan(TimeSpan.FromSeconds(5)), "the fan-out waited for polls between its chunks");
+        keys.AssertInCommitOrderOneAtATime(await EventsByKeyAsync(scenario, OrderKeySql));
+        TestContext.Out.WriteLine($"200 events of one transaction delivered {waited.TotalMilliseconds:F0} ms after its commit");
+    }
+
+    [Test]
     public async Task A_worker_killed_mid_key_leaves_the_key_in_order_once_its_lease_is_taken_over()
     {
         await using var scenario = await FaultScenario.CreateAsync();

@@ -99,6 +99,9 @@ internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, Cla
 {
     /// <summary>After the claim of a subscription with a rate limit or a breaker: when the next claim can take anything.</summary>
     public TargetProtectionState? Protection { get; init; }
+
+    /// <summary>The fan-out before the claim made a chunk of a larger transaction and has more of it to make (<see cref="DeliveryStore.FanOutContinuesSql"/>).</summary>
+    public bool FanOutContinues { get; init; }
 }
 
 /// <summary>

@@ -86,6 +86,18 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     internal const string FanOutSql =
         "SELECT trigger_events.fan_out(ARRAY(SELECT id FROM trigger_events.subscriptions WHERE id = ANY ($1) AND enabled), $2)";
 
+    /// <summary>
+    /// After <see cref="FanOutSql"/>, in its transaction: it made a chunk of a batch that goes on
+    /// (a transaction larger than one call's <c>max_events</c>, given a chunk a call). Its own
+    /// positions only (their <c>updated_at</c> is this transaction's start): a batch another
+    /// replica is making, whose positions the fan-out passed by locked, is not this worker's to
+    /// go on with.
+    /// </summary>
+    internal const string FanOutContinuesSql = """
+        SELECT EXISTS (SELECT FROM trigger_events.subscription_positions sp
+                       WHERE sp.subscription_id = ANY ($1) AND sp.batch_end IS NOT NULL AND sp.updated_at = now())
+        """;
+
     /// <summary><see cref="PinnedPlan"/> on its own, ahead of the result write.</summary>
     internal const string PinPlanSql = $"SELECT {PinnedPlan}";
 
@@ -354,6 +366,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
             fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
             batch.BatchCommands.Add(fan);
+            var continues = new NpgsqlBatchCommand(FanOutContinuesSql);
+            continues.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
+            batch.BatchCommands.Add(continues);
         }
 
         var now = Clock?.GetUtcNow();
@@ -387,10 +402,14 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         }
 
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        var fanOutContinues = false;
         if (fanOut is not null)
         {
-            // The settings, then how many deliveries the fan-out made: the claim below counts what it takes.
+            // Past the settings and how many deliveries the fan-out made (the claim below counts
+            // what it takes), to whether its batch goes on.
             await reader.NextResultAsync(cancellationToken);
+            await reader.NextResultAsync(cancellationToken);
+            fanOutContinues = await reader.ReadAsync(cancellationToken) && reader.GetBoolean(0);
             await reader.NextResultAsync(cancellationToken);
         }
 
@@ -406,7 +425,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         var protection = isProtected && await reader.NextResultAsync(cancellationToken)
             ? await TargetProtectionQueries.ReadStateAsync(reader, cancellationToken)
             : null;
-        return new ClaimBatch(claimed, cursor.After(claimed, claimedAt)) { Protection = protection };
+        return new ClaimBatch(claimed, cursor.After(claimed, claimedAt)) { Protection = protection, FanOutContinues = fanOutContinues };
     }
 
     /// <summary>

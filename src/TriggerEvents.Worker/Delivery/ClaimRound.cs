@@ -19,6 +19,13 @@ internal sealed class ClaimedWork
 
     /// <summary>Some claim took fewer requests than it asked for: its queue is drained for now.</summary>
     public bool Drained { get; set; }
+
+    /// <summary>
+    /// The round's fan-out made a chunk of a larger transaction and has more of it to make. An
+    /// ordered subscription can take none of that transaction's events before the last chunk
+    /// (<see cref="KeyOrdering.NotHeldBack"/>), so the worker goes on at once instead of waiting.
+    /// </summary>
+    public bool FanOutContinues { get; set; }
 }
 
 /// <summary>
@@ -96,6 +103,7 @@ internal sealed class ClaimRound(
             held.Confirmed(started);
             protection.Claimed(subscription, claimBatch.Protection);
             schedule.Cursor = claimBatch.Next;
+            work.FanOutContinues |= claimBatch.FanOutContinues;
             work.Claimed += claimBatch.Deliveries.Count;
             work.Drained |= Requests(claimBatch.Deliveries) < limit;
             Hold(subscription, claimBatch.Deliveries, work);

@@ -101,6 +101,14 @@ internal sealed class DeliveryWorker
                     continue;
                 }
 
+                if (work.FanOutContinues)
+                {
+                    // A large transaction is being fanned out a chunk a round, and an ordered
+                    // subscription takes none of it before the last chunk: waiting for a wake-up
+                    // here cost a poll interval per chunk.
+                    continue;
+                }
+
                 // Nothing to take: tell capture to send a wake-up, even with requests in flight
                 // (a freed slot wakes the loop, a result that frees none does not, see
                 // HeldDeliveries). The flag may be off although this worker set it: the first
