@@ -57,6 +57,30 @@ public sealed class KeyOrderingTests
         database.ScalarAsync<long>($"SELECT max(id) FROM trigger_events.event_log WHERE {condition}");
 
     [Test]
+    public async Task The_fan_out_computes_each_ordered_deliverys_key_once()
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, customer, amount) SELECT g, g % 7, 0 FROM generate_series(1, 50) g");
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var track = new NpgsqlCommand("SET LOCAL track_functions = 'all'", connection, transaction))
+        {
+            await track.ExecuteNonQueryAsync();
+        }
+
+        await using var fanOut = new NpgsqlCommand("SELECT trigger_events.fan_out()", connection, transaction);
+        var made = (long)(await fanOut.ExecuteScalarAsync())!;
+        // This transaction's calls so far, counted by the server.
+        await using var calls = new NpgsqlCommand("""
+            SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_xact_user_functions
+            WHERE schemaname = 'trigger_events' AND funcname = 'order_key'
+            """, connection, transaction);
+        var keyCalls = (long)(await calls.ExecuteScalarAsync())!;
+
+        Assert.That(made, Is.EqualTo(50));
+        Assert.That(keyCalls, Is.EqualTo(50), "order_key() once for each delivery of the ordered subscription");
+    }
+
+    [Test]
     public async Task Each_keys_undelivered_events_are_claimed_as_one_run_in_order_and_the_rest_of_a_run_behind_a_retry_waits_for_it()
     {
         // Keys 1, 2, 3, each with an INSERT and two UPDATEs, interleaved in the log.
