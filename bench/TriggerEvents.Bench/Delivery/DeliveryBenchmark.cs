@@ -430,8 +430,9 @@ internal static class DeliveryBenchmark
                 $"commit to request start (claim wait, claim): p50 {Statistics.Percentile(claim, 50):F1} ms, p99 {Statistics.Percentile(claim, 99):F1} ms";
         }
 
-        // The claim's round trip began (its transaction's now(), written as the lease's start) before
-        // the fan-out that made the delivery; from there to the request: the round and the worker.
+        // The claim round that took the event began at its transaction's now(), which the claim
+        // wrote as the lease's start; from there to the request: the round (its fan-out and
+        // claim) and the worker's hand-over.
         var fromClaim = split.Select(s => s.FromClaim).Order().ToArray();
         text += $"\n    claim round's start to request start (fan-out, claim, the worker's hand-over): p50 {Statistics.Percentile(fromClaim, 50):F1} ms, p99 {Statistics.Percentile(fromClaim, 99):F1} ms";
 

@@ -68,11 +68,12 @@ internal static class ShapedDrains
                 var cpu = CpuSplit.Read(worker, database) - start;
                 var requests = receiver.Requests;
                 var arrivals = receiver.TakeArrivals();
-                var rate = events / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds;
-                var requestMs = await MedianRequestMsAsync(subscription);
                 // The rate runs from the first arrival; before it, the fan-out of the one transaction
                 // (an ordered subscription takes none of its events before the last chunk).
-                var firstAfter = (arrivals.Min(a => a.At) - ready).TotalMilliseconds;
+                var first = arrivals.Min(a => a.At);
+                var rate = events / (arrivals.Max(a => a.At) - first).TotalSeconds;
+                var firstAfter = (first - ready).TotalMilliseconds;
+                var requestMs = await MedianRequestMsAsync(subscription);
                 Console.WriteLine($"    {name}: {events:N0} events over {keys:N0} keys in {requests:N0} requests, {rate:N0} events/s; " +
                     $"first request {firstAfter:N0} ms after the worker was ready; median attempt {requestMs:F2} ms; CPU per event: {cpu.PerEvent(events)}");
                 return new Figure(name, events, rate, requests, requestMs);
