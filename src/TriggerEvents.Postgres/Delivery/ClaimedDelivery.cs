@@ -100,8 +100,11 @@ internal sealed record ClaimBatch(IReadOnlyList<ClaimedDelivery> Deliveries, Cla
     /// <summary>After the claim of a subscription with a rate limit or a breaker: when the next claim can take anything.</summary>
     public TargetProtectionState? Protection { get; init; }
 
-    /// <summary>The fan-out before the claim made a chunk of a larger transaction and has more of it to make (<see cref="DeliveryStore.FanOutContinuesSql"/>).</summary>
+    /// <summary>The round's fan-out made a chunk of a larger transaction and has more of it to make (<see cref="DeliveryStore.FanOutContinuesSql"/>).</summary>
     public bool FanOutContinues { get; init; }
+
+    /// <summary>How many of <see cref="Deliveries"/> the fan-out behind the claim made already leased (<see cref="DeliveryStore.FanOutLeasingSql"/>).</summary>
+    public int FanOutLeased { get; init; }
 }
 
 /// <summary>

@@ -146,6 +146,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- subscription's row too: see TargetProtectionQueries.
             SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free,
                    s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
+                   -- The room the fan-out behind this claim may lease into (migration 000013), for
+                   -- a plain subscription; it takes off what this claim took.
+                   set_config('{{LeaseRoomSetting}}',
+                              CASE WHEN s.ordering_key IS NULL AND s.batch_max_events IS NULL
+                                        AND s.rate_per_second IS NULL AND s.breaker_failure_rate IS NULL
+                                   THEN least($10, CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END)
+                                   ELSE 0 END::text, true) AS lease_room,
                    s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait,
                    (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS runs
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
@@ -216,6 +223,14 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                c.status = 'dead', c.last_error, v.included, c.batch_id, c.along, c.run_id, c.order_seq
         FROM claimed c
         LEFT JOIN trigger_events.event_log e ON e.id = c.event_id AND c.status = 'in_flight'
+        {{InlineValues}}
+        """;
+
+    /// <summary>
+    /// Event <c>e</c>'s values as the text the worker sends, with their lengths, and whether they
+    /// come with the claim at all (at most <c>$9</c> bytes together): see <see cref="ClaimSql"/>.
+    /// </summary>
+    private const string InlineValues = """
         LEFT JOIN LATERAL (
             SELECT t.*, coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
             FROM (
@@ -226,6 +241,49 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                              convert_to(e.session_variables::text, 'UTF8') AS session_text OFFSET 0) r
             ) t
         ) v ON true
+        """;
+
+    /// <summary>
+    /// The transaction-local setting through which <see cref="ClaimSql"/> tells the fan-out that
+    /// leases (<see cref="FanOutLeasingSql"/>) how much room the subscription has.
+    /// </summary>
+    private const string LeaseRoomSetting = "trigger_events.lease_room";
+
+    /// <summary>
+    /// After <see cref="ClaimSql"/>, in its transaction, instead of <see cref="FanOutSql"/> before
+    /// it: the fan-out (migration 000013), which makes the deliveries of subscription <c>$3</c>
+    /// that the claim left room for already leased to <c>$4</c>, as the claim would have (attempt
+    /// 1, the lease ending at the claim's time plus <c>$5</c>). Each such delivery is written once
+    /// before its result instead of twice, and no claim walks the pending queue for it. The
+    /// subscription's row is still locked by the claim, so <c>max_in_flight</c> holds across
+    /// replicas. The ids it leased go to <see cref="LeasedSql"/> through a transaction-local
+    /// setting: this statement's own snapshot, taken before the fan-out took its own, may not
+    /// see the events of transactions that committed in between.
+    /// </summary>
+    internal const string FanOutLeasingSql = $"""
+        SELECT set_config('{LeasedEventsSetting}', f.leased::text, true)
+        FROM trigger_events.fan_out(
+            ARRAY(SELECT id FROM trigger_events.subscriptions WHERE id = ANY ($1) AND enabled), $2, $3, $4,
+            coalesce($6::timestamptz, now()) + $5) f
+        """;
+
+    private const string LeasedEventsSetting = "trigger_events.leased_events";
+
+    /// <summary>
+    /// The deliveries <see cref="FanOutLeasingSql"/> leased, read as <see cref="ClaimSql"/> returns
+    /// what it took (values up to <c>$2</c> bytes together), with their lease's start (<c>$1</c>,
+    /// the claim's clock).
+    /// </summary>
+    internal static readonly string LeasedSql = $$"""
+        SELECT l.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
+               v.old_bytes, v.new_bytes, v.session_bytes,
+               CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
+               CASE WHEN v.included THEN v.session_text END,
+               e.traceparent, 1, false, coalesce($1::timestamptz, now()), NULL::timestamptz, e.condition_error,
+               false, NULL::text, v.included, NULL::bigint, false, NULL::bigint, NULL::bigint
+        FROM unnest(coalesce(nullif(current_setting('{{LeasedEventsSetting}}', true), ''), '{}')::bigint[]) AS l(event_id)
+        JOIN trigger_events.event_log e ON e.id = l.event_id
+        {{InlineValues.Replace("$9", "$2", StringComparison.Ordinal)}}
         """;
 
     // The statements below find held rows by key and lease_owner alone: only in-flight rows
@@ -357,7 +415,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
-        if (fanOut is not null)
+        // A plain subscription's fan-out goes after its claim and leases what the claim left room
+        // for (FanOutLeasingSql); any other's goes first, so the claim behind it takes what it made.
+        var leasing = fanOut is not null && IsPlain(subscriptionId);
+        if (fanOut is not null && !leasing)
         {
             // The pinned settings hold inside the function too: its statements run generic plans,
             // with sorts and hash and merge joins off as in the claim (it turns the scans it must not use off itself).
@@ -366,9 +427,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
             fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
             batch.BatchCommands.Add(fan);
-            var continues = new NpgsqlBatchCommand(FanOutContinuesSql);
-            continues.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
-            batch.BatchCommands.Add(continues);
+            AddFanOutContinues(batch, fanOut);
         }
 
         var now = Clock?.GetUtcNow();
@@ -384,6 +443,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         var rows = Batches.Rows(limit, batchMax);
         // The rows a claim may bring at most, a key's followers included: what the values are shared over.
         var taken = batchMax is null && OrderedSubscriptions.Contains(subscriptionId) ? rows * (1 + KeyOrdering.FollowersPerRequest) : rows;
+        var inlineBytes = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, taken);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = rows });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
         // DateTimeOffset.MinValue is written as -infinity.
@@ -391,7 +451,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cursor.EventId });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = takeOverExpired });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cursor.ClaimedAt });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), limit, taken) });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = inlineBytes });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(command);
@@ -401,9 +461,26 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             TargetProtectionQueries.AddState(batch, subscriptionId, now);
         }
 
+        if (leasing)
+        {
+            var fan = new NpgsqlBatchCommand(FanOutLeasingSql);
+            fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut!.SubscriptionIds });
+            fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
+            fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+            fan.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
+            fan.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
+            fan.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+            batch.BatchCommands.Add(fan);
+            var read = new NpgsqlBatchCommand(LeasedSql);
+            read.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+            read.Parameters.Add(new NpgsqlParameter<int> { TypedValue = inlineBytes });
+            batch.BatchCommands.Add(read);
+            AddFanOutContinues(batch, fanOut);
+        }
+
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         var fanOutContinues = false;
-        if (fanOut is not null)
+        if (fanOut is not null && !leasing)
         {
             // Past the settings and how many deliveries the fan-out made (the claim below counts
             // what it takes), to whether its batch goes on.
@@ -425,7 +502,41 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         var protection = isProtected && await reader.NextResultAsync(cancellationToken)
             ? await TargetProtectionQueries.ReadStateAsync(reader, cancellationToken)
             : null;
-        return new ClaimBatch(claimed, cursor.After(claimed, claimedAt)) { Protection = protection, FanOutContinues = fanOutContinues };
+        // The cursor follows the pending queue: what the fan-out leased never was in it.
+        var next = cursor.After(claimed, claimedAt);
+        var leased = 0;
+        if (leasing)
+        {
+            // Past the setting of the leased ids, to the deliveries themselves.
+            await reader.NextResultAsync(cancellationToken);
+            await reader.NextResultAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                claimed.Add(ReadClaimed(reader, subscriptionId));
+                leased++;
+            }
+
+            await reader.NextResultAsync(cancellationToken);
+            fanOutContinues = await reader.ReadAsync(cancellationToken) && reader.GetBoolean(0);
+        }
+
+        return new ClaimBatch(claimed, next) { Protection = protection, FanOutContinues = fanOutContinues, FanOutLeased = leased };
+    }
+
+    /// <summary>
+    /// A subscription whose fan-out may lease (migration 000013): no key ordering, batches, rate
+    /// limit or breaker by this worker's configuration. The database checks the subscription's
+    /// row as well, and leases nothing for any other.
+    /// </summary>
+    private bool IsPlain(int subscriptionId) =>
+        !ProtectedSubscriptions.Contains(subscriptionId) && !BatchedSubscriptions.ContainsKey(subscriptionId) &&
+        !OrderedSubscriptions.Contains(subscriptionId);
+
+    private static void AddFanOutContinues(NpgsqlBatch batch, FanOutRequest fanOut)
+    {
+        var continues = new NpgsqlBatchCommand(FanOutContinuesSql);
+        continues.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
+        batch.BatchCommands.Add(continues);
     }
 
     /// <summary>

@@ -26,6 +26,9 @@ internal sealed class ClaimedWork
     /// (<see cref="KeyOrdering.NotHeldBack"/>), so the worker goes on at once instead of waiting.
     /// </summary>
     public bool FanOutContinues { get; set; }
+
+    /// <summary>Deliveries the round's fan-out made already leased to this worker (migration 000013).</summary>
+    public int FanOutLeased { get; set; }
 }
 
 /// <summary>
@@ -34,11 +37,13 @@ internal sealed class ClaimedWork
 /// its last claim stopped; the claimed deliveries are held and grouped into requests.
 /// </summary>
 /// <remarks>
-/// The round's first claim starts with the fan-out of every subscription of this worker: the
-/// events committed since each one's place in the log become deliveries, in the same round trip,
-/// so the claim behind it can take them at once. It runs when the previous round drained a
-/// queue, and at least once a poll interval: while claims still find work, what it made before
-/// is enough.
+/// The round's first claim comes with the fan-out of every subscription of this worker: the
+/// events committed since each one's place in the log become deliveries, in the same round trip.
+/// For a plain subscription it goes after the claim and makes what the claim left room for
+/// already leased (<see cref="DeliveryStore.FanOutLeasingSql"/>); for any other it goes before,
+/// so the claim behind it can take what it made at once. It runs when the previous round drained
+/// a queue or leased from the fan-out, and at least once a poll interval: while claims still find
+/// work, what it made before is enough.
 /// </remarks>
 internal sealed class ClaimRound(
     WorkerConfig options, IReadOnlyList<ActiveSubscription> subscriptions, DeliveryStore store, Guid owner,
@@ -104,12 +109,13 @@ internal sealed class ClaimRound(
             protection.Claimed(subscription, claimBatch.Protection);
             schedule.Cursor = claimBatch.Next;
             work.FanOutContinues |= claimBatch.FanOutContinues;
+            work.FanOutLeased += claimBatch.FanOutLeased;
             work.Claimed += claimBatch.Deliveries.Count;
             work.Drained |= Requests(claimBatch.Deliveries) < limit;
             Hold(subscription, claimBatch.Deliveries, work);
         }
 
-        fanOutDue = work.Drained;
+        fanOutDue = work.Drained || work.FanOutLeased > 0;
         return work;
     }
 

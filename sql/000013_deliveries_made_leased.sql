@@ -1,0 +1,281 @@
+-- 000013: the fan-out leases what it makes for the claim behind it.
+--
+-- Locks: none on tables; fan_out(int[], int) is replaced by a call of the new fan_out() below,
+-- and a call running meanwhile finishes as it began. No lock on application tables. The roles
+-- that may run fan_out(int[], int) may run the new one too (grant_worker_role() grants both).
+--
+-- Why: every delivery was written three times: made pending by the fan-out, leased by the
+-- claim, finished by the result. A claim round of a plain subscription (no key ordering, no
+-- batches, no rate limit or breaker) now runs its claim first, and then the fan-out makes the
+-- deliveries of that subscription the claim has room for already leased to the worker
+-- (in_flight, attempt 1, the claim's lease): one write fewer each, and no walk of the pending
+-- queue for them. Made and then claimed in one transaction, 20,000 deliveries took 830 ms of
+-- the server's time; made leased, 610 (bench/README.md, "Deliveries made leased"). What it
+-- has no room for is made pending as before, for the next claim; the others' deliveries too.
+--
+-- The room is the claim's: the claim before it in the same transaction sets
+-- trigger_events.lease_room to what the subscription could take (its free slots under
+-- max_in_flight, no more than the worker asked for; 0 for any other kind of subscription, or
+-- while a Retry-After or an open circuit holds it back), and the fan-out takes off what the
+-- claim took. The claim holds the subscription's row locked until the transaction ends, so
+-- max_in_flight holds across replicas as for a claim. Without that setting nothing is leased.
+CREATE FUNCTION trigger_events.fan_out(
+    subscription_ids int[], max_events int, lease_subscription int, lease_to uuid, lease_ends timestamptz,
+    OUT made bigint, OUT leased bigint[])
+LANGUAGE plpgsql
+-- Every statement below is a short index walk in index order; a plan chosen from the statistics
+-- of a log that was empty when they were gathered must not turn one into a sequential or bitmap
+-- scan of the whole batch.
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $fan_out$
+DECLARE
+    place record;
+    target pg_snapshot;
+    range_after_xid xid8;
+    range_after_id bigint;
+    chunk_events bigint;
+    last_xid xid8;
+    last_id bigint;
+    inserted bigint;
+    order_number bigint;
+    -- What the claim of lease_subscription left room for (see the migration's head), and
+    -- whether the current place is that subscription's and leases.
+    room int := 0;
+    leasing boolean;
+    chunk_limit int;
+    leased_here bigint[];
+BEGIN
+    made := 0;
+    leased := '{}';
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'trigger_events.fan_out: max_events must be at least 1';
+    END IF;
+
+    -- Nothing committed beyond any of these places and no batch in progress (the usual case of
+    -- a call at the head of every claim round): a few index probes, no row locked, nothing
+    -- written. A place read without its lock may be older than the locked one, never newer.
+    IF NOT EXISTS (
+        SELECT FROM trigger_events.subscription_positions sp
+        WHERE (subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids))
+          AND (sp.batch_end IS NOT NULL
+               OR sp.updated_at < now() - interval '1 second'
+               OR EXISTS (
+                   SELECT FROM trigger_events.event_log e
+                   WHERE e.transaction_id >= pg_snapshot_xmax(sp.position)
+                     AND pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot()))
+               OR EXISTS (
+                   SELECT FROM trigger_events.event_log e
+                   WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(sp.position)))
+                     AND pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot())))) THEN
+        RETURN;
+    END IF;
+
+    IF lease_subscription IS NOT NULL AND lease_to IS NOT NULL AND lease_ends IS NOT NULL THEN
+        -- What the claim took, found by its lease: it ends exactly when this one will.
+        room := coalesce(nullif(current_setting('trigger_events.lease_room', true), ''), '0')::int
+                - (SELECT count(*) FROM trigger_events.deliveries d
+                   WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
+                     AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to);
+    END IF;
+
+    -- Subscriptions at the same place (the usual case: they were fanned out together) share
+    -- one read of the log. pg_snapshot has no equality operator, hence its text.
+    FOR place IN
+        SELECT (array_agg(p.position))[1] AS position, (array_agg(p.batch_end))[1] AS batch_end, max(p.batch_order) AS batch_order,
+               p.batch_after_xid, p.batch_after_id, array_agg(p.subscription_id) AS ids
+        FROM (SELECT sp.subscription_id, sp.position, sp.batch_end, sp.batch_after_xid, sp.batch_after_id, sp.batch_order
+              FROM trigger_events.subscription_positions sp
+              WHERE subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids)
+              FOR UPDATE SKIP LOCKED) p
+        GROUP BY p.position::text, p.batch_end::text, p.batch_after_xid, p.batch_after_id
+    LOOP
+        -- The leased subscription's place reads no more than it has room for, so that all of
+        -- its part is leased and none waits for the next claim behind a pending row.
+        leasing := room > 0 AND lease_subscription = ANY (place.ids);
+        chunk_limit := CASE WHEN leasing THEN least(max_events, room) ELSE max_events END;
+        -- A new batch ends at a snapshot taken after the lock: it sees every place another
+        -- fan-out committed before.
+        target := coalesce(place.batch_end, pg_current_snapshot());
+        -- Nothing committed since the place: the place moves on at most once a second then, so
+        -- that retention is not held back by an idle subscription.
+        IF place.batch_end IS NULL
+           AND NOT EXISTS (
+               SELECT FROM trigger_events.event_log e
+               WHERE e.transaction_id >= pg_snapshot_xmax(place.position) AND e.transaction_id < pg_snapshot_xmax(target)
+                 AND pg_visible_in_snapshot(e.transaction_id, target))
+           AND NOT EXISTS (
+               SELECT FROM trigger_events.event_log e
+               WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                 AND pg_visible_in_snapshot(e.transaction_id, target)) THEN
+            UPDATE trigger_events.subscription_positions
+            SET position = target, updated_at = now()
+            WHERE subscription_id = ANY (place.ids) AND updated_at < now() - interval '1 second';
+            CONTINUE;
+        END IF;
+
+        -- The batch's number: every delivery of an ordered subscription made from this batch
+        -- gets it, in every chunk. A batch holds what committed between two snapshots, in no
+        -- known commit order; within it, event ids order the events of one row as their
+        -- commits did (a row's next writer waits for the lock of the last, and captures after
+        -- it), and a transaction's events as it captured them. Transaction ids would not: an
+        -- UPDATE takes its id before it waits for the row, so a later writer may hold the lower.
+        order_number := coalesce(place.batch_order, nextval('trigger_events.delivery_order'));
+
+        -- Where the range of transactions that began after the place resumes: after the last
+        -- event given when the batch got that far, else at the place's xmax.
+        IF place.batch_after_xid >= pg_snapshot_xmax(place.position) THEN
+            range_after_xid := place.batch_after_xid;
+            range_after_id := place.batch_after_id;
+        ELSE
+            range_after_xid := pg_snapshot_xmax(place.position);
+            range_after_id := 0;
+        END IF;
+
+        -- The next chunk of the batch: transactions that were still running at the place, then
+        -- those that started after it, each only if it committed before the batch's end.
+        -- Aborted transactions left no visible rows.
+        WITH chunk AS (
+            -- Each part reads at most max_events entries in index order; a plan over their
+            -- union would read all of a large batch and sort it, for every chunk. The running
+            -- transactions' ids are all below the place's xmax, so they come first.
+            SELECT c.part, c.id, c.transaction_id, c.trigger_name, c.op, c.subscription_name
+            FROM (
+                (SELECT 0 AS part, e.id, e.transaction_id, e.trigger_name, e.op, e.subscription_name
+                 FROM trigger_events.event_log e
+                 WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                   AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
+                   AND pg_visible_in_snapshot(e.transaction_id, target)
+                 ORDER BY e.transaction_id, e.id
+                 LIMIT chunk_limit)
+                UNION ALL
+                (SELECT 1 AS part, e.id, e.transaction_id, e.trigger_name, e.op, e.subscription_name
+                 FROM trigger_events.event_log e
+                 -- One row comparison is where the scan starts: beside a plain bound on
+                 -- transaction_id it started at the head of the index and walked the whole log.
+                 WHERE (e.transaction_id, e.id) > (range_after_xid, range_after_id)
+                   AND e.transaction_id < pg_snapshot_xmax(target)
+                   AND pg_visible_in_snapshot(e.transaction_id, target)
+                 ORDER BY e.transaction_id, e.id
+                 LIMIT chunk_limit)
+            ) c
+            ORDER BY c.part, c.transaction_id, c.id
+            LIMIT chunk_limit
+        ), keys AS (
+            -- The key columns of each ordered subscription, resolved once per chunk.
+            SELECT s.id, trigger_events.ordering_columns(s.trigger_name, s.ordering_key) AS cols
+            FROM trigger_events.subscriptions s
+            WHERE s.id = ANY (place.ids) AND s.ordering_key IS NOT NULL
+        ), made_deliveries AS (
+            -- Only ordered subscriptions read the event's rows (one index probe).
+            INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq, status, lease_owner, attempts, next_attempt_at)
+            SELECT s.id, c.id, ok.key, CASE WHEN ok.key IS NOT NULL THEN order_number END,
+                   -- As the claim leases a pending row (its attempt counted, its lease the claim's).
+                   CASE WHEN leasing AND s.id = lease_subscription THEN 'in_flight' ELSE 'pending' END::trigger_events.delivery_status,
+                   CASE WHEN leasing AND s.id = lease_subscription THEN lease_to END,
+                   CASE WHEN leasing AND s.id = lease_subscription THEN 1 ELSE 0 END,
+                   CASE WHEN leasing AND s.id = lease_subscription THEN lease_ends ELSE now() END
+            FROM chunk c
+            JOIN trigger_events.subscriptions s
+              ON s.id = ANY (place.ids) AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
+             -- A backfill for one subscription (000005) reaches that one only.
+             AND (c.subscription_name IS NULL OR c.subscription_name = s.name)
+            LEFT JOIN keys k ON k.id = s.id
+            CROSS JOIN LATERAL (
+                -- OFFSET 0 keeps the key a value of its own: pulled up into the select list, its
+                -- expression was copied into both places that use it and computed twice.
+                SELECT CASE WHEN k.cols IS NOT NULL THEN (
+                    SELECT trigger_events.order_key(k.cols, e.op, e.old_data, e.new_data)
+                    FROM trigger_events.event_log e WHERE e.id = c.id) END AS key
+                OFFSET 0
+            ) ok
+            -- A replay may have made a row already, and so may capture still running the code
+            -- of migration 000002 while this one was applied.
+            ON CONFLICT DO NOTHING
+            RETURNING event_id, lease_owner IS NOT NULL AS leased
+        ), last_event AS (
+            SELECT c.transaction_id, c.id FROM chunk c ORDER BY c.transaction_id DESC, c.id DESC LIMIT 1
+        )
+        SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM made_deliveries), l.transaction_id, l.id,
+               ARRAY(SELECT m.event_id FROM made_deliveries m WHERE m.leased)
+        INTO chunk_events, inserted, last_xid, last_id, leased_here
+        FROM (SELECT 1) one LEFT JOIN last_event l ON true;
+        made := made + inserted;
+        IF leasing THEN
+            leased := leased || leased_here;
+            room := room - cardinality(leased_here);
+        END IF;
+
+        IF chunk_events < chunk_limit THEN
+            -- The batch is done: its end is the new place.
+            UPDATE trigger_events.subscription_positions
+            SET position = target, batch_end = NULL, batch_after_xid = NULL, batch_after_id = NULL, batch_order = NULL, updated_at = now()
+            WHERE subscription_id = ANY (place.ids);
+        ELSE
+            UPDATE trigger_events.subscription_positions
+            SET batch_end = target, batch_after_xid = last_xid, batch_after_id = last_id, batch_order = order_number, updated_at = now()
+            WHERE subscription_id = ANY (place.ids);
+        END IF;
+    END LOOP;
+END
+$fan_out$;
+REVOKE ALL ON FUNCTION trigger_events.fan_out(int[], int, int, uuid, timestamptz) FROM PUBLIC;
+
+-- The fan-out of earlier workers (a rolling deploy runs both): the same, leasing nothing.
+CREATE OR REPLACE FUNCTION trigger_events.fan_out(subscription_ids int[] DEFAULT NULL, max_events int DEFAULT 10000)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.made FROM trigger_events.fan_out(subscription_ids, max_events, NULL, NULL, NULL) f
+$$;
+
+-- Whoever could run the fan-out can run the new one: the workers' roles, granted by
+-- grant_worker_role() or by hand.
+DO $$
+DECLARE
+    grantee regrole;
+BEGIN
+    FOR grantee IN
+        SELECT a.grantee::regrole
+        FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
+        WHERE p.oid = 'trigger_events.fan_out(int[], int)'::regprocedure AND a.privilege_type = 'EXECUTE'
+          AND a.grantee <> 0 AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int, int, uuid, timestamptz) TO %s', grantee);
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- grant_worker_role(): as in 000008, and the fan-out that leases.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION trigger_events.grant_worker_role(role_name name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA trigger_events TO %I', role_name);
+    EXECUTE format('GRANT SELECT ON trigger_events.migrations, trigger_events.event_triggers, trigger_events.triggers, '
+                   'trigger_events.subscription_status TO %I', role_name);
+    -- A role set up by an earlier deploy/worker-role.sql had DELETE on the log: taken back.
+    EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON trigger_events.event_log FROM %I', role_name);
+    EXECUTE format('GRANT SELECT ON trigger_events.event_log TO %I', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON trigger_events.deliveries TO %I', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON trigger_events.subscriptions TO %I', role_name);
+    -- Each subscription's place in the log: made when a subscription is registered, moved by
+    -- the fan-out at the head of the worker's claims.
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON trigger_events.subscription_positions TO %I', role_name);
+    EXECUTE format('GRANT SELECT, INSERT, DELETE ON trigger_events.attempts TO %I', role_name);
+    EXECUTE format('GRANT SELECT, UPDATE ON trigger_events.worker_signal TO %I', role_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int), '
+                   'trigger_events.fan_out(int[], int, int, uuid, timestamptz), '
+                   'trigger_events.subscription_status_rows(), trigger_events.delete_subscription(text), '
+                   'trigger_events.delete_delivered_events(bigint[]) TO %I', role_name);
+    -- The fan-out, replay and dead retry number the deliveries of ordered subscriptions (000008).
+    EXECUTE format('GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO %I', role_name);
+END
+$$;
+REVOKE ALL ON FUNCTION trigger_events.grant_worker_role(name) FROM PUBLIC;
