@@ -92,10 +92,13 @@ BEGIN
               FOR UPDATE SKIP LOCKED) p
         GROUP BY p.position::text, p.batch_end::text, p.batch_after_xid, p.batch_after_id
     LOOP
-        -- The leased subscription's place reads no more than it has room for, so that all of
-        -- its part is leased and none waits for the next claim behind a pending row.
+        -- The leased subscription's place reads what it has room for, so that its part is
+        -- leased rather than left pending behind the claim, but no less than one claim's worth
+        -- (a quarter of max_events, which the worker passes as four): the same read serves
+        -- every subscription at this place and every trigger's events, and a room of one or two
+        -- must not slow them all down to it.
         leasing := room > 0 AND lease_subscription = ANY (place.ids);
-        chunk_limit := CASE WHEN leasing THEN least(max_events, room) ELSE max_events END;
+        chunk_limit := CASE WHEN leasing THEN least(max_events, greatest(room, max_events / 4, 1)) ELSE max_events END;
         -- A new batch ends at a snapshot taken after the lock: it sees every place another
         -- fan-out committed before.
         target := coalesce(place.batch_end, pg_current_snapshot());
@@ -168,15 +171,29 @@ BEGIN
             SELECT s.id, trigger_events.ordering_columns(s.trigger_name, s.ordering_key) AS cols
             FROM trigger_events.subscriptions s
             WHERE s.id = ANY (place.ids) AND s.ordering_key IS NOT NULL
+        ), lease_upto AS (
+            -- The last of the leased subscription's first `room` events in this chunk, in the
+            -- chunk's order: those up to it are leased, the rest made pending.
+            SELECT p.part, p.transaction_id, p.id
+            FROM (SELECT c.part, c.transaction_id, c.id
+                  FROM chunk c
+                  JOIN trigger_events.subscriptions s
+                    ON s.id = lease_subscription AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
+                   AND (c.subscription_name IS NULL OR c.subscription_name = s.name)
+                  WHERE leasing
+                  ORDER BY c.part, c.transaction_id, c.id
+                  LIMIT greatest(room, 0)) p
+            ORDER BY p.part DESC, p.transaction_id DESC, p.id DESC
+            LIMIT 1
         ), made_deliveries AS (
             -- Only ordered subscriptions read the event's rows (one index probe).
             INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq, status, lease_owner, attempts, next_attempt_at)
             SELECT s.id, c.id, ok.key, CASE WHEN ok.key IS NOT NULL THEN order_number END,
                    -- As the claim leases a pending row (its attempt counted, its lease the claim's).
-                   CASE WHEN leasing AND s.id = lease_subscription THEN 'in_flight' ELSE 'pending' END::trigger_events.delivery_status,
-                   CASE WHEN leasing AND s.id = lease_subscription THEN lease_to END,
-                   CASE WHEN leasing AND s.id = lease_subscription THEN 1 ELSE 0 END,
-                   CASE WHEN leasing AND s.id = lease_subscription THEN lease_ends ELSE now() END
+                   CASE WHEN lz.leased THEN 'in_flight' ELSE 'pending' END::trigger_events.delivery_status,
+                   CASE WHEN lz.leased THEN lease_to END,
+                   CASE WHEN lz.leased THEN 1 ELSE 0 END,
+                   CASE WHEN lz.leased THEN lease_ends ELSE now() END
             FROM chunk c
             JOIN trigger_events.subscriptions s
               ON s.id = ANY (place.ids) AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
@@ -191,6 +208,12 @@ BEGIN
                     FROM trigger_events.event_log e WHERE e.id = c.id) END AS key
                 OFFSET 0
             ) ok
+            CROSS JOIN LATERAL (
+                SELECT coalesce(s.id = lease_subscription
+                                AND (c.part, c.transaction_id, c.id) <= (SELECT u.part, u.transaction_id, u.id FROM lease_upto u),
+                                false) AS leased
+                OFFSET 0
+            ) lz
             -- A replay may have made a row already, and so may capture still running the code
             -- of migration 000002 while this one was applied.
             ON CONFLICT DO NOTHING
@@ -236,15 +259,19 @@ $$;
 -- grant_worker_role() or by hand.
 DO $$
 DECLARE
-    grantee regrole;
+    grant_to record;
 BEGIN
-    FOR grantee IN
-        SELECT a.grantee::regrole
-        FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
+    FOR grant_to IN
+        -- The old function's owner too, when the new one has another (migrate run by another
+        -- role than the one that ran the migrations before).
+        SELECT a.grantee::regrole AS role, a.is_grantable
+        FROM pg_proc p CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
         WHERE p.oid = 'trigger_events.fan_out(int[], int)'::regprocedure AND a.privilege_type = 'EXECUTE'
-          AND a.grantee <> 0 AND a.grantee <> p.proowner
+          AND a.grantee <> 0
+          AND a.grantee <> (SELECT n.proowner FROM pg_proc n WHERE n.oid = 'trigger_events.fan_out(int[], int, int, uuid, timestamptz)'::regprocedure)
     LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int, int, uuid, timestamptz) TO %s', grantee);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int, int, uuid, timestamptz) TO %s%s',
+                       grant_to.role, CASE WHEN grant_to.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
 END
 $$;

@@ -60,7 +60,7 @@ public sealed class FanOutLeasingTests
         Assert.That(batch.Deliveries.All(d => d.ValuesIncluded && d.Event.NewRow.ToString()!.Contains("\"customer\"")), Is.True,
             "leased deliveries come with their event as claimed ones do");
         Assert.That(await CountAsync($"status = 'in_flight' AND lease_owner = '{owner}' AND attempts = 1"), Is.EqualTo(25));
-        Assert.That(await CountAsync("true"), Is.EqualTo(25), "nothing made beyond the room: the rest waits in the log");
+        Assert.That(await CountAsync("status = 'pending' AND attempts = 0"), Is.EqualTo(15), "read with them, made pending for the next claim");
         Assert.That(batch.Next.EventId, Is.EqualTo(10), "the cursor follows the pending queue only");
     }
 
@@ -70,12 +70,14 @@ public sealed class FanOutLeasingTests
         var owner = Guid.NewGuid();
         var first = await ClaimAsync(owner, 25);
         var recorded = await store.RecordAsync(owner, [.. first.Deliveries.Select(Delivered)], writtenBefore: false, CancellationToken.None);
+        await database.ExecuteAsync("INSERT INTO orders SELECT g, 0 FROM generate_series(41, 50) g");
 
         var second = await ClaimAsync(owner, 100);
 
         Assert.That(recorded, Is.EqualTo(25));
-        Assert.That(second.Deliveries.Select(d => d.Event.Id), Is.EquivalentTo(Enumerable.Range(26, 15).Select(i => (long)i)));
-        Assert.That(second.FanOutLeased, Is.EqualTo(15));
+        Assert.That(second.Deliveries.Select(d => d.Event.Id), Is.EquivalentTo(Enumerable.Range(26, 25).Select(i => (long)i)),
+            "the fifteen left pending, claimed first, and the ten new ones");
+        Assert.That(second.FanOutLeased, Is.EqualTo(10));
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(25), "every attempt is logged");
         Assert.That(await CountAsync("status = 'delivered'"), Is.EqualTo(25));
     }
@@ -93,6 +95,31 @@ public sealed class FanOutLeasingTests
         Assert.That(second.Deliveries, Is.Empty);
         Assert.That(await CountAsync("status = 'in_flight'"), Is.EqualTo(12));
         Assert.That(await CountAsync("status = 'pending'"), Is.EqualTo(28), "what had no room is made pending, as before");
+    }
+
+    [Test]
+    public async Task A_small_room_does_not_slow_the_fan_out_of_the_other_subscriptions_at_its_place()
+    {
+        // A second subscription at the same place in the log, ordered by key: one read of the log
+        // serves both, and the plain one has room for two.
+        var other = await database.ScalarAsync<int>(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, ordering_key) VALUES ('ordered', 'orders_changed', '{customer}') RETURNING id");
+        await database.ExecuteAsync(
+            """
+            UPDATE trigger_events.subscription_positions o
+            SET position = h.position, batch_end = h.batch_end, batch_after_xid = h.batch_after_xid, batch_after_id = h.batch_after_id
+            FROM trigger_events.subscription_positions h WHERE o.subscription_id = $1 AND h.subscription_id = $2
+            """, other, subscriptionId);
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET max_in_flight = 12 WHERE id = $1", subscriptionId);
+
+        var batch = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, ClaimCursor.Sweep, takeOverExpired: true,
+            new FanOutRequest([subscriptionId, other], 400), DeliveryStore.InlineEventBytes, CancellationToken.None);
+
+        Assert.That(batch.FanOutLeased, Is.EqualTo(2));
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE subscription_id = $1", other), Is.EqualTo(30),
+            "a claim's worth of the log read at least, for the ordered one too");
+        Assert.That(await CountAsync($"subscription_id = {subscriptionId} AND status = 'pending'"), Is.EqualTo(28));
     }
 
     [Test]
@@ -150,12 +177,14 @@ public sealed class FanOutLeasingTests
             }
         })).ToList();
         var returned = new HashSet<long>();
+        var leasedByFanOut = 0;
         try
         {
             for (var round = 0; round < 300; round++)
             {
                 var batch = await ClaimAsync(owner, 1_000);
                 returned.UnionWith(batch.Deliveries.Select(d => d.Event.Id));
+                leasedByFanOut += batch.FanOutLeased;
                 await store.RecordAsync(owner, [.. batch.Deliveries.Select(Delivered)], writtenBefore: false, CancellationToken.None);
             }
         }
@@ -167,7 +196,7 @@ public sealed class FanOutLeasingTests
 
         var leased = await database.ScalarAsync<long[]>(
             "SELECT coalesce(array_agg(event_id), '{}') FROM trigger_events.deliveries WHERE status <> 'pending'");
-        Assert.That(returned, Has.Count.GreaterThan(1_000), "the rounds leased from the fan-out");
+        Assert.That(leasedByFanOut, Is.GreaterThan(1_000), "the rounds leased from the fan-out");
         Assert.That(leased.Except(returned), Is.Empty, "leased but never returned: left to wait for the lease to expire");
         Assert.That(await CountAsync("status = 'in_flight'"), Is.Zero, "every delivery returned was recorded");
     }

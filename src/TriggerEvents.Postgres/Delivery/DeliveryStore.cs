@@ -418,11 +418,17 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         // A plain subscription's fan-out goes after its claim and leases what the claim left room
         // for (FanOutLeasingSql); any other's goes first, so the claim behind it takes what it made.
         var leasing = fanOut is not null && IsPlain(subscriptionId);
-        if (fanOut is not null && !leasing)
+        if (fanOut is not null)
         {
             // The pinned settings hold inside the function too: its statements run generic plans,
-            // with sorts and hash and merge joins off as in the claim (it turns the scans it must not use off itself).
+            // with sorts and hash and merge joins off as in the claim (it turns the scans it must
+            // not use off itself). The lock below pins them too, but only when the subscription is
+            // enabled; the fan-out serves the worker's other subscriptions either way.
             batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
+        }
+
+        if (fanOut is not null && !leasing)
+        {
             var fan = new NpgsqlBatchCommand(FanOutSql);
             fan.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = fanOut.SubscriptionIds });
             fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
@@ -480,11 +486,16 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         var fanOutContinues = false;
+        if (fanOut is not null)
+        {
+            // Past the settings.
+            await reader.NextResultAsync(cancellationToken);
+        }
+
         if (fanOut is not null && !leasing)
         {
-            // Past the settings and how many deliveries the fan-out made (the claim below counts
-            // what it takes), to whether its batch goes on.
-            await reader.NextResultAsync(cancellationToken);
+            // Past how many deliveries the fan-out made (the claim below counts what it takes),
+            // to whether its batch goes on.
             await reader.NextResultAsync(cancellationToken);
             fanOutContinues = await reader.ReadAsync(cancellationToken) && reader.GetBoolean(0);
             await reader.NextResultAsync(cancellationToken);
