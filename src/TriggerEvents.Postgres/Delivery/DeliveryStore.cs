@@ -144,15 +144,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         WITH capacity AS (
             -- A Retry-After's hold, an open circuit and the rate limit's bucket (budget) are on the
             -- subscription's row too: see TargetProtectionQueries.
-            SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free,
-                   s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
+            SELECT fr.free, s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
                    -- The room the fan-out behind this claim may lease into (migration 000013), for
                    -- a plain subscription; it takes off what this claim took.
                    set_config('{{LeaseRoomSetting}}',
                               CASE WHEN s.ordering_key IS NULL AND s.batch_max_events IS NULL
                                         AND s.rate_per_second IS NULL AND s.breaker_failure_rate IS NULL
-                                   THEN least($10, CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END)
-                                   ELSE 0 END::text, true) AS lease_room,
+                                   THEN least($10, fr.free) ELSE 0 END::text, true) AS lease_room,
                    s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait,
                    (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS runs
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
@@ -167,6 +165,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 FROM trigger_events.deliveries d
                 WHERE d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at > {{ClaimProtocol.Now}}) f
             CROSS JOIN LATERAL (SELECT {{TargetProtectionQueries.Tokens}} AS tokens) b
+            CROSS JOIN LATERAL (SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free) fr
             WHERE s.id = $1 AND s.enabled
         ), expired AS (
             SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at, d.batch_id, d.order_key, d.order_seq
