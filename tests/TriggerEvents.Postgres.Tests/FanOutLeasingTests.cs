@@ -5,8 +5,9 @@ using TriggerEvents.Testing;
 namespace TriggerEvents.Postgres.Tests;
 
 /// <summary>
-/// The fan-out behind a plain subscription's claim makes what the claim left room for already
-/// leased (migration 000013), run as the worker's role.
+/// The fan-out behind the claim of a subscription without key ordering or protection makes what
+/// the claim left room for already leased (migration 000013), in whole batches for a batched one
+/// (000014), run as the worker's role.
 /// </summary>
 public sealed class FanOutLeasingTests
 {
@@ -200,6 +201,111 @@ public sealed class FanOutLeasingTests
         Assert.That(leased.Except(returned), Is.Empty, "leased but never returned: left to wait for the lease to expire");
         Assert.That(await CountAsync("status = 'in_flight'"), Is.Zero, "every delivery returned was recorded");
     }
+
+    [Test]
+    public async Task A_batched_subscription_is_leased_whole_batches_named_by_their_first_event()
+    {
+        // Batches of four that wait an hour to fill: the ten pending make two whole batches and
+        // two left over; the claim takes the two, the fan-out leases three more for the rest of
+        // the five requests asked for.
+        await BatchAsync(4, "1 hour");
+        var owner = Guid.NewGuid();
+
+        var batch = await BatchedClaimAsync(owner, 5);
+
+        Assert.That(Batches(batch), Is.EqualTo(new Dictionary<long, long[]>
+        {
+            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [11] = [11, 12, 13, 14], [15] = [15, 16, 17, 18], [19] = [19, 20, 21, 22],
+        }));
+        Assert.That(batch.FanOutLeased, Is.EqualTo(12));
+        Assert.That(await CountAsync($"status = 'in_flight' AND lease_owner = '{owner}' AND attempts = 1"), Is.EqualTo(20));
+        Assert.That(
+            await database.ScalarAsync<long>(
+                "SELECT count(*) FROM trigger_events.deliveries WHERE event_id BETWEEN 11 AND 22 AND batch_id = 11 + (event_id - 11) / 4 * 4"),
+            Is.EqualTo(12), "each leased delivery's row knows its batch, so that a retry sends the same events together");
+        Assert.That(await CountAsync("status = 'pending' AND batch_id IS NULL"), Is.EqualTo(20), "9, 10 and 23 to 40, for later claims");
+    }
+
+    [Test]
+    public async Task Only_whole_batches_are_leased_and_what_is_left_over_waits_for_max_wait()
+    {
+        await BatchAsync(4, "1 hour");
+        var owner = Guid.NewGuid();
+
+        var first = await BatchedClaimAsync(owner, 100);
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET batch_max_wait = interval '0'");
+        var second = await BatchedClaimAsync(owner, 100);
+
+        Assert.That(first.FanOutLeased, Is.EqualTo(28), "seven whole batches of the thirty new events");
+        Assert.That(Batches(first).Keys, Is.EqualTo(new long[] { 1, 5, 11, 15, 19, 23, 27, 31, 35 }));
+        Assert.That(Batches(second), Is.EqualTo(new Dictionary<long, long[]> { [9] = [9, 10, 39, 40] }),
+            "the two left over by the claim and the two by the fan-out, once they have waited max_wait");
+        Assert.That(second.FanOutLeased, Is.Zero);
+    }
+
+    [Test]
+    public async Task A_leased_batch_to_be_retried_is_claimed_again_whole_under_its_id()
+    {
+        await BatchAsync(4, "1 hour");
+        var owner = Guid.NewGuid();
+        var first = await BatchedClaimAsync(owner, 5);
+        var retried = first.Deliveries.Where(d => d.BatchId == 15).ToList();
+        await store.RecordAsync(
+            owner, [.. retried.Select(d => new DeliveryResult(d.Key, d.Attempt, DeliveryResultKind.Retry, TimeSpan.Zero, 503, "503", DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(3), null))],
+            writtenBefore: false, CancellationToken.None);
+
+        var second = await BatchedClaimAsync(owner, 100);
+
+        Assert.That(Batches(second)[15], Is.EqualTo(new long[] { 15, 16, 17, 18 }));
+        Assert.That(second.Deliveries.Where(d => d.BatchId == 15).Select(d => d.Attempt), Is.All.EqualTo(2));
+        Assert.That(second.Deliveries.Where(d => d.BatchId != 15).Select(d => d.Attempt), Is.All.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Max_in_flight_counts_a_leased_batch_as_one_request_across_owners()
+    {
+        await BatchAsync(4, "1 hour");
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET max_in_flight = 3");
+
+        var first = await BatchedClaimAsync(Guid.NewGuid(), 100);
+        var second = await BatchedClaimAsync(Guid.NewGuid(), 100);
+
+        Assert.That(Batches(first).Keys, Is.EqualTo(new long[] { 1, 5, 11 }), "two claimed, one leased: three requests");
+        Assert.That(second.Deliveries, Is.Empty);
+        Assert.That(await CountAsync("status = 'in_flight'"), Is.EqualTo(12));
+    }
+
+    [Test]
+    public async Task An_event_that_has_its_delivery_already_is_not_leased_nor_names_a_batch()
+    {
+        // Event 13's delivery was made before the fan-out reached it (a replay): it stays as it
+        // is, and the batches leased go round it.
+        await BatchAsync(4, "1 hour");
+        await database.ExecuteAsync(
+            "INSERT INTO trigger_events.deliveries (subscription_id, event_id, next_attempt_at) VALUES ($1, 13, now() + interval '1 hour')",
+            subscriptionId);
+
+        var batch = await BatchedClaimAsync(Guid.NewGuid(), 5);
+
+        Assert.That(Batches(batch), Is.EqualTo(new Dictionary<long, long[]>
+        {
+            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [11] = [11, 12, 14, 15], [16] = [16, 17, 18, 19], [20] = [20, 21, 22, 23],
+        }));
+        Assert.That(await CountAsync("event_id = 13 AND status = 'pending' AND batch_id IS NULL"), Is.EqualTo(1));
+    }
+
+    private Task BatchAsync(int maxEvents, string maxWait) =>
+        database.ExecuteAsync(
+            $"UPDATE trigger_events.subscriptions SET batch_max_events = {maxEvents}, batch_max_wait = interval '{maxWait}'");
+
+    private Task<ClaimBatch> BatchedClaimAsync(Guid owner, int requests) =>
+        new DeliveryStore(asWorker) { BatchedSubscriptions = new Dictionary<int, int> { [subscriptionId] = 4 } }.ClaimAsync(
+            subscriptionId, owner, requests, Lease, ClaimCursor.Sweep, takeOverExpired: true,
+            new FanOutRequest([subscriptionId], 400), DeliveryStore.InlineEventBytes, CancellationToken.None);
+
+    private static Dictionary<long, long[]> Batches(ClaimBatch claimed) =>
+        claimed.Deliveries.GroupBy(d => d.BatchId ?? -d.Event.Id)
+            .ToDictionary(g => g.Key, g => g.Select(d => d.Event.Id).Order().ToArray());
 
     private static DeliveryResult Delivered(ClaimedDelivery claimed) =>
         new(claimed.Key, claimed.Attempt, DeliveryResultKind.Delivered, TimeSpan.Zero, 200, null, DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(3), null);

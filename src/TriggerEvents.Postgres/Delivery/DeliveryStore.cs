@@ -145,11 +145,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             -- A Retry-After's hold, an open circuit and the rate limit's bucket (budget) are on the
             -- subscription's row too: see TargetProtectionQueries.
             SELECT fr.free, s.max_attempts, b.tokens, coalesce(floor(b.tokens)::int, $10) AS budget,
-                   -- The room the fan-out behind this claim may lease into (migration 000013), for
-                   -- a plain subscription; it takes off what this claim took.
+                   -- The requests the fan-out behind this claim may lease (migrations 000013 and
+                   -- 000014), for a subscription without key ordering, rate limit or breaker; it
+                   -- takes off what this claim took.
                    set_config('{{LeaseRoomSetting}}',
-                              CASE WHEN s.ordering_key IS NULL AND s.batch_max_events IS NULL
-                                        AND s.rate_per_second IS NULL AND s.breaker_failure_rate IS NULL
+                              CASE WHEN s.ordering_key IS NULL AND s.rate_per_second IS NULL AND s.breaker_failure_rate IS NULL
                                    THEN least($10, fr.free) ELSE 0 END::text, true) AS lease_room,
                    s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait,
                    (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS runs
@@ -252,7 +252,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// After <see cref="ClaimSql"/>, in its transaction, instead of <see cref="FanOutSql"/> before
     /// it: the fan-out (migration 000013), which makes the deliveries of subscription <c>$3</c>
     /// that the claim left room for already leased to <c>$4</c>, as the claim would have (attempt
-    /// 1, the lease ending at the claim's time plus <c>$5</c>). Each such delivery is written once
+    /// 1, the lease ending at the claim's time plus <c>$5</c>; of a batched subscription, whole
+    /// batches only, each with its id, migration 000014). Each such delivery is written once
     /// before its result instead of twice, and no claim walks the pending queue for it. The
     /// subscription's row is still locked by the claim, so <c>max_in_flight</c> holds across
     /// replicas. The ids it leased go to <see cref="LeasedSql"/> through a transaction-local
@@ -269,9 +270,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     private const string LeasedEventsSetting = "trigger_events.leased_events";
 
     /// <summary>
-    /// The deliveries <see cref="FanOutLeasingSql"/> leased, read as <see cref="ClaimSql"/> returns
-    /// what it took (values up to <c>$2</c> bytes together), with their lease's start (<c>$1</c>,
-    /// the claim's clock).
+    /// The deliveries <see cref="FanOutLeasingSql"/> leased to subscription <c>$3</c>, read as
+    /// <see cref="ClaimSql"/> returns what it took (values up to <c>$2</c> bytes together, the
+    /// batch each is in), with their lease's start (<c>$1</c>, the claim's clock).
     /// </summary>
     internal static readonly string LeasedSql = $$"""
         SELECT l.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
@@ -279,8 +280,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, 1, false, coalesce($1::timestamptz, now()), NULL::timestamptz, e.condition_error,
-               false, NULL::text, v.included, NULL::bigint, false, NULL::bigint, NULL::bigint
+               false, NULL::text, v.included, d.batch_id, false, NULL::bigint, NULL::bigint
         FROM unnest(coalesce(nullif(current_setting('{{LeasedEventsSetting}}', true), ''), '{}')::bigint[]) AS l(event_id)
+        JOIN trigger_events.deliveries d ON d.subscription_id = $3 AND d.event_id = l.event_id
         JOIN trigger_events.event_log e ON e.id = l.event_id
         {{InlineValues.Replace("$9", "$2", StringComparison.Ordinal)}}
         """;
@@ -414,9 +416,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
-        // A plain subscription's fan-out goes after its claim and leases what the claim left room
-        // for (FanOutLeasingSql); any other's goes first, so the claim behind it takes what it made.
-        var leasing = fanOut is not null && IsPlain(subscriptionId);
+        // The fan-out of a subscription without key ordering or protection goes after its claim
+        // and leases what the claim left room for (FanOutLeasingSql); any other's goes first, so
+        // the claim behind it takes what it made.
+        var leasing = fanOut is not null && LeasesFromFanOut(subscriptionId);
         if (fanOut is not null)
         {
             // The pinned settings hold inside the function too: its statements run generic plans,
@@ -479,6 +482,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             var read = new NpgsqlBatchCommand(LeasedSql);
             read.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
             read.Parameters.Add(new NpgsqlParameter<int> { TypedValue = inlineBytes });
+            read.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
             batch.BatchCommands.Add(read);
             AddFanOutContinues(batch, fanOut);
         }
@@ -534,13 +538,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// A subscription whose fan-out may lease (migration 000013): no key ordering, batches, rate
-    /// limit or breaker by this worker's configuration. The database checks the subscription's
-    /// row as well, and leases nothing for any other.
+    /// A subscription whose fan-out may lease (migrations 000013 and 000014): no key ordering,
+    /// rate limit or breaker by this worker's configuration; batched or not. The database checks
+    /// the subscription's row as well, and leases nothing for any other.
     /// </summary>
-    private bool IsPlain(int subscriptionId) =>
-        !ProtectedSubscriptions.Contains(subscriptionId) && !BatchedSubscriptions.ContainsKey(subscriptionId) &&
-        !OrderedSubscriptions.Contains(subscriptionId);
+    private bool LeasesFromFanOut(int subscriptionId) =>
+        !ProtectedSubscriptions.Contains(subscriptionId) && !OrderedSubscriptions.Contains(subscriptionId);
 
     private static void AddFanOutContinues(NpgsqlBatch batch, FanOutRequest fanOut)
     {

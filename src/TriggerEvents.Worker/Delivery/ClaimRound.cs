@@ -39,8 +39,9 @@ internal sealed class ClaimedWork
 /// <remarks>
 /// The round's first claim comes with the fan-out of every subscription of this worker: the
 /// events committed since each one's place in the log become deliveries, in the same round trip.
-/// For a plain subscription it goes after the claim and makes what the claim left room for
-/// already leased (<see cref="DeliveryStore.FanOutLeasingSql"/>); for any other it goes before,
+/// For a subscription without key ordering, rate limit or breaker it goes after the claim and
+/// makes what the claim left room for already leased, in whole batches when it is batched
+/// (<see cref="DeliveryStore.FanOutLeasingSql"/>); for any other it goes before,
 /// so the claim behind it can take what it made at once. It runs when the previous round drained
 /// a queue or leased from the fan-out, and at least once a poll interval: while claims still find
 /// work, what it made before is enough.

@@ -1,0 +1,256 @@
+-- 000014: the fan-out leases whole batches to a batched subscription's claim.
+--
+-- Locks: none on tables; fan_out(int[], int, int, uuid, timestamptz) is replaced (its owner,
+-- grants and settings kept), and a call running meanwhile finishes as it began. No lock on
+-- application tables; no new rights.
+--
+-- Why: 000013 made a plain subscription's deliveries already leased; a batched one's were still
+-- made pending, then leased and grouped into batches by its claim, then finished: three writes
+-- of each delivery row, and the claim walked the pending queue for every one. A batched drain
+-- spent 42 µs per event on the claiming connection, fan-out and claim one after the other
+-- (bench/README.md, "Batched drain, bound"). The fan-out behind a batched subscription's claim
+-- (no key ordering, rate limit or breaker, as for a plain one) now makes the deliveries of as
+-- many whole batches as the claim left requests for already leased to the worker, each batch
+-- with its id (its lowest event id, as the claim gives one), attempt 1 and the claim's lease.
+-- Only whole batches: what is left over is made pending, and the claim sends it once it fills
+-- up or has waited batch.max_wait, as before.
+--
+-- The room the claim passes (trigger_events.lease_room) is in requests; the fan-out takes off
+-- the requests the claim took (its batches, found by their lease) and multiplies the rest by
+-- the subscription's batch_max_events.
+CREATE OR REPLACE FUNCTION trigger_events.fan_out(
+    subscription_ids int[], max_events int, lease_subscription int, lease_to uuid, lease_ends timestamptz,
+    OUT made bigint, OUT leased bigint[])
+LANGUAGE plpgsql
+-- Every statement below is a short index walk in index order; a plan chosen from the statistics
+-- of a log that was empty when they were gathered must not turn one into a sequential or bitmap
+-- scan of the whole batch.
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $fan_out$
+DECLARE
+    place record;
+    target pg_snapshot;
+    range_after_xid xid8;
+    range_after_id bigint;
+    chunk_events bigint;
+    last_xid xid8;
+    last_id bigint;
+    inserted bigint;
+    order_number bigint;
+    -- What the claim of lease_subscription left room for, in events (see the migration's
+    -- head), and whether the current place is that subscription's and leases.
+    room int := 0;
+    -- The events of one request of lease_subscription: its batch_max_events, else 1.
+    batch_size int := 1;
+    leasing boolean;
+    chunk_limit int;
+    leased_here bigint[];
+BEGIN
+    made := 0;
+    leased := '{}';
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'trigger_events.fan_out: max_events must be at least 1';
+    END IF;
+
+    -- Nothing committed beyond any of these places and no batch in progress (the usual case of
+    -- a call at the head of every claim round): a few index probes, no row locked, nothing
+    -- written. A place read without its lock may be older than the locked one, never newer.
+    IF NOT EXISTS (
+        SELECT FROM trigger_events.subscription_positions sp
+        WHERE (subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids))
+          AND (sp.batch_end IS NOT NULL
+               OR sp.updated_at < now() - interval '1 second'
+               OR EXISTS (
+                   SELECT FROM trigger_events.event_log e
+                   WHERE e.transaction_id >= pg_snapshot_xmax(sp.position)
+                     AND pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot()))
+               OR EXISTS (
+                   SELECT FROM trigger_events.event_log e
+                   WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(sp.position)))
+                     AND pg_visible_in_snapshot(e.transaction_id, pg_current_snapshot())))) THEN
+        RETURN;
+    END IF;
+
+    IF lease_subscription IS NOT NULL AND lease_to IS NOT NULL AND lease_ends IS NOT NULL THEN
+        SELECT coalesce(s.batch_max_events, 1) INTO batch_size FROM trigger_events.subscriptions s WHERE s.id = lease_subscription;
+        batch_size := coalesce(batch_size, 1);
+        -- The requests the claim took, found by their lease (it ends exactly when this one will):
+        -- a batch is one.
+        room := (coalesce(nullif(current_setting('trigger_events.lease_room', true), ''), '0')::int
+                 - (SELECT count(DISTINCT coalesce(d.batch_id, d.event_id)) FROM trigger_events.deliveries d
+                    WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
+                      AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to))
+                * batch_size;
+    END IF;
+
+    -- Subscriptions at the same place (the usual case: they were fanned out together) share
+    -- one read of the log. pg_snapshot has no equality operator, hence its text.
+    FOR place IN
+        SELECT (array_agg(p.position))[1] AS position, (array_agg(p.batch_end))[1] AS batch_end, max(p.batch_order) AS batch_order,
+               p.batch_after_xid, p.batch_after_id, array_agg(p.subscription_id) AS ids
+        FROM (SELECT sp.subscription_id, sp.position, sp.batch_end, sp.batch_after_xid, sp.batch_after_id, sp.batch_order
+              FROM trigger_events.subscription_positions sp
+              WHERE subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids)
+              FOR UPDATE SKIP LOCKED) p
+        GROUP BY p.position::text, p.batch_end::text, p.batch_after_xid, p.batch_after_id
+    LOOP
+        -- The leased subscription's place reads what it has room for, so that its part is
+        -- leased rather than left pending behind the claim, but no less than one claim's worth
+        -- (a quarter of max_events, which the worker passes as four): the same read serves
+        -- every subscription at this place and every trigger's events, and a room of one or two
+        -- must not slow them all down to it.
+        leasing := room > 0 AND lease_subscription = ANY (place.ids);
+        -- A whole batch at least, or none of it could be leased.
+        chunk_limit := CASE WHEN leasing THEN greatest(least(max_events, greatest(room, max_events / 4, 1)), batch_size) ELSE max_events END;
+        -- A new batch ends at a snapshot taken after the lock: it sees every place another
+        -- fan-out committed before.
+        target := coalesce(place.batch_end, pg_current_snapshot());
+        -- Nothing committed since the place: the place moves on at most once a second then, so
+        -- that retention is not held back by an idle subscription.
+        IF place.batch_end IS NULL
+           AND NOT EXISTS (
+               SELECT FROM trigger_events.event_log e
+               WHERE e.transaction_id >= pg_snapshot_xmax(place.position) AND e.transaction_id < pg_snapshot_xmax(target)
+                 AND pg_visible_in_snapshot(e.transaction_id, target))
+           AND NOT EXISTS (
+               SELECT FROM trigger_events.event_log e
+               WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                 AND pg_visible_in_snapshot(e.transaction_id, target)) THEN
+            UPDATE trigger_events.subscription_positions
+            SET position = target, updated_at = now()
+            WHERE subscription_id = ANY (place.ids) AND updated_at < now() - interval '1 second';
+            CONTINUE;
+        END IF;
+
+        -- The batch's number: every delivery of an ordered subscription made from this batch
+        -- gets it, in every chunk. A batch holds what committed between two snapshots, in no
+        -- known commit order; within it, event ids order the events of one row as their
+        -- commits did (a row's next writer waits for the lock of the last, and captures after
+        -- it), and a transaction's events as it captured them. Transaction ids would not: an
+        -- UPDATE takes its id before it waits for the row, so a later writer may hold the lower.
+        order_number := coalesce(place.batch_order, nextval('trigger_events.delivery_order'));
+
+        -- Where the range of transactions that began after the place resumes: after the last
+        -- event given when the batch got that far, else at the place's xmax.
+        IF place.batch_after_xid >= pg_snapshot_xmax(place.position) THEN
+            range_after_xid := place.batch_after_xid;
+            range_after_id := place.batch_after_id;
+        ELSE
+            range_after_xid := pg_snapshot_xmax(place.position);
+            range_after_id := 0;
+        END IF;
+
+        -- The next chunk of the batch: transactions that were still running at the place, then
+        -- those that started after it, each only if it committed before the batch's end.
+        -- Aborted transactions left no visible rows.
+        WITH chunk AS (
+            -- Each part reads at most max_events entries in index order; a plan over their
+            -- union would read all of a large batch and sort it, for every chunk. The running
+            -- transactions' ids are all below the place's xmax, so they come first.
+            SELECT c.part, c.id, c.transaction_id, c.trigger_name, c.op, c.subscription_name
+            FROM (
+                (SELECT 0 AS part, e.id, e.transaction_id, e.trigger_name, e.op, e.subscription_name
+                 FROM trigger_events.event_log e
+                 WHERE e.transaction_id = ANY (ARRAY(SELECT pg_snapshot_xip(place.position)))
+                   AND (e.transaction_id, e.id) > (coalesce(place.batch_after_xid, '0'::xid8), coalesce(place.batch_after_id, 0))
+                   AND pg_visible_in_snapshot(e.transaction_id, target)
+                 ORDER BY e.transaction_id, e.id
+                 LIMIT chunk_limit)
+                UNION ALL
+                (SELECT 1 AS part, e.id, e.transaction_id, e.trigger_name, e.op, e.subscription_name
+                 FROM trigger_events.event_log e
+                 -- One row comparison is where the scan starts: beside a plain bound on
+                 -- transaction_id it started at the head of the index and walked the whole log.
+                 WHERE (e.transaction_id, e.id) > (range_after_xid, range_after_id)
+                   AND e.transaction_id < pg_snapshot_xmax(target)
+                   AND pg_visible_in_snapshot(e.transaction_id, target)
+                 ORDER BY e.transaction_id, e.id
+                 LIMIT chunk_limit)
+            ) c
+            ORDER BY c.part, c.transaction_id, c.id
+            LIMIT chunk_limit
+        ), keys AS (
+            -- The key columns of each ordered subscription, resolved once per chunk.
+            SELECT s.id, trigger_events.ordering_columns(s.trigger_name, s.ordering_key) AS cols
+            FROM trigger_events.subscriptions s
+            WHERE s.id = ANY (place.ids) AND s.ordering_key IS NOT NULL
+        ), lease_candidates AS (
+            -- The leased subscription's events in this chunk, numbered in the chunk's order. An
+            -- event that already has its delivery (a replay made it) is not made here (ON
+            -- CONFLICT below), so it is not leased; of a batched subscription it is left out
+            -- here already, since a batch must not be named after it.
+            SELECT c.id, row_number() OVER (ORDER BY c.part, c.transaction_id, c.id) AS n
+            FROM chunk c
+            JOIN trigger_events.subscriptions s
+              ON s.id = lease_subscription AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
+             AND (c.subscription_name IS NULL OR c.subscription_name = s.name)
+            WHERE leasing
+              AND (batch_size = 1
+                   OR NOT EXISTS (SELECT FROM trigger_events.deliveries d WHERE d.subscription_id = lease_subscription AND d.event_id = c.id))
+        ), lease_set AS (
+            -- The first `room` of them, in whole requests: consecutive runs of batch_size, each
+            -- named by its lowest event id as the claim names a batch (Batches.Claim). Of a
+            -- subscription that is not batched, each event is a request of its own and has no batch.
+            SELECT l.id, CASE WHEN batch_size > 1 THEN min(l.id) OVER (PARTITION BY (l.n - 1) / batch_size) END AS batch_id
+            FROM lease_candidates l
+            WHERE l.n <= least(room, (SELECT count(*) FROM lease_candidates) / batch_size * batch_size)
+        ), made_deliveries AS (
+            -- Only ordered subscriptions read the event's rows (one index probe).
+            INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq, status, lease_owner, attempts, next_attempt_at, batch_id)
+            SELECT s.id, c.id, ok.key, CASE WHEN ok.key IS NOT NULL THEN order_number END,
+                   -- As the claim leases a pending row (its attempt counted, its lease the claim's).
+                   CASE WHEN lz.leased THEN 'in_flight' ELSE 'pending' END::trigger_events.delivery_status,
+                   CASE WHEN lz.leased THEN lease_to END,
+                   CASE WHEN lz.leased THEN 1 ELSE 0 END,
+                   CASE WHEN lz.leased THEN lease_ends ELSE now() END,
+                   lz.batch_id
+            FROM chunk c
+            JOIN trigger_events.subscriptions s
+              ON s.id = ANY (place.ids) AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
+             -- A backfill for one subscription (000005) reaches that one only.
+             AND (c.subscription_name IS NULL OR c.subscription_name = s.name)
+            LEFT JOIN keys k ON k.id = s.id
+            CROSS JOIN LATERAL (
+                -- OFFSET 0 keeps the key a value of its own: pulled up into the select list, its
+                -- expression was copied into both places that use it and computed twice.
+                SELECT CASE WHEN k.cols IS NOT NULL THEN (
+                    SELECT trigger_events.order_key(k.cols, e.op, e.old_data, e.new_data)
+                    FROM trigger_events.event_log e WHERE e.id = c.id) END AS key
+                OFFSET 0
+            ) ok
+            LEFT JOIN lease_set ls ON s.id = lease_subscription AND ls.id = c.id
+            CROSS JOIN LATERAL (SELECT ls.id IS NOT NULL AS leased, ls.batch_id OFFSET 0) lz
+            -- A replay may have made a row already, and so may capture still running the code
+            -- of migration 000002 while this one was applied.
+            ON CONFLICT DO NOTHING
+            RETURNING event_id, lease_owner IS NOT NULL AS leased
+        ), last_event AS (
+            SELECT c.transaction_id, c.id FROM chunk c ORDER BY c.transaction_id DESC, c.id DESC LIMIT 1
+        )
+        SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM made_deliveries), l.transaction_id, l.id,
+               ARRAY(SELECT m.event_id FROM made_deliveries m WHERE m.leased)
+        INTO chunk_events, inserted, last_xid, last_id, leased_here
+        FROM (SELECT 1) one LEFT JOIN last_event l ON true;
+        made := made + inserted;
+        IF leasing THEN
+            leased := leased || leased_here;
+            room := room - cardinality(leased_here);
+        END IF;
+
+        IF chunk_events < chunk_limit THEN
+            -- The batch is done: its end is the new place.
+            UPDATE trigger_events.subscription_positions
+            SET position = target, batch_end = NULL, batch_after_xid = NULL, batch_after_id = NULL, batch_order = NULL, updated_at = now()
+            WHERE subscription_id = ANY (place.ids);
+        ELSE
+            UPDATE trigger_events.subscription_positions
+            SET batch_end = target, batch_after_xid = last_xid, batch_after_id = last_id, batch_order = order_number, updated_at = now()
+            WHERE subscription_id = ANY (place.ids);
+        END IF;
+    END LOOP;
+END
+$fan_out$;
+REVOKE ALL ON FUNCTION trigger_events.fan_out(int[], int, int, uuid, timestamptz) FROM PUBLIC;
