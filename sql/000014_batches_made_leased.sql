@@ -177,52 +177,56 @@ BEGIN
             SELECT s.id, trigger_events.ordering_columns(s.trigger_name, s.ordering_key) AS cols
             FROM trigger_events.subscriptions s
             WHERE s.id = ANY (place.ids) AND s.ordering_key IS NOT NULL
-        ), lease_candidates AS (
-            -- The leased subscription's events in this chunk, numbered in the chunk's order. An
-            -- event that already has its delivery (a replay made it) is not made here (ON
-            -- CONFLICT below), so it is not leased; of a batched subscription it is left out
-            -- here already, since a batch must not be named after it.
-            SELECT c.id, row_number() OVER (ORDER BY c.part, c.transaction_id, c.id) AS n
-            FROM chunk c
-            JOIN trigger_events.subscriptions s
-              ON s.id = lease_subscription AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
-             AND (c.subscription_name IS NULL OR c.subscription_name = s.name)
-            WHERE leasing
-              AND (batch_size = 1
-                   OR NOT EXISTS (SELECT FROM trigger_events.deliveries d WHERE d.subscription_id = lease_subscription AND d.event_id = c.id))
-        ), lease_set AS (
-            -- The first `room` of them, in whole requests: consecutive runs of batch_size, each
-            -- named by its lowest event id as the claim names a batch (Batches.Claim). Of a
-            -- subscription that is not batched, each event is a request of its own and has no batch.
-            SELECT l.id, CASE WHEN batch_size > 1 THEN min(l.id) OVER (PARTITION BY (l.n - 1) / batch_size) END AS batch_id
-            FROM lease_candidates l
-            WHERE l.n <= least(room, (SELECT count(*) FROM lease_candidates) / batch_size * batch_size)
-        ), made_deliveries AS (
-            -- Only ordered subscriptions read the event's rows (one index probe).
-            INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq, status, lease_owner, attempts, next_attempt_at, batch_id)
-            SELECT s.id, c.id, ok.key, CASE WHEN ok.key IS NOT NULL THEN order_number END,
-                   -- As the claim leases a pending row (its attempt counted, its lease the claim's).
-                   CASE WHEN lz.leased THEN 'in_flight' ELSE 'pending' END::trigger_events.delivery_status,
-                   CASE WHEN lz.leased THEN lease_to END,
-                   CASE WHEN lz.leased THEN 1 ELSE 0 END,
-                   CASE WHEN lz.leased THEN lease_ends ELSE now() END,
-                   lz.batch_id
+        ), targets AS (
+            -- Each event of the chunk with each subscription it goes to. Those of the leased
+            -- subscription that may be leased are numbered in the chunk's order (a window over
+            -- the chunk's few hundred rows: a join of the chunk with a set of its own, with hash
+            -- joins off, compared every pair). An event that already has its delivery (a replay
+            -- made it) is not made here (ON CONFLICT below), so it is not leased; of a batched
+            -- subscription it is left out already, since a batch must not be named after it.
+            SELECT c.id, s.id AS subscription_id, w.eligible,
+                   row_number() OVER (PARTITION BY w.eligible ORDER BY c.part, c.transaction_id, c.id) AS n,
+                   count(*) OVER (PARTITION BY w.eligible) AS eligible_count
             FROM chunk c
             JOIN trigger_events.subscriptions s
               ON s.id = ANY (place.ids) AND s.trigger_name = c.trigger_name AND c.op = ANY (s.operations)
              -- A backfill for one subscription (000005) reaches that one only.
              AND (c.subscription_name IS NULL OR c.subscription_name = s.name)
-            LEFT JOIN keys k ON k.id = s.id
+            CROSS JOIN LATERAL (
+                SELECT leasing AND s.id = lease_subscription
+                       AND (batch_size = 1
+                            OR NOT EXISTS (SELECT FROM trigger_events.deliveries d WHERE d.subscription_id = s.id AND d.event_id = c.id))
+                       AS eligible
+                OFFSET 0
+            ) w
+        ), leases AS (
+            -- The first `room` of those, in whole requests: consecutive runs of batch_size, each
+            -- named by its lowest event id as the claim names a batch (Batches.Claim). Of a
+            -- subscription that is not batched, each event is a request of its own, in no batch.
+            SELECT t.id, t.subscription_id, l.leased,
+                   CASE WHEN l.leased AND batch_size > 1 THEN min(t.id) OVER (PARTITION BY l.leased, (t.n - 1) / batch_size) END AS batch_id
+            FROM targets t
+            CROSS JOIN LATERAL (SELECT t.eligible AND t.n <= least(room, t.eligible_count / batch_size * batch_size) AS leased OFFSET 0) l
+        ), made_deliveries AS (
+            -- Only ordered subscriptions read the event's rows (one index probe).
+            INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq, status, lease_owner, attempts, next_attempt_at, batch_id)
+            SELECT l.subscription_id, l.id, ok.key, CASE WHEN ok.key IS NOT NULL THEN order_number END,
+                   -- As the claim leases a pending row (its attempt counted, its lease the claim's).
+                   CASE WHEN l.leased THEN 'in_flight' ELSE 'pending' END::trigger_events.delivery_status,
+                   CASE WHEN l.leased THEN lease_to END,
+                   CASE WHEN l.leased THEN 1 ELSE 0 END,
+                   CASE WHEN l.leased THEN lease_ends ELSE now() END,
+                   l.batch_id
+            FROM leases l
+            LEFT JOIN keys k ON k.id = l.subscription_id
             CROSS JOIN LATERAL (
                 -- OFFSET 0 keeps the key a value of its own: pulled up into the select list, its
                 -- expression was copied into both places that use it and computed twice.
                 SELECT CASE WHEN k.cols IS NOT NULL THEN (
                     SELECT trigger_events.order_key(k.cols, e.op, e.old_data, e.new_data)
-                    FROM trigger_events.event_log e WHERE e.id = c.id) END AS key
+                    FROM trigger_events.event_log e WHERE e.id = l.id) END AS key
                 OFFSET 0
             ) ok
-            LEFT JOIN lease_set ls ON s.id = lease_subscription AND ls.id = c.id
-            CROSS JOIN LATERAL (SELECT ls.id IS NOT NULL AS leased, ls.batch_id OFFSET 0) lz
             -- A replay may have made a row already, and so may capture still running the code
             -- of migration 000002 while this one was applied.
             ON CONFLICT DO NOTHING

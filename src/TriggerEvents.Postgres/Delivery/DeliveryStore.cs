@@ -280,9 +280,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, 1, false, coalesce($1::timestamptz, now()), NULL::timestamptz, e.condition_error,
-               false, NULL::text, v.included, d.batch_id, false, NULL::bigint, NULL::bigint
+               false, NULL::text, v.included,
+               -- A probe of the primary key per delivery: as a join, the generic plan walked every
+               -- delivery of the subscription for each.
+               (SELECT d.batch_id FROM trigger_events.deliveries d WHERE d.subscription_id = $3 AND d.event_id = l.event_id),
+               false, NULL::bigint, NULL::bigint
         FROM unnest(coalesce(nullif(current_setting('{{LeasedEventsSetting}}', true), ''), '{}')::bigint[]) AS l(event_id)
-        JOIN trigger_events.deliveries d ON d.subscription_id = $3 AND d.event_id = l.event_id
         JOIN trigger_events.event_log e ON e.id = l.event_id
         {{InlineValues.Replace("$9", "$2", StringComparison.Ordinal)}}
         """;
