@@ -45,6 +45,8 @@ DECLARE
     room int := 0;
     -- The events of one request of lease_subscription: its batch_max_events, else 1.
     batch_size int := 1;
+    -- The requests the claim offered the fan-out before it took any (its setting).
+    offered int := 0;
     leasing boolean;
     chunk_limit int;
     leased_here bigint[];
@@ -79,7 +81,8 @@ BEGIN
         batch_size := coalesce(batch_size, 1);
         -- The requests the claim took, found by their lease (it ends exactly when this one will):
         -- a batch is one.
-        room := (coalesce(nullif(current_setting('trigger_events.lease_room', true), ''), '0')::int
+        offered := coalesce(nullif(current_setting('trigger_events.lease_room', true), ''), '0')::int;
+        room := (offered
                  - (SELECT count(DISTINCT coalesce(d.batch_id, d.event_id)) FROM trigger_events.deliveries d
                     WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
                       AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to))
@@ -97,14 +100,22 @@ BEGIN
               FOR UPDATE SKIP LOCKED) p
         GROUP BY p.position::text, p.batch_end::text, p.batch_after_xid, p.batch_after_id
     LOOP
-        -- The leased subscription's place reads what it has room for, so that its part is
-        -- leased rather than left pending behind the claim, but no less than one claim's worth
-        -- (a quarter of max_events, which the worker passes as four): the same read serves
-        -- every subscription at this place and every trigger's events, and a room of one or two
-        -- must not slow them all down to it.
         leasing := room > 0 AND lease_subscription = ANY (place.ids);
-        -- A whole batch at least, or none of it could be leased.
-        chunk_limit := CASE WHEN leasing THEN greatest(least(max_events, greatest(room, max_events / 4, 1)), batch_size) ELSE max_events END;
+        -- The leased subscription alone at its place, and its claim took all the room it had:
+        -- what is in the log waits there until a claim runs short, and is then made leased.
+        -- Made pending now, each delivery would be written once more when a claim took it, and
+        -- the claim would take it instead of the fan-out leasing the next, round after round.
+        IF offered > 0 AND room <= 0 AND place.ids = ARRAY[lease_subscription] THEN
+            CONTINUE;
+        END IF;
+        -- The leased subscription's place reads what it has room for, so that its part is
+        -- leased rather than left pending behind the claim; a whole batch at least, or none of
+        -- it could be leased. With other subscriptions at the place, no less than one claim's
+        -- worth (a quarter of max_events, which the worker passes as four): the same read serves
+        -- them all, and a room of one or two must not slow them down to it.
+        chunk_limit := CASE WHEN NOT leasing THEN max_events
+                            WHEN cardinality(place.ids) = 1 THEN greatest(least(max_events, room), batch_size)
+                            ELSE greatest(least(max_events, greatest(room, max_events / 4, 1)), batch_size) END;
         -- A new batch ends at a snapshot taken after the lock: it sees every place another
         -- fan-out committed before.
         target := coalesce(place.batch_end, pg_current_snapshot());

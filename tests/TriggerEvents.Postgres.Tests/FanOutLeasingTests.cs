@@ -61,7 +61,9 @@ public sealed class FanOutLeasingTests
         Assert.That(batch.Deliveries.All(d => d.ValuesIncluded && d.Event.NewRow.ToString()!.Contains("\"customer\"")), Is.True,
             "leased deliveries come with their event as claimed ones do");
         Assert.That(await CountAsync($"status = 'in_flight' AND lease_owner = '{owner}' AND attempts = 1"), Is.EqualTo(25));
-        Assert.That(await CountAsync("status = 'pending' AND attempts = 0"), Is.EqualTo(15), "read with them, made pending for the next claim");
+        Assert.That(await CountAsync("status = 'pending'"), Is.Zero,
+            "alone at its place, it reads only what it has room for: the rest waits in the log, not as pending rows");
+        Assert.That(await NotFannedOutAsync(), Is.EqualTo(15));
         Assert.That(batch.Next.EventId, Is.EqualTo(10), "the cursor follows the pending queue only");
     }
 
@@ -74,11 +76,13 @@ public sealed class FanOutLeasingTests
         await database.ExecuteAsync("INSERT INTO orders SELECT g, 0 FROM generate_series(41, 50) g");
 
         var second = await ClaimAsync(owner, 100);
+        var third = await ClaimAsync(owner, 100);
 
         Assert.That(recorded, Is.EqualTo(25));
-        Assert.That(second.Deliveries.Select(d => d.Event.Id), Is.EquivalentTo(Enumerable.Range(26, 25).Select(i => (long)i)),
-            "the fifteen left pending, claimed first, and the ten new ones");
-        Assert.That(second.FanOutLeased, Is.EqualTo(10));
+        Assert.That(second.Deliveries.Select(d => d.Event.Id), Is.EquivalentTo(Enumerable.Range(26, 15).Select(i => (long)i)),
+            "the rest of the transaction the first round read part of");
+        Assert.That(third.Deliveries.Select(d => d.Event.Id), Is.EquivalentTo(Enumerable.Range(41, 10).Select(i => (long)i)), "the new ones");
+        Assert.That(second.FanOutLeased + third.FanOutLeased, Is.EqualTo(25));
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(25), "every attempt is logged");
         Assert.That(await CountAsync("status = 'delivered'"), Is.EqualTo(25));
     }
@@ -95,7 +99,8 @@ public sealed class FanOutLeasingTests
         Assert.That(first.FanOutLeased, Is.EqualTo(2));
         Assert.That(second.Deliveries, Is.Empty);
         Assert.That(await CountAsync("status = 'in_flight'"), Is.EqualTo(12));
-        Assert.That(await CountAsync("status = 'pending'"), Is.EqualTo(28), "what had no room is made pending, as before");
+        Assert.That(await CountAsync("status = 'pending'"), Is.EqualTo(28),
+            "at max_in_flight the claim offers no room, and the fan-out makes the rest pending, as before");
     }
 
     [Test]
@@ -223,7 +228,8 @@ public sealed class FanOutLeasingTests
             await database.ScalarAsync<long>(
                 "SELECT count(*) FROM trigger_events.deliveries WHERE event_id BETWEEN 11 AND 22 AND batch_id = 11 + (event_id - 11) / 4 * 4"),
             Is.EqualTo(12), "each leased delivery's row knows its batch, so that a retry sends the same events together");
-        Assert.That(await CountAsync("status = 'pending' AND batch_id IS NULL"), Is.EqualTo(20), "9, 10 and 23 to 40, for later claims");
+        Assert.That(await CountAsync("status = 'pending' AND batch_id IS NULL"), Is.EqualTo(2), "9 and 10, for a later claim");
+        Assert.That(await NotFannedOutAsync(), Is.EqualTo(18), "23 to 40 wait in the log");
     }
 
     [Test]
@@ -289,10 +295,32 @@ public sealed class FanOutLeasingTests
 
         Assert.That(Batches(batch), Is.EqualTo(new Dictionary<long, long[]>
         {
-            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [11] = [11, 12, 14, 15], [16] = [16, 17, 18, 19], [20] = [20, 21, 22, 23],
-        }));
+            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [11] = [11, 12, 14, 15], [16] = [16, 17, 18, 19],
+        }), "of the twelve events read for three batches, eleven may be leased: two whole batches");
         Assert.That(await CountAsync("event_id = 13 AND status = 'pending' AND batch_id IS NULL"), Is.EqualTo(1));
+        Assert.That(await CountAsync("event_id BETWEEN 20 AND 22 AND status = 'pending' AND batch_id IS NULL"), Is.EqualTo(3));
     }
+
+    [Test]
+    public async Task A_claim_that_took_all_its_room_leaves_the_log_as_it_is()
+    {
+        // The ten pending fill the claim: nothing is made pending behind it, to be written again
+        // when a claim takes it; the round after a claim runs short leases it instead.
+        var owner = Guid.NewGuid();
+
+        var first = await ClaimAsync(owner, 10);
+        var second = await ClaimAsync(owner, 100);
+
+        Assert.That(first.Deliveries, Has.Count.EqualTo(10));
+        Assert.That(first.FanOutLeased, Is.Zero);
+        Assert.That(second.FanOutLeased, Is.EqualTo(30));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE attempts = 0"), Is.Zero,
+            "no delivery was ever pending but the ten made before");
+    }
+
+    private Task<long> NotFannedOutAsync() =>
+        database.ScalarAsync<long>(
+            "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM trigger_events.deliveries d WHERE d.event_id = o.id)");
 
     private Task BatchAsync(int maxEvents, string maxWait) =>
         database.ExecuteAsync(

@@ -61,11 +61,21 @@ internal static class ShapedDrains
             var (configPath, port) = await WriteConfigAsync(subscription, shape);
             try
             {
+                if (options.Statements)
+                {
+                    await StatementProfile.ResetAsync(database, cancellationToken);
+                }
+
                 await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, port, cancellationToken);
                 var ready = DateTimeOffset.UtcNow;
                 var start = CpuSplit.Read(worker, database);
                 await receiver.WaitForDistinctAsync(events, TimeSpan.FromMinutes(10), cancellationToken);
                 var cpu = CpuSplit.Read(worker, database) - start;
+                if (options.Statements)
+                {
+                    await StatementProfile.PrintAsync(database, $"the {name} drain", events, cancellationToken);
+                }
+
                 var requests = receiver.Requests;
                 var arrivals = receiver.TakeArrivals();
                 // The rate runs from the first arrival; before it, the fan-out of the one transaction
