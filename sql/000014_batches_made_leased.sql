@@ -43,13 +43,19 @@ DECLARE
     -- What the claim of lease_subscription left room for, in events (see the migration's
     -- head), and whether the current place is that subscription's and leases.
     room int := 0;
-    -- The events of one request of lease_subscription: its batch_max_events, else 1.
+    -- Whether lease_subscription is batched, and the events of one of its requests: its
+    -- batch_max_events, else 1.
+    batched boolean := false;
     batch_size int := 1;
     -- The requests the claim offered the fan-out before it took any (its setting).
     offered int := 0;
     leasing boolean;
     chunk_limit int;
     leased_here bigint[];
+    -- Leases the chunk's rows were meant to get, and whether the leases ran out before the
+    -- leased subscription's events in the chunk did (see "stop" below).
+    planned bigint;
+    stopped boolean;
 BEGIN
     made := 0;
     leased := '{}';
@@ -77,13 +83,17 @@ BEGIN
     END IF;
 
     IF lease_subscription IS NOT NULL AND lease_to IS NOT NULL AND lease_ends IS NOT NULL THEN
-        SELECT coalesce(s.batch_max_events, 1) INTO batch_size FROM trigger_events.subscriptions s WHERE s.id = lease_subscription;
+        SELECT s.batch_max_events IS NOT NULL, coalesce(s.batch_max_events, 1) INTO batched, batch_size
+        FROM trigger_events.subscriptions s WHERE s.id = lease_subscription;
+        batched := coalesce(batched, false);
         batch_size := coalesce(batch_size, 1);
-        -- The requests the claim took, found by their lease (it ends exactly when this one will):
-        -- a batch is one.
+        -- The requests the claim took, found by their lease (it ends exactly when this one will),
+        -- counted as the claim's capacity counts them: a batch is one while the subscription is
+        -- batched; once it is not, the rows of a batch it was once in are one each.
         offered := coalesce(nullif(current_setting('trigger_events.lease_room', true), ''), '0')::int;
         room := (offered
-                 - (SELECT count(DISTINCT coalesce(d.batch_id, d.event_id)) FROM trigger_events.deliveries d
+                 - (SELECT count(DISTINCT CASE WHEN batched THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END)
+                    FROM trigger_events.deliveries d
                     WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
                       AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to))
                 * batch_size;
@@ -93,8 +103,8 @@ BEGIN
     -- one read of the log. pg_snapshot has no equality operator, hence its text.
     FOR place IN
         SELECT (array_agg(p.position))[1] AS position, (array_agg(p.batch_end))[1] AS batch_end, max(p.batch_order) AS batch_order,
-               p.batch_after_xid, p.batch_after_id, array_agg(p.subscription_id) AS ids
-        FROM (SELECT sp.subscription_id, sp.position, sp.batch_end, sp.batch_after_xid, sp.batch_after_id, sp.batch_order
+               p.batch_after_xid, p.batch_after_id, array_agg(p.subscription_id) AS ids, min(p.updated_at) AS updated_at
+        FROM (SELECT sp.subscription_id, sp.position, sp.batch_end, sp.batch_after_xid, sp.batch_after_id, sp.batch_order, sp.updated_at
               FROM trigger_events.subscription_positions sp
               WHERE subscription_ids IS NULL OR sp.subscription_id = ANY (subscription_ids)
               FOR UPDATE SKIP LOCKED) p
@@ -105,17 +115,19 @@ BEGIN
         -- what is in the log waits there until a claim runs short, and is then made leased.
         -- Made pending now, each delivery would be written once more when a claim took it, and
         -- the claim would take it instead of the fan-out leasing the next, round after round.
-        IF offered > 0 AND room <= 0 AND place.ids = ARRAY[lease_subscription] THEN
+        -- Not for longer than a second, though: a claim kept full by due retries must not keep
+        -- new events out of the queue, where they take their turn by due time.
+        IF offered > 0 AND room <= 0 AND place.ids = ARRAY[lease_subscription]
+           AND place.updated_at >= now() - interval '1 second' THEN
             CONTINUE;
         END IF;
         -- The leased subscription's place reads what it has room for, so that its part is
         -- leased rather than left pending behind the claim; a whole batch at least, or none of
-        -- it could be leased. With other subscriptions at the place, no less than one claim's
-        -- worth (a quarter of max_events, which the worker passes as four): the same read serves
-        -- them all, and a room of one or two must not slow them down to it.
-        chunk_limit := CASE WHEN NOT leasing THEN max_events
-                            WHEN cardinality(place.ids) = 1 THEN greatest(least(max_events, room), batch_size)
-                            ELSE greatest(least(max_events, greatest(room, max_events / 4, 1)), batch_size) END;
+        -- it could be leased; and no less than one claim's worth (a quarter of max_events,
+        -- which the worker passes as four): the same read serves every subscription at the
+        -- place and every trigger's events, and a room of one or two must not slow the walk
+        -- through them down to it.
+        chunk_limit := CASE WHEN leasing THEN greatest(least(max_events, greatest(room, max_events / 4, 1)), batch_size) ELSE max_events END;
         -- A new batch ends at a snapshot taken after the lock: it sees every place another
         -- fan-out committed before.
         target := coalesce(place.batch_end, pg_current_snapshot());
@@ -195,7 +207,7 @@ BEGIN
             -- joins off, compared every pair). An event that already has its delivery (a replay
             -- made it) is not made here (ON CONFLICT below), so it is not leased; of a batched
             -- subscription it is left out already, since a batch must not be named after it.
-            SELECT c.id, s.id AS subscription_id, w.eligible,
+            SELECT c.part, c.transaction_id, c.id, s.id AS subscription_id, w.eligible,
                    row_number() OVER (PARTITION BY w.eligible ORDER BY c.part, c.transaction_id, c.id) AS n,
                    count(*) OVER (PARTITION BY w.eligible) AS eligible_count
             FROM chunk c
@@ -214,10 +226,21 @@ BEGIN
             -- The first `room` of those, in whole requests: consecutive runs of batch_size, each
             -- named by its lowest event id as the claim names a batch (Batches.Claim). Of a
             -- subscription that is not batched, each event is a request of its own, in no batch.
-            SELECT t.id, t.subscription_id, l.leased,
+            SELECT t.part, t.transaction_id, t.id, t.subscription_id, l.leased, t.n, t.eligible_count,
                    CASE WHEN l.leased AND batch_size > 1 THEN min(t.id) OVER (PARTITION BY l.leased, (t.n - 1) / batch_size) END AS batch_id
             FROM targets t
-            CROSS JOIN LATERAL (SELECT t.eligible AND t.n <= least(room, t.eligible_count / batch_size * batch_size) AS leased OFFSET 0) l
+            CROSS JOIN LATERAL (
+                SELECT t.eligible AND t.n <= least(room / batch_size, t.eligible_count / batch_size) * batch_size AS leased
+                OFFSET 0
+            ) l
+        ), stop AS (
+            -- Alone at its place, the leased subscription whose leases ran out before its events
+            -- in this chunk did stops the chunk after its last lease: the rest stays in the log
+            -- for the next round, instead of being made pending, to be written again when a
+            -- claim takes it. (With others at the place, they need the whole chunk.)
+            SELECT l.part, l.transaction_id, l.id
+            FROM leases l
+            WHERE cardinality(place.ids) = 1 AND l.leased AND l.n = room / batch_size * batch_size AND l.eligible_count > l.n
         ), made_deliveries AS (
             -- Only ordered subscriptions read the event's rows (one index probe).
             INSERT INTO trigger_events.deliveries (subscription_id, event_id, order_key, order_seq, status, lease_owner, attempts, next_attempt_at, batch_id)
@@ -230,6 +253,7 @@ BEGIN
                    l.batch_id
             FROM leases l
             LEFT JOIN keys k ON k.id = l.subscription_id
+            CROSS JOIN (SELECT p.part, p.transaction_id, p.id FROM (SELECT 1) one LEFT JOIN stop p ON true) st
             CROSS JOIN LATERAL (
                 -- OFFSET 0 keeps the key a value of its own: pulled up into the select list, its
                 -- expression was copied into both places that use it and computed twice.
@@ -238,24 +262,43 @@ BEGIN
                     FROM trigger_events.event_log e WHERE e.id = l.id) END AS key
                 OFFSET 0
             ) ok
+            WHERE st.id IS NULL OR (l.part, l.transaction_id, l.id) <= (st.part, st.transaction_id, st.id)
             -- A replay may have made a row already, and so may capture still running the code
             -- of migration 000002 while this one was applied.
             ON CONFLICT DO NOTHING
             RETURNING event_id, lease_owner IS NOT NULL AS leased
         ), last_event AS (
-            SELECT c.transaction_id, c.id FROM chunk c ORDER BY c.transaction_id DESC, c.id DESC LIMIT 1
+            -- Where the next chunk starts: after the stop, else after the chunk.
+            SELECT p.transaction_id, p.id FROM stop p
+            UNION ALL
+            (SELECT c.transaction_id, c.id FROM chunk c WHERE NOT EXISTS (SELECT FROM stop) ORDER BY c.transaction_id DESC, c.id DESC LIMIT 1)
         )
         SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM made_deliveries), l.transaction_id, l.id,
-               ARRAY(SELECT m.event_id FROM made_deliveries m WHERE m.leased)
-        INTO chunk_events, inserted, last_xid, last_id, leased_here
+               ARRAY(SELECT m.event_id FROM made_deliveries m WHERE m.leased),
+               (SELECT count(*) FROM leases x WHERE x.leased), EXISTS (SELECT FROM stop)
+        INTO chunk_events, inserted, last_xid, last_id, leased_here, planned, stopped
         FROM (SELECT 1) one LEFT JOIN last_event l ON true;
         made := made + inserted;
         IF leasing THEN
             leased := leased || leased_here;
             room := room - cardinality(leased_here);
+            IF batched AND cardinality(leased_here) < planned THEN
+                -- A replay made the row of an event meant for a batch after this statement's
+                -- snapshot was taken (its row was left as it is, ON CONFLICT): each batch is
+                -- named again after its lowest event leased, which its rows all have, so that
+                -- no batch is named after an event outside it.
+                UPDATE trigger_events.deliveries d
+                SET batch_id = f.first
+                FROM (SELECT x.batch_id, min(x.event_id) AS first
+                      FROM trigger_events.deliveries x
+                      WHERE x.subscription_id = lease_subscription AND x.event_id = ANY (leased_here)
+                      GROUP BY x.batch_id) f
+                WHERE d.subscription_id = lease_subscription AND d.event_id = ANY (leased_here)
+                  AND d.batch_id = f.batch_id AND f.first <> f.batch_id;
+            END IF;
         END IF;
 
-        IF chunk_events < chunk_limit THEN
+        IF chunk_events < chunk_limit AND NOT stopped THEN
             -- The batch is done: its end is the new place.
             UPDATE trigger_events.subscription_positions
             SET position = target, batch_end = NULL, batch_after_xid = NULL, batch_after_id = NULL, batch_order = NULL, updated_at = now()

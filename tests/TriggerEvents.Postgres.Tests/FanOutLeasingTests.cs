@@ -236,17 +236,20 @@ public sealed class FanOutLeasingTests
     public async Task Only_whole_batches_are_leased_and_what_is_left_over_waits_for_max_wait()
     {
         await BatchAsync(4, "1 hour");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (41, 0)");
         var owner = Guid.NewGuid();
 
         var first = await BatchedClaimAsync(owner, 100);
-        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET batch_max_wait = interval '0'");
         var second = await BatchedClaimAsync(owner, 100);
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET batch_max_wait = interval '0'");
+        var third = await BatchedClaimAsync(owner, 100);
 
-        Assert.That(first.FanOutLeased, Is.EqualTo(28), "seven whole batches of the thirty new events");
-        Assert.That(Batches(first).Keys, Is.EqualTo(new long[] { 1, 5, 11, 15, 19, 23, 27, 31, 35 }));
+        Assert.That(first.FanOutLeased, Is.EqualTo(28), "seven whole batches of the thirty-one new events");
+        Assert.That(Batches(first).Keys, Is.EquivalentTo(new long[] { 1, 5, 11, 15, 19, 23, 27, 31, 35 }));
         Assert.That(Batches(second), Is.EqualTo(new Dictionary<long, long[]> { [9] = [9, 10, 39, 40] }),
-            "the two left over by the claim and the two by the fan-out, once they have waited max_wait");
-        Assert.That(second.FanOutLeased, Is.Zero);
+            "two left over by the claim and two by the fan-out fill a batch, which goes at once");
+        Assert.That(Batches(third), Is.EqualTo(new Dictionary<long, long[]> { [41] = [41] }), "the last one waited for max_wait");
+        Assert.That(second.FanOutLeased + third.FanOutLeased, Is.Zero);
     }
 
     [Test]
@@ -276,7 +279,7 @@ public sealed class FanOutLeasingTests
         var first = await BatchedClaimAsync(Guid.NewGuid(), 100);
         var second = await BatchedClaimAsync(Guid.NewGuid(), 100);
 
-        Assert.That(Batches(first).Keys, Is.EqualTo(new long[] { 1, 5, 11 }), "two claimed, one leased: three requests");
+        Assert.That(Batches(first).Keys, Is.EquivalentTo(new long[] { 1, 5, 11 }), "two claimed, one leased: three requests");
         Assert.That(second.Deliveries, Is.Empty);
         Assert.That(await CountAsync("status = 'in_flight'"), Is.EqualTo(12));
     }
@@ -295,27 +298,45 @@ public sealed class FanOutLeasingTests
 
         Assert.That(Batches(batch), Is.EqualTo(new Dictionary<long, long[]>
         {
-            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [11] = [11, 12, 14, 15], [16] = [16, 17, 18, 19],
-        }), "of the twelve events read for three batches, eleven may be leased: two whole batches");
+            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [11] = [11, 12, 14, 15], [16] = [16, 17, 18, 19], [20] = [20, 21, 22, 23],
+        }));
         Assert.That(await CountAsync("event_id = 13 AND status = 'pending' AND batch_id IS NULL"), Is.EqualTo(1));
-        Assert.That(await CountAsync("event_id BETWEEN 20 AND 22 AND status = 'pending' AND batch_id IS NULL"), Is.EqualTo(3));
+        Assert.That(await NotFannedOutAsync(), Is.EqualTo(17), "24 to 40 wait in the log");
     }
 
     [Test]
     public async Task A_claim_that_took_all_its_room_leaves_the_log_as_it_is()
     {
         // The ten pending fill the claim: nothing is made pending behind it, to be written again
-        // when a claim takes it; the round after a claim runs short leases it instead.
+        // when a claim takes it; the round after a claim runs short leases it instead. The place
+        // moved just now, as in a round that follows another.
+        await database.ExecuteAsync("UPDATE trigger_events.subscription_positions SET updated_at = now() + interval '1 minute'");
         var owner = Guid.NewGuid();
 
         var first = await ClaimAsync(owner, 10);
+        var pendingAfterFirst = await CountAsync("status = 'pending'");
+        var notFannedOutAfterFirst = await NotFannedOutAsync();
         var second = await ClaimAsync(owner, 100);
 
         Assert.That(first.Deliveries, Has.Count.EqualTo(10));
         Assert.That(first.FanOutLeased, Is.Zero);
+        Assert.That(pendingAfterFirst, Is.Zero);
+        Assert.That(notFannedOutAfterFirst, Is.EqualTo(30));
         Assert.That(second.FanOutLeased, Is.EqualTo(30));
-        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE attempts = 0"), Is.Zero,
-            "no delivery was ever pending but the ten made before");
+    }
+
+    [Test]
+    public async Task A_claim_kept_full_does_not_keep_new_events_out_of_the_queue_for_more_than_a_second()
+    {
+        // Due deliveries (retries, say) fill every claim; the place has not moved for over a
+        // second: the fan-out makes the new events pending, to take their turn by due time.
+        await database.ExecuteAsync("UPDATE trigger_events.subscription_positions SET updated_at = now() - interval '2 seconds'");
+
+        var batch = await ClaimAsync(Guid.NewGuid(), 10);
+
+        Assert.That(batch.Deliveries, Has.Count.EqualTo(10));
+        Assert.That(batch.FanOutLeased, Is.Zero);
+        Assert.That(await CountAsync("status = 'pending'"), Is.EqualTo(30));
     }
 
     private Task<long> NotFannedOutAsync() =>

@@ -65,7 +65,10 @@ public sealed class ShutdownTests
         Assert.That(worker.Output, Does.Not.Contain("Released"), "nothing was released");
         var statuses = await scenario.DeliveryStatusesAsync();
         Assert.That(statuses["in_flight"], Is.Zero, "nothing is left leased");
-        Assert.That(statuses["pending"], Is.EqualTo(20), "the timed-out deliveries wait for their retry");
+        Assert.That(statuses["pending"], Is.EqualTo(scenario.Receiver.ArrivedEventIds().Count), "the timed-out deliveries wait for their retry");
+        Assert.That(
+            await scenario.ScalarAsync<long>("SELECT pending + retrying FROM trigger_events.subscription_status WHERE subscription = 'orders-hook'"),
+            Is.EqualTo(20), "the rest wait with them, as deliveries or in the log");
         Assert.That(
             await scenario.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE attempts = 1 AND last_error LIKE '%timeout%'"),
             Is.EqualTo(scenario.Receiver.ArrivedEventIds().Count),
