@@ -72,9 +72,8 @@ public sealed class KeyRunTests
         // A 6 s lease and a 5 s timeout: once 1.5 s passed since the claim, with no extension, the
         // lease may expire before a request started now has ended.
         var worker = await harness.WorkerAsync([harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey }], TimeSpan.FromSeconds(6));
-        await harness.InsertAsync("(1, 'new')");
-        await harness.Database.ExecuteAsync("UPDATE orders SET status = 'paid' WHERE id = 1");
-        await harness.Database.ExecuteAsync("UPDATE orders SET status = 'sent' WHERE id = 1");
+        await harness.WriteAsync(
+            "INSERT INTO orders VALUES (1, 'new')", "UPDATE orders SET status = 'paid' WHERE id = 1", "UPDATE orders SET status = 'sent' WHERE id = 1");
         harness.Receiver.Respond = r =>
         {
             if (r.EventId == 1)
@@ -98,9 +97,8 @@ public sealed class KeyRunTests
     public async Task A_dead_delivery_in_a_run_lets_the_rest_of_its_key_go_on()
     {
         var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey });
-        await harness.InsertAsync("(1, 'new')");
-        await harness.Database.ExecuteAsync("UPDATE orders SET status = 'paid' WHERE id = 1");
-        await harness.Database.ExecuteAsync("UPDATE orders SET status = 'sent' WHERE id = 1");
+        await harness.WriteAsync(
+            "INSERT INTO orders VALUES (1, 'new')", "UPDATE orders SET status = 'paid' WHERE id = 1", "UPDATE orders SET status = 'sent' WHERE id = 1");
         // 410: the target says the endpoint is gone for event 2 (dead at once); the rest are accepted.
         harness.Receiver.Respond = r => r.EventId == 2 ? new ReceiverResponse(410) : ReceiverResponse.Ok;
 
