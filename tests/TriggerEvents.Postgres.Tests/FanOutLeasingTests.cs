@@ -305,6 +305,48 @@ public sealed class FanOutLeasingTests
     }
 
     [Test]
+    public async Task A_batch_that_loses_an_event_to_a_replay_committing_meanwhile_is_named_after_its_lowest_leased_event()
+    {
+        // A replay's row for event 11 is not yet committed when the fan-out's statement starts:
+        // its snapshot does not see it, so event 11 opens the first batch to lease, and the
+        // insert waits for the replay, then leaves its row as it is. The batch goes without it,
+        // named after 12, not after an event it does not hold.
+        await BatchAsync(4, "1 hour");
+        await using var replay = await database.DataSource.OpenConnectionAsync();
+        await using var replaying = await replay.BeginTransactionAsync();
+        await using (var insert = new NpgsqlCommand(
+            "INSERT INTO trigger_events.deliveries (subscription_id, event_id, next_attempt_at) VALUES ($1, 11, now() + interval '1 hour')",
+            replay, replaying))
+        {
+            insert.Parameters.AddWithValue(subscriptionId);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        var claiming = BatchedClaimAsync(Guid.NewGuid(), 5);
+        await WaitUntilAsync(async () => await database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") > 0);
+        await replaying.CommitAsync();
+        var batch = await claiming;
+
+        Assert.That(Batches(batch), Is.EqualTo(new Dictionary<long, long[]>
+        {
+            [1] = [1, 2, 3, 4], [5] = [5, 6, 7, 8], [12] = [12, 13, 14], [15] = [15, 16, 17, 18], [19] = [19, 20, 21, 22],
+        }));
+        Assert.That(await CountAsync("batch_id = 11"), Is.Zero, "no batch is named after an event outside it");
+        Assert.That(await CountAsync("event_id = 11 AND status = 'pending' AND batch_id IS NULL"), Is.EqualTo(1), "the replay's row, as it made it");
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!await condition())
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "the fan-out never waited for the replay's row");
+            await Task.Delay(20);
+        }
+    }
+
+    [Test]
     public async Task A_claim_that_took_all_its_room_leaves_the_log_as_it_is()
     {
         // The ten pending fill the claim: nothing is made pending behind it, to be written again
