@@ -47,8 +47,10 @@ DECLARE
     -- batch_max_events, else 1.
     batched boolean := false;
     batch_size int := 1;
-    -- The requests the claim offered the fan-out before it took any (its setting).
+    -- The requests the claim offered the fan-out before it took any (its setting), and those
+    -- it took.
     offered int := 0;
+    taken bigint;
     leasing boolean;
     chunk_limit int;
     leased_here bigint[];
@@ -83,20 +85,20 @@ BEGIN
     END IF;
 
     IF lease_subscription IS NOT NULL AND lease_to IS NOT NULL AND lease_ends IS NOT NULL THEN
-        SELECT s.batch_max_events IS NOT NULL, coalesce(s.batch_max_events, 1) INTO batched, batch_size
-        FROM trigger_events.subscriptions s WHERE s.id = lease_subscription;
-        batched := coalesce(batched, false);
-        batch_size := coalesce(batch_size, 1);
         -- The requests the claim took, found by their lease (it ends exactly when this one will),
         -- counted as the claim's capacity counts them: a batch is one while the subscription is
         -- batched; once it is not, the rows of a batch it was once in are one each.
+        SELECT s.batch_max_events IS NOT NULL, coalesce(s.batch_max_events, 1),
+               (SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END)
+                FROM trigger_events.deliveries d
+                WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
+                  AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to)
+        INTO batched, batch_size, taken
+        FROM trigger_events.subscriptions s WHERE s.id = lease_subscription;
+        batched := coalesce(batched, false);
+        batch_size := coalesce(batch_size, 1);
         offered := coalesce(nullif(current_setting('trigger_events.lease_room', true), ''), '0')::int;
-        room := (offered
-                 - (SELECT count(DISTINCT CASE WHEN batched THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END)
-                    FROM trigger_events.deliveries d
-                    WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
-                      AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to))
-                * batch_size;
+        room := (offered - coalesce(taken, 0)) * batch_size;
     END IF;
 
     -- Subscriptions at the same place (the usual case: they were fanned out together) share
@@ -224,10 +226,11 @@ BEGIN
             ) w
         ), leases AS (
             -- The first `room` of those, in whole requests: consecutive runs of batch_size, each
-            -- named by its lowest event id as the claim names a batch (Batches.Claim). Of a
+            -- named by its lowest event id as the claim names a batch (Batches.Claim), even a
+            -- batch of one (batch_max_events 1: its request is still the batch body). Of a
             -- subscription that is not batched, each event is a request of its own, in no batch.
             SELECT t.part, t.transaction_id, t.id, t.subscription_id, l.leased, t.n, t.eligible_count,
-                   CASE WHEN l.leased AND batch_size > 1 THEN min(t.id) OVER (PARTITION BY l.leased, (t.n - 1) / batch_size) END AS batch_id
+                   CASE WHEN l.leased AND batched THEN min(t.id) OVER (PARTITION BY l.leased, (t.n - 1) / batch_size) END AS batch_id
             FROM targets t
             CROSS JOIN LATERAL (
                 SELECT t.eligible AND t.n <= least(room / batch_size, t.eligible_count / batch_size) * batch_size AS leased

@@ -233,6 +233,22 @@ public sealed class FanOutLeasingTests
     }
 
     [Test]
+    public async Task A_batch_of_one_is_leased_as_a_batch()
+    {
+        // batch.max_events 1: each request is still a batch body, so each leased delivery is a
+        // batch of its own, named after it, as a claim would name it.
+        await BatchAsync(1, "1 hour");
+
+        var batch = await new DeliveryStore(asWorker) { BatchedSubscriptions = new Dictionary<int, int> { [subscriptionId] = 1 } }.ClaimAsync(
+            subscriptionId, Guid.NewGuid(), 15, Lease, ClaimCursor.Sweep, takeOverExpired: true,
+            new FanOutRequest([subscriptionId], 400), DeliveryStore.InlineEventBytes, CancellationToken.None);
+
+        Assert.That(batch.FanOutLeased, Is.EqualTo(5));
+        Assert.That(batch.Deliveries.Select(d => (d.Event.Id, d.BatchId)),
+            Is.EquivalentTo(Enumerable.Range(1, 15).Select(i => ((long)i, (long?)i))));
+    }
+
+    [Test]
     public async Task Only_whole_batches_are_leased_and_what_is_left_over_waits_for_max_wait()
     {
         await BatchAsync(4, "1 hour");
