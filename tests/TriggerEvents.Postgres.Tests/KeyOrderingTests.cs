@@ -273,6 +273,41 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task A_claim_behind_a_busy_key_probes_each_waiting_event_once_however_many_of_the_key_finished()
+    {
+        // The finished deliveries' entries stay in deliveries_key_order until a vacuum, which
+        // must not come in between here.
+        await database.ExecuteAsync("ALTER TABLE trigger_events.deliveries SET (autovacuum_enabled = false)");
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await database.ExecuteAsync("DO $$ BEGIN FOR i IN 1..2200 LOOP UPDATE orders SET amount = amount + 1 WHERE id = 1; END LOOP; END $$");
+        await database.FanOutAsync();
+        var keyEvents = $"SELECT event_id FROM trigger_events.deliveries WHERE subscription_id = {subscriptionId} ORDER BY order_seq, event_id";
+        await database.ExecuteAsync($"""
+            UPDATE trigger_events.deliveries SET status = 'delivered', attempts = 1, delivered_at = now()
+            WHERE subscription_id = {subscriptionId} AND event_id IN ({keyEvents} LIMIT 2000)
+            """);
+        await database.ExecuteAsync($"""
+            UPDATE trigger_events.deliveries SET status = 'in_flight', attempts = 1, lease_owner = gen_random_uuid(), next_attempt_at = now() + interval '1 hour'
+            WHERE subscription_id = {subscriptionId} AND event_id IN ({keyEvents} OFFSET 2000 LIMIT 1)
+            """);
+
+        var plan = await ClaimPlanAsync(analyze: true);
+
+        // The 200 waiting events are each checked for an earlier unfinished one of their key:
+        // the probe finds the one just before, not the 2,000 finished before that.
+        var probe = plan.FindIndex(l => l.Contains("using deliveries_key_order", StringComparison.Ordinal) && l.Contains("loops=", StringComparison.Ordinal)
+                                        && !l.Contains("never executed", StringComparison.Ordinal) && PlanNumber(l, "loops") >= 200);
+        Assert.That(probe, Is.GreaterThanOrEqualTo(0), string.Join('\n', plan));
+        var fetches = plan.Skip(probe + 1).First(l => l.TrimStart().StartsWith("Heap Fetches:", StringComparison.Ordinal));
+        Assert.That(int.Parse(fetches.Split(':')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture), Is.LessThanOrEqualTo(2 * PlanNumber(plan[probe], "loops")),
+            string.Join('\n', plan));
+    }
+
+    /// <summary>A figure of an EXPLAIN ANALYZE node, such as its <c>loops</c>.</summary>
+    private static int PlanNumber(string node, string name) =>
+        int.Parse(System.Text.RegularExpressions.Regex.Match(node, $@"{name}=(\d+)\)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    [Test]
     public async Task A_result_write_hands_the_key_on_to_its_next_event_by_index()
     {
         // The planner settings the write runs with (DeliveryStore's pinned plan).
@@ -374,8 +409,8 @@ public sealed class KeyOrderingTests
         Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }));
     }
 
-    /// <summary>The claim's plan under the claim transaction's own settings.</summary>
-    private async Task<List<string>> ClaimPlanAsync()
+    /// <summary>The claim's plan under the claim transaction's own settings; with <paramref name="analyze"/>, as it ran.</summary>
+    private async Task<List<string>> ClaimPlanAsync(bool analyze = false)
     {
         await using var batch = database.DataSource.CreateBatch();
         var lockSubscription = new Npgsql.NpgsqlBatchCommand(DeliveryStore.LockSubscriptionSql);
@@ -383,7 +418,7 @@ public sealed class KeyOrderingTests
         // The database's clock, as in production.
         lockSubscription.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset?> { TypedValue = null, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(lockSubscription);
-        var explain = new Npgsql.NpgsqlBatchCommand("EXPLAIN " + DeliveryStore.ClaimSql);
+        var explain = new Npgsql.NpgsqlBatchCommand((analyze ? "EXPLAIN (ANALYZE, BUFFERS) " : "EXPLAIN ") + DeliveryStore.ClaimSql);
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = subscriptionId });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<Guid> { TypedValue = Guid.NewGuid() });
         explain.Parameters.Add(new Npgsql.NpgsqlParameter<int> { TypedValue = 100 });

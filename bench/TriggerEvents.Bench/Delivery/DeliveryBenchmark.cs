@@ -56,8 +56,11 @@ internal static class DeliveryBenchmark
             cancellationToken);
 
         await using var receiver = BenchReceiver.Start();
-        var ceiling = await MeasureCeilingAsync(receiver, options, cancellationToken);
+        var ceiling = await MeasureCeilingAsync(receiver, options, options.Concurrency, cancellationToken);
         Console.WriteLine($"## Receiver ceiling: {ceiling:N0} requests/s (plain HTTP POSTs of a 400-byte body, {options.Concurrency} concurrent connections, {options.CeilingSeconds} s)");
+        // What bounds a key's events, which go one request after another: the same POSTs, one at a time.
+        var oneAtATime = await MeasureCeilingAsync(receiver, options, connections: 1, cancellationToken);
+        Console.WriteLine($"    one request at a time, on one connection: {oneAtATime:N0} requests/s, a round trip of {1e6 / oneAtATime:N0} µs");
         Console.WriteLine();
 
         var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
@@ -147,7 +150,7 @@ internal static class DeliveryBenchmark
             {
                 Console.WriteLine(figure.Latency is { } batchLatency
                     ? $"| latency p50 / p99, {figure.Name} (max_events 100, max_wait {ShapedDrains.BatchMaxWaitMs} ms), writers paced to {figure.Rate:N0} events/s | {batchLatency.P50:F1} / {batchLatency.P99:F1} ms, {(double)figure.Events / Math.Max(1, figure.Requests):F1} events a request | p99 <= {ShapedDrains.BatchMaxWaitMs + 15} ms, capture to receipt |"
-                    : $"| drain, {figure.Name}, {figure.Events:N0} events | {figure.Rate:N0} events/s in {figure.Requests:N0} requests (median attempt {figure.MedianRequestMs:F2} ms) | {ShapedGoal(figure.Name)} |");
+                    : $"| drain, {figure.Name}, {figure.Events:N0} events | {figure.Rate:N0} events/s in {figure.Requests:N0} requests (median attempt {figure.MedianRequestMs:F2} ms{(figure.Name == "ordered-one-key" ? $"; {figure.Rate / oneAtATime:P0} of one request at a time" : "")}) | {ShapedGoal(figure.Name)} |");
             }
 
             Console.WriteLine($"| worker peak memory, {options.MemoryEvents:N0} backlog | {memory.PeakMiB:F0} MiB | < 100 MiB, flat |");
@@ -206,16 +209,16 @@ internal static class DeliveryBenchmark
     private static int PortOf(string configPath) =>
         int.Parse(File.ReadLines(configPath).First(l => l.Contains("http_port:", StringComparison.Ordinal)).Split(':')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>Requests/s the receiver answers under a plain HTTP load from this process.</summary>
-    private static async Task<double> MeasureCeilingAsync(BenchReceiver receiver, DeliveryOptions options, CancellationToken cancellationToken)
+    /// <summary>Requests/s the receiver answers under a plain HTTP load from this process, <paramref name="connections"/> requests at a time.</summary>
+    private static async Task<double> MeasureCeilingAsync(BenchReceiver receiver, DeliveryOptions options, int connections, CancellationToken cancellationToken)
     {
-        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = options.Concurrency });
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = connections });
         var body = new string('x', 400);
         long completed = 0;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         stop.CancelAfter(TimeSpan.FromSeconds(options.CeilingSeconds));
         var clock = Stopwatch.StartNew();
-        var loops = Enumerable.Range(0, options.Concurrency).Select(async _ =>
+        var loops = Enumerable.Range(0, connections).Select(async _ =>
         {
             while (!stop.IsCancellationRequested)
             {

@@ -13,7 +13,12 @@ internal static class KeyOrdering
     /// delivery of the same subscription and key before it is pending (waiting, or retrying after
     /// a failure) or in flight, and its fan-out batch is complete (a later chunk of the batch may
     /// hold an earlier event of its key; the batch's number is read once per claim). One probe
-    /// of <c>deliveries_key_order</c>; a held-back row is passed by, so a
+    /// of <c>deliveries_key_order</c>, backwards from the candidate: the nearest earlier entry
+    /// comes first, and for a held-back row it is a live one (a scalar subquery: the planner
+    /// drops the ORDER BY and LIMIT of an EXISTS). Forwards from the key's first
+    /// entry, the probe passed the dead entries of every delivery of the key finished since the
+    /// last vacuum, for every row the claim looked at: a claim behind one busy key took 30 ms
+    /// (bench/README.md, "A busy key's probe"). A held-back row is passed by, so a
     /// blocked key never keeps the claim from the keys after it. Claims of one subscription take
     /// turns under its row lock and each reads what the ones before committed, so the earlier
     /// delivery a claim sees pending was not taken by another claim it cannot see: two claimers
@@ -21,11 +26,13 @@ internal static class KeyOrdering
     /// pending in the statement's snapshot and holds back the rest.
     /// </summary>
     public const string NotHeldBack = """
-        (d.order_key IS NULL OR NOT EXISTS (
-            SELECT FROM trigger_events.deliveries b
+        (d.order_key IS NULL OR (
+            SELECT b.event_id FROM trigger_events.deliveries b
             WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
               AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
-              AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL)
+              AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
+            ORDER BY b.order_seq DESC, b.event_id DESC
+            LIMIT 1) IS NULL
           AND d.order_seq IS DISTINCT FROM (
             SELECT sp.batch_order FROM trigger_events.subscription_positions sp
             WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL))
@@ -87,15 +94,22 @@ internal static class KeyOrdering
                 WHERE r.ready
             ) n
         ), followers AS (
-            SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id,
-                   d.order_key, d.order_seq, n.head, n.wanted
+            SELECT d.subscription_id, d.event_id, d.took_over, d.due_at, d.batch_id, d.order_key, d.order_seq, n.head, n.wanted
             FROM next_in_key n
-            JOIN trigger_events.deliveries d ON d.subscription_id = $1 AND d.event_id = n.event_id
-            -- Checked again on the row as locked: one written since the statement began (a result,
-            -- a lease extended) is not taken.
-            WHERE (d.status = 'pending' OR d.status = 'in_flight' AND $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
-              AND NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
-            FOR UPDATE OF d SKIP LOCKED
+            -- A probe of the primary key per follower, locked as it is read. As a join, the
+            -- generic plan could walk every delivery of the subscription, history included, for
+            -- a claim that had no follower to look up (26 ms after 38,000 deliveries).
+            CROSS JOIN LATERAL (
+                SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id,
+                       d.order_key, d.order_seq
+                FROM trigger_events.deliveries d
+                WHERE d.subscription_id = $1 AND d.event_id = n.event_id
+                  -- Checked again on the row as locked: one written since the statement began (a
+                  -- result, a lease extended) is not taken.
+                  AND (d.status = 'pending' OR d.status = 'in_flight' AND $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
+                FOR UPDATE OF d SKIP LOCKED
+            ) d
+            WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
         ), unbroken AS (
             -- A run SKIP LOCKED left a gap in (rare) is not taken: its head goes alone.
             SELECT f.* FROM (SELECT f.*, count(*) OVER (PARTITION BY f.head) AS got FROM followers f) f
