@@ -239,9 +239,7 @@ public sealed class FanOutLeasingTests
         // batch of its own, named after it, as a claim would name it.
         await BatchAsync(1, "1 hour");
 
-        var batch = await new DeliveryStore(asWorker) { BatchedSubscriptions = new Dictionary<int, int> { [subscriptionId] = 1 } }.ClaimAsync(
-            subscriptionId, Guid.NewGuid(), 15, Lease, ClaimCursor.Sweep, takeOverExpired: true,
-            new FanOutRequest([subscriptionId], 400), DeliveryStore.InlineEventBytes, CancellationToken.None);
+        var batch = await BatchedClaimAsync(Guid.NewGuid(), 15, maxEvents: 1);
 
         Assert.That(batch.FanOutLeased, Is.EqualTo(5));
         Assert.That(batch.Deliveries.Select(d => (d.Event.Id, d.BatchId)),
@@ -405,8 +403,9 @@ public sealed class FanOutLeasingTests
         database.ExecuteAsync(
             $"UPDATE trigger_events.subscriptions SET batch_max_events = {maxEvents}, batch_max_wait = interval '{maxWait}'");
 
-    private Task<ClaimBatch> BatchedClaimAsync(Guid owner, int requests) =>
-        new DeliveryStore(asWorker) { BatchedSubscriptions = new Dictionary<int, int> { [subscriptionId] = 4 } }.ClaimAsync(
+    /// <summary>A claim as a worker makes it for a subscription batched by <paramref name="maxEvents"/> (<see cref="BatchAsync"/>).</summary>
+    private Task<ClaimBatch> BatchedClaimAsync(Guid owner, int requests, int maxEvents = 4) =>
+        new DeliveryStore(asWorker) { BatchedSubscriptions = new Dictionary<int, int> { [subscriptionId] = maxEvents } }.ClaimAsync(
             subscriptionId, owner, requests, Lease, ClaimCursor.Sweep, takeOverExpired: true,
             new FanOutRequest([subscriptionId], 400), DeliveryStore.InlineEventBytes, CancellationToken.None);
 

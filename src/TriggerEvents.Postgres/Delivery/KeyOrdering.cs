@@ -14,12 +14,11 @@ internal static class KeyOrdering
     /// a failure) or in flight, and its fan-out batch is complete (a later chunk of the batch may
     /// hold an earlier event of its key; the batch's number is read once per claim). One probe
     /// of <c>deliveries_key_order</c>, backwards from the candidate: the nearest earlier entry
-    /// comes first, and for a held-back row it is a live one (a scalar subquery: the planner
-    /// drops the ORDER BY and LIMIT of an EXISTS). Forwards from the key's first
-    /// entry, the probe passed the dead entries of every delivery of the key finished since the
-    /// last vacuum, for every row the claim looked at: a claim behind one busy key took 30 ms
-    /// (bench/README.md, "A busy key's probe"). A held-back row is passed by, so a
-    /// blocked key never keeps the claim from the keys after it. Claims of one subscription take
+    /// comes first, and for a held-back row it is a live one. Forwards from the key's first
+    /// entry, the probe would pass the dead entries of every delivery of the key finished since
+    /// the last vacuum, for every candidate (bench/README.md, "A busy key's probe"). It is a
+    /// scalar subquery because the planner drops the ORDER BY and LIMIT of an EXISTS. A held-back
+    /// row is passed by, so a blocked key never keeps the claim from the keys after it. Claims of one subscription take
     /// turns under its row lock and each reads what the ones before committed, so the earlier
     /// delivery a claim sees pending was not taken by another claim it cannot see: two claimers
     /// never take two deliveries of a key. Within one claim, the first of a key is still
@@ -96,9 +95,9 @@ internal static class KeyOrdering
         ), followers AS (
             SELECT d.subscription_id, d.event_id, d.took_over, d.due_at, d.batch_id, d.order_key, d.order_seq, n.head, n.wanted
             FROM next_in_key n
-            -- A probe of the primary key per follower, locked as it is read. As a join, the
-            -- generic plan could walk every delivery of the subscription, history included, for
-            -- a claim that had no follower to look up (26 ms after 38,000 deliveries).
+            -- A probe of the primary key per follower, locked as it is read: as a join, the
+            -- generic plan could walk every delivery of the subscription, history included, even
+            -- for a claim with no follower to look up.
             CROSS JOIN LATERAL (
                 SELECT d.subscription_id, d.event_id, d.status = 'in_flight' AS took_over, d.next_attempt_at AS due_at, d.batch_id,
                        d.order_key, d.order_seq
