@@ -60,7 +60,10 @@ internal sealed class WorkerService(
             };
             logger.LogCritical("The worker stopped: {Error}", message.ReplaceLineEndings(" "));
             logger.LogDebug(e, "The worker stopped");
-            lifetime.StopApplication();
+            // Once the host has started: a failure found while it was still starting its other
+            // services (a configuration error found at once) stopped it mid-start, which it
+            // reports as cancelled, and the process exited 1 with "cancelled" instead of 2.
+            lifetime.ApplicationStarted.Register(lifetime.StopApplication);
         }
     }
 
