@@ -107,6 +107,9 @@ internal static class DeliveryBenchmark
             Console.WriteLine($"    by the same worker, running, of a second backlog committed at once: {runningDrain:N0} events/s, {runningDrain / ceiling:P0} of the ceiling");
             Console.WriteLine();
 
+            var besideSnapshot = await MeasureBesideOpenSnapshotAsync(database, receiver, connectionString, configPath, options, cancellationToken);
+            Console.WriteLine();
+
             var (latency, paced) = await MeasureLatencyAsync(database, receiver, connectionString, configPath, options, cancellationToken);
             Console.WriteLine($"## (b) End-to-end latency, {options.Writers} single-row writers as fast as they can for {options.LatencySeconds} s: " +
                 $"{latency.Rate:N0} events/s written and delivered; p50 {latency.P50:F1} ms, p99 {latency.P99:F1} ms, max {latency.Max:F1} ms ({latency.Count:N0} events, after a {options.LatencyWarmupSeconds} s warm-up under the same load)");
@@ -139,6 +142,7 @@ internal static class DeliveryBenchmark
             Console.WriteLine($"| receiver ceiling (plain HTTP load) | {ceiling:N0} req/s | |");
             Console.WriteLine($"| drain, {options.Backlog:N0} backlog, batch {options.BatchSize}, concurrency {options.Concurrency} | {drain:N0} events/s ({drain / ceiling:P0} of ceiling) | >= 15,000 events/s |");
             Console.WriteLine($"| drain of a second backlog by the running worker | {runningDrain:N0} events/s ({runningDrain / ceiling:P0} of ceiling) | >= 11,364 events/s |");
+            Console.WriteLine($"| running drain while another session holds a snapshot, over the same without | {besideSnapshot:F2}x | |");
             Console.WriteLine($"| latency p50 / p99, writers as fast as they can ({latency.Rate:N0} events/s) | {latency.P50:F1} / {latency.P99:F1} ms | <= 5 / 20 ms at >= 2,000 events/s |");
             Console.WriteLine($"| latency p50 / p99, writers paced to {paced.Rate:N0} events/s | {paced.P50:F1} / {paced.P99:F1} ms | <= 3 / 15 ms at >= 2,000 events/s, commit to request |");
             if (peer is not null)
@@ -280,6 +284,47 @@ internal static class DeliveryBenchmark
                 $"CPU {from} to the last arrival: {cpu.PerEvent(options.Backlog)} per event");
             return options.Backlog / (last - first).TotalSeconds;
         }
+    }
+
+    /// <summary>
+    /// (a') The running worker drains a backlog while another session holds a snapshot open
+    /// (REPEATABLE READ, as <c>pg_dump</c> or a long report does), and without, in alternating
+    /// rounds: while it is open, no index entry of a delivery finished since can be removed or
+    /// marked dead, and the claim's in-flight count walks every finished lease that has not yet
+    /// run out. Returns the median ratio of the rounds with the snapshot to those without.
+    /// </summary>
+    private static async Task<double> MeasureBesideOpenSnapshotAsync(
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+    {
+        Console.WriteLine($"## (a') Drains of {options.Backlog:N0} events by a running worker, with and without another session holding a snapshot open");
+        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        var rates = new Dictionary<bool, List<double>> { [false] = [], [true] = [] };
+        foreach (var held in new[] { false, true, true, false })
+        {
+            await WaitUntilQuietAsync(worker, cancellationToken);
+            receiver.TakeArrivals();
+            await using var holder = held ? await database.DataSource.OpenConnectionAsync(cancellationToken) : null;
+            await using var snapshot = holder is null ? null : await holder.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
+            if (holder is not null)
+            {
+                // The snapshot is taken by the transaction's first statement.
+                await using var read = new NpgsqlCommand("SELECT count(*) FROM trigger_events.subscriptions", holder, snapshot);
+                await read.ExecuteScalarAsync(cancellationToken);
+            }
+
+            await database.ExecuteAsync(InsertRows(options.Backlog), cancellationToken);
+            var start = CpuSplit.Read(worker, database);
+            await receiver.WaitForDistinctAsync(options.Backlog, TimeSpan.FromMinutes(10), cancellationToken);
+            var cpu = CpuSplit.Read(worker, database) - start;
+            var arrivals = receiver.TakeArrivals();
+            var rate = options.Backlog / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds;
+            rates[held].Add(rate);
+            Console.WriteLine($"    {(held ? "with a snapshot open   " : "without                ")} {rate,8:N0} events/s; CPU per event {cpu.PerEvent(options.Backlog)}");
+        }
+
+        var ratio = Statistics.Median(rates[true]) / Statistics.Median(rates[false]);
+        Console.WriteLine($"    with over without, medians: {ratio:F2}x");
+        return ratio;
     }
 
     /// <summary>
