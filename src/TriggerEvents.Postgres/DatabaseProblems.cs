@@ -30,6 +30,13 @@ internal static partial class DatabaseProblems
         ["subscription_status"] = ["SELECT"],
     };
 
+    /// <summary>What the worker's role needs on each sequence: the delivery numbers of ordered subscriptions, and setting the idle flag's hint.</summary>
+    private static readonly Dictionary<string, string> SequencePrivileges = new(StringComparer.Ordinal)
+    {
+        ["delivery_order"] = "USAGE",
+        ["worker_idle_hint"] = "UPDATE",
+    };
+
     /// <summary>True for an error that means the schema is not installed, or older than this binary.</summary>
     public static bool IsSchemaMissing(PostgresException e) =>
         e.SqlState switch
@@ -98,6 +105,7 @@ internal static partial class DatabaseProblems
                 "table" or "view" => await MissingTablePrivilegesAsync(connection, name, cancellationToken) is { Length: > 0 } missing
                     ? $"{missing} ON trigger_events.{name}" : null,
                 "function" or "procedure" => $"EXECUTE ON FUNCTION trigger_events.{name}",
+                "sequence" when SequencePrivileges.TryGetValue(name, out var privilege) => $"{privilege} ON SEQUENCE trigger_events.{name}",
                 _ => null,
             };
             return grant is null

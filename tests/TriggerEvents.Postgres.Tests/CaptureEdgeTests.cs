@@ -507,7 +507,7 @@ public sealed class CaptureEdgeTests
         await Migrator.MigrateAsync(old.DataSource, CancellationToken.None);
 
         Assert.That(await old.ScalarAsync<string>("SELECT string_agg(DISTINCT health || ' ' || template_version, ',') FROM trigger_events.triggers"),
-            Is.EqualTo("ok 4"));
+            Is.EqualTo("ok 5"));
         Assert.That(await old.ScalarAsync<long>(
             """
             SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'trigger_events'::regnamespace

@@ -20,7 +20,8 @@ public sealed class WakeUpTests
 
     // Fixture-wide state (worker_signal is one row): these tests run one at a time.
     [SetUp]
-    public Task ResetSignal() => database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true");
+    public Task ResetSignal() =>
+        database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true; SELECT setval('trigger_events.worker_idle_hint', 1)");
 
     private async Task<string> AttachedTableAsync(bool notify)
     {
@@ -86,6 +87,30 @@ public sealed class WakeUpTests
         var received = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (2, 'b')", writer).ExecuteNonQueryAsync());
 
         Assert.That(received, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_capture_reads_the_flag_only_while_the_hint_says_a_worker_may_be_idle()
+    {
+        var table = await AttachedTableAsync(notify: true);
+
+        // The hint at 0 (every worker busy) is all capture reads: the flag, idle here, is left alone.
+        await database.ExecuteAsync("SELECT setval('trigger_events.worker_idle_hint', 0)");
+        var whileBusy = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (1, 'a')", writer).ExecuteNonQueryAsync());
+        var flagWhileBusy = await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal");
+        // The hint at 1 and the flag idle: the first capture takes the flag and sends the wake-up.
+        await database.ExecuteAsync("SELECT setval('trigger_events.worker_idle_hint', 1)");
+        var onceIdle = await CountNotificationsAsync(async writer =>
+        {
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (2, 'b')", writer).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (3, 'c')", writer).ExecuteNonQueryAsync();
+        });
+
+        Assert.That(whileBusy, Is.Zero, "the hint said every worker was busy");
+        Assert.That(flagWhileBusy, Is.True, "capture did not read the flag, let alone take it");
+        Assert.That(onceIdle, Is.EqualTo(1), "the hint let capture read the flag, and one writer took it");
+        Assert.That(await database.ScalarAsync<long>($"SELECT count(*) FROM trigger_events.event_log WHERE table_name = '{table}'"), Is.EqualTo(3),
+            "every change was captured either way");
     }
 
     [Test]

@@ -38,6 +38,26 @@ public sealed class WakeUpTests
         Assert.That(await scenario.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"), Is.False, "the flag was held");
     }
 
+    [Test]
+    public async Task A_hint_left_busy_by_a_stopped_worker_is_set_again_by_the_next_one_that_goes_idle()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        // As a worker stopped while busy leaves them: the flag and its hint both "busy".
+        await scenario.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = false; SELECT setval('trigger_events.worker_idle_hint', 0)");
+        // Polling would take half a minute: only a wake-up delivers sooner.
+        await scenario.StartWorkerAsync(new FaultWorkerOptions { PollInterval = "30s" });
+        await scenario.WaitForDatabaseAsync(
+            async s => await s.ScalarAsync<long>("SELECT pg_sequence_last_value('trigger_events.worker_idle_hint')") == 1
+                       && await s.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"),
+            TimeSpan.FromSeconds(30), "the worker idle, the flag and its hint set");
+
+        var committed = DateTime.UtcNow;
+        await scenario.InsertOrdersAsync(1, 5);
+        await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(20));
+
+        Assert.That(DateTime.UtcNow - committed, Is.LessThan(TimeSpan.FromSeconds(10)), "delivered by a wake-up, not by the 30 s poll");
+    }
+
     /// <summary>
     /// Captures a few rounds of events, each once the previous one has arrived (so the worker is
     /// waiting, not busy), waits for each round to arrive, and checks that no NOTIFY was sent.

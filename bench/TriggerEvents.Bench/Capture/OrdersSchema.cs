@@ -90,9 +90,12 @@ internal static class OrdersSchema
             await RewriteCaptureAsync(database, mode.Variant, cancellationToken);
         }
 
+        // As a worker sets them: the flag, and its hint for capture (migration 000015).
         await database.ExecuteAsync(
             $"UPDATE trigger_events.worker_signal SET idle = {(mode.WorkerIdle ? "true" : "false")}, updated_at = now()",
             cancellationToken);
+        await database.ExecuteAsync(
+            $"SELECT setval('trigger_events.worker_idle_hint', {(mode.WorkerIdle ? 1 : 0)})", cancellationToken);
     }
 
     /// <summary>

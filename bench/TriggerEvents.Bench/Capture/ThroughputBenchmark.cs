@@ -124,7 +124,8 @@ internal static class ThroughputBenchmark
     private static async Task RearmAsync(BenchDatabase database, CancellationToken stop)
     {
         await using var connection = await database.DataSource.OpenConnectionAsync(CancellationToken.None);
-        await using var command = new Npgsql.NpgsqlCommand("UPDATE trigger_events.worker_signal SET idle = true, updated_at = now() WHERE NOT idle", connection);
+        await using var command = new Npgsql.NpgsqlCommand(
+            "SELECT setval('trigger_events.worker_idle_hint', 1); UPDATE trigger_events.worker_signal SET idle = true, updated_at = now() WHERE NOT idle", connection);
         await command.PrepareAsync(CancellationToken.None);
         while (!stop.IsCancellationRequested)
         {

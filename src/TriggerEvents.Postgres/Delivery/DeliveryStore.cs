@@ -385,6 +385,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>
+    /// The flag's hint, which capture reads before the flag (migration 000015), set whether or not
+    /// the flag changed: a hint another worker left at 0 when it stopped is 1 again once this one
+    /// says it is idle.
+    /// </summary>
+    private const string SetIdleHintSql = "SELECT pg_catalog.setval('trigger_events.worker_idle_hint', CASE WHEN $1 THEN 1 ELSE 0 END)";
+
+    /// <summary>
     /// The most bytes of JSON values (old row, new row, session variables together) an event may
     /// have to come with its claim. A claim of a full batch then reads at most a few megabytes
     /// however large the rows, and larger events are read one at a time, when there is room
@@ -761,9 +768,18 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// </summary>
     public async Task<bool> SetIdleAsync(bool idle, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(SetIdleSql);
-        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
-        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        // One round trip. The hint is not transactional and is visible at once, the flag at the
+        // commit: a capture in between reads the flag as it was, which the armed look covers
+        // (DeliveryWorker).
+        await using var batch = dataSource.CreateBatch();
+        var hint = new NpgsqlBatchCommand(SetIdleHintSql);
+        hint.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
+        batch.BatchCommands.Add(hint);
+        var flag = new NpgsqlBatchCommand(SetIdleSql);
+        flag.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
+        batch.BatchCommands.Add(flag);
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+        return flag.RecordsAffected > 0;
     }
 
     private async Task ExecuteForLeasesAsync(string sql, Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan? lease, CancellationToken cancellationToken)
