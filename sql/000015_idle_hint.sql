@@ -2,7 +2,7 @@
 --
 -- Locks: SHARE ROW EXCLUSIVE for a moment on every attached table while its capture triggers
 -- are replaced (CREATE OR REPLACE TRIGGER), as in 000004. Creating a sequence locks nothing
--- else. No new right for writers; the worker's role gets UPDATE on the new sequence.
+-- else. No new right for writers; the worker's role gets SELECT and UPDATE on the new sequence.
 --
 -- Why: every capturing statement read trigger_events.worker_signal to decide whether to send a
 -- wake-up, a query of its own in the capture function: single-row INSERTs with a busy worker ran
@@ -22,7 +22,7 @@ COMMENT ON SEQUENCE trigger_events.worker_idle_hint IS
 SELECT pg_catalog.setval('trigger_events.worker_idle_hint', 1);
 REVOKE ALL ON SEQUENCE trigger_events.worker_idle_hint FROM PUBLIC;
 
--- Whoever may set the idle flag may set the hint: the workers' roles, granted by
+-- Whoever may set the idle flag may read and set the hint: the workers' roles, granted by
 -- grant_worker_role() or by hand.
 DO $$
 DECLARE
@@ -35,7 +35,7 @@ BEGIN
           AND a.grantee <> 0
           AND a.grantee <> (SELECT s.relowner FROM pg_class s WHERE s.oid = 'trigger_events.worker_idle_hint'::regclass)
     LOOP
-        EXECUTE format('GRANT UPDATE ON SEQUENCE trigger_events.worker_idle_hint TO %s', grant_to.role);
+        EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE trigger_events.worker_idle_hint TO %s', grant_to.role);
     END LOOP;
 END
 $$;
@@ -182,8 +182,8 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON trigger_events.subscription_positions TO %I', role_name);
     EXECUTE format('GRANT SELECT, INSERT, DELETE ON trigger_events.attempts TO %I', role_name);
     EXECUTE format('GRANT SELECT, UPDATE ON trigger_events.worker_signal TO %I', role_name);
-    -- The idle flag's hint for capture (000015), set beside the flag.
-    EXECUTE format('GRANT UPDATE ON SEQUENCE trigger_events.worker_idle_hint TO %I', role_name);
+    -- The idle flag's hint for capture (000015), read and set beside the flag.
+    EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE trigger_events.worker_idle_hint TO %I', role_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.fan_out(int[], int), '
                    'trigger_events.fan_out(int[], int, int, uuid, timestamptz), '
                    'trigger_events.subscription_status_rows(), trigger_events.delete_subscription(text), '

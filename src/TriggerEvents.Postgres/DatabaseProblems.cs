@@ -34,7 +34,7 @@ internal static partial class DatabaseProblems
     private static readonly Dictionary<string, string> SequencePrivileges = new(StringComparer.Ordinal)
     {
         ["delivery_order"] = "USAGE",
-        ["worker_idle_hint"] = "UPDATE",
+        ["worker_idle_hint"] = "SELECT, UPDATE",
     };
 
     /// <summary>True for an error that means the schema is not installed, or older than this binary.</summary>

@@ -554,6 +554,24 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
+    public async Task The_worker_role_sets_the_idle_flag_and_its_hint_for_capture_together()
+    {
+        await using var asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
+        var worker = new DeliveryStore(asWorker);
+        // As a worker stopped while busy leaves them.
+        await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = false; SELECT setval('trigger_events.worker_idle_hint', 0)");
+        const string Signal = "SELECT idle::text || ' ' || pg_sequence_last_value('trigger_events.worker_idle_hint') FROM trigger_events.worker_signal";
+
+        var armed = await worker.SetIdleAsync(true, CancellationToken.None);
+        var idle = await database.ScalarAsync<string>(Signal);
+        var armedAgain = await worker.SetIdleAsync(true, CancellationToken.None);
+        await worker.SetIdleAsync(false, CancellationToken.None);
+        var busy = await database.ScalarAsync<string>(Signal);
+
+        Assert.That((armed, idle, armedAgain, busy), Is.EqualTo((true, "true 1", false, "false 0")));
+    }
+
+    [Test]
     public async Task The_idle_signal_is_written_only_when_it_changes()
     {
         await store.SetIdleAsync(false, CancellationToken.None);

@@ -124,8 +124,9 @@ internal static class ThroughputBenchmark
     private static async Task RearmAsync(BenchDatabase database, CancellationToken stop)
     {
         await using var connection = await database.DataSource.OpenConnectionAsync(CancellationToken.None);
-        await using var command = new Npgsql.NpgsqlCommand(
-            "SELECT setval('trigger_events.worker_idle_hint', 1); UPDATE trigger_events.worker_signal SET idle = true, updated_at = now() WHERE NOT idle", connection);
+        // The flag only: its hint stays at 1 from the configuration's set-up, as a worker leaves it
+        // while it keeps going idle (capture never clears it).
+        await using var command = new Npgsql.NpgsqlCommand("UPDATE trigger_events.worker_signal SET idle = true, updated_at = now() WHERE NOT idle", connection);
         await command.PrepareAsync(CancellationToken.None);
         while (!stop.IsCancellationRequested)
         {

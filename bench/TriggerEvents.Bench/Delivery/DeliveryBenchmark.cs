@@ -274,16 +274,24 @@ internal static class DeliveryBenchmark
 
         async Task<double> DrainAsync(string from)
         {
-            var start = CpuSplit.Read(worker, database);
-            await receiver.WaitForDistinctAsync(options.Backlog, TimeSpan.FromMinutes(10), cancellationToken);
-            var cpu = CpuSplit.Read(worker, database) - start;
-            var arrivals = receiver.TakeArrivals();
-            var first = arrivals.Min(a => a.At);
-            var last = arrivals.Max(a => a.At);
-            Console.WriteLine($"    {arrivals.Count:N0} requests for {options.Backlog:N0} events from {first:HH:mm:ss.fff} to {last:HH:mm:ss.fff}; " +
-                $"CPU {from} to the last arrival: {cpu.PerEvent(options.Backlog)} per event");
-            return options.Backlog / (last - first).TotalSeconds;
+            var drain = await TimeDrainAsync(worker, database, receiver, options.Backlog, cancellationToken);
+            Console.WriteLine($"    {drain.Requests:N0} requests for {options.Backlog:N0} events from {drain.First:HH:mm:ss.fff} to {drain.Last:HH:mm:ss.fff}; " +
+                $"CPU {from} to the last arrival: {drain.Cpu.PerEvent(options.Backlog)} per event");
+            return drain.Rate;
         }
+    }
+
+    /// <summary>One drain of <paramref name="events"/> already captured: its rate from the first to the last arrival, and the CPU each party spent from now.</summary>
+    private static async Task<(double Rate, CpuSplit Cpu, int Requests, DateTimeOffset First, DateTimeOffset Last)> TimeDrainAsync(
+        WorkerUnderTest worker, BenchDatabase database, BenchReceiver receiver, int events, CancellationToken cancellationToken)
+    {
+        var start = CpuSplit.Read(worker, database);
+        await receiver.WaitForDistinctAsync(events, TimeSpan.FromMinutes(10), cancellationToken);
+        var cpu = CpuSplit.Read(worker, database) - start;
+        var arrivals = receiver.TakeArrivals();
+        var first = arrivals.Min(a => a.At);
+        var last = arrivals.Max(a => a.At);
+        return (events / (last - first).TotalSeconds, cpu, arrivals.Count, first, last);
     }
 
     /// <summary>
@@ -313,13 +321,9 @@ internal static class DeliveryBenchmark
             }
 
             await database.ExecuteAsync(InsertRows(options.Backlog), cancellationToken);
-            var start = CpuSplit.Read(worker, database);
-            await receiver.WaitForDistinctAsync(options.Backlog, TimeSpan.FromMinutes(10), cancellationToken);
-            var cpu = CpuSplit.Read(worker, database) - start;
-            var arrivals = receiver.TakeArrivals();
-            var rate = options.Backlog / (arrivals.Max(a => a.At) - arrivals.Min(a => a.At)).TotalSeconds;
-            rates[held].Add(rate);
-            Console.WriteLine($"    {(held ? "with a snapshot open   " : "without                ")} {rate,8:N0} events/s; CPU per event {cpu.PerEvent(options.Backlog)}");
+            var drain = await TimeDrainAsync(worker, database, receiver, options.Backlog, cancellationToken);
+            rates[held].Add(drain.Rate);
+            Console.WriteLine($"    {(held ? "with a snapshot open   " : "without                ")} {drain.Rate,8:N0} events/s; CPU per event {drain.Cpu.PerEvent(options.Backlog)}");
         }
 
         var ratio = Statistics.Median(rates[true]) / Statistics.Median(rates[false]);

@@ -386,10 +386,15 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
     /// <summary>
     /// The flag's hint, which capture reads before the flag (migration 000015), set whether or not
-    /// the flag changed: a hint another worker left at 0 when it stopped is 1 again once this one
-    /// says it is idle.
+    /// the flag changed (a hint another worker left at 0 when it stopped is 1 again once this one
+    /// says it is idle), but written only when it differs: a setval writes WAL every time, and an
+    /// idle worker says so every poll interval.
     /// </summary>
-    private const string SetIdleHintSql = "SELECT pg_catalog.setval('trigger_events.worker_idle_hint', CASE WHEN $1 THEN 1 ELSE 0 END)";
+    private const string SetIdleHintSql = """
+        SELECT pg_catalog.setval('trigger_events.worker_idle_hint', h.value)
+        FROM (SELECT CASE WHEN $1 THEN 1 ELSE 0 END AS value) h
+        WHERE pg_catalog.pg_sequence_last_value('trigger_events.worker_idle_hint') IS DISTINCT FROM h.value
+        """;
 
     /// <summary>
     /// The most bytes of JSON values (old row, new row, session variables together) an event may
