@@ -30,4 +30,7 @@ internal sealed record DeliveryResult(
 
     /// <summary>The webhook-id of the batch request the attempt was part of; null for a single event's, which its id gives.</summary>
     public string? WebhookId { get; init; }
+
+    /// <summary>Of a delivery with a key (<c>ordering: key</c>): finishing it hands its key on to the next (<see cref="KeyOrdering.HandOffSql"/>).</summary>
+    public bool Keyed { get; init; }
 }

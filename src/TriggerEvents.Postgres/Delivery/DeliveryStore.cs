@@ -98,8 +98,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                        WHERE sp.subscription_id = ANY ($1) AND sp.batch_end IS NOT NULL AND sp.updated_at = now())
         """;
 
-    /// <summary><see cref="PinnedPlan"/> on its own, ahead of the result write.</summary>
-    internal const string PinPlanSql = $"SELECT {PinnedPlan}";
+    /// <summary>
+    /// <see cref="PinnedPlan"/> on its own, ahead of the fan-out or the result write, and the
+    /// setting by which the fan-out parks a key's waiting deliveries (migration 000016): this
+    /// worker passes them along as a key's run (<see cref="KeyOrdering.Followers"/>), hands them
+    /// on (<see cref="KeyOrdering.HandOffSql"/>) and sweeps them (<see cref="KeyOrdering.UnparkSql"/>).
+    /// </summary>
+    internal const string PinPlanSql = $"SELECT {PinnedPlan}, set_config('trigger_events.park_waiting', 'on', true)";
 
     /// <summary>
     /// Claims up to <c>$10</c> requests' worth (<c>$3</c> rows; a batch is one request, the rest one
@@ -324,8 +329,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM result r
             WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
               AND d.lease_owner = $1 AND d.attempts = r.attempt
-            RETURNING d.subscription_id, d.event_id, d.status, d.order_key, d.order_seq
-        ), {KeyOrdering.HandOff}, logged AS (
+            RETURNING d.subscription_id, d.event_id
+        ), logged AS (
             INSERT INTO trigger_events.attempts
                 (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker, webhook_id)
             SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1, r.webhook_id
@@ -435,7 +440,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         // and leases what the claim left room for (FanOutLeasingSql); any other's goes first, so
         // the claim behind it takes what it made.
         var leasing = fanOut is not null && LeasesFromFanOut(subscriptionId);
-        if (fanOut is not null)
+        // A sweep of an ordered subscription's queue makes due what a missed hand-off left parked.
+        var unpark = cursor == ClaimCursor.Sweep && OrderedSubscriptions.Contains(subscriptionId);
+        if (fanOut is not null || unpark)
         {
             // The pinned settings hold inside the function too: its statements run generic plans,
             // with sorts and hash and merge joins off as in the claim (it turns the scans it must
@@ -451,6 +458,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             fan.Parameters.Add(new NpgsqlParameter<int> { TypedValue = fanOut.MaxEvents });
             batch.BatchCommands.Add(fan);
             AddFanOutContinues(batch, fanOut);
+        }
+
+        if (unpark)
+        {
+            var sweep = new NpgsqlBatchCommand(KeyOrdering.UnparkSql);
+            sweep.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+            batch.BatchCommands.Add(sweep);
         }
 
         var now = Clock?.GetUtcNow();
@@ -504,9 +518,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         var fanOutContinues = false;
-        if (fanOut is not null)
+        if (fanOut is not null || unpark)
         {
-            // Past the settings.
+            // Past the settings (and the sweep's UPDATE, which returns no rows and is passed by).
             await reader.NextResultAsync(cancellationToken);
         }
 
@@ -742,6 +756,16 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.WebhookId)], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        var finishedInKeys = results.Where(r => r.Keyed && r.Kind != DeliveryResultKind.Retry).ToArray();
+        if (finishedInKeys.Length > 0)
+        {
+            // A statement of its own, after the write: see KeyOrdering.HandOffSql.
+            var handOff = new NpgsqlBatchCommand(KeyOrdering.HandOffSql);
+            handOff.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. finishedInKeys.Select(r => r.Key.SubscriptionId)] });
+            handOff.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. finishedInKeys.Select(r => r.Key.EventId)] });
+            batch.BatchCommands.Add(handOff);
+        }
+
         var protectedResults = TargetProtectionQueries.TryAddRecord(batch, results);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);

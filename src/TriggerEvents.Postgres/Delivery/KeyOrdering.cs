@@ -58,8 +58,9 @@ internal static class KeyOrdering
     /// would go beyond its tokens), and while its circuit is closed (a probe is one request).
     /// </summary>
     /// <remarks>
-    /// A follower is due and pending, or an expired lease being taken over (<c>$7</c>), like
-    /// its head, and not in a fan-out batch still being made; the first that is not ends the
+    /// A follower is due and pending, or parked (<see cref="ParkedRow"/>: waiting for the one
+    /// before it, which the run sends first), or an expired lease being taken over (<c>$7</c>),
+    /// like its head, and not in a fan-out batch still being made; the first that is not ends the
     /// key's run. A run with a follower another transaction holds locked (SKIP LOCKED passed it
     /// by) is not taken: its head goes alone, and the next claim takes the rest. Claims of one
     /// subscription take turns under its row lock, so nobody else claims the same run meanwhile.
@@ -77,7 +78,7 @@ internal static class KeyOrdering
                 SELECT r.event_id, r.order_seq, count(*) OVER () AS wanted
                 FROM (
                     SELECT d.event_id, d.order_seq,
-                           bool_and((d.status = 'pending' OR $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
+                           bool_and((d.status = 'pending' OR $7) AND (d.next_attempt_at <= {{ClaimProtocol.Now}} OR {{ParkedRow}})
                                     AND d.order_seq IS DISTINCT FROM (
                                         SELECT sp.batch_order FROM trigger_events.subscription_positions sp
                                         WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL))
@@ -105,7 +106,7 @@ internal static class KeyOrdering
                 WHERE d.subscription_id = $1 AND d.event_id = n.event_id
                   -- Checked again on the row as locked: one written since the statement began (a
                   -- result, a lease extended) is not taken.
-                  AND (d.status = 'pending' OR d.status = 'in_flight' AND $7) AND d.next_attempt_at <= {{ClaimProtocol.Now}}
+                  AND (d.status = 'pending' OR d.status = 'in_flight' AND $7) AND (d.next_attempt_at <= {{ClaimProtocol.Now}} OR {{ParkedRow}})
                 FOR UPDATE OF d SKIP LOCKED
             ) d
             WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
@@ -117,32 +118,65 @@ internal static class KeyOrdering
         """;
 
     /// <summary>
-    /// A CTE of the result write, after <c>applied</c> (the rows it changed, with their new
-    /// status, key and place): when a keyed delivery is finished (delivered or dead), the next
-    /// delivery of its key becomes due now. Claims resume after the last row they took, and
-    /// they passed that one by while it was held back; due now, it lies ahead of them again
-    /// instead of waiting for the next sweep from the head of the queue. Two other ways a key
-    /// moves on rely on that sweep (every ten poll intervals) when the commit window has passed:
-    /// a delivery the claim dead-letters because its attempts were spent, and a fan-out batch
-    /// that took more than one chunk to make.
+    /// Delivery row <c>d</c> is parked (migration 000016): pending, due at 'infinity', because
+    /// an earlier delivery of its key was unfinished when the fan-out made it. No claim's scan
+    /// reaches it; the key's hand-off makes it due.
     /// </summary>
-    public const string HandOff = """
-        handed AS (
-            UPDATE trigger_events.deliveries n
-            SET next_attempt_at = now(), updated_at = now()
-            FROM applied a
-            CROSS JOIN LATERAL (
-                SELECT x.event_id FROM trigger_events.deliveries x
-                WHERE x.subscription_id = a.subscription_id AND x.order_key = a.order_key
-                  AND (x.order_seq, x.event_id) > (a.order_seq, a.event_id)
-                  AND x.status IN ('pending', 'in_flight') AND x.order_key IS NOT NULL
-                ORDER BY x.order_seq, x.event_id
-                LIMIT 1
-            ) next
-            WHERE a.order_key IS NOT NULL AND a.status IN ('delivered', 'dead')
-              AND n.subscription_id = a.subscription_id AND n.event_id = next.event_id
-              -- Pending: no owner (a status condition could draw the planner to the claim index).
-              AND n.lease_owner IS NULL AND n.next_attempt_at < now()
-        )
+    public const string ParkedRow = "d.status = 'pending' AND d.next_attempt_at = 'infinity'";
+
+    /// <summary>
+    /// After the result write (<c>$1</c>, <c>$2</c>: the keyed deliveries it finished, delivered
+    /// or dead), in its transaction: the next delivery of each one's key, parked or waiting,
+    /// becomes due now. Claims resume after the last row they took, and passed a waiting one by
+    /// while it was held back; due now, it lies ahead of them again instead of waiting for the
+    /// next sweep from the head of the queue. It is a statement of its own so that its snapshot
+    /// is newer than the write's: a fan-out that parked a delivery behind one of these held that
+    /// one share-locked, so the write waited for the fan-out's commit, and only a later snapshot
+    /// sees what it parked. Two other ways a key moves on rely on the sweep (every ten poll
+    /// intervals; <see cref="UnparkSql"/>): a delivery the claim dead-letters because its
+    /// attempts were spent, and a fan-out batch that took more than one chunk to make.
+    /// </summary>
+    public const string HandOffSql = """
+        UPDATE trigger_events.deliveries n
+        SET next_attempt_at = now(), updated_at = now()
+        FROM unnest($1::int[], $2::bigint[]) AS r(subscription_id, event_id)
+        JOIN trigger_events.deliveries a ON a.subscription_id = r.subscription_id AND a.event_id = r.event_id
+        CROSS JOIN LATERAL (
+            SELECT x.event_id FROM trigger_events.deliveries x
+            WHERE x.subscription_id = a.subscription_id AND x.order_key = a.order_key
+              AND (x.order_seq, x.event_id) > (a.order_seq, a.event_id)
+              AND x.status IN ('pending', 'in_flight') AND x.order_key IS NOT NULL
+            ORDER BY x.order_seq, x.event_id
+            LIMIT 1
+        ) next
+        WHERE a.order_key IS NOT NULL AND a.status IN ('delivered', 'dead')
+          AND n.subscription_id = a.subscription_id AND n.event_id = next.event_id
+          -- Pending: no owner (a status condition could draw the planner to the claim index).
+          -- A retry's backoff is kept.
+          AND n.lease_owner IS NULL AND (n.next_attempt_at < now() OR n.next_attempt_at = 'infinity')
+        """;
+
+    /// <summary>
+    /// At a sweep of ordered subscription <c>$1</c>'s queue: its parked deliveries with nothing
+    /// unfinished before them in their key become due now. The hand-off does this as keys move
+    /// on; this catches the ways it is missed (see <see cref="HandOffSql"/>), and parked rows a
+    /// worker of an earlier release, which hands nothing parked on, left behind. One walk of the
+    /// parked rows (the end of <c>deliveries_pending</c>), a backwards probe of
+    /// <c>deliveries_key_order</c> each, once every sweep.
+    /// </summary>
+    public const string UnparkSql = """
+        UPDATE trigger_events.deliveries n
+        SET next_attempt_at = now(), updated_at = now()
+        FROM (
+            SELECT d.event_id FROM trigger_events.deliveries d
+            WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+              AND (SELECT b.event_id FROM trigger_events.deliveries b
+                   WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
+                     AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
+                     AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
+                   ORDER BY b.order_seq DESC, b.event_id DESC
+                   LIMIT 1) IS NULL
+        ) w
+        WHERE n.subscription_id = $1 AND n.event_id = w.event_id AND n.status = 'pending' AND n.next_attempt_at = 'infinity'
         """;
 }

@@ -112,6 +112,7 @@ internal sealed class DeliveryAttempts(
                 attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
             {
                 Target = TargetProtection.Signal(subscription.Config, attempt.Outcome),
+                Keyed = delivery.OrderSeq is not null,
             });
             return kind;
         }
@@ -228,6 +229,7 @@ internal sealed class DeliveryAttempts(
                     // One request: the breaker counts it once, and a Retry-After holds the subscription once.
                     Target = i == 0 ? signal : null,
                     WebhookId = messageId,
+                    Keyed = delivery.OrderSeq is not null,
                 });
             }
         }
@@ -306,5 +308,8 @@ internal sealed class DeliveryAttempts(
     }
 
     private DeliveryResult Dead(ClaimedDelivery delivery, string reason) =>
-        new(delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null, reason, time.GetUtcNow(), TimeSpan.Zero, null);
+        new(delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null, reason, time.GetUtcNow(), TimeSpan.Zero, null)
+        {
+            Keyed = delivery.OrderSeq is not null,
+        };
 }
