@@ -220,6 +220,30 @@ public sealed class KeyOrderingTests
                                      && !l.Contains("never executed", StringComparison.Ordinal)).Select(l => PlanNumber(l, "loops")).ToList();
         Assert.That(probes, Has.All.LessThan(10), string.Join('\n', plan));
         Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty);
+
+        // The sweep probes each parked delivery once, as the worker runs it (pinned plan settings).
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using (var settings = new NpgsqlCommand(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off; SET enable_hashjoin = off; SET enable_mergejoin = off; " +
+            "SET plan_cache_mode = force_generic_plan", connection))
+        {
+            await settings.ExecuteNonQueryAsync();
+        }
+
+        await using var explain = new NpgsqlCommand("EXPLAIN (ANALYZE) " + KeyOrdering.UnparkSql, connection);
+        explain.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+        var sweepPlan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                sweepPlan.Add(reader.GetString(0));
+            }
+        }
+
+        var sweepProbes = sweepPlan.Where(l => l.Contains("using deliveries_key_order", StringComparison.Ordinal) && l.Contains("loops=", StringComparison.Ordinal))
+            .Select(l => PlanNumber(l, "loops")).ToList();
+        Assert.That(sweepProbes, Is.Not.Empty.And.All.LessThanOrEqualTo(2000), string.Join('\n', sweepPlan));
     }
 
     [Test]

@@ -162,21 +162,18 @@ internal static class KeyOrdering
     /// on; this catches the ways it is missed (see <see cref="HandOffSql"/>), and parked rows a
     /// worker of an earlier release, which hands nothing parked on, left behind. One walk of the
     /// parked rows (the end of <c>deliveries_pending</c>), a backwards probe of
-    /// <c>deliveries_key_order</c> each, once every sweep.
+    /// <c>deliveries_key_order</c> each, once every sweep. One scan: as a join of the parked rows
+    /// with the ones to make due, the generic plan walked them all again for each.
     /// </summary>
     public const string UnparkSql = """
-        UPDATE trigger_events.deliveries n
+        UPDATE trigger_events.deliveries d
         SET next_attempt_at = now(), updated_at = now()
-        FROM (
-            SELECT d.event_id FROM trigger_events.deliveries d
-            WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
-              AND (SELECT b.event_id FROM trigger_events.deliveries b
-                   WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
-                     AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
-                     AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
-                   ORDER BY b.order_seq DESC, b.event_id DESC
-                   LIMIT 1) IS NULL
-        ) w
-        WHERE n.subscription_id = $1 AND n.event_id = w.event_id AND n.status = 'pending' AND n.next_attempt_at = 'infinity'
+        WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+          AND (SELECT b.event_id FROM trigger_events.deliveries b
+               WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
+                 AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
+                 AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
+               ORDER BY b.order_seq DESC, b.event_id DESC
+               LIMIT 1) IS NULL
         """;
 }

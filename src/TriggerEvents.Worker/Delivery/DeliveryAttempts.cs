@@ -19,7 +19,7 @@ internal sealed class DeliveryAttempts(
     public async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
     {
         await Task.Yield();
-        await AttemptAsync(subscription, delivery, state, abort);
+        await AttemptAsync(subscription, delivery, state, abort, handsKeyOn: true);
     }
 
     /// <summary>
@@ -57,7 +57,9 @@ internal sealed class DeliveryAttempts(
                 }
 
                 var (delivery, state) = members[next++];
-                var kind = await AttemptAsync(subscription, delivery, state, abort);
+                // The run's next member is this worker's, already in flight: only the last one's
+                // result hands the key on (KeyOrdering.HandOffSql).
+                var kind = await AttemptAsync(subscription, delivery, state, abort, handsKeyOn: next == members.Count);
                 if (kind is null)
                 {
                     return;
@@ -81,9 +83,11 @@ internal sealed class DeliveryAttempts(
 
     /// <summary>
     /// One attempt to the end, its result posted; returns that result, or null when shutdown cut
-    /// it short (the delivery stays held, to be released).
+    /// it short (the delivery stays held, to be released). <paramref name="handsKeyOn"/>: a keyed
+    /// delivery's result, once finished, makes the next of its key due.
     /// </summary>
-    private async Task<DeliveryResultKind?> AttemptAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
+    private async Task<DeliveryResultKind?> AttemptAsync(
+        ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort, bool handsKeyOn)
     {
         RequestBody? body = null;
         try
@@ -112,7 +116,7 @@ internal sealed class DeliveryAttempts(
                 attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
             {
                 Target = TargetProtection.Signal(subscription.Config, attempt.Outcome),
-                Keyed = delivery.OrderSeq is not null,
+                Keyed = handsKeyOn && delivery.OrderSeq is not null,
             });
             return kind;
         }
@@ -124,7 +128,7 @@ internal sealed class DeliveryAttempts(
         catch (UndeliverableEventException e)
         {
             // Too large, gone, or not JSON: every attempt would fail the same way.
-            PostDead(subscription, delivery, e.Message, leftOutOfBatch: false);
+            PostDead(subscription, delivery, e.Message, leftOutOfBatch: false, handsKeyOn);
             return DeliveryResultKind.Dead;
         }
         catch (Exception e)
@@ -132,7 +136,7 @@ internal sealed class DeliveryAttempts(
             // Anything that could not even be attempted (a payload that cannot be built) is a
             // dead letter with the reason: retrying it would fail the same way.
             logger.LogError(e, "Delivery of event {EventId} to {Subscription} could not be attempted", delivery.Event.Id, subscription.Name);
-            recorder.Post(Dead(delivery, $"not deliverable: {e.Message}"));
+            recorder.Post(Dead(delivery, $"not deliverable: {e.Message}", handsKeyOn));
             return DeliveryResultKind.Dead;
         }
         finally
@@ -292,7 +296,7 @@ internal sealed class DeliveryAttempts(
         }
     }
 
-    private void PostDead(ActiveSubscription subscription, ClaimedDelivery delivery, string reason, bool leftOutOfBatch)
+    private void PostDead(ActiveSubscription subscription, ClaimedDelivery delivery, string reason, bool leftOutOfBatch, bool handsKeyOn = true)
     {
         metrics.Deliveries.WithLabels(subscription.Name, "dead").Inc();
         if (leftOutOfBatch)
@@ -304,12 +308,12 @@ internal sealed class DeliveryAttempts(
             logger.LogWarning("Delivery of event {EventId} to {Subscription} is dead: {Reason}", delivery.Event.Id, subscription.Name, reason);
         }
 
-        recorder.Post(Dead(delivery, reason));
+        recorder.Post(Dead(delivery, reason, handsKeyOn));
     }
 
-    private DeliveryResult Dead(ClaimedDelivery delivery, string reason) =>
+    private DeliveryResult Dead(ClaimedDelivery delivery, string reason, bool handsKeyOn = true) =>
         new(delivery.Key, delivery.Attempt, DeliveryResultKind.Dead, TimeSpan.Zero, null, reason, time.GetUtcNow(), TimeSpan.Zero, null)
         {
-            Keyed = delivery.OrderSeq is not null,
+            Keyed = handsKeyOn && delivery.OrderSeq is not null,
         };
 }
