@@ -17,7 +17,7 @@
 -- transaction: workers of this release do, and they also pass parked deliveries along as a
 -- key's run, hand them on in a statement of their own after the result write (which sees a
 -- delivery parked by a fan-out that committed while the write waited for its lock), and, at
--- every sweep of an ordered subscription's queue, make due any parked delivery with nothing
+-- every sweep of a subscription's queue, make due any parked delivery with nothing
 -- unfinished before it in its key (one whose predecessor a claim dead-lettered, or a worker of
 -- an earlier release finished). Workers of an earlier release park nothing.
 --

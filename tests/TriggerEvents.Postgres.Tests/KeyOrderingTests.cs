@@ -186,7 +186,8 @@ public sealed class KeyOrderingTests
     [Test]
     public async Task A_sweep_makes_due_a_parked_delivery_whose_key_moved_on_without_a_hand_off()
     {
-        var ordered = new DeliveryStore(database.DataSource) { OrderedSubscriptions = new HashSet<int> { subscriptionId } };
+        // Not told the subscription is ordered: one that no longer is keeps what it parked.
+        var ordered = store;
         await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
         await ParkingFanOutAsync();
         await ordered.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);

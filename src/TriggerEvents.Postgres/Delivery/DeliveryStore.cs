@@ -440,8 +440,9 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         // and leases what the claim left room for (FanOutLeasingSql); any other's goes first, so
         // the claim behind it takes what it made.
         var leasing = fanOut is not null && LeasesFromFanOut(subscriptionId);
-        // A sweep of an ordered subscription's queue makes due what a missed hand-off left parked.
-        var unpark = cursor == ClaimCursor.Sweep && OrderedSubscriptions.Contains(subscriptionId);
+        // A sweep makes due what a missed hand-off left parked: of any subscription, since one
+        // no longer ordered keeps the parked deliveries it had (one index probe when none are).
+        var unpark = cursor == ClaimCursor.Sweep;
         if (fanOut is not null || unpark)
         {
             // The pinned settings hold inside the function too: its statements run generic plans,

@@ -157,7 +157,7 @@ internal static class KeyOrdering
         """;
 
     /// <summary>
-    /// At a sweep of ordered subscription <c>$1</c>'s queue: its parked deliveries with nothing
+    /// At a sweep of subscription <c>$1</c>'s queue: its parked deliveries with nothing
     /// unfinished before them in their key become due now. The hand-off does this as keys move
     /// on; this catches the ways it is missed (see <see cref="HandOffSql"/>), and parked rows a
     /// worker of an earlier release, which hands nothing parked on, left behind. One walk of the
