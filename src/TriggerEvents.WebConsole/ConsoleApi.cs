@@ -163,7 +163,7 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.WriteNumber("attempts", d.Attempts);
                 w.Nullable("last_status", d.LastStatus);
                 w.Nullable("last_error", d.LastError);
-                w.Time("next_attempt_at", d.NextAttemptAt);
+                w.Time("next_attempt_at", ParkedAsNull(d.NextAttemptAt));
                 w.Time("delivered_at", d.DeliveredAt);
                 w.Time("updated_at", d.UpdatedAt);
                 w.Time("captured_at", d.CapturedAt);
@@ -229,7 +229,7 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.WriteNumber("attempts", d.Attempts);
                 w.Nullable("last_status", d.LastStatus);
                 w.Nullable("last_error", d.LastError);
-                w.Time("next_attempt_at", d.NextAttemptAt);
+                w.Time("next_attempt_at", ParkedAsNull(d.NextAttemptAt));
                 w.Time("delivered_at", d.DeliveredAt);
                 w.Nullable("webhook_id", d.WebhookId.For(id, d.Subscription));
                 w.WriteEndObject();
@@ -485,4 +485,10 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
         : throw new ArgumentException($"'{name}' must be {PointInTime.Expected}, not '{text}'");
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+
+    /// <summary>
+    /// A parked delivery (migration 000016: waiting for the one before it in its key) is due at
+    /// 'infinity', which reads as <see cref="DateTime.MaxValue"/>: it has no time yet.
+    /// </summary>
+    private static DateTime? ParkedAsNull(DateTime dueAt) => dueAt == DateTime.MaxValue ? null : dueAt;
 }

@@ -304,6 +304,35 @@ public sealed class ConsoleBrowserTests
     }
 
     [Test]
+    public async Task A_delivery_parked_behind_its_key_has_no_next_attempt_time_in_the_api()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY, amount int)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name, ordering_key) VALUES ('hook', 'orders_changed', '{}')");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1");
+        // As a worker fans out: event 2 waits for event 1, parked.
+        await database.ExecuteAsync("""
+            BEGIN;
+            SELECT set_config('trigger_events.park_waiting', 'on', true), trigger_events.fan_out();
+            COMMIT;
+            """);
+        Assert.That(await database.ScalarAsync<bool>("SELECT next_attempt_at = 'infinity' FROM trigger_events.deliveries WHERE event_id = 2"), Is.True);
+        await using var console = await ConsoleProcess.StartAsync(database);
+        using var client = new HttpClient();
+
+        using var deliveries = System.Text.Json.JsonDocument.Parse(await client.GetStringAsync(console.Url + "api/subscriptions/hook/deliveries"));
+        using var parkedEvent = System.Text.Json.JsonDocument.Parse(await client.GetStringAsync(console.Url + "api/events/2"));
+
+        var byEvent = deliveries.RootElement.GetProperty("deliveries").EnumerateArray().ToDictionary(d => d.GetProperty("event_id").GetInt64());
+        Assert.That(byEvent[2].GetProperty("status").GetString(), Is.EqualTo("pending"));
+        Assert.That(byEvent[2].GetProperty("next_attempt_at").ValueKind, Is.EqualTo(System.Text.Json.JsonValueKind.Null), "parked: no time yet");
+        Assert.That(byEvent[1].GetProperty("next_attempt_at").GetDateTime().Year, Is.EqualTo(DateTime.UtcNow.Year), "due now");
+        Assert.That(parkedEvent.RootElement.GetProperty("deliveries")[0].GetProperty("next_attempt_at").ValueKind, Is.EqualTo(System.Text.Json.JsonValueKind.Null));
+    }
+
+    [Test]
     public async Task The_api_answers_bad_requests_with_400_unknown_names_with_404_and_sends_a_strict_content_policy()
     {
         await using var database = await TestDatabase.CreateAsync();
