@@ -24,14 +24,8 @@ internal static class KeyOrdering
     /// never take two deliveries of a key. Within one claim, the first of a key is still
     /// pending in the statement's snapshot and holds back the rest.
     /// </summary>
-    public const string NotHeldBack = """
-        (d.order_key IS NULL OR (
-            SELECT b.event_id FROM trigger_events.deliveries b
-            WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
-              AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
-              AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
-            ORDER BY b.order_seq DESC, b.event_id DESC
-            LIMIT 1) IS NULL
+    public const string NotHeldBack = $"""
+        (d.order_key IS NULL OR {EarlierUnfinished} IS NULL
           AND d.order_seq IS DISTINCT FROM (
             SELECT sp.batch_order FROM trigger_events.subscription_positions sp
             WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL))
@@ -165,15 +159,24 @@ internal static class KeyOrdering
     /// <c>deliveries_key_order</c> each, once every sweep. One scan: as a join of the parked rows
     /// with the ones to make due, the generic plan walked them all again for each.
     /// </summary>
-    public const string UnparkSql = """
+    public const string UnparkSql = $"""
         UPDATE trigger_events.deliveries d
         SET next_attempt_at = now(), updated_at = now()
         WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
-          AND (SELECT b.event_id FROM trigger_events.deliveries b
-               WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
-                 AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
-                 AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
-               ORDER BY b.order_seq DESC, b.event_id DESC
-               LIMIT 1) IS NULL
+          AND {EarlierUnfinished} IS NULL
+        """;
+
+    /// <summary>
+    /// The nearest earlier delivery of row <c>d</c>'s key that is unfinished (pending, parked or
+    /// in flight), or NULL: one probe of <c>deliveries_key_order</c>, backwards from <c>d</c>.
+    /// See <see cref="NotHeldBack"/> for why backwards, and as a scalar subquery.
+    /// </summary>
+    private const string EarlierUnfinished = """
+        (SELECT b.event_id FROM trigger_events.deliveries b
+         WHERE b.subscription_id = d.subscription_id AND b.order_key = d.order_key
+           AND (b.order_seq, b.event_id) < (d.order_seq, d.event_id)
+           AND b.status IN ('pending', 'in_flight') AND b.order_key IS NOT NULL
+         ORDER BY b.order_seq DESC, b.event_id DESC
+         LIMIT 1)
         """;
 }
