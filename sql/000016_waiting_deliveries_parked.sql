@@ -18,8 +18,9 @@
 -- key's run, hand them on in a statement of their own after the result write (which sees a
 -- delivery parked by a fan-out that committed while the write waited for its lock), and, at
 -- every sweep of a subscription's queue, make due any parked delivery with nothing
--- unfinished before it in its key (one whose predecessor a claim dead-lettered, or a worker of
--- an earlier release finished). Workers of an earlier release park nothing.
+-- unfinished before it in its key (one whose predecessor a worker of an earlier release
+-- finished, or that a worker stopped before handing on). Workers of an earlier release park
+-- nothing.
 --
 -- The function is 000014's otherwise, but for the key columns resolved once per chunk.
 CREATE OR REPLACE FUNCTION trigger_events.fan_out(

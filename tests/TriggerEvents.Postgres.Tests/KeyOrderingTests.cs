@@ -193,7 +193,7 @@ public sealed class KeyOrderingTests
         await ordered.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
         await database.ExecuteAsync("UPDATE orders SET amount = 1 WHERE id = 1");
         await ParkingFanOutAsync();
-        // Finished as a worker of an earlier release would, or as a claim dead-letters: no hand-off.
+        // Finished as a worker of an earlier release would: no hand-off.
         await database.ExecuteAsync($"UPDATE trigger_events.deliveries SET status = 'dead', lease_owner = NULL WHERE subscription_id = {subscriptionId} AND event_id = 1");
         var now = new DateTimeOffset(await database.ScalarAsync<DateTime>("SELECT now()"));
 

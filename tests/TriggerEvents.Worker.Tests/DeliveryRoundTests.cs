@@ -91,6 +91,38 @@ public sealed class DeliveryRoundTests
     }
 
     [Test]
+    public async Task A_keyed_delivery_the_claim_dead_letters_hands_its_key_on_without_waiting_for_a_sweep()
+    {
+        // Rate limited: a key's deliveries go one per claim, never as a run that would take event 2
+        // along behind the dead one.
+        var config = harness.Subscription("hook", maxAttempts: 1) with { Ordering = OrderingConfig.PrimaryKey, RateLimit = new RateLimit(1000) };
+        var worker = await harness.WorkerAsync([config], TimeSpan.FromSeconds(60));
+        await harness.InsertAsync("(1, 'new')");
+        // Another worker fans out and claims event 1 (its one attempt), and is never heard from again.
+        var subscriptionId = await harness.Database.ScalarAsync<int>("SELECT id FROM trigger_events.subscriptions WHERE name = 'hook'");
+        var gone = new DeliveryStore(harness.Database.DataSource) { Clock = harness.Clock, OrderedSubscriptions = new HashSet<int> { subscriptionId } };
+        var taken = await gone.ClaimAsync(subscriptionId, Guid.NewGuid(), 10, TimeSpan.FromSeconds(60), ClaimCursor.Sweep, takeOverExpired: true,
+            new FanOutRequest([subscriptionId], 100), DeliveryStore.InlineEventBytes, CancellationToken.None);
+        Assert.That(taken.Deliveries, Has.Count.EqualTo(1));
+        await harness.WriteAsync("UPDATE orders SET status = 'paid' WHERE id = 1");
+
+        Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.Zero, "event 1 is in flight; event 2 waits behind it");
+        Assert.That(await harness.Database.ScalarAsync<bool>("SELECT next_attempt_at = 'infinity' FROM trigger_events.deliveries WHERE event_id = 2"),
+            Is.True, "parked");
+        // Past the lease: this round's claim finds event 1's attempts spent and dead-letters it.
+        // (The round's sweep of parked deliveries runs before its claim, while event 1 is still in
+        // flight; the next sweep is ten poll intervals away.)
+        harness.Clock.Advance(TimeSpan.FromSeconds(61));
+        await worker.RunRoundAsync(CancellationToken.None);
+        harness.Clock.Advance(TimeSpan.FromSeconds(1));
+        await worker.RunRoundAsync(CancellationToken.None);
+
+        Assert.That(await harness.Database.ScalarAsync<string>(
+            "SELECT string_agg(event_id || ':' || status, ' ' ORDER BY event_id) FROM trigger_events.deliveries"), Is.EqualTo("1:dead 2:delivered"));
+        Assert.That(harness.Receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long[] { 2 }), "event 2 handed on and sent");
+    }
+
+    [Test]
     public async Task A_partial_batch_waits_for_max_wait_on_the_claims_clock_then_goes_as_one_request()
     {
         var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Batch = new BatchConfig(10, TimeSpan.FromSeconds(5)) });

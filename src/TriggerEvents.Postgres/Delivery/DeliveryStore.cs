@@ -757,14 +757,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.WebhookId)], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        var finishedInKeys = results.Where(r => r.Keyed && r.Kind != DeliveryResultKind.Retry).ToArray();
+        var finishedInKeys = results.Where(r => r.Keyed && r.Kind != DeliveryResultKind.Retry).Select(r => r.Key).ToArray();
         if (finishedInKeys.Length > 0)
         {
             // A statement of its own, after the write: see KeyOrdering.HandOffSql.
-            var handOff = new NpgsqlBatchCommand(KeyOrdering.HandOffSql);
-            handOff.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. finishedInKeys.Select(r => r.Key.SubscriptionId)] });
-            handOff.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. finishedInKeys.Select(r => r.Key.EventId)] });
-            batch.BatchCommands.Add(handOff);
+            batch.BatchCommands.Add(HandOff(finishedInKeys));
         }
 
         var protectedResults = TargetProtectionQueries.TryAddRecord(batch, results);
@@ -779,6 +776,27 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         }
 
         return applied;
+    }
+
+    /// <summary>
+    /// Hands on the keys of deliveries finished without a result write: those a claim
+    /// dead-lettered because their attempts were spent. After the claim's commit, so that it sees
+    /// what a fan-out parked behind them meanwhile (<see cref="KeyOrdering.HandOffSql"/>).
+    /// </summary>
+    public async Task HandOffAsync(IReadOnlyList<DeliveryKey> finished, CancellationToken cancellationToken)
+    {
+        await using var batch = dataSource.CreateBatch();
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
+        batch.BatchCommands.Add(HandOff(finished));
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static NpgsqlBatchCommand HandOff(IReadOnlyList<DeliveryKey> finished)
+    {
+        var command = new NpgsqlBatchCommand(KeyOrdering.HandOffSql);
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. finished.Select(k => k.SubscriptionId)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. finished.Select(k => k.EventId)] });
+        return command;
     }
 
     /// <summary>Pushes the lease of deliveries still in progress forward.</summary>

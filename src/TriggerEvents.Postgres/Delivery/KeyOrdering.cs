@@ -126,9 +126,9 @@ internal static class KeyOrdering
     /// next sweep from the head of the queue. It is a statement of its own so that its snapshot
     /// is newer than the write's: a fan-out that parked a delivery behind one of these held that
     /// one share-locked, so the write waited for the fan-out's commit, and only a later snapshot
-    /// sees what it parked. Two other ways a key moves on rely on the sweep (every ten poll
-    /// intervals; <see cref="UnparkSql"/>): a delivery the claim dead-letters because its
-    /// attempts were spent, and a fan-out batch that took more than one chunk to make.
+    /// sees what it parked. The worker runs it after a claim too, for the deliveries the claim
+    /// dead-lettered because their attempts were spent. A fan-out batch that took more than one
+    /// chunk to make relies on the sweep (every ten poll intervals; <see cref="UnparkSql"/>).
     /// </summary>
     public const string HandOffSql = """
         UPDATE trigger_events.deliveries n
@@ -153,8 +153,9 @@ internal static class KeyOrdering
     /// <summary>
     /// At a sweep of subscription <c>$1</c>'s queue: its parked deliveries with nothing
     /// unfinished before them in their key become due now. The hand-off does this as keys move
-    /// on; this catches the ways it is missed (see <see cref="HandOffSql"/>), and parked rows a
-    /// worker of an earlier release, which hands nothing parked on, left behind. One walk of the
+    /// on; this catches what is missed (a worker that stopped between a claim that dead-lettered
+    /// and its hand-off), and parked rows a worker of an earlier release, which hands nothing
+    /// parked on, left behind. One walk of the
     /// parked rows (the end of <c>deliveries_pending</c>), a backwards probe of
     /// <c>deliveries_key_order</c> each, once every sweep. One scan: as a join of the parked rows
     /// with the ones to make due, the generic plan walked them all again for each.

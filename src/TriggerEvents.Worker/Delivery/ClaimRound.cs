@@ -114,6 +114,14 @@ internal sealed class ClaimRound(
             work.Claimed += claimBatch.Deliveries.Count;
             work.Drained |= Requests(claimBatch.Deliveries) < limit;
             Hold(subscription, claimBatch.Deliveries, work);
+            // A keyed delivery the claim dead-lettered has no result to write, which would hand
+            // its key on to the next one, parked behind it: hand it on here instead of leaving it
+            // to the next sweep.
+            var deadInKeys = claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key).ToList();
+            if (deadInKeys.Count > 0)
+            {
+                await store.HandOffAsync(deadInKeys, cancellationToken);
+            }
         }
 
         fanOutDue = work.Drained || work.FanOutLeased > 0;
