@@ -126,6 +126,27 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task A_keys_run_is_recorded_in_a_few_writes_not_one_every_few_requests()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        var keys = new KeyLog(scenario.Receiver, OrderId);
+        await scenario.StartWorkerAsync(new FaultWorkerOptions { SubscriptionYaml = ByPrimaryKey });
+
+        // Key 1: an INSERT and 99 UPDATEs in one transaction, sent as a run, answered at once.
+        await scenario.ExecuteAsync("""
+            BEGIN;
+            INSERT INTO orders (id, amount) VALUES (1, 0);
+            """ + string.Concat(Enumerable.Repeat("UPDATE orders SET amount = amount + 1 WHERE id = 1;\n", 99)) + "COMMIT;");
+        await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(60));
+
+        // Each result write stamps the rows it finishes with its transaction's time.
+        var writes = await scenario.ScalarAsync<long>("SELECT count(DISTINCT updated_at) FROM trigger_events.deliveries WHERE status = 'delivered'");
+        Assert.That(writes, Is.LessThanOrEqualTo(10), "the results of a run wait for the run's later ones");
+        keys.AssertInCommitOrderOneAtATime(await EventsByKeyAsync(scenario, OrderKeySql));
+        TestContext.Out.WriteLine($"100 events of one key recorded in {writes} writes");
+    }
+
+    [Test]
     public async Task An_event_of_another_key_goes_out_at_once_while_a_keys_run_is_in_flight()
     {
         await using var scenario = await FaultScenario.CreateAsync();

@@ -33,4 +33,11 @@ internal sealed record DeliveryResult(
 
     /// <summary>Of a delivery with a key (<c>ordering: key</c>): finishing it hands its key on to the next (<see cref="KeyOrdering.HandOffSql"/>).</summary>
     public bool Keyed { get; init; }
+
+    /// <summary>
+    /// Of a key's run, not its last, and finished: the run's next delivery is already this
+    /// worker's, so nothing waits for this write, which may wait to go with the run's later
+    /// results (the worker's result writer).
+    /// </summary>
+    public bool MayWait { get; init; }
 }

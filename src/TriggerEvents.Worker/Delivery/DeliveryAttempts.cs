@@ -117,6 +117,7 @@ internal sealed class DeliveryAttempts(
             {
                 Target = TargetProtection.Signal(subscription.Config, attempt.Outcome),
                 Keyed = handsKeyOn && delivery.OrderSeq is not null,
+                MayWait = !handsKeyOn && kind != DeliveryResultKind.Retry,
             });
             return kind;
         }

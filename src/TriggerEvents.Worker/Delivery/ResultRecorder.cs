@@ -15,9 +15,21 @@ internal sealed class ResultRecorder(
     int gatherBelow, TimeProvider time, ILogger logger)
 {
     private const int MaxResultsPerWrite = 1000;
+
+    /// <summary>
+    /// How long results that may wait (<see cref="DeliveryResult.MayWait"/>: a key's run going on
+    /// behind them) wait for the run's later ones, at most, and how many wait together: a busy
+    /// key's run then takes a write or two instead of one every few requests.
+    /// </summary>
+    private static readonly TimeSpan RunResultsWait = TimeSpan.FromMilliseconds(50);
+
+    private const int RunResultsTogether = 100;
     private const int ShutdownRecordAttempts = 5;
 
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
+
+    // When the results that may wait (WaitForRunAsync) began to.
+    private long? waitingSince;
 
     /// <summary>Hands one result to the writer.</summary>
     public void Post(DeliveryResult result) => results.Writer.TryWrite(result);
@@ -41,6 +53,11 @@ internal sealed class ResultRecorder(
         while (batch.Count > 0 || await results.Reader.WaitToReadAsync(cancellationToken))
         {
             Gather(batch);
+            if (await WaitForRunAsync(batch, cancellationToken))
+            {
+                continue;
+            }
+
             var gatherLeft = ClaimRound.GatherWait - time.GetElapsedTime(lastWriteStarted);
             if (batch.Count < gatherBelow && !results.Reader.Completion.IsCompleted && gatherLeft > TimeSpan.Zero)
             {
@@ -94,6 +111,42 @@ internal sealed class ResultRecorder(
                 break;
             }
         }
+    }
+
+    /// <summary>
+    /// True after waiting for another result, when every result gathered may wait
+    /// (<see cref="DeliveryResult.MayWait"/>) and they have waited less than
+    /// <see cref="RunResultsWait"/>, fewer than <see cref="RunResultsTogether"/> of them; false
+    /// when they are to be written now.
+    /// </summary>
+    private async Task<bool> WaitForRunAsync(List<DeliveryResult> batch, CancellationToken cancellationToken)
+    {
+        if (batch.Count == 0 || batch.Count >= RunResultsTogether || results.Reader.Completion.IsCompleted || !batch.TrueForAll(r => r.MayWait))
+        {
+            waitingSince = null;
+            return false;
+        }
+
+        waitingSince ??= time.GetTimestamp();
+        var left = RunResultsWait - time.GetElapsedTime(waitingSince.Value);
+        if (left <= TimeSpan.Zero)
+        {
+            waitingSince = null;
+            return false;
+        }
+
+        using var timeout = new CancellationTokenSource(left, time);
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            await results.Reader.WaitToReadAsync(either.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Waited long enough: the next pass writes them.
+        }
+
+        return true;
     }
 
     /// <summary>Writes every result posted so far, at once: a round driven on its own (<see cref="DeliveryWorker.RunRoundAsync"/>).</summary>
