@@ -117,10 +117,10 @@ internal sealed class ClaimRound(
             // A keyed delivery the claim dead-lettered has no result to write, which would hand
             // its key on to the next one, parked behind it: hand it on here instead of leaving it
             // to the next sweep.
-            var deadInKeys = claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key).ToList();
-            if (deadInKeys.Count > 0)
+            if (claimBatch.Deliveries.Any(d => d.DeadAtClaim is not null && d.OrderSeq is not null))
             {
-                await store.HandOffAsync(deadInKeys, cancellationToken);
+                await store.HandOffAsync(
+                    [.. claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key)], cancellationToken);
             }
         }
 
