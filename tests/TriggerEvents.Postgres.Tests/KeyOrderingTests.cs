@@ -98,6 +98,88 @@ public sealed class KeyOrderingTests
         Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 1, 3, 4 } }), "the parked ones go behind their head, in order");
     }
 
+    /// <summary>Key 1 with six events (an INSERT, then five UPDATEs), fanned out with parking, and a run of its first four claimed by <paramref name="owner"/>.</summary>
+    private async Task ClaimRunOfFourAsync(Guid owner, TimeSpan lease)
+    {
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        for (var i = 1; i <= 5; i++)
+        {
+            await database.ExecuteAsync("UPDATE orders SET amount = $1 WHERE id = 1", i);
+        }
+
+        await ParkingFanOutAsync();
+        // One request's worth: the head and three followers.
+        var run = await store.ClaimAsync(subscriptionId, owner, 1, lease, CancellationToken.None);
+        Assert.That(Runs(run), Is.EqualTo(new[] { new long[] { 1, 2, 3, 4 } }));
+    }
+
+    private Task<List<ClaimedDelivery>> TakeRunOnAsync(Guid owner, long last, int rows = 100) =>
+        store.TakeRunOnAsync(subscriptionId, owner, last, rows, Lease, DeliveryStore.InlineEventBytes, CancellationToken.None);
+
+    [Test]
+    public async Task The_worker_sending_a_keys_run_takes_the_key_on_in_order_and_nobody_else_can()
+    {
+        var owner = Guid.NewGuid();
+        await ClaimRunOfFourAsync(owner, Lease);
+
+        Assert.That(await TakeRunOnAsync(Guid.NewGuid(), last: 4), Is.Empty, "another worker holds nothing of the key");
+        var first = await TakeRunOnAsync(owner, last: 4, rows: 1);
+        var rest = await TakeRunOnAsync(owner, last: 5);
+
+        Assert.That(first.Select(c => c.Event.Id), Is.EqualTo(new long[] { 5 }));
+        Assert.That(rest.Select(c => c.Event.Id), Is.EqualTo(new long[] { 6 }), "after the last one taken, in the key's order");
+        Assert.That(rest.Single().Attempt, Is.EqualTo(1), "its attempt counted, as a claim counts it");
+        Assert.That(rest.Single().Event.NewRow?.ToString(), Does.Contain("\"amount\": 5"), "with its values, as a claim brings them");
+        Assert.That(await database.ScalarAsync<long>(
+                "SELECT count(*) FROM trigger_events.deliveries WHERE status = 'in_flight' AND lease_owner = $1 AND next_attempt_at > now()", owner),
+            Is.EqualTo(6), "all six leased to the worker sending the run");
+        Assert.That(await TakeRunOnAsync(owner, last: 6), Is.Empty, "nothing more of the key");
+        Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty, "the key is in flight");
+    }
+
+    [TestCase("lease", TestName = "A run whose lease ran out is not taken on")]
+    [TestCase("UPDATE trigger_events.subscriptions SET enabled = false", TestName = "A paused subscription's run is not taken on")]
+    [TestCase("UPDATE trigger_events.subscriptions SET circuit = 'open'", TestName = "A run is not taken on once the circuit opened")]
+    [TestCase("UPDATE trigger_events.subscriptions SET rate_per_second = 10", TestName = "A run is not taken on once the subscription is rate limited")]
+    public async Task Where_a_run_may_not_go_on_it_is_not_taken_on(string change)
+    {
+        var owner = Guid.NewGuid();
+        await ClaimRunOfFourAsync(owner, change == "lease" ? TimeSpan.FromMilliseconds(1) : Lease);
+        if (change == "lease")
+        {
+            await Task.Delay(50);
+        }
+        else
+        {
+            await database.ExecuteAsync(change);
+        }
+
+        Assert.That(await TakeRunOnAsync(owner, last: 4), Is.Empty);
+        Assert.That(await StatesAsync(), Is.EqualTo("1:in_flight 2:in_flight 3:in_flight 4:in_flight 5:parked 6:parked"));
+    }
+
+    [Test]
+    public async Task A_run_is_taken_on_up_to_a_delivery_another_transaction_holds_locked_never_past_it()
+    {
+        var owner = Guid.NewGuid();
+        await ClaimRunOfFourAsync(owner, Lease);
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var lockSixth = new NpgsqlCommand("SELECT FROM trigger_events.deliveries WHERE event_id = 6 FOR UPDATE", connection, transaction))
+        {
+            await lockSixth.ExecuteNonQueryAsync();
+        }
+
+        Assert.That((await TakeRunOnAsync(owner, last: 4)).Select(c => c.Event.Id), Is.EqualTo(new long[] { 5 }));
+        await using (var lockFifth = new NpgsqlCommand("SELECT FROM trigger_events.deliveries WHERE event_id = 5 FOR UPDATE", connection, transaction))
+        {
+            await lockFifth.ExecuteNonQueryAsync();
+        }
+
+        await transaction.RollbackAsync();
+        Assert.That((await TakeRunOnAsync(owner, last: 5)).Select(c => c.Event.Id), Is.EqualTo(new long[] { 6 }), "once the lock is gone");
+    }
+
     [Test]
     public async Task A_finished_delivery_makes_the_next_of_its_key_due_and_an_empty_claim_takes_none_before()
     {

@@ -1,5 +1,7 @@
 using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Testing;
+using TriggerEvents.Worker.Delivery;
 
 namespace TriggerEvents.Worker.Tests;
 
@@ -64,6 +66,73 @@ public sealed class KeyRunTests
         Assert.That(mostOpen, Is.EqualTo(1), "one request of key 1 at a time");
         Assert.That((await harness.AttemptsAsync()).Count(a => a.EventId is 4 or 5), Is.EqualTo(2), "one attempt each, the given-back one not logged");
         await harness.AssertLedgerAsync(delivered: 6, dead: 0);
+    }
+
+    /// <summary>Key 1 in one transaction: an INSERT and 399 UPDATEs, events 1 to 400.</summary>
+    private Task WriteBusyKeyAsync() =>
+        harness.WriteAsync("BEGIN; INSERT INTO orders VALUES (1, 'new');\n"
+            + string.Concat(Enumerable.Range(1, 399).Select(i => $"UPDATE orders SET status = 'v{i}' WHERE id = 1;\n")) + "COMMIT;");
+
+    /// <summary>
+    /// Runs rounds until one claims something: the fan-out makes a transaction of more events
+    /// than it makes at once in chunks, a round each, and an ordered subscription takes none of
+    /// them before the last. Returns what that round claimed.
+    /// </summary>
+    private static async Task<int> FirstClaimingRoundAsync(DeliveryWorker worker)
+    {
+        for (var round = 0; round < 5; round++)
+        {
+            if (await worker.RunRoundAsync(CancellationToken.None) is var claimed and > 0)
+            {
+                return claimed;
+            }
+        }
+
+        return 0;
+    }
+
+    [Test]
+    public async Task A_busy_keys_run_is_taken_on_before_it_runs_out_so_one_claim_sends_the_whole_key_one_at_a_time_in_order()
+    {
+        var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey });
+        await WriteBusyKeyAsync();
+        var open = 0;
+        var mostOpen = 0;
+        harness.Receiver.Respond = _ =>
+        {
+            mostOpen = Math.Max(mostOpen, Interlocked.Increment(ref open));
+            return ReceiverResponse.Ok;
+        };
+        harness.Receiver.Answering = _ => Interlocked.Decrement(ref open);
+
+        var defaults = new WorkerConfig();
+        Assert.That(await FirstClaimingRoundAsync(worker), Is.EqualTo(1 + Math.Min(defaults.BatchSize, defaults.Concurrency) * KeyOrdering.FollowersPerRequest),
+            "the claim's share of the key: its first and its followers for each request the claim may take");
+
+        Assert.That(harness.Receiver.Requests.OrderBy(r => r.ReceivedAt).Select(r => r.EventId),
+            Is.EqualTo(Enumerable.Range(1, 400).Select(i => (long?)i)), "the rest of the key taken on and sent in the same round, in order");
+        Assert.That(mostOpen, Is.EqualTo(1), "one request of the key at a time");
+        Assert.That((await harness.DeliveriesAsync()).All(r => r is { Status: "delivered", Attempts: 1 }), Is.True);
+        await harness.AssertLedgerAsync(delivered: 400, dead: 0);
+    }
+
+    [Test]
+    public async Task A_retry_in_a_run_taken_on_gives_back_what_was_taken_on_unsent()
+    {
+        var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey });
+        await WriteBusyKeyAsync();
+        harness.Receiver.Respond = r => r.EventId == 350 && r.Attempt == 1 ? new ReceiverResponse(500) : ReceiverResponse.Ok;
+
+        await FirstClaimingRoundAsync(worker);
+
+        var rows = await harness.DeliveriesAsync();
+        Assert.That(rows.Where(r => r.EventId < 350).All(r => r.Status == "delivered"), Is.True);
+        Assert.That(rows.Single(r => r.EventId == 350), Has.Property("Status").EqualTo("pending").And.Property("Attempts").EqualTo(1), "to be retried");
+        Assert.That(rows.Where(r => r.EventId > 350).Select(r => (r.Status, r.Attempts)).Distinct(), Is.EqualTo(new[] { ("pending", 0) }),
+            "taken on, then given back unsent, their attempts uncounted");
+        await harness.RunUntilSettledAsync(worker, 400);
+        Assert.That(harness.Receiver.Requests.OrderBy(r => r.ReceivedAt).Select(r => r.EventId),
+            Is.EqualTo(Enumerable.Range(1, 350).Concat(Enumerable.Range(350, 51)).Select(i => (long?)i)), "the retry before what follows it");
     }
 
     [Test]

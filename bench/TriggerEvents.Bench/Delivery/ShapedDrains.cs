@@ -86,6 +86,10 @@ internal static class ShapedDrains
                 var requestMs = await MedianRequestMsAsync(subscription);
                 Console.WriteLine($"    {name}: {events:N0} events over {keys:N0} keys in {requests:N0} requests, {rate:N0} events/s; " +
                     $"first request {firstAfter:N0} ms after the worker was ready; median attempt {requestMs:F2} ms; CPU per event: {cpu.PerEvent(events)}");
+                if (keys == 1)
+                {
+                    Console.WriteLine($"    {Pauses(arrivals)}");
+                }
                 return new Figure(name, events, rate, requests, requestMs);
             }
             finally
@@ -179,4 +183,20 @@ internal static class ShapedDrains
               max_events: 100
               max_wait: {BatchMaxWaitMs}ms
         """;
+
+    /// <summary>
+    /// Where a single key's drain loses time: its requests go one after another, so a pause
+    /// between two arrivals far longer than the median is time spent between a key's runs
+    /// (the last result written, the key handed on, the next run claimed).
+    /// </summary>
+    private static string Pauses(IReadOnlyList<BenchReceiver.Arrival> arrivals)
+    {
+        var times = arrivals.Select(a => a.At).Order().ToList();
+        var gaps = times.Zip(times.Skip(1), (a, b) => (b - a).TotalMilliseconds).ToList();
+        var median = Statistics.Median(gaps);
+        var pauses = gaps.Where(g => g > Math.Max(1, 10 * median)).ToList();
+        var span = (times[^1] - times[0]).TotalMilliseconds;
+        return $"between arrivals: median {median * 1000:N0} µs; {pauses.Count} pauses over {Math.Max(1, 10 * median):F1} ms, " +
+            $"{pauses.Sum():N0} ms of the drain's {span:N0} ms (longest {(pauses.Count == 0 ? 0 : pauses.Max()):F1} ms)";
+    }
 }

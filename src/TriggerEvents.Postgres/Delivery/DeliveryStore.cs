@@ -568,6 +568,67 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
+    /// Takes up to <c>$4</c> more of a key's deliveries onto its run after <c>$3</c>, leased to
+    /// <c>$2</c> as the claim leases (attempt counted, the lease ending <c>$5</c> from now; see
+    /// <see cref="KeyOrdering.RunTakenOn"/>), read as <see cref="ClaimSql"/> returns what it took
+    /// (values up to <c>$6</c> bytes together).
+    /// </summary>
+    internal static readonly string TakeRunOnSql = $$"""
+        WITH {{KeyOrdering.RunTakenOn}}, extended AS (
+            UPDATE trigger_events.deliveries d
+            SET status = 'in_flight', lease_owner = $2, attempts = d.attempts + 1,
+                next_attempt_at = {{KeyOrdering.RunNow}} + $5, updated_at = {{KeyOrdering.RunNow}}
+            FROM taken t
+            WHERE d.subscription_id = $1 AND d.event_id = t.event_id
+            RETURNING d.event_id, d.attempts, t.due_at, d.rescheduled_at, d.order_seq
+        )
+        SELECT c.event_id, e.captured_at, e.trigger_name, e.schema_name, e.table_name, e.op,
+               v.old_bytes, v.new_bytes, v.session_bytes,
+               CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
+               CASE WHEN v.included THEN v.session_text END,
+               e.traceparent, c.attempts, false, c.due_at, c.rescheduled_at, e.condition_error,
+               false, NULL::text, v.included, NULL::bigint, true, NULL::bigint, c.order_seq
+        FROM extended c
+        LEFT JOIN trigger_events.event_log e ON e.id = c.event_id
+        {{InlineValues.Replace("$9", "$6", StringComparison.Ordinal)}}
+        """;
+
+    /// <summary>
+    /// Takes up to <paramref name="rows"/> more of a key's deliveries onto the run whose last
+    /// member is <paramref name="lastEventId"/> (<see cref="TakeRunOnSql"/>), in the key's order.
+    /// None when the key has nothing more ready or the run is no longer this worker's. Values
+    /// come with them as with a claim of as many followers (<paramref name="includedBytes"/> at
+    /// most, shared out as <see cref="Batches.InlineBytes"/> does).
+    /// </summary>
+    public async Task<List<ClaimedDelivery>> TakeRunOnAsync(
+        int subscriptionId, Guid owner, long lastEventId, int rows, TimeSpan lease, int includedBytes, CancellationToken cancellationToken)
+    {
+        await using var batch = dataSource.CreateBatch();
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
+        var command = new NpgsqlBatchCommand(TakeRunOnSql);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
+        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = lastEventId });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = rows });
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
+        var requests = Math.Max(1, rows / (1 + KeyOrdering.FollowersPerRequest));
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), requests, rows) });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = Clock?.GetUtcNow(), NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        batch.BatchCommands.Add(command);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        // Past the settings.
+        await reader.NextResultAsync(cancellationToken);
+        var taken = new List<ClaimedDelivery>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            taken.Add(ReadClaimed(reader, subscriptionId));
+        }
+
+        taken.Sort((a, b) => (a.OrderSeq ?? 0, a.Event.Id).CompareTo((b.OrderSeq ?? 0, b.Event.Id)));
+        return taken;
+    }
+
+    /// <summary>
     /// A subscription whose fan-out may lease (migrations 000013 and 000014): no key ordering,
     /// rate limit or breaker by this worker's configuration; batched or not. The database checks
     /// the subscription's row as well, and leases nothing for any other.

@@ -112,6 +112,70 @@ internal static class KeyOrdering
         """;
 
     /// <summary>
+    /// The CTEs that take a key's run on (<c>taken</c>): up to <c>$4</c> of the key's next
+    /// deliveries after <c>$3</c>, the run's last member, which worker <c>$2</c> still holds
+    /// under a lease that has not run out. While a busy key's run is being sent, the worker takes
+    /// its next deliveries this way before the run runs out, so the key's requests go on one after
+    /// another instead of pausing at the end of every run for the last result write, the hand-off
+    /// and the next claim (bench/README.md, "A busy key's runs taken on"). The key is this
+    /// worker's while it holds a delivery of it in flight: no claim takes a delivery with an
+    /// unfinished one before it (<see cref="NotHeldBack"/>), so no other worker can be sending
+    /// the key. Only while the subscription still sends its keys in runs, as the claim's
+    /// capacity says (enabled, neither batched nor rate limited, its circuit closed). A delivery
+    /// is taken as a follower is (pending, due or parked, not in a fan-out batch still being
+    /// made), and, as the claim does, not one whose attempts are spent (the next claim
+    /// dead-letters it); the first that is not ends what is taken, and so does one another
+    /// transaction holds locked (SKIP LOCKED passed it by): a run never skips an event of its key.
+    /// </summary>
+    public const string RunTakenOn = $$"""
+        run AS (
+            SELECT d.order_key, d.order_seq, d.event_id, s.max_attempts
+            FROM trigger_events.deliveries d
+            JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
+            WHERE d.subscription_id = $1 AND d.event_id = $3 AND d.lease_owner = $2 AND d.status = 'in_flight'
+              AND d.next_attempt_at > {{RunNow}} AND d.order_key IS NOT NULL
+              AND s.enabled AND s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL
+              AND s.circuit = 'closed'
+        ), next_in_key AS (
+            SELECT r.event_id, r.rank
+            FROM run h
+            CROSS JOIN LATERAL (
+                SELECT d.event_id, row_number() OVER w AS rank,
+                       bool_and(d.status = 'pending' AND (d.next_attempt_at <= {{RunNow}} OR {{ParkedRow}}) AND d.attempts < h.max_attempts
+                                AND d.order_seq IS DISTINCT FROM (
+                                    SELECT sp.batch_order FROM trigger_events.subscription_positions sp
+                                    WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL)) OVER w AS ready
+                FROM trigger_events.deliveries d
+                WHERE d.subscription_id = $1 AND d.order_key = h.order_key
+                  AND (d.order_seq, d.event_id) > (h.order_seq, h.event_id)
+                  AND d.status IN ('pending', 'in_flight') AND d.order_key IS NOT NULL
+                WINDOW w AS (ORDER BY d.order_seq, d.event_id ROWS UNBOUNDED PRECEDING)
+                ORDER BY d.order_seq, d.event_id
+                LIMIT $4
+            ) r
+            WHERE r.ready
+        ), locked AS (
+            -- A probe of the primary key per delivery, locked as it is read, and checked again on
+            -- the row as locked (see Followers).
+            SELECT n.rank, d.event_id, d.next_attempt_at AS due_at
+            FROM next_in_key n
+            CROSS JOIN LATERAL (
+                SELECT d.event_id, d.next_attempt_at
+                FROM trigger_events.deliveries d
+                WHERE d.subscription_id = $1 AND d.event_id = n.event_id
+                  AND d.status = 'pending' AND (d.next_attempt_at <= {{RunNow}} OR {{ParkedRow}})
+                FOR UPDATE OF d SKIP LOCKED
+            ) d
+        ), taken AS (
+            SELECT l.* FROM locked l
+            WHERE l.rank < coalesce((SELECT min(n.rank) FROM next_in_key n WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM locked x))), $4 + 1)
+        )
+        """;
+
+    /// <summary>The time of <see cref="RunTakenOn"/>'s statement: a test's clock (<c>$7</c>), else <c>now()</c>.</summary>
+    public const string RunNow = "coalesce($7::timestamptz, now())";
+
+    /// <summary>
     /// Delivery row <c>d</c> is parked (migration 000016): pending, due at 'infinity', because
     /// an earlier delivery of its key was unfinished when the fan-out made it. No claim's scan
     /// reaches it; the key's hand-off makes it due.

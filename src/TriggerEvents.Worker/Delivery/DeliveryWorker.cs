@@ -54,7 +54,9 @@ internal sealed class DeliveryWorker
         protection = new TargetProtection(subscriptions, time, metrics, logger);
         held = new HeldDeliveries(store, Owner, options.Lease, time, wake, logger);
         recorder = new ResultRecorder(store, Owner, held, protection, RefillThreshold, time, logger);
-        attempts = new DeliveryAttempts(new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, held, metrics, time, logger);
+        attempts = new DeliveryAttempts(
+            new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, held,
+            runTakeOnRows: options.BatchSize * KeyOrdering.FollowersPerRequest, metrics, time, logger);
         claims = new ClaimRound(options, subscriptions, store, Owner, held, protection, metrics, time, logger);
     }
 

@@ -81,6 +81,36 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
         }
     }
 
+    /// <summary>
+    /// Takes up to <paramref name="rows"/> more of a key's deliveries onto its run, after its
+    /// last member (<see cref="KeyOrdering.RunTakenOn"/>), each held in the run's slot. None when
+    /// the key has nothing more ready, the run is no longer this worker's, or the database cannot
+    /// be told: the run then ends as it would have, and the next claim takes the key on.
+    /// </summary>
+    public async Task<List<(ClaimedDelivery Delivery, Held State)>> TakeRunOnAsync(
+        int subscriptionId, (ClaimedDelivery Delivery, Held State) last, int rows, int includedBytes)
+    {
+        List<ClaimedDelivery> more;
+        try
+        {
+            // Not cancelled at shutdown: what the statement leased must be held, to be released.
+            more = await store.TakeRunOnAsync(subscriptionId, owner, last.Delivery.Event.Id, rows, lease, includedBytes, CancellationToken.None);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            logger.LogWarning("Could not take a key's run on; it ends and a claim takes the key on: {Error}", e.Message);
+            return [];
+        }
+
+        var taken = new List<(ClaimedDelivery, Held)>(more.Count);
+        foreach (var delivery in more)
+        {
+            taken.Add((delivery, Hold(delivery, last.State.Request)));
+        }
+
+        return taken;
+    }
+
     private void Unhold(DeliveryKey key, int attempt)
     {
         if (held.TryGetValue(key, out var state) && state.Attempt == attempt &&
