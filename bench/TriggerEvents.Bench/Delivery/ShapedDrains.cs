@@ -89,6 +89,7 @@ internal static class ShapedDrains
                 if (keys == 1)
                 {
                     Console.WriteLine($"    {Pauses(arrivals)}");
+                    Console.WriteLine($"    {await WorkerPausesAsync(subscription)}");
                 }
                 return new Figure(name, events, rate, requests, requestMs);
             }
@@ -169,6 +170,26 @@ internal static class ShapedDrains
                 """, cancellationToken);
             return (configPath, port);
         }
+
+        // The same pauses from the worker's side, by its attempts' start times and durations:
+        // time between one request's answer and the next request (the worker's), and requests
+        // that took long themselves (the receiver's, or the machine's).
+        async Task<string> WorkerPausesAsync(string subscription) =>
+            await database.ScalarAsync<string>(string.Create(CultureInfo.InvariantCulture, $$"""
+                WITH a AS (
+                    SELECT a.started_at, a.duration_ms, lead(a.started_at) OVER (ORDER BY a.started_at, a.id) AS next
+                    FROM trigger_events.attempts a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
+                    WHERE s.name = '{{subscription}}'
+                ), g AS (
+                    SELECT a.duration_ms, extract(epoch FROM a.next - a.started_at) * 1000 - a.duration_ms AS gap FROM a
+                )
+                SELECT format('by the worker''s clock: from an answer to the next request, median %s µs, %s pauses over 1 ms, %s ms; '
+                              '%s requests over 1 ms, %s ms',
+                              round((percentile_cont(0.5) WITHIN GROUP (ORDER BY g.gap) * 1000)::numeric),
+                              count(*) FILTER (WHERE g.gap > 1), round(coalesce(sum(g.gap) FILTER (WHERE g.gap > 1), 0)::numeric),
+                              count(*) FILTER (WHERE g.duration_ms > 1), round(coalesce(sum(g.duration_ms) FILTER (WHERE g.duration_ms > 1), 0)::numeric))
+                FROM g
+                """), cancellationToken);
 
         async Task<double> MedianRequestMsAsync(string subscription) =>
             await database.ScalarAsync<double?>(string.Create(CultureInfo.InvariantCulture, $"""

@@ -25,12 +25,6 @@ internal sealed class DeliveryAttempts(
     /// </summary>
     public const int BusyRun = 16;
 
-    /// <summary>
-    /// How many unsent members before its end a busy run takes its key on: its requests take a
-    /// tenth of a millisecond or more each, so the statement has returned by the time they are sent.
-    /// </summary>
-    private const int TakeOnAhead = 64;
-
     /// <summary>Attempts one delivery; <paramref name="state"/> is its hold.</summary>
     public async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
     {
@@ -78,7 +72,9 @@ internal sealed class DeliveryAttempts(
                     return;
                 }
 
-                if (busy && more is null && members.Count - next <= TakeOnAhead)
+                // At once: taking a few hundred on takes the database as long as sending a run's
+                // worth of requests does (bench/README.md, "A busy key's runs taken on").
+                if (busy && more is null)
                 {
                     more = held.TakeRunOnAsync(subscription.Id, members[^1], runTakeOnRows, includedBytes);
                 }
