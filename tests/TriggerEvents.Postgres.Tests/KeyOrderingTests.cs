@@ -113,8 +113,8 @@ public sealed class KeyOrderingTests
         Assert.That(Runs(run), Is.EqualTo(new[] { new long[] { 1, 2, 3, 4 } }));
     }
 
-    private Task<List<ClaimedDelivery>> TakeRunOnAsync(Guid owner, long last, int rows = 100) =>
-        store.TakeRunOnAsync(subscriptionId, owner, last, rows, Lease, DeliveryStore.InlineEventBytes, CancellationToken.None);
+    private Task<List<ClaimedDelivery>> TakeRunOnAsync(Guid owner, long last, int rows = 100, int attempt = 1) =>
+        store.TakeRunOnAsync(owner, new DeliveryKey(subscriptionId, last), attempt, rows, Lease, DeliveryStore.InlineEventBytes, CancellationToken.None);
 
     [Test]
     public async Task The_worker_sending_a_keys_run_takes_the_key_on_in_order_and_nobody_else_can()
@@ -141,6 +141,8 @@ public sealed class KeyOrderingTests
     [TestCase("UPDATE trigger_events.subscriptions SET enabled = false", TestName = "A paused subscription's run is not taken on")]
     [TestCase("UPDATE trigger_events.subscriptions SET circuit = 'open'", TestName = "A run is not taken on once the circuit opened")]
     [TestCase("UPDATE trigger_events.subscriptions SET rate_per_second = 10", TestName = "A run is not taken on once the subscription is rate limited")]
+    [TestCase("UPDATE trigger_events.subscriptions SET held_until = now() + interval '1 hour'", TestName = "A run is not taken on while a Retry-After holds the subscription back")]
+    [TestCase("attempt", TestName = "A run is not taken on by an attempt its delivery is no longer under")]
     public async Task Where_a_run_may_not_go_on_it_is_not_taken_on(string change)
     {
         var owner = Guid.NewGuid();
@@ -149,12 +151,13 @@ public sealed class KeyOrderingTests
         {
             await Task.Delay(50);
         }
-        else
+        else if (change != "attempt")
         {
             await database.ExecuteAsync(change);
         }
 
-        Assert.That(await TakeRunOnAsync(owner, last: 4), Is.Empty);
+        // The run was claimed under attempt 1; attempt 2 would be a take-over of its lease since.
+        Assert.That(await TakeRunOnAsync(owner, last: 4, attempt: change == "attempt" ? 2 : 1), Is.Empty);
         Assert.That(await StatesAsync(), Is.EqualTo("1:in_flight 2:in_flight 3:in_flight 4:in_flight 5:parked 6:parked"));
     }
 

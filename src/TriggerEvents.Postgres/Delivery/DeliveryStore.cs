@@ -568,8 +568,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Takes up to <c>$4</c> more of a key's deliveries onto its run after <c>$3</c>, leased to
-    /// <c>$2</c> as the claim leases (attempt counted, the lease ending <c>$5</c> from now; see
+    /// Takes up to <c>$4</c> more of a key's deliveries onto its run after <c>$3</c> (held under
+    /// attempt <c>$8</c>), leased to <c>$2</c> as the claim leases (attempt counted, the lease ending <c>$5</c> from now; see
     /// <see cref="KeyOrdering.RunTakenOn"/>), read as <see cref="ClaimSql"/> returns what it took
     /// (values up to <c>$6</c> bytes together).
     /// </summary>
@@ -595,25 +595,28 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
 
     /// <summary>
     /// Takes up to <paramref name="rows"/> more of a key's deliveries onto the run whose last
-    /// member is <paramref name="lastEventId"/> (<see cref="TakeRunOnSql"/>), in the key's order.
+    /// member is <paramref name="last"/>, held under its attempt <paramref name="lastAttempt"/>
+    /// (<see cref="TakeRunOnSql"/>), in the key's order.
     /// None when the key has nothing more ready or the run is no longer this worker's. Values
     /// come with them as with a claim of as many followers (<paramref name="includedBytes"/> at
     /// most, shared out as <see cref="Batches.InlineBytes"/> does).
     /// </summary>
     public async Task<List<ClaimedDelivery>> TakeRunOnAsync(
-        int subscriptionId, Guid owner, long lastEventId, int rows, TimeSpan lease, int includedBytes, CancellationToken cancellationToken)
+        Guid owner, DeliveryKey last, int lastAttempt, int rows, TimeSpan lease, int includedBytes, CancellationToken cancellationToken)
     {
+        var subscriptionId = last.SubscriptionId;
         await using var batch = dataSource.CreateBatch();
         batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
         var command = new NpgsqlBatchCommand(TakeRunOnSql);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = lastEventId });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = last.EventId });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = rows });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
         var requests = Math.Max(1, rows / (1 + KeyOrdering.FollowersPerRequest));
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = Batches.InlineBytes(Math.Min(includedBytes, InlineEventBytes), requests, rows) });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = Clock?.GetUtcNow(), NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = lastAttempt });
         batch.BatchCommands.Add(command);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         // Past the settings.

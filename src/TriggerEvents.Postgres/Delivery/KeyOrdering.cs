@@ -114,14 +114,15 @@ internal static class KeyOrdering
     /// <summary>
     /// The CTEs that take a key's run on (<c>taken</c>): up to <c>$4</c> of the key's next
     /// deliveries after <c>$3</c>, the run's last member, which worker <c>$2</c> still holds
-    /// under a lease that has not run out. While a busy key's run is being sent, the worker takes
+    /// under the lease of its attempt <c>$8</c> (not one it took over since), not run out. While a busy key's run is being sent, the worker takes
     /// its next deliveries this way before the run runs out, so the key's requests go on one after
     /// another instead of pausing at the end of every run for the last result write, the hand-off
     /// and the next claim (bench/README.md, "A busy key's runs taken on"). The key is this
     /// worker's while it holds a delivery of it in flight: no claim takes a delivery with an
     /// unfinished one before it (<see cref="NotHeldBack"/>), so no other worker can be sending
     /// the key. Only while the subscription still sends its keys in runs, as the claim's
-    /// capacity says (enabled, neither batched nor rate limited, its circuit closed). A delivery
+    /// capacity says (enabled, neither batched nor rate limited, its circuit closed), and no
+    /// Retry-After holds it back (<see cref="TargetProtectionQueries"/>). A delivery
     /// is taken as a follower is (pending, due or parked, not in a fan-out batch still being
     /// made), and, as the claim does, not one whose attempts are spent (the next claim
     /// dead-letters it); the first that is not ends what is taken, and so does one another
@@ -132,10 +133,10 @@ internal static class KeyOrdering
             SELECT d.order_key, d.order_seq, d.event_id, s.max_attempts
             FROM trigger_events.deliveries d
             JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
-            WHERE d.subscription_id = $1 AND d.event_id = $3 AND d.lease_owner = $2 AND d.status = 'in_flight'
+            WHERE d.subscription_id = $1 AND d.event_id = $3 AND d.lease_owner = $2 AND d.attempts = $8 AND d.status = 'in_flight'
               AND d.next_attempt_at > {{RunNow}} AND d.order_key IS NOT NULL
               AND s.enabled AND s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL
-              AND s.circuit = 'closed'
+              AND s.circuit = 'closed' AND (s.held_until IS NULL OR s.held_until <= {{RunNow}})
         ), next_in_key AS (
             SELECT r.event_id, r.rank
             FROM run h

@@ -16,8 +16,8 @@ internal sealed class DeliveryAttempts(
     EventBodies bodies, ResultRecorder recorder, HeldDeliveries held, int runTakeOnRows, WorkerMetrics metrics, TimeProvider time, ILogger logger)
 {
     /// <summary>
-    /// A run at least this long (as claimed, or as last taken on) is a busy key's, cut short by
-    /// its claim's share: the worker takes the key on before the run runs out
+    /// A run at least this long (as claimed, or as last taken on) is a busy key's: the worker
+    /// takes the key on before the run runs out
     /// (<see cref="HeldDeliveries.TakeRunOnAsync"/>), so that its requests go on one after another
     /// instead of pausing at the end of every run for the last result write, the hand-off and the
     /// next claim (bench/README.md, "A busy key's runs taken on"). A shorter run ends as it is: a
@@ -74,15 +74,17 @@ internal sealed class DeliveryAttempts(
 
                 // At once: taking a few hundred on takes the database as long as sending a run's
                 // worth of requests does (bench/README.md, "A busy key's runs taken on").
-                if (busy && more is null)
+                if (busy && more is null && !stopping.IsCancellationRequested)
                 {
-                    more = held.TakeRunOnAsync(subscription.Id, members[^1], runTakeOnRows, includedBytes);
+                    more = held.TakeRunOnAsync(members[^1], runTakeOnRows, includedBytes);
                 }
 
                 if (next == members.Count - 1 && more is not null)
                 {
-                    // Whether this one is the key's last for now decides whether its result hands the key on.
+                    // Whether this one is the key's last for now decides whether its result hands
+                    // the key on. The wait may have been long: stop and the lease are checked again.
                     busy = await JoinAsync() >= BusyRun;
+                    continue;
                 }
 
                 var (delivery, state) = members[next++];
@@ -119,13 +121,13 @@ internal sealed class DeliveryAttempts(
         // The deliveries taken on, added to the run; how many.
         async Task<int> JoinAsync()
         {
-            if (more is null)
+            if (more is not { } pending)
             {
                 return 0;
             }
 
-            var taken = await more;
             more = null;
+            var taken = await pending;
             members.AddRange(taken);
             return taken.Count;
         }

@@ -88,16 +88,19 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     /// be told: the run then ends as it would have, and the next claim takes the key on.
     /// </summary>
     public async Task<List<(ClaimedDelivery Delivery, Held State)>> TakeRunOnAsync(
-        int subscriptionId, (ClaimedDelivery Delivery, Held State) last, int rows, int includedBytes)
+        (ClaimedDelivery Delivery, Held State) last, int rows, int includedBytes)
     {
         List<ClaimedDelivery> more;
+        var started = time.GetTimestamp();
         try
         {
             // Not cancelled at shutdown: what the statement leased must be held, to be released.
-            more = await store.TakeRunOnAsync(subscriptionId, owner, last.Delivery.Event.Id, rows, lease, includedBytes, CancellationToken.None);
+            more = await store.TakeRunOnAsync(owner, last.Delivery.Key, last.State.Attempt, rows, lease, includedBytes, CancellationToken.None);
         }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        catch (Exception e)
         {
+            // Whatever it was: the run must still end, and hand its key on. Anything the
+            // statement leased that is not held here expires and is taken over.
             logger.LogWarning("Could not take a key's run on; it ends and a claim takes the key on: {Error}", e.Message);
             return [];
         }
@@ -106,6 +109,13 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
         foreach (var delivery in more)
         {
             taken.Add((delivery, Hold(delivery, last.State.Request)));
+        }
+
+        // Their leases run from the statement's start: a lease extension that started after it
+        // did not cover them, and must not be counted for them (LeaseCovers).
+        if (taken.Count > 0)
+        {
+            ConfirmedNoLaterThan(started);
         }
 
         return taken;
@@ -135,6 +145,16 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     {
         var seen = Volatile.Read(ref confirmedAt);
         while (startedAt > seen && Interlocked.CompareExchange(ref confirmedAt, startedAt, seen) is var found && found != seen)
+        {
+            seen = found;
+        }
+    }
+
+    /// <summary>Leases just taken run from <paramref name="startedAt"/>: the held leases are confirmed no later than that.</summary>
+    private void ConfirmedNoLaterThan(long startedAt)
+    {
+        var seen = Volatile.Read(ref confirmedAt);
+        while (startedAt < seen && Interlocked.CompareExchange(ref confirmedAt, startedAt, seen) is var found && found != seen)
         {
             seen = found;
         }
