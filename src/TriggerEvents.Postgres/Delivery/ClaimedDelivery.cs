@@ -16,6 +16,9 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
 {
     public DeliveryKey Key => new(SubscriptionId, Event.Id);
 
+    /// <summary>A key's order, in which a run is sent: by <see cref="OrderSeq"/>, then event id.</summary>
+    public static int InKeyOrder(ClaimedDelivery a, ClaimedDelivery b) => (a.OrderSeq ?? 0, a.Event.Id).CompareTo((b.OrderSeq ?? 0, b.Event.Id));
+
     /// <summary>The batch it was claimed in (its first event's id, migration 000009); null when its subscription is not batched.</summary>
     public long? BatchId { get; init; }
 

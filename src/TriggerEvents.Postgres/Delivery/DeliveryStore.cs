@@ -157,7 +157,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                               CASE WHEN s.ordering_key IS NULL AND s.rate_per_second IS NULL AND s.breaker_failure_rate IS NULL
                                    THEN least($10, fr.free) ELSE 0 END::text, true) AS lease_room,
                    s.batch_max_events AS batch_max, s.batch_max_wait AS batch_wait,
-                   (s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed') AS runs
+                   ({{KeyOrdering.SendsRuns}}) AS runs
             -- A paused subscription (not enabled) has no capacity: nothing of it is claimed.
             FROM trigger_events.subscriptions s
             CROSS JOIN LATERAL (
@@ -627,7 +627,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             taken.Add(ReadClaimed(reader, subscriptionId));
         }
 
-        taken.Sort((a, b) => (a.OrderSeq ?? 0, a.Event.Id).CompareTo((b.OrderSeq ?? 0, b.Event.Id)));
+        taken.Sort(ClaimedDelivery.InKeyOrder);
         return taken;
     }
 

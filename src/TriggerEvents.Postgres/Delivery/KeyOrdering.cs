@@ -25,10 +25,25 @@ internal static class KeyOrdering
     /// pending in the statement's snapshot and holds back the rest.
     /// </summary>
     public const string NotHeldBack = $"""
-        (d.order_key IS NULL OR {EarlierUnfinished} IS NULL
-          AND d.order_seq IS DISTINCT FROM (
+        (d.order_key IS NULL OR {EarlierUnfinished} IS NULL AND {NotInBatchBeingMade})
+        """;
+
+    /// <summary>
+    /// Subscription <c>s</c> sends a key's deliveries as runs (<see cref="Followers"/>): ordered,
+    /// neither batched (a batch holds one event of a key) nor rate limited (a run would go beyond
+    /// its tokens), and its circuit closed (a probe is one request).
+    /// </summary>
+    public const string SendsRuns =
+        "s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL AND s.circuit = 'closed'";
+
+    /// <summary>
+    /// Delivery <c>d</c> of subscription <c>$1</c> is not in the fan-out batch still being made
+    /// in chunks: a later chunk may hold an earlier event of its key.
+    /// </summary>
+    private const string NotInBatchBeingMade = """
+        d.order_seq IS DISTINCT FROM (
             SELECT sp.batch_order FROM trigger_events.subscription_positions sp
-            WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL))
+            WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL)
         """;
 
     /// <summary>
@@ -73,9 +88,7 @@ internal static class KeyOrdering
                 FROM (
                     SELECT d.event_id, d.order_seq,
                            bool_and((d.status = 'pending' OR $7) AND (d.next_attempt_at <= {{ClaimProtocol.Now}} OR {{ParkedRow}})
-                                    AND d.order_seq IS DISTINCT FROM (
-                                        SELECT sp.batch_order FROM trigger_events.subscription_positions sp
-                                        WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL))
+                                    AND {{NotInBatchBeingMade}})
                                OVER (ORDER BY d.order_seq, d.event_id ROWS UNBOUNDED PRECEDING) AS ready
                     FROM trigger_events.deliveries d
                     WHERE d.subscription_id = $1 AND d.order_key = h.order_key
@@ -114,15 +127,15 @@ internal static class KeyOrdering
     /// <summary>
     /// The CTEs that take a key's run on (<c>taken</c>): up to <c>$4</c> of the key's next
     /// deliveries after <c>$3</c>, the run's last member, which worker <c>$2</c> still holds
-    /// under the lease of its attempt <c>$8</c> (not one it took over since), not run out. While a busy key's run is being sent, the worker takes
-    /// its next deliveries this way before the run runs out, so the key's requests go on one after
-    /// another instead of pausing at the end of every run for the last result write, the hand-off
-    /// and the next claim (bench/README.md, "A busy key's runs taken on"). The key is this
-    /// worker's while it holds a delivery of it in flight: no claim takes a delivery with an
-    /// unfinished one before it (<see cref="NotHeldBack"/>), so no other worker can be sending
-    /// the key. Only while the subscription still sends its keys in runs, as the claim's
-    /// capacity says (enabled, neither batched nor rate limited, its circuit closed), and no
-    /// Retry-After holds it back (<see cref="TargetProtectionQueries"/>). A delivery
+    /// under the lease of its attempt <c>$8</c> (not one it took over since), not run out. While
+    /// a busy key's run is being sent, the worker takes its next deliveries this way before the
+    /// run runs out, so the key's requests go on one after another instead of pausing at the end
+    /// of every run for the last result write, the hand-off and the next claim (bench/README.md,
+    /// "A busy key's runs taken on"). The key is this worker's while it holds a delivery of it in
+    /// flight: no claim takes a delivery with an unfinished one before it
+    /// (<see cref="NotHeldBack"/>), so no other worker can be sending the key. Only while the
+    /// subscription is enabled and still sends its keys in runs (<see cref="SendsRuns"/>), and
+    /// no Retry-After holds it back (<see cref="TargetProtectionQueries"/>). A delivery
     /// is taken as a follower is (pending, due or parked, not in a fan-out batch still being
     /// made), and, as the claim does, not one whose attempts are spent (the next claim
     /// dead-letters it); the first that is not ends what is taken, and so does one another
@@ -135,17 +148,14 @@ internal static class KeyOrdering
             JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
             WHERE d.subscription_id = $1 AND d.event_id = $3 AND d.lease_owner = $2 AND d.attempts = $8 AND d.status = 'in_flight'
               AND d.next_attempt_at > {{RunNow}} AND d.order_key IS NOT NULL
-              AND s.enabled AND s.ordering_key IS NOT NULL AND s.batch_max_events IS NULL AND s.rate_per_second IS NULL
-              AND s.circuit = 'closed' AND (s.held_until IS NULL OR s.held_until <= {{RunNow}})
+              AND s.enabled AND {{SendsRuns}} AND (s.held_until IS NULL OR s.held_until <= {{RunNow}})
         ), next_in_key AS (
             SELECT r.event_id, r.rank
             FROM run h
             CROSS JOIN LATERAL (
                 SELECT d.event_id, row_number() OVER w AS rank,
                        bool_and(d.status = 'pending' AND (d.next_attempt_at <= {{RunNow}} OR {{ParkedRow}}) AND d.attempts < h.max_attempts
-                                AND d.order_seq IS DISTINCT FROM (
-                                    SELECT sp.batch_order FROM trigger_events.subscription_positions sp
-                                    WHERE sp.subscription_id = $1 AND sp.batch_end IS NOT NULL)) OVER w AS ready
+                                AND {{NotInBatchBeingMade}}) OVER w AS ready
                 FROM trigger_events.deliveries d
                 WHERE d.subscription_id = $1 AND d.order_key = h.order_key
                   AND (d.order_seq, d.event_id) > (h.order_seq, h.event_id)

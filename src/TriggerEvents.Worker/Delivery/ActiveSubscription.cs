@@ -1,5 +1,6 @@
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Worker.Delivery.Targets;
 
 namespace TriggerEvents.Worker.Delivery;
@@ -8,4 +9,7 @@ namespace TriggerEvents.Worker.Delivery;
 internal sealed record ActiveSubscription(int Id, SubscriptionConfig Config, IDeliveryTarget Target, RetryPolicy Policy)
 {
     public string Name => Config.Name;
+
+    /// <summary>The most bytes of values an event may have to come with its claim: beyond them it is read apart (<see cref="DeliveryStore.InlineEventBytes"/>).</summary>
+    public int InlineBytes => (int)Math.Min(DeliveryStore.InlineEventBytes, Config.MaxEventBytes);
 }

@@ -104,7 +104,7 @@ internal sealed class ClaimRound(
             var started = time.GetTimestamp();
             var claimBatch = await store.ClaimAsync(
                 subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
-                (int)Math.Min(DeliveryStore.InlineEventBytes, subscription.Config.MaxEventBytes), cancellationToken);
+                subscription.InlineBytes, cancellationToken);
             fanOut = null;
             held.Confirmed(started);
             protection.Claimed(subscription, claimBatch.Protection);

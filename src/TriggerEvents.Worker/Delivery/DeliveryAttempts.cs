@@ -47,12 +47,11 @@ internal sealed class DeliveryAttempts(
         ActiveSubscription subscription, List<(ClaimedDelivery Delivery, Held State)> members, CancellationToken stopping, CancellationToken abort)
     {
         await Task.Yield();
-        members.Sort((a, b) => (a.Delivery.OrderSeq ?? 0, a.Delivery.Event.Id).CompareTo((b.Delivery.OrderSeq ?? 0, b.Delivery.Event.Id)));
+        members.Sort((a, b) => ClaimedDelivery.InKeyOrder(a.Delivery, b.Delivery));
         var next = 0;
         // The key's next deliveries being taken on, held as they arrive; whether the key is busy.
         Task<List<(ClaimedDelivery Delivery, Held State)>>? more = null;
         var busy = members.Count >= BusyRun;
-        var includedBytes = (int)Math.Min(DeliveryStore.InlineEventBytes, subscription.Config.MaxEventBytes);
         try
         {
             while (next < members.Count)
@@ -76,7 +75,7 @@ internal sealed class DeliveryAttempts(
                 // worth of requests does (bench/README.md, "A busy key's runs taken on").
                 if (busy && more is null && !stopping.IsCancellationRequested)
                 {
-                    more = held.TakeRunOnAsync(members[^1], runTakeOnRows, includedBytes);
+                    more = held.TakeRunOnAsync(members[^1], runTakeOnRows, subscription.InlineBytes);
                 }
 
                 if (next == members.Count - 1 && more is not null)
