@@ -184,6 +184,34 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task A_run_is_taken_on_by_primary_key_however_few_pending_deliveries_the_statistics_show()
+    {
+        // Statistics gathered while nearly every delivery was finished, as autovacuum gathers
+        // them after a drain, then a backlog: deliveries_pending looks nearly empty to the planner.
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) SELECT g, 0 FROM generate_series(1, 2000) AS g");
+        await ParkingFanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+        await database.ExecuteAsync("ANALYZE trigger_events.deliveries");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'pending'");
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using (var settings = new NpgsqlCommand(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off; SET enable_hashjoin = off; SET enable_mergejoin = off", connection))
+        {
+            await settings.ExecuteNonQueryAsync();
+        }
+
+        var plan = await GenericPlan.ExplainAsync(connection, DeliveryStore.TakeRunOnSql,
+            ("int", subscriptionId.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("uuid", $"'{Guid.NewGuid()}'"), ("bigint", "1"), ("int", "400"),
+            ("interval", "'1 minute'"), ("int", "65536"), ("timestamptz", "NULL"), ("int", "1"));
+
+        // Neither claim index can look a delivery up by event: each one taken would walk the
+        // subscription's whole pending queue, and the run's last member its leases, finished
+        // ones included until vacuum.
+        Assert.That(plan, Has.Some.Contains("deliveries_pkey"), string.Join('\n', plan));
+        Assert.That(plan, Has.None.Contains("deliveries_pending").And.None.Contains("deliveries_leased"), string.Join('\n', plan));
+    }
+
+    [Test]
     public async Task A_finished_delivery_makes_the_next_of_its_key_due_and_an_empty_claim_takes_none_before()
     {
         await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");

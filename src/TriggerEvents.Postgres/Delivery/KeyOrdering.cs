@@ -143,10 +143,13 @@ internal static class KeyOrdering
     /// </summary>
     public const string RunTakenOn = $$"""
         run AS (
+            -- The run's last member by its primary key, OFFSET 0 keeping the conditions on it
+            -- outside (see locked below): in flight, they drew the planner to deliveries_leased,
+            -- whose entries of finished leases stay until vacuum.
             SELECT d.order_key, d.order_seq, d.event_id, s.max_attempts
-            FROM trigger_events.deliveries d
+            FROM (SELECT d.* FROM trigger_events.deliveries d WHERE d.subscription_id = $1 AND d.event_id = $3 OFFSET 0) d
             JOIN trigger_events.subscriptions s ON s.id = d.subscription_id
-            WHERE d.subscription_id = $1 AND d.event_id = $3 AND d.lease_owner = $2 AND d.attempts = $8 AND d.status = 'in_flight'
+            WHERE d.lease_owner = $2 AND d.attempts = $8 AND d.status = 'in_flight'
               AND d.next_attempt_at > {{RunNow}} AND d.order_key IS NOT NULL
               AND s.enabled AND {{SendsRuns}} AND (s.held_until IS NULL OR s.held_until <= {{RunNow}})
         ), next_in_key AS (
@@ -167,16 +170,22 @@ internal static class KeyOrdering
             WHERE r.ready
         ), locked AS (
             -- A probe of the primary key per delivery, locked as it is read, and checked again on
-            -- the row as locked (see Followers).
+            -- the row as locked (see Followers). Pending is checked outside the probe, OFFSET 0
+            -- keeping it there: inside, it let the planner probe deliveries_pending instead, which
+            -- statistics gathered while most deliveries were finished make look nearly empty,
+            -- and which cannot look a row up by event (every pending delivery of the subscription
+            -- walked for each one taken).
             SELECT n.rank, d.event_id, d.next_attempt_at AS due_at
             FROM next_in_key n
             CROSS JOIN LATERAL (
-                SELECT d.event_id, d.next_attempt_at
+                SELECT d.event_id, d.next_attempt_at, d.status
                 FROM trigger_events.deliveries d
                 WHERE d.subscription_id = $1 AND d.event_id = n.event_id
-                  AND d.status = 'pending' AND (d.next_attempt_at <= {{RunNow}} OR {{ParkedRow}})
+                  AND (d.next_attempt_at <= {{RunNow}} OR {{ParkedRow}})
+                OFFSET 0
                 FOR UPDATE OF d SKIP LOCKED
             ) d
+            WHERE d.status = 'pending'
         ), taken AS (
             SELECT l.* FROM locked l
             WHERE l.rank < coalesce((SELECT min(n.rank) FROM next_in_key n WHERE NOT n.event_id = ANY (ARRAY(SELECT x.event_id FROM locked x))), $4 + 1)
