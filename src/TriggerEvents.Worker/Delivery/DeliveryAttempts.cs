@@ -71,8 +71,15 @@ internal sealed class DeliveryAttempts(
                     return;
                 }
 
-                // At once: taking a few hundred on takes the database as long as sending a run's
-                // worth of requests does (bench/README.md, "A busy key's runs taken on").
+                // What was taken on joins the run as soon as it is there, so that the next take-on
+                // starts a whole take-on's worth of requests ahead of the run's end, not one.
+                if (more is { IsCompleted: true })
+                {
+                    busy = await JoinAsync() >= BusyRun;
+                }
+
+                // At once: taking a few hundred on takes the database about as long as sending
+                // them does (bench/README.md, "A busy key's runs taken on").
                 if (busy && more is null && !stopping.IsCancellationRequested)
                 {
                     more = held.TakeRunOnAsync(members[^1], runTakeOnRows, subscription.InlineBytes);
