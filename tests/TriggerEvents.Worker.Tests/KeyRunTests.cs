@@ -78,9 +78,9 @@ public sealed class KeyRunTests
     /// than it makes at once in chunks, a round each, and an ordered subscription takes none of
     /// them before the last. Returns what that round claimed.
     /// </summary>
-    private static async Task<int> FirstClaimingRoundAsync(DeliveryWorker worker)
+    private static async Task<int> FirstClaimingRoundAsync(DeliveryWorker worker, int rounds = 5)
     {
-        for (var round = 0; round < 5; round++)
+        for (var round = 0; round < rounds; round++)
         {
             if (await worker.RunRoundAsync(CancellationToken.None) is var claimed and > 0)
             {
@@ -114,6 +114,37 @@ public sealed class KeyRunTests
         Assert.That(mostOpen, Is.EqualTo(1), "one request of the key at a time");
         Assert.That((await harness.DeliveriesAsync()).All(r => r is { Status: "delivered", Attempts: 1 }), Is.True);
         await harness.AssertLedgerAsync(delivered: 400, dead: 0);
+    }
+
+    [Test]
+    public async Task A_busy_keys_run_holds_at_most_two_take_ons_worth_however_slow_its_target()
+    {
+        // Batches of 10: the claim takes 31 of the key, a take-on 30 (a request's followers each).
+        var settings = new WorkerConfig { BatchSize = 10 };
+        var takeOn = settings.BatchSize * KeyOrdering.FollowersPerRequest;
+        var worker = await harness.WorkerAsync([harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey }], settings);
+        await harness.WriteAsync("BEGIN; INSERT INTO orders VALUES (1, 'new');\n"
+            + string.Concat(Enumerable.Range(1, 299).Select(i => $"UPDATE orders SET status = 'v{i}' WHERE id = 1;\n")) + "COMMIT;");
+        // A target slower than a take-on. At each request, what the worker holds of the key: that
+        // request's delivery and those after it under its lease (answered ones may wait for their
+        // results to be written together, and are not counted).
+        var mostHeld = 0L;
+        harness.Receiver.Respond = r =>
+        {
+            var held = harness.Database.ScalarAsync<long>(
+                "SELECT count(*) FROM trigger_events.deliveries WHERE status = 'in_flight' AND event_id >= $1", r.EventId).GetAwaiter().GetResult();
+            mostHeld = Math.Max(mostHeld, held);
+            Thread.Sleep(2);
+            return ReceiverResponse.Ok;
+        };
+
+        Assert.That(await FirstClaimingRoundAsync(worker, rounds: 20), Is.EqualTo(1 + settings.BatchSize * KeyOrdering.FollowersPerRequest));
+
+        Assert.That(harness.Receiver.Requests.OrderBy(r => r.ReceivedAt).Select(r => r.EventId),
+            Is.EqualTo(Enumerable.Range(1, 300).Select(i => (long?)i)), "the whole key in one round, in order");
+        Assert.That(mostHeld, Is.InRange(takeOn + 1, 1 + 2 * takeOn),
+            "the one in flight, at most a take-on's worth unsent when the next take-on starts, and that take-on");
+        await harness.AssertLedgerAsync(delivered: 300, dead: 0);
     }
 
     [Test]

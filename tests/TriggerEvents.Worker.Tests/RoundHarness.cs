@@ -62,7 +62,9 @@ internal sealed class RoundHarness : IAsyncDisposable
     /// <summary>Registers the subscriptions as the worker does, and a worker of them whose claims go by <see cref="Clock"/>.</summary>
     public async Task<DeliveryWorker> WorkerAsync(params SubscriptionConfig[] configs) => await WorkerAsync(configs, WorkerConfig.DefaultLease);
 
-    public async Task<DeliveryWorker> WorkerAsync(SubscriptionConfig[] configs, TimeSpan lease)
+    public Task<DeliveryWorker> WorkerAsync(SubscriptionConfig[] configs, TimeSpan lease) => WorkerAsync(configs, new WorkerConfig { Lease = lease });
+
+    public async Task<DeliveryWorker> WorkerAsync(SubscriptionConfig[] configs, WorkerConfig settings)
     {
         registered.AddRange(configs);
         var subscriptions = (await new SubscriptionRegistry(Database.DataSource).SyncAsync(WorkerConfig.DefaultGroup, configs, CancellationToken.None)).Select(s =>
@@ -79,7 +81,7 @@ internal sealed class RoundHarness : IAsyncDisposable
             OrderedSubscriptions = subscriptions.Where(s => s.Config.Ordering is not null).Select(s => s.Id).ToHashSet(),
         };
         return new DeliveryWorker(
-            new WorkerConfig { Lease = lease }, subscriptions, store, new WakeSignal(), Clock, NullLogger.Instance,
+            settings, subscriptions, store, new WakeSignal(), Clock, NullLogger.Instance,
             new WorkerMetrics(Metrics.NewCustomRegistry()));
     }
 

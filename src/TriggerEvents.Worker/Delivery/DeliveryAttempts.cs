@@ -72,15 +72,17 @@ internal sealed class DeliveryAttempts(
                 }
 
                 // What was taken on joins the run as soon as it is there, so that the next take-on
-                // starts a whole take-on's worth of requests ahead of the run's end, not one.
+                // can start a whole take-on's worth of requests ahead of the run's end, not one.
                 if (more is { IsCompleted: true })
                 {
                     busy = await JoinAsync() >= BusyRun;
                 }
 
-                // At once: taking a few hundred on takes the database about as long as sending
-                // them does (bench/README.md, "A busy key's runs taken on").
-                if (busy && more is null && !stopping.IsCancellationRequested)
+                // Once no more than a take-on's worth is left unsent: taking a few hundred on takes
+                // the database about as long as sending them does (bench/README.md, "A busy key's
+                // runs taken on"), and starting sooner would only hold more of the key under this
+                // worker's leases, each with an attempt counted, against a slow target.
+                if (busy && more is null && members.Count - next <= runTakeOnRows && !stopping.IsCancellationRequested)
                 {
                     more = held.TakeRunOnAsync(members[^1], runTakeOnRows, subscription.InlineBytes);
                 }
