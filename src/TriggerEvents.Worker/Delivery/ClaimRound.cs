@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
@@ -29,6 +30,16 @@ internal sealed class ClaimedWork
 
     /// <summary>Deliveries the round's fan-out made already leased to this worker (migration 000013).</summary>
     public int FanOutLeased { get; set; }
+
+    /// <summary>
+    /// A claim that failed after earlier claims of the round had taken deliveries: those are held
+    /// and their leases kept, so they must still be started (no other worker could take them over
+    /// while this one lives), and the failure is raised only after that.
+    /// </summary>
+    public ExceptionDispatchInfo? Failure { get; set; }
+
+    /// <summary>Whether the round holds anything to send.</summary>
+    public bool HoldsAny => Single.Count + Batches.Count + Runs.Count > 0;
 }
 
 /// <summary>
@@ -102,9 +113,19 @@ internal sealed class ClaimRound(
             var limit = Math.Min(options.BatchSize, free);
             var (takeOver, from) = schedule.Next();
             var started = time.GetTimestamp();
-            var claimBatch = await store.ClaimAsync(
-                subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
-                subscription.InlineBytes, cancellationToken);
+            ClaimBatch claimBatch;
+            try
+            {
+                claimBatch = await store.ClaimAsync(
+                    subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
+                    subscription.InlineBytes, cancellationToken);
+            }
+            catch (Exception e) when (work.HoldsAny)
+            {
+                work.Failure = ExceptionDispatchInfo.Capture(e);
+                break;
+            }
+
             fanOut = null;
             held.Confirmed(started);
             protection.Claimed(subscription, claimBatch.Protection);
@@ -119,8 +140,17 @@ internal sealed class ClaimRound(
             // to the next sweep.
             if (claimBatch.Deliveries.Any(d => d.DeadAtClaim is not null && d.OrderSeq is not null))
             {
-                await store.HandOffAsync(
-                    [.. claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key)], cancellationToken);
+                try
+                {
+                    await store.HandOffAsync(
+                        [.. claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key)], cancellationToken);
+                }
+                catch (Exception e) when (work.HoldsAny)
+                {
+                    // The next sweep hands the key on instead.
+                    work.Failure = ExceptionDispatchInfo.Capture(e);
+                    break;
+                }
             }
         }
 

@@ -95,6 +95,7 @@ internal sealed class DeliveryWorker
                     _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 }
 
+                work.Failure?.Throw();
                 failures = 0;
                 LastLoopAt = time.GetUtcNow();
                 if (work.Claimed > 0)
@@ -181,6 +182,7 @@ internal sealed class DeliveryWorker
         var work = await claims.ClaimAsync(cancellationToken);
         await Task.WhenAll(Start(work, cancellationToken, cancellationToken));
         await recorder.WritePostedAsync(cancellationToken);
+        work.Failure?.Throw();
         return work.Claimed;
     }
 
