@@ -690,6 +690,29 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task A_replayed_delivery_still_waiting_keeps_its_place_in_its_key()
+    {
+        // Key 1: events 1, 2, 3. Event 1 delivered and its key handed on: 2 due, 3 parked.
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1 WHERE id = 1");
+        await database.ExecuteAsync("UPDATE orders SET amount = 2 WHERE id = 1");
+        await ParkingFanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered' WHERE event_id = 1");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() WHERE event_id = 2");
+        Assert.That(await StatesAsync(), Is.EqualTo("1:delivered 2:due 3:parked"));
+
+        // Each of the waiting ones replayed on its own, the later one first.
+        foreach (var eventId in new long[] { 3, 2 })
+        {
+            await Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.MinValue.AddYears(1), null, eventId, null, CancellationToken.None);
+        }
+
+        Assert.That(await StatesAsync(), Is.EqualTo("1:delivered 2:due 3:parked"), "the parked one is still behind its key's head");
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+        Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 2, 3 } }), "the key's order kept");
+    }
+
+    [Test]
     public async Task A_new_ordered_subscription_starting_from_the_earliest_event_gets_its_keys_in_log_order()
     {
         await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0), (2, 0)");

@@ -59,15 +59,22 @@ internal static class Replay
                     {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
                 ), scheduled AS (
                     -- An ordered subscription's replayed events get their key and a place after
-                    -- everything its key has now (migration 000008), numbered in log order.
+                    -- everything its key has now (migration 000008), numbered in log order. One
+                    -- still waiting to be delivered keeps its place, and a parked one stays parked
+                    -- (migration 000016): moved behind its key's later events, it would reach the
+                    -- receiver after them.
                     INSERT INTO trigger_events.deliveries (subscription_id, event_id, rescheduled_at, order_key, order_seq)
                     SELECT $7, k.id, now(), k.key, CASE WHEN k.key IS NOT NULL THEN nextval('trigger_events.delivery_order') END
                     FROM (SELECT batch.id, trigger_events.delivery_order_key($7, batch.id) AS key FROM batch) k
                     ORDER BY k.id
                     ON CONFLICT (subscription_id, event_id) DO UPDATE
-                    SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_owner = NULL,
+                    SET status = 'pending', attempts = 0,
+                        next_attempt_at = CASE WHEN deliveries.status = 'pending' AND deliveries.next_attempt_at = 'infinity'
+                                               THEN deliveries.next_attempt_at ELSE now() END,
+                        lease_owner = NULL,
                         last_status = NULL, last_error = NULL, delivered_at = NULL, rescheduled_at = now(), updated_at = now(),
-                        order_key = EXCLUDED.order_key, order_seq = EXCLUDED.order_seq
+                        order_key = CASE WHEN deliveries.status = 'pending' THEN deliveries.order_key ELSE EXCLUDED.order_key END,
+                        order_seq = CASE WHEN deliveries.status = 'pending' THEN deliveries.order_seq ELSE EXCLUDED.order_seq END
                     WHERE deliveries.status <> 'in_flight'
                     RETURNING 1
                 )
