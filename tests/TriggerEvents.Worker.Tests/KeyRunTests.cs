@@ -134,8 +134,7 @@ public sealed class KeyRunTests
             var held = harness.Database.ScalarAsync<long>(
                 "SELECT count(*) FROM trigger_events.deliveries WHERE status = 'in_flight' AND event_id >= $1", r.EventId).GetAwaiter().GetResult();
             mostHeld = Math.Max(mostHeld, held);
-            Thread.Sleep(2);
-            return ReceiverResponse.Ok;
+            return ReceiverResponse.Ok with { Delay = TimeSpan.FromMilliseconds(2) };
         };
 
         Assert.That(await FirstClaimingRoundAsync(worker, rounds: 20), Is.EqualTo(1 + settings.BatchSize * KeyOrdering.FollowersPerRequest));

@@ -91,67 +91,58 @@ internal sealed class ClaimRound(
             lastFanOut = time.GetTimestamp();
         }
 
-        foreach (var subscription in subscriptions)
+        try
         {
-            var free = options.Concurrency - held.Requests;
-            if (free <= 0)
+            foreach (var subscription in subscriptions)
             {
-                break;
-            }
+                var free = options.Concurrency - held.Requests;
+                if (free <= 0)
+                {
+                    break;
+                }
 
-            if (!protection.MayClaim(subscription.Id))
-            {
-                // Its last claim said it can take nothing until a known time: no round trip before.
-                continue;
-            }
+                if (!protection.MayClaim(subscription.Id))
+                {
+                    // Its last claim said it can take nothing until a known time: no round trip before.
+                    continue;
+                }
 
-            if (!schedules.TryGetValue(subscription.Id, out var schedule))
-            {
-                schedules[subscription.Id] = schedule = new ClaimSchedule(time, options.PollInterval);
-            }
+                if (!schedules.TryGetValue(subscription.Id, out var schedule))
+                {
+                    schedules[subscription.Id] = schedule = new ClaimSchedule(time, options.PollInterval);
+                }
 
-            var limit = Math.Min(options.BatchSize, free);
-            var (takeOver, from) = schedule.Next();
-            var started = time.GetTimestamp();
-            ClaimBatch claimBatch;
-            try
-            {
-                claimBatch = await store.ClaimAsync(
+                var limit = Math.Min(options.BatchSize, free);
+                var (takeOver, from) = schedule.Next();
+                var started = time.GetTimestamp();
+                var claimBatch = await store.ClaimAsync(
                     subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
                     subscription.InlineBytes, cancellationToken);
-            }
-            catch (Exception e) when (work.HoldsAny)
-            {
-                work.Failure = ExceptionDispatchInfo.Capture(e);
-                break;
-            }
-
-            fanOut = null;
-            held.Confirmed(started);
-            protection.Claimed(subscription, claimBatch.Protection);
-            schedule.Cursor = claimBatch.Next;
-            work.FanOutContinues |= claimBatch.FanOutContinues;
-            work.FanOutLeased += claimBatch.FanOutLeased;
-            work.Claimed += claimBatch.Deliveries.Count;
-            work.Drained |= Requests(claimBatch.Deliveries) < limit;
-            Hold(subscription, claimBatch.Deliveries, work);
-            // A keyed delivery the claim dead-lettered has no result to write, which would hand
-            // its key on to the next one, parked behind it: hand it on here instead of leaving it
-            // to the next sweep.
-            if (claimBatch.Deliveries.Any(d => d.DeadAtClaim is not null && d.OrderSeq is not null))
-            {
-                try
+                fanOut = null;
+                held.Confirmed(started);
+                protection.Claimed(subscription, claimBatch.Protection);
+                schedule.Cursor = claimBatch.Next;
+                work.FanOutContinues |= claimBatch.FanOutContinues;
+                work.FanOutLeased += claimBatch.FanOutLeased;
+                work.Claimed += claimBatch.Deliveries.Count;
+                work.Drained |= Requests(claimBatch.Deliveries) < limit;
+                Hold(subscription, claimBatch.Deliveries, work);
+                // A keyed delivery the claim dead-lettered has no result to write, which would hand
+                // its key on to the next one, parked behind it: hand it on here instead of leaving it
+                // to the next sweep.
+                if (claimBatch.Deliveries.Any(d => d.DeadAtClaim is not null && d.OrderSeq is not null))
                 {
                     await store.HandOffAsync(
                         [.. claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key)], cancellationToken);
                 }
-                catch (Exception e) when (work.HoldsAny)
-                {
-                    // The next sweep hands the key on instead.
-                    work.Failure = ExceptionDispatchInfo.Capture(e);
-                    break;
-                }
             }
+        }
+        catch (Exception e) when (work.HoldsAny)
+        {
+            // What the earlier claims took is held, its leases kept: it is started before the
+            // failure is raised (see ClaimedWork.Failure). A dead-lettered key whose hand-off
+            // failed is handed on by the next sweep.
+            work.Failure = ExceptionDispatchInfo.Capture(e);
         }
 
         fanOutDue = work.Drained || work.FanOutLeased > 0;
