@@ -24,11 +24,11 @@ public sealed class HeldDeliveriesTests
         var members = new[] { Delivery(1), Delivery(2), Delivery(3) };
         foreach (var member in members)
         {
-            held.Hold(member, run);
+            held.Hold(member, run, TimeProvider.System.GetTimestamp());
         }
 
         var single = Delivery(4);
-        held.Hold(single, new RequestSlot());
+        held.Hold(single, new RequestSlot(), TimeProvider.System.GetTimestamp());
         Assert.That(held.Requests, Is.EqualTo(2), "a run is one request");
 
         held.Unhold(Delivered(members[0]));

@@ -358,6 +358,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         UPDATE trigger_events.deliveries d SET next_attempt_at = now() + $5, updated_at = now()
         FROM held
         WHERE d.subscription_id = held.subscription_id AND d.event_id = held.event_id
+        RETURNING d.subscription_id, d.event_id
         """;
 
     // A released delivery whose request never started was not attempted, so its attempt is
@@ -863,16 +864,35 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return command;
     }
 
-    /// <summary>Pushes the lease of deliveries still in progress forward.</summary>
-    public Task ExtendLeasesAsync(Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan lease, CancellationToken cancellationToken) =>
-        held.Count == 0 ? Task.CompletedTask : ExecuteForLeasesAsync(ExtendSql, owner, held, lease, cancellationToken);
+    /// <summary>
+    /// Pushes the lease of deliveries still in progress forward; returns those it extended. One
+    /// left out is no longer this worker's under that attempt (its lease lapsed and another
+    /// worker took it over, or its result was recorded), or was locked at that moment.
+    /// </summary>
+    public async Task<HashSet<DeliveryKey>> ExtendLeasesAsync(Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        var extended = new HashSet<DeliveryKey>();
+        if (held.Count == 0)
+        {
+            return extended;
+        }
+
+        await using var command = LeasesCommand(ExtendSql, owner, held, lease);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            extended.Add(new DeliveryKey(reader.GetInt32(0), reader.GetInt64(1)));
+        }
+
+        return extended;
+    }
 
     /// <summary>
     /// Gives back deliveries this worker will not attempt to the end (shutdown); an attempt whose
     /// request never started is given back too (see <see cref="ReleaseSql"/>).
     /// </summary>
     public Task ReleaseAsync(Guid owner, IReadOnlyCollection<HeldLease> held, CancellationToken cancellationToken) =>
-        held.Count == 0 ? Task.CompletedTask : ExecuteForLeasesAsync(ReleaseSql, owner, held, null, cancellationToken);
+        held.Count == 0 ? Task.CompletedTask : ReleaseLeasesAsync(owner, held, cancellationToken);
 
     /// <summary>
     /// Tells capture whether a worker is idle (the next capture sends a wake-up) or busy (none);
@@ -894,9 +914,16 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         return flag.RecordsAffected > 0;
     }
 
-    private async Task ExecuteForLeasesAsync(string sql, Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan? lease, CancellationToken cancellationToken)
+    private async Task ReleaseLeasesAsync(Guid owner, IReadOnlyCollection<HeldLease> held, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(sql);
+        await using var command = LeasesCommand(ReleaseSql, owner, held, lease: null);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>A statement over held leases: extended by <paramref name="lease"/>, or released (with whether each was sent).</summary>
+    private NpgsqlCommand LeasesCommand(string sql, Guid owner, IReadOnlyCollection<HeldLease> held, TimeSpan? lease)
+    {
+        var command = dataSource.CreateCommand(sql);
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. held.Select(h => h.Key.SubscriptionId)] });
         command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. held.Select(h => h.Key.EventId)] });
@@ -910,7 +937,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             command.Parameters.Add(new NpgsqlParameter<bool[]> { TypedValue = [.. held.Select(h => h.Sent)] });
         }
 
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        return command;
     }
 
     /// <summary>

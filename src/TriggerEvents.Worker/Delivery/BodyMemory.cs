@@ -56,6 +56,18 @@ internal sealed class BodyMemory
         }
     }
 
+    /// <summary>Bodies waiting for room now.</summary>
+    public int Waiting
+    {
+        get
+        {
+            lock (gate)
+            {
+                return waiters.Count;
+            }
+        }
+    }
+
     /// <summary>
     /// Waits until <paramref name="bytes"/> fit (at most the whole budget: configuration keeps
     /// every body within it) and reserves chunks for them until the reservation is disposed.

@@ -119,14 +119,13 @@ internal sealed class ClaimRound(
                     subscription.Id, owner, limit, options.Lease, from, takeOver, fanOut,
                     subscription.InlineBytes, cancellationToken);
                 fanOut = null;
-                held.Confirmed(started);
                 protection.Claimed(subscription, claimBatch.Protection);
                 schedule.Cursor = claimBatch.Next;
                 work.FanOutContinues |= claimBatch.FanOutContinues;
                 work.FanOutLeased += claimBatch.FanOutLeased;
                 work.Claimed += claimBatch.Deliveries.Count;
                 work.Drained |= Requests(claimBatch.Deliveries) < limit;
-                Hold(subscription, claimBatch.Deliveries, work);
+                Hold(subscription, claimBatch.Deliveries, started, work);
                 // A keyed delivery the claim dead-lettered has no result to write, which would hand
                 // its key on to the next one, parked behind it: hand it on here instead of leaving it
                 // to the next sweep.
@@ -149,8 +148,8 @@ internal sealed class ClaimRound(
         return work;
     }
 
-    /// <summary>Holds what a claim took, as single requests and batches; logs what it dead-lettered.</summary>
-    private void Hold(ActiveSubscription subscription, IReadOnlyList<ClaimedDelivery> claimed, ClaimedWork work)
+    /// <summary>Holds what a claim that started at <paramref name="leasedAt"/> took, as single requests, batches and runs; logs what it dead-lettered.</summary>
+    private void Hold(ActiveSubscription subscription, IReadOnlyList<ClaimedDelivery> claimed, long leasedAt, ClaimedWork work)
     {
         Dictionary<long, (RequestSlot Slot, List<(ClaimedDelivery, Held)> Members)>? shared = null;
         foreach (var delivery in claimed)
@@ -170,7 +169,7 @@ internal sealed class ClaimRound(
 
             if ((delivery.RunId ?? delivery.BatchId) is not { } unitId)
             {
-                work.Single.Add((subscription, delivery, held.Hold(delivery, new RequestSlot())));
+                work.Single.Add((subscription, delivery, held.Hold(delivery, new RequestSlot(), leasedAt)));
                 continue;
             }
 
@@ -183,7 +182,7 @@ internal sealed class ClaimRound(
                 (delivery.RunId is null ? work.Batches : work.Runs).Add((subscription, unit.Members));
             }
 
-            unit.Members.Add((delivery, held.Hold(delivery, unit.Slot)));
+            unit.Members.Add((delivery, held.Hold(delivery, unit.Slot, leasedAt)));
         }
     }
 

@@ -25,11 +25,33 @@ internal sealed class DeliveryAttempts(
     /// </summary>
     public const int BusyRun = 16;
 
+    /// <summary>How an attempt ended, as far as what comes after it is concerned.</summary>
+    private enum AttemptEnd
+    {
+        /// <summary>Delivered or dead: its key, if it has one, goes on.</summary>
+        Finished,
+
+        /// <summary>To be retried: its key waits behind it.</summary>
+        Retry,
+
+        /// <summary>Shutdown cut it short: it stays held, to be released.</summary>
+        Stopped,
+
+        /// <summary>Not sent: its lease could not be shown to cover the request (<see cref="HeldDeliveries.LeaseCovers"/>).</summary>
+        Unsent,
+    }
+
     /// <summary>Attempts one delivery; <paramref name="state"/> is its hold.</summary>
     public async Task DeliverAsync(ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort)
     {
         await Task.Yield();
-        await AttemptAsync(subscription, delivery, state, abort, handsKeyOn: true);
+        if (await AttemptAsync(subscription, delivery, state, abort, handsKeyOn: true) == AttemptEnd.Unsent)
+        {
+            logger.LogWarning(
+                "Gave back event {EventId} of {Subscription} unsent: its lease could not be shown to cover the request",
+                delivery.Event.Id, subscription.Name);
+            await held.GiveBackAsync([(delivery, state)]);
+        }
     }
 
     /// <summary>
@@ -37,8 +59,8 @@ internal sealed class DeliveryAttempts(
     /// another in the key's order, each as soon as the one before has its result: delivered or
     /// dead, the key goes on; to be retried, the rest are given back unsent (their attempts
     /// uncounted) and wait behind it. A busy key's run takes the key on before it runs out
-    /// (<see cref="BusyRun"/>). The rest are given back too once the leases can no longer
-    /// be shown to cover another request (<see cref="HeldDeliveries.LeaseCovers"/>): another
+    /// (<see cref="BusyRun"/>). The next and the rest are given back too once its lease can no
+    /// longer be shown to cover its request (<see cref="HeldDeliveries.LeaseCovers"/>): another
     /// worker may take the run over when they expire, and two requests of the key must never be
     /// in flight. After <paramref name="stopping"/>, no next request starts; the rest stay held,
     /// to be released at shutdown.
@@ -58,16 +80,6 @@ internal sealed class DeliveryAttempts(
             {
                 if (next > 0 && stopping.IsCancellationRequested)
                 {
-                    return;
-                }
-
-                if (next > 0 && !held.LeaseCovers(subscription.Config.Webhook.Timeout))
-                {
-                    await JoinAsync();
-                    logger.LogWarning(
-                        "Gave back {Count} deliveries of a key of {Subscription}: their leases could not be extended to cover another request",
-                        members.Count - next, subscription.Name);
-                    await held.GiveBackAsync(members[next..]);
                     return;
                 }
 
@@ -98,21 +110,25 @@ internal sealed class DeliveryAttempts(
                 var (delivery, state) = members[next++];
                 // The run's next member is this worker's, already in flight: only the last one's
                 // result hands the key on (KeyOrdering.HandOffSql).
-                var kind = await AttemptAsync(subscription, delivery, state, abort, handsKeyOn: next == members.Count);
-                if (kind is null)
+                switch (await AttemptAsync(subscription, delivery, state, abort, handsKeyOn: next == members.Count))
                 {
-                    return;
-                }
+                    case AttemptEnd.Stopped:
+                        return;
+                    case AttemptEnd.Retry:
+                        await JoinAsync();
+                        if (next < members.Count)
+                        {
+                            await held.GiveBackAsync(members[next..]);
+                        }
 
-                if (kind == DeliveryResultKind.Retry)
-                {
-                    await JoinAsync();
-                    if (next < members.Count)
-                    {
-                        await held.GiveBackAsync(members[next..]);
-                    }
-
-                    return;
+                        return;
+                    case AttemptEnd.Unsent:
+                        await JoinAsync();
+                        logger.LogWarning(
+                            "Gave back {Count} deliveries of a key of {Subscription} unsent: the next one's lease could not be shown to cover its request",
+                            members.Count - next + 1, subscription.Name);
+                        await held.GiveBackAsync(members[(next - 1)..]);
+                        return;
                 }
             }
         }
@@ -142,17 +158,25 @@ internal sealed class DeliveryAttempts(
     }
 
     /// <summary>
-    /// One attempt to the end, its result posted; returns that result, or null when shutdown cut
-    /// it short (the delivery stays held, to be released). <paramref name="handsKeyOn"/>: a keyed
-    /// delivery's result, once finished, makes the next of its key due.
+    /// One attempt to the end, its result posted, unless shutdown cut it short or its lease no
+    /// longer covers a request once its body is ready (the caller gives it back).
+    /// <paramref name="handsKeyOn"/>: a keyed delivery's result, once finished, makes the next of
+    /// its key due.
     /// </summary>
-    private async Task<DeliveryResultKind?> AttemptAsync(
+    private async Task<AttemptEnd> AttemptAsync(
         ActiveSubscription subscription, ClaimedDelivery delivery, Held state, CancellationToken abort, bool handsKeyOn)
     {
         RequestBody? body = null;
         try
         {
+            // A large event's body waits for room in body_memory and for the database: checked
+            // after that wait, which is as long as the database is away.
             body = await bodies.WriteAsync(delivery, subscription.Config, abort);
+            if (!held.LeaseCovers(state, subscription.Config.Webhook.Timeout))
+            {
+                return AttemptEnd.Unsent;
+            }
+
             // From here the receiver may get it: a release at shutdown keeps the attempt counted.
             state.Sent = true;
             using var span = DeliveryTracing.StartAttempt(subscription.Name, delivery, subscription.Target.Destination);
@@ -179,18 +203,18 @@ internal sealed class DeliveryAttempts(
                 Keyed = handsKeyOn && delivery.OrderSeq is not null,
                 MayWait = !handsKeyOn && kind != DeliveryResultKind.Retry,
             });
-            return kind;
+            return kind == DeliveryResultKind.Retry ? AttemptEnd.Retry : AttemptEnd.Finished;
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
             // Shutdown cut the request short: the delivery stays held and is released.
-            return null;
+            return AttemptEnd.Stopped;
         }
         catch (UndeliverableEventException e)
         {
             // Too large, gone, or not JSON: every attempt would fail the same way.
             PostDead(subscription, delivery, e.Message, leftOutOfBatch: false, handsKeyOn);
-            return DeliveryResultKind.Dead;
+            return AttemptEnd.Finished;
         }
         catch (Exception e)
         {
@@ -198,7 +222,7 @@ internal sealed class DeliveryAttempts(
             // dead letter with the reason: retrying it would fail the same way.
             logger.LogError(e, "Delivery of event {EventId} to {Subscription} could not be attempted", delivery.Event.Id, subscription.Name);
             recorder.Post(Dead(delivery, $"not deliverable: {e.Message}", handsKeyOn));
-            return DeliveryResultKind.Dead;
+            return AttemptEnd.Finished;
         }
         finally
         {
@@ -249,6 +273,15 @@ internal sealed class DeliveryAttempts(
             }
 
             body = BatchBody.Write([.. parts.Select(p => p.Body)]);
+            var sending = members.Where(m => !deadAlone.Contains(m.Delivery.Event.Id)).ToList();
+            if (sending.Any(m => !held.LeaseCovers(m.State, config.Webhook.Timeout)))
+            {
+                logger.LogWarning(
+                    "Gave back a batch of {Count} events to {Subscription} unsent: the leases of its events could not be shown to cover the request",
+                    sending.Count, subscription.Name);
+                await held.GiveBackAsync(sending);
+                return;
+            }
 
             // From here the receiver may get them: a release at shutdown keeps the attempts counted.
             foreach (var (_, state) in members)

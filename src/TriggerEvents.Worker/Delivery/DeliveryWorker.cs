@@ -49,19 +49,23 @@ internal sealed class DeliveryWorker
         this.wake = wake;
         this.time = time;
         this.logger = logger;
+        BodyMemory = new BodyMemory(options.BodyMemory);
         var batched = subscriptions.Where(s => s.Config.Batch is not null).Select(s => s.Config.Batch!.MaxWait).ToList();
         shortestBatchWait = batched.Count > 0 ? batched.Min() : null;
         protection = new TargetProtection(subscriptions, time, metrics, logger);
         held = new HeldDeliveries(store, Owner, options.Lease, time, wake, logger);
         recorder = new ResultRecorder(store, Owner, held, protection, RefillThreshold, time, logger);
         attempts = new DeliveryAttempts(
-            new EventBodies(store, new BodyMemory(options.BodyMemory), time), recorder, held,
+            new EventBodies(store, BodyMemory, time), recorder, held,
             runTakeOnRows: options.BatchSize * KeyOrdering.FollowersPerRequest, metrics, time, logger);
         claims = new ClaimRound(options, subscriptions, store, Owner, held, protection, metrics, time, logger);
     }
 
     /// <summary>This worker's lease owner token.</summary>
     public Guid Owner { get; } = Guid.NewGuid();
+
+    /// <summary>The room large request bodies wait for (<c>worker.body_memory</c>).</summary>
+    public BodyMemory BodyMemory { get; }
 
     /// <summary>When the claim loop last went round: <c>/healthz</c> reads it.</summary>
     public DateTimeOffset LastLoopAt { get; private set; } = DateTimeOffset.MinValue;

@@ -11,9 +11,17 @@ namespace TriggerEvents.Worker.Delivery;
 /// and the keeper that extends those leases every third of a lease while requests run.
 /// </summary>
 /// <remarks>
+/// Each held delivery knows when its own lease was last confirmed: by the statement that leased
+/// it, then by each extension that did extend it. A request starts only if that lease covers it
+/// (<see cref="LeaseCovers"/>). A worker cut off from the database for longer than a lease, or
+/// one whose extension no longer finds a delivery as its own (another worker took it over once
+/// it lapsed), must not send it: the other worker does, and for <c>ordering: key</c> two of the
+/// key would be in flight. Another claim that succeeds says nothing about deliveries held before.
+/// <para>
 /// A held delivery takes a slot of <c>worker.concurrency</c>: the database counts it in flight
 /// for <c>max_in_flight</c> until its result is recorded, so the worker does the same. A batch is
 /// one request and takes one slot, however many deliveries it holds, and so is a key's run.
+/// </para>
 /// <para>
 /// A freed slot wakes the claim loop (<paramref name="slotFreed"/>): the next claim may take
 /// something. A result that leaves its request's slot taken (one of a key's run, before its
@@ -27,20 +35,18 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     private readonly ConcurrentDictionary<DeliveryKey, Held> held = new();
     private int requests;
 
-    /// <summary>When the last claim or lease extension that succeeded started: the leases held run at least a lease from then.</summary>
-    private long confirmedAt;
-
     /// <summary>Requests this worker has going: a batch is one while any of its deliveries is held.</summary>
     public int Requests => Volatile.Read(ref requests);
 
     /// <summary>
-    /// Holds a claimed delivery as part of <paramref name="request"/> (its own, or its batch's).
-    /// One this worker still holds under an older attempt (it took its own expired lease over)
-    /// counts once: the older request ends within its timeout, and its result no longer applies.
+    /// Holds a claimed delivery as part of <paramref name="request"/> (its own, or its batch's),
+    /// leased by a statement that started at <paramref name="leasedAt"/>. One this worker still
+    /// holds under an older attempt (it took its own expired lease over) counts once: the older
+    /// request ends within its timeout, and its result no longer applies.
     /// </summary>
-    public Held Hold(ClaimedDelivery delivery, RequestSlot request)
+    public Held Hold(ClaimedDelivery delivery, RequestSlot request, long leasedAt)
     {
-        var holding = new Held(delivery.Attempt, request);
+        var holding = new Held(delivery.Attempt, request, leasedAt);
         if (Interlocked.Increment(ref request.Members) == 1)
         {
             Interlocked.Increment(ref requests);
@@ -108,14 +114,7 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
         var taken = new List<(ClaimedDelivery, Held)>(more.Count);
         foreach (var delivery in more)
         {
-            taken.Add((delivery, Hold(delivery, last.State.Request)));
-        }
-
-        // Their leases run from the statement's start: a lease extension that started after it
-        // did not cover them, and must not be counted for them (LeaseCovers).
-        if (taken.Count > 0)
-        {
-            ConfirmedNoLaterThan(started);
+            taken.Add((delivery, Hold(delivery, last.State.Request, started)));
         }
 
         return taken;
@@ -140,36 +139,38 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
         }
     }
 
-    /// <summary>A claim or lease extension that started at <paramref name="startedAt"/> succeeded.</summary>
-    public void Confirmed(long startedAt)
-    {
-        var seen = Volatile.Read(ref confirmedAt);
-        while (startedAt > seen && Interlocked.CompareExchange(ref confirmedAt, startedAt, seen) is var found && found != seen)
-        {
-            seen = found;
-        }
-    }
-
-    /// <summary>Leases just taken run from <paramref name="startedAt"/>: the held leases are confirmed no later than that.</summary>
-    private void ConfirmedNoLaterThan(long startedAt)
-    {
-        var seen = Volatile.Read(ref confirmedAt);
-        while (startedAt < seen && Interlocked.CompareExchange(ref confirmedAt, startedAt, seen) is var found && found != seen)
-        {
-            seen = found;
-        }
-    }
-
     /// <summary>
-    /// A request of up to <paramref name="timeout"/> started now ends before the leases held can
-    /// have expired: counted from the start of the last claim or extension that succeeded, which
-    /// is no later than the database's own time for it. A worker that cannot extend its leases
-    /// (the database out of reach) stops starting requests a lease covers no more.
+    /// A request of up to <paramref name="timeout"/> started now for <paramref name="state"/>'s
+    /// delivery ends before its lease can have expired: counted from the start of the statement
+    /// that last leased or extended it, which is no later than the database's own time for it.
     /// </summary>
-    public bool LeaseCovers(TimeSpan timeout) => time.GetElapsedTime(Volatile.Read(ref confirmedAt)) + timeout < lease;
+    public bool LeaseCovers(Held state, TimeSpan timeout) => time.GetElapsedTime(state.ConfirmedAt) + timeout < lease;
 
     /// <summary>Every held lease, with whether its request started (a release keeps that attempt counted).</summary>
     public List<HeldLease> Leases() => [.. held.Select(h => new HeldLease(h.Key, h.Value.Attempt, h.Value.Sent))];
+
+    /// <summary>
+    /// Extends the lease of every delivery held now, and confirms those the database extended:
+    /// each under the attempt it was held with, which a later hold of the same delivery does not share.
+    /// </summary>
+    public async Task ExtendLeasesAsync(CancellationToken cancellationToken)
+    {
+        var holding = held.ToArray();
+        if (holding.Length == 0)
+        {
+            return;
+        }
+
+        var started = time.GetTimestamp();
+        var extended = await store.ExtendLeasesAsync(owner, [.. holding.Select(h => new HeldLease(h.Key, h.Value.Attempt, h.Value.Sent))], lease, cancellationToken);
+        foreach (var (key, state) in holding)
+        {
+            if (extended.Contains(key))
+            {
+                state.Confirm(started);
+            }
+        }
+    }
 
     /// <summary>Extends the leases of held deliveries every third of a lease until cancelled.</summary>
     public async Task KeepLeasesAsync(CancellationToken cancellationToken)
@@ -181,9 +182,7 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
             {
                 try
                 {
-                    var started = time.GetTimestamp();
-                    await store.ExtendLeasesAsync(owner, Leases(), lease, cancellationToken);
-                    Confirmed(started);
+                    await ExtendLeasesAsync(cancellationToken);
                 }
                 catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
                 {
@@ -209,14 +208,31 @@ internal sealed class RequestSlot
     public int Members;
 }
 
-/// <summary>A delivery this worker holds: the attempt it claimed, its request's slot, and whether its request started.</summary>
-internal sealed class Held(int attempt, RequestSlot request)
+/// <summary>
+/// A delivery this worker holds: the attempt it claimed, its request's slot, whether its request
+/// started, and when its lease was last confirmed.
+/// </summary>
+internal sealed class Held(int attempt, RequestSlot request, long leasedAt)
 {
     private volatile bool sent;
+    private long confirmedAt = leasedAt;
 
     public int Attempt { get; } = attempt;
 
     public RequestSlot Request { get; } = request;
+
+    /// <summary>When the last statement that leased it or extended its lease started (a <see cref="TimeProvider"/> timestamp).</summary>
+    public long ConfirmedAt => Interlocked.Read(ref confirmedAt);
+
+    /// <summary>An extension that started at <paramref name="startedAt"/> extended its lease.</summary>
+    public void Confirm(long startedAt)
+    {
+        var seen = Interlocked.Read(ref confirmedAt);
+        while (startedAt > seen && Interlocked.CompareExchange(ref confirmedAt, startedAt, seen) is var found && found != seen)
+        {
+            seen = found;
+        }
+    }
 
     /// <summary>Its request started: the receiver may have it.</summary>
     public bool Sent
