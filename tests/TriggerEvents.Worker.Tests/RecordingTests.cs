@@ -1,4 +1,11 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using Prometheus;
+using TriggerEvents.Core.Delivery;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Testing;
+using TriggerEvents.Worker.Delivery;
+using TriggerEvents.Worker.Signals;
 
 namespace TriggerEvents.Worker.Tests;
 
@@ -92,5 +99,30 @@ public sealed class RecordingTests
         Assert.That(await harness.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered' AND event_id <> 3"), Is.EqualTo(5));
         Assert.That(await harness.Database.ScalarAsync<string>("SELECT status::text FROM trigger_events.deliveries WHERE event_id = 3"), Is.EqualTo("in_flight"),
             "the refused result is given up; its lease expires and the delivery is attempted again");
+    }
+
+    [Test]
+    public async Task A_stopping_worker_gives_up_more_results_than_one_write_holds_when_the_database_stays_away()
+    {
+        // Nothing listens on port 1: every write fails at once, as with a database that is gone.
+        await using var dataSource = NpgsqlDataSource.Create("Host=127.0.0.1;Port=1;Timeout=1");
+        var store = new DeliveryStore(dataSource);
+        var owner = Guid.NewGuid();
+        var held = new HeldDeliveries(store, owner, TimeSpan.FromSeconds(60), TimeProvider.System, new WakeSignal(), NullLogger.Instance);
+        var protection = new TargetProtection([], TimeProvider.System, new WorkerMetrics(Metrics.NewCustomRegistry()), NullLogger.Instance);
+        var recorder = new ResultRecorder(store, owner, held, protection, 1, TimeProvider.System, NullLogger.Instance);
+        for (var eventId = 1; eventId <= 1500; eventId++)
+        {
+            recorder.Post(new DeliveryResult(
+                new DeliveryKey(1, eventId), 1, DeliveryResultKind.Delivered, TimeSpan.Zero, 204, null, DateTimeOffset.UtcNow, TimeSpan.Zero, null));
+        }
+
+        recorder.Complete();
+        var recording = recorder.RunAsync(CancellationToken.None);
+
+        // Five retries back off for about 3 s in all; before, 500 results left in the channel
+        // kept it from ever counting as complete, and the worker never stopped.
+        Assert.That(await Task.WhenAny(recording, Task.Delay(TimeSpan.FromSeconds(60))), Is.SameAs(recording),
+            "the recorder gave up and the worker can stop; the leases expire and the deliveries are attempted again");
     }
 }

@@ -31,11 +31,19 @@ internal sealed class ResultRecorder(
     // When the results that may wait (WaitForRunAsync) began to.
     private long? waitingSince;
 
+    // Complete was called: the worker is stopping. The channel's own completion waits until it
+    // is empty too, which more results than one write can hold never reach while writes fail.
+    private volatile bool stopping;
+
     /// <summary>Hands one result to the writer.</summary>
     public void Post(DeliveryResult result) => results.Writer.TryWrite(result);
 
     /// <summary>No more results come: <see cref="RunAsync"/> writes what it has and ends.</summary>
-    public void Complete() => results.Writer.Complete();
+    public void Complete()
+    {
+        stopping = true;
+        results.Writer.Complete();
+    }
 
     /// <summary>
     /// Writes results in batches until <see cref="Complete"/>; on a database error keeps the batch
@@ -93,11 +101,11 @@ internal sealed class ResultRecorder(
             catch (Exception e)
             {
                 failures++;
-                if (results.Reader.Completion.IsCompleted && failures > ShutdownRecordAttempts)
+                if (stopping && failures > ShutdownRecordAttempts)
                 {
                     // Stopping and the database stays away: these leases expire and the
                     // deliveries are attempted again by whichever worker claims them next.
-                    logger.LogError("Giving up recording {Count} results while stopping: {Error}", batch.Count, e.Message);
+                    logger.LogError("Giving up recording {Count} results while stopping: {Error}", batch.Count + results.Reader.Count, e.Message);
                     return;
                 }
 
