@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Npgsql;
 using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
+using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Cli.Tests;
@@ -119,6 +120,61 @@ public sealed class ErrorConventionTests
         Assert.That(run.Output, Does.Contain($"GRANT USAGE ON SCHEMA trigger_events TO {role.Name};"));
         Assert.That(run.Output, Does.Not.Contain("not reachable"), "a permission error is not waited out as an outage");
         Assert.That(run.Output, Does.Not.Contain("   at "));
+    }
+
+    [Test]
+    public async Task A_worker_whose_role_loses_a_right_while_it_runs_stops_naming_the_grant_and_loses_nothing()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(path, $"""
+            subscriptions:
+              - name: hook
+                trigger: orders_changed
+                webhook:
+                  url: {receiver.Url()}
+            worker:
+              http_port: {port}
+              poll_interval: 200ms
+            """);
+        try
+        {
+            int exitCode;
+            string output;
+            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+            {
+                await worker.WaitUntilReadyAsync();
+                // As an upgrade that did not carry a grant over to the role would leave it.
+                await database.ExecuteAsync($"REVOKE USAGE ON SEQUENCE trigger_events.delivery_order FROM {Migrator.WorkerRole}");
+                await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+                output = worker.Output;
+            }
+
+            Assert.That(exitCode, Is.EqualTo(1), output);
+            Assert.That(output, Does.Contain($"GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO {Migrator.WorkerRole};"), output);
+            Assert.That(output, Does.Not.Contain("   at "));
+            Assert.That(receiver.Requests, Is.Empty);
+
+            await database.ExecuteAsync($"GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO {Migrator.WorkerRole}");
+            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+            await again.WaitUntilReadyAsync();
+            for (var waited = 0; receiver.Requests.Count == 0; waited++)
+            {
+                Assert.That(waited, Is.LessThan(300), "the event captured while the worker lacked the grant was never delivered");
+                await Task.Delay(100);
+            }
+
+            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Test]

@@ -1,3 +1,6 @@
+using Npgsql;
+using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Testing;
 
@@ -40,6 +43,33 @@ public sealed class MigratorTests
 
         Assert.That(results.SelectMany(r => r.Applied), Is.EqualTo(Enumerable.Range(1, MigrationSource.LatestVersion)));
         Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.migrations"), Is.EqualTo(MigrationSource.LatestVersion));
+    }
+
+    [Test]
+    public async Task A_worker_role_named_otherwise_and_granted_before_key_ordering_still_claims_after_the_upgrade()
+    {
+        // grant_worker_role() exists since 000005; migrate re-grants trigger_events_worker only.
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await Migrator.MigrateAsync(database.DataSource, 7, CancellationToken.None);
+        await using var role = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"SELECT trigger_events.grant_worker_role('{role.Name}')");
+        await Migrator.MigrateAsync(database.DataSource, CancellationToken.None);
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+
+        // As the worker does, logged in as that role: register, then fan out and claim.
+        await using var asWorker = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(role.ConnectionString) { Pooling = false }.ConnectionString);
+        var subscription = new SubscriptionConfig
+        {
+            Name = "hook",
+            Trigger = "orders_changed",
+            Webhook = new WebhookConfig { Url = new Uri("http://127.0.0.1:9/hook") },
+        };
+        var registered = await new SubscriptionRegistry(asWorker).SyncAsync(WorkerConfig.DefaultGroup, [subscription], CancellationToken.None);
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        var claimed = await new DeliveryStore(asWorker).ClaimAsync(registered.Single().Id, Guid.NewGuid(), 10, TimeSpan.FromMinutes(1), CancellationToken.None);
+
+        Assert.That(claimed, Has.Count.EqualTo(1), "the fan-out numbers its batch from delivery_order, which the role may use");
     }
 
     [Test]

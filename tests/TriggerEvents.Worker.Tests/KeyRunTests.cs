@@ -1,3 +1,4 @@
+using Npgsql;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Testing;
@@ -166,24 +167,31 @@ public sealed class KeyRunTests
     }
 
     [Test]
-    public async Task A_run_gives_the_rest_back_unsent_once_its_lease_no_longer_covers_another_request()
+    public async Task A_run_gives_the_rest_back_unsent_once_its_lease_can_no_longer_be_shown_to_cover_another_request()
     {
-        // A 6 s lease and a 5 s timeout: once 1.5 s passed since the claim, with no extension, the
-        // lease may expire before a request started now has ended.
+        // A 6 s lease and a 5 s timeout: once 1.5 s passed since the claim, the lease may expire
+        // before a request started now has ended, and the next one's lease must be extended
+        // first. Another session's share lock on the rest makes that extension skip them, as a
+        // database out of reach would fail it.
         var worker = await harness.WorkerAsync([harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey }], TimeSpan.FromSeconds(6));
         await harness.WriteAsync(
             "INSERT INTO orders VALUES (1, 'new')", "UPDATE orders SET status = 'paid' WHERE id = 1", "UPDATE orders SET status = 'sent' WHERE id = 1");
+        await using var locker = await harness.Database.DataSource.OpenConnectionAsync();
+        await using var transaction = await locker.BeginTransactionAsync();
         harness.Receiver.Respond = r =>
         {
             if (r.EventId == 1)
             {
                 harness.Clock.Advance(TimeSpan.FromSeconds(1.5));
+                using var lockRest = new NpgsqlCommand("SELECT FROM trigger_events.deliveries WHERE event_id > 1 FOR KEY SHARE", locker, transaction);
+                lockRest.ExecuteNonQuery();
             }
 
             return ReceiverResponse.Ok;
         };
 
         Assert.That(await worker.RunRoundAsync(CancellationToken.None), Is.EqualTo(3), "one run of three");
+        await transaction.RollbackAsync();
 
         Assert.That(harness.Receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
         Assert.That((await harness.DeliveriesAsync()).Select(r => (r.EventId, r.Status, r.Attempts)),

@@ -10,9 +10,10 @@ namespace TriggerEvents.Worker.Tests;
 /// A request starts only while its own delivery's lease covers it. A large event waits for room
 /// in <c>body_memory</c> (and for the database, when it is away) between its claim and its
 /// request; if its lease lapsed meanwhile and another worker took it over, that worker sends it,
-/// and this one must not. Driven in process (<see cref="RoundHarness"/>): the test holds the
-/// whole body memory, moves the clock a lease on, takes the delivery over as another worker's
-/// claim would, then lets the body be written.
+/// and this one must not; if it is still this worker's, its lease is extended and it is sent.
+/// Driven in process (<see cref="RoundHarness"/>): the test holds the whole body memory, moves
+/// the clock a lease on, takes the delivery over as another worker's claim would (or not), then
+/// lets the body be written.
 /// </summary>
 public sealed class LeaseCoverTests
 {
@@ -38,15 +39,30 @@ public sealed class LeaseCoverTests
 
         Assert.That(harness.Receiver.Requests, Is.Empty, "the other worker sends it, not this one");
         Assert.That(await RowAsync(1), Is.EqualTo("in_flight 2 taken over"), "left as the other worker's claim made it");
+        Assert.That(await harness.AttemptsAsync(), Is.Empty, "no attempt of this worker's: neither sent nor dead-lettered");
+    }
+
+    [Test]
+    public async Task A_delivery_whose_body_waited_past_its_lease_is_sent_once_its_lease_is_extended()
+    {
+        var worker = await harness.WorkerAsync(harness.Subscription("hook"));
+        await harness.InsertAsync($"(1, {Large})");
+
+        var letGo = await StartRoundWaitingForRoomAsync(worker, waiting: 1);
+        await letGo();
+
+        Assert.That(harness.Receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }), "still this worker's: sent");
+        Assert.That(await RowAsync(1), Is.EqualTo("delivered 1 free"));
     }
 
     [Test]
     public async Task A_keys_next_event_taken_over_while_its_body_waited_is_not_sent()
     {
         var worker = await harness.WorkerAsync(harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey });
-        await harness.WriteAsync("INSERT INTO orders VALUES (1, 'new')", $"UPDATE orders SET status = {Large} WHERE id = 1");
+        await harness.WriteAsync(
+            "INSERT INTO orders VALUES (1, 'new')", $"UPDATE orders SET status = {Large} WHERE id = 1", "UPDATE orders SET status = 'paid' WHERE id = 1");
 
-        // The key's run: the first event is sent, the second waits for room.
+        // The key's run: the first event is sent, the second waits for room, the third behind it.
         var letGo = await StartRoundWaitingForRoomAsync(worker, waiting: 1);
         Assert.That(harness.Receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
         await TakeOverAsync(eventId: 2);
@@ -54,6 +70,7 @@ public sealed class LeaseCoverTests
 
         Assert.That(harness.Receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }), "never two of the key in flight");
         Assert.That(await RowAsync(2), Is.EqualTo("in_flight 2 taken over"));
+        Assert.That(await RowAsync(3), Is.EqualTo("pending 0 free"), "the rest of the run given back behind it, its attempt uncounted");
     }
 
     [Test]
@@ -68,7 +85,7 @@ public sealed class LeaseCoverTests
 
         Assert.That(harness.Receiver.Requests, Is.Empty, "a batch goes whole or not at all");
         Assert.That(await RowAsync(2), Is.EqualTo("in_flight 2 taken over"));
-        Assert.That(await RowAsync(1), Is.EqualTo("pending 0 free"), "its other event given back, its attempt uncounted");
+        Assert.That(await RowAsync(1), Is.EqualTo("pending 0 free"), "its other event, still this worker's, given back with it, its attempt uncounted");
     }
 
     [Test]

@@ -343,9 +343,11 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         SELECT count(*) FROM applied
         """;
 
-    // SKIP LOCKED: a row locked now is having its result recorded, which ends the lease anyway.
-    // Waiting for it instead deadlocked with the recorder, which locks the same rows in another
-    // order.
+    // SKIP LOCKED: a row locked now is most often having its result recorded, which ends the
+    // lease anyway. A fan-out (FOR SHARE on a key's latest unfinished delivery), a replay or
+    // retention may hold one for a moment: it is left out, unconfirmed, and the worker extends it
+    // again before its request if it needs to. Waiting for it instead deadlocked with the
+    // recorder, which locks the same rows in another order.
     private const string ExtendSql = """
         WITH held AS (
             SELECT d.subscription_id, d.event_id

@@ -62,7 +62,8 @@ internal static class KeyOrdering
     /// before is accepted, instead of one per claim, and a busy key is bound by its requests'
     /// round trips rather than by a result write and a claim between them. The worker sends a
     /// head and its followers in order and gives the rest back, unsent, when one is to be
-    /// retried (one that is dead lets the key continue). Only for an ordered subscription that
+    /// retried (one that is dead lets the key continue) or its lease cannot be shown to outlast
+    /// its request. Only for an ordered subscription that
     /// is neither batched (a batch holds one event of a key) nor rate limited (the followers
     /// would go beyond its tokens), and while its circuit is closed (a probe is one request).
     /// </summary>

@@ -37,7 +37,7 @@ internal sealed class DeliveryAttempts(
         /// <summary>Shutdown cut it short: it stays held, to be released.</summary>
         Stopped,
 
-        /// <summary>Not sent: its lease could not be shown to cover the request (<see cref="HeldDeliveries.LeaseCovers"/>).</summary>
+        /// <summary>Not sent: its lease could not be shown to cover the request (<see cref="HeldDeliveries.CoveredAsync"/>).</summary>
         Unsent,
     }
 
@@ -60,7 +60,7 @@ internal sealed class DeliveryAttempts(
     /// dead, the key goes on; to be retried, the rest are given back unsent (their attempts
     /// uncounted) and wait behind it. A busy key's run takes the key on before it runs out
     /// (<see cref="BusyRun"/>). The next and the rest are given back too once its lease can no
-    /// longer be shown to cover its request (<see cref="HeldDeliveries.LeaseCovers"/>): another
+    /// longer be shown to cover its request (<see cref="HeldDeliveries.CoveredAsync"/>): another
     /// worker may take the run over when they expire, and two requests of the key must never be
     /// in flight. After <paramref name="stopping"/>, no next request starts; the rest stay held,
     /// to be released at shutdown.
@@ -102,7 +102,8 @@ internal sealed class DeliveryAttempts(
                 if (next == members.Count - 1 && more is not null)
                 {
                     // Whether this one is the key's last for now decides whether its result hands
-                    // the key on. The wait may have been long: stop and the lease are checked again.
+                    // the key on. The wait may have been long: stop is checked again, and the lease
+                    // before the request.
                     busy = await JoinAsync() >= BusyRun;
                     continue;
                 }
@@ -169,10 +170,10 @@ internal sealed class DeliveryAttempts(
         RequestBody? body = null;
         try
         {
-            // A large event's body waits for room in body_memory and for the database: checked
-            // after that wait, which is as long as the database is away.
+            // A large event's body waits for room in body_memory and for the database, and a run's
+            // member for the ones before it: its lease is checked after that wait.
             body = await bodies.WriteAsync(delivery, subscription.Config, abort);
-            if (!held.LeaseCovers(state, subscription.Config.Webhook.Timeout))
+            if (!await held.CoveredAsync([(delivery, state)], subscription.Config.Webhook.Timeout))
             {
                 return AttemptEnd.Unsent;
             }
@@ -274,7 +275,7 @@ internal sealed class DeliveryAttempts(
 
             body = BatchBody.Write([.. parts.Select(p => p.Body)]);
             var sending = members.Where(m => !deadAlone.Contains(m.Delivery.Event.Id)).ToList();
-            if (sending.Any(m => !held.LeaseCovers(m.State, config.Webhook.Timeout)))
+            if (!await held.CoveredAsync(sending, config.Webhook.Timeout))
             {
                 logger.LogWarning(
                     "Gave back a batch of {Count} events to {Subscription} unsent: the leases of its events could not be shown to cover the request",

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Worker.Signals;
 
@@ -76,9 +78,12 @@ internal sealed class DeliveryWorker
     /// <summary>
     /// Runs until <paramref name="stopping"/> is cancelled, then stops claiming, lets requests in
     /// flight finish for up to <c>shutdown_timeout</c>, records what finished and releases the rest.
+    /// A privilege the worker's role lacks stops it the same way, then raises the error: waiting
+    /// would not bring the grant back, and the process exits 1 naming it.
     /// </summary>
     public async Task RunAsync(CancellationToken stopping)
     {
+        ExceptionDispatchInfo? refused = null;
         using var abort = new CancellationTokenSource();
         var requests = new ConcurrentDictionary<Task, byte>();
         var recording = Task.Run(() => recorder.RunAsync(CancellationToken.None), CancellationToken.None);
@@ -142,6 +147,12 @@ internal sealed class DeliveryWorker
             {
                 break;
             }
+            catch (PostgresException e) when (DatabaseProblems.IsPermissionDenied(e))
+            {
+                // A grant revoked, or one an upgrade did not carry over to a role named otherwise.
+                refused = ExceptionDispatchInfo.Capture(e);
+                break;
+            }
             catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
             {
                 // The database went away (restart, failover, terminated backend). Nothing held is
@@ -174,6 +185,7 @@ internal sealed class DeliveryWorker
         await stopKeeping.CancelAsync();
         await keeping;
         await ReleaseUnfinishedAsync();
+        refused?.Throw();
     }
 
     /// <summary>

@@ -67,8 +67,11 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
 
     /// <summary>
     /// Gives deliveries whose requests never started back to the queue, their attempts
-    /// uncounted, and lets them go: the rest of a key's run behind one to be retried. If the
-    /// database cannot be told, their leases expire and they are taken over.
+    /// uncounted, and lets them go: the rest of a key's run behind one to be retried, or what a
+    /// lease no longer covers. If the database cannot be told, their leases expire and they are
+    /// taken over. Each is let go as held here, not by its attempt: the release gives the attempt
+    /// back, and a claim of this worker may hold the delivery again under the same number before
+    /// this returns.
     /// </summary>
     public async Task GiveBackAsync(IReadOnlyList<(ClaimedDelivery Delivery, Held State)> unsent)
     {
@@ -83,7 +86,10 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
 
         foreach (var (delivery, state) in unsent)
         {
-            Unhold(delivery.Key, state.Attempt);
+            if (held.TryRemove(new KeyValuePair<DeliveryKey, Held>(delivery.Key, state)))
+            {
+                Leave(state);
+            }
         }
     }
 
@@ -145,6 +151,43 @@ internal sealed class HeldDeliveries(DeliveryStore store, Guid owner, TimeSpan l
     /// that last leased or extended it, which is no later than the database's own time for it.
     /// </summary>
     public bool LeaseCovers(Held state, TimeSpan timeout) => time.GetElapsedTime(state.ConfirmedAt) + timeout < lease;
+
+    /// <summary>
+    /// True when every one of <paramref name="deliveries"/> has a lease that covers a request of
+    /// up to <paramref name="timeout"/> started now (<see cref="LeaseCovers"/>), extending at once
+    /// those that do not: a delivery that waited (for room in body_memory, behind its run, or
+    /// past a lease extension that skipped it) is still sent if it is still this worker's. False
+    /// when one is not, or the database cannot say: the caller gives them back unsent.
+    /// </summary>
+    public async Task<bool> CoveredAsync(IReadOnlyList<(ClaimedDelivery Delivery, Held State)> deliveries, TimeSpan timeout)
+    {
+        var uncovered = deliveries.Where(d => !LeaseCovers(d.State, timeout)).ToList();
+        if (uncovered.Count == 0)
+        {
+            return true;
+        }
+
+        try
+        {
+            var started = time.GetTimestamp();
+            var extended = await store.ExtendLeasesAsync(
+                owner, [.. uncovered.Select(d => new HeldLease(d.Delivery.Key, d.State.Attempt, Sent: false))], lease, CancellationToken.None);
+            foreach (var (delivery, state) in uncovered)
+            {
+                if (extended.Contains(delivery.Key))
+                {
+                    state.Confirm(started);
+                }
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            logger.LogWarning("Could not extend {Count} leases before their requests: {Error}", uncovered.Count, e.Message);
+            return false;
+        }
+
+        return uncovered.TrueForAll(d => LeaseCovers(d.State, timeout));
+    }
 
     /// <summary>Every held lease, with whether its request started (a release keeps that attempt counted).</summary>
     public List<HeldLease> Leases() => [.. held.Select(h => new HeldLease(h.Key, h.Value.Attempt, h.Value.Sent))];

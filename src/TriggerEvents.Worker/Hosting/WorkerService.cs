@@ -125,9 +125,16 @@ internal sealed class WorkerService(
             using var stopBackground = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             var listening = listener.RunAsync(stopBackground.Token);
             var maintenance = duties.RunAsync(stopBackground.Token);
-            await worker.RunAsync(stoppingToken);
-            await stopBackground.CancelAsync();
-            await Task.WhenAll(listening, maintenance);
+            try
+            {
+                await worker.RunAsync(stoppingToken);
+            }
+            finally
+            {
+                await stopBackground.CancelAsync();
+                await Task.WhenAll(listening, maintenance);
+            }
+
             logger.LogInformation("Worker {Owner} stopped", worker.Owner);
         }
         finally
