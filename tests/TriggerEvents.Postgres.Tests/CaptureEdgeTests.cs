@@ -124,6 +124,24 @@ public sealed class CaptureEdgeTests
     }
 
     [Test]
+    public async Task A_json_value_holding_u0000_is_refused_with_its_write_and_nothing_is_captured()
+    {
+        // README "Guarantees": jsonb cannot hold \u0000, so the row image cannot be built. The
+        // write fails with PostgreSQL's own error rather than being captured without the value.
+        var table = Unique("docs");
+        await database.ExecuteAsync($"CREATE TABLE {table} (id int PRIMARY KEY, doc json)");
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+
+        var refused = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync($$"""INSERT INTO {{table}} VALUES (1, '{"a": "\u0000"}')"""));
+        await database.ExecuteAsync($$"""INSERT INTO {{table}} VALUES (2, '{"a": "\u0001"}')""");
+
+        Assert.That(refused!.SqlState, Is.EqualTo(PostgresErrorCodes.UntranslatableCharacter));
+        Assert.That(await database.ScalarAsync<long>($"SELECT count(*) FROM {table}"), Is.EqualTo(1), "the write went with its event");
+        Assert.That(await EventsAsync(trigger), Has.Count.EqualTo(1), "the other row's event");
+    }
+
+    [Test]
     public async Task A_partitioned_tables_capture_runs_from_its_partitions_only()
     {
         var table = Unique("parts");
