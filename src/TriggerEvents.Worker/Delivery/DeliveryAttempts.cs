@@ -173,7 +173,8 @@ internal sealed class DeliveryAttempts(
             // A large event's body waits for room in body_memory and for the database, and a run's
             // member for the ones before it: its lease is checked after that wait.
             body = await bodies.WriteAsync(delivery, subscription.Config, abort);
-            if (!await held.CoveredAsync([(delivery, state)], subscription.Config.Webhook.Timeout))
+            var timeout = subscription.Config.Webhook.Timeout;
+            if (!held.LeaseCovers(state, timeout) && !await held.CoveredAsync([(delivery, state)], timeout))
             {
                 return AttemptEnd.Unsent;
             }
