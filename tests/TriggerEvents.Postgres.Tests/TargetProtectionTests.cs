@@ -227,6 +227,25 @@ public sealed class TargetProtectionTests
     }
 
     [Test]
+    public async Task A_result_write_tried_again_after_one_that_committed_counts_its_requests_once()
+    {
+        await EnableBreakerAsync(minRequests: 4);
+        var batch = await ClaimAsync(limit: 3);
+        var owner = await database.ScalarAsync<Guid>("SELECT lease_owner FROM trigger_events.deliveries WHERE event_id = $1", batch.Deliveries[0].Event.Id);
+        var results = batch.Deliveries.Select(c => Result(c, 500, BreakerSignal.Failure)).ToList();
+
+        // The first write committed, but its answer was lost with the connection: the recorder
+        // writes the same results again, saying so.
+        await store.RecordAsync(owner, results, writtenBefore: false, CancellationToken.None);
+        await store.RecordAsync(owner, results, writtenBefore: true, CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<int>("SELECT window_failures FROM trigger_events.subscriptions WHERE id = $1", subscriptionId), Is.EqualTo(3),
+            "3 requests failed, not 6");
+        Assert.That(await CircuitAsync(), Is.EqualTo("closed"), "6 failures would have passed min_requests");
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(3));
+    }
+
+    [Test]
     public async Task Failures_below_min_requests_or_in_an_expired_window_do_not_open_the_breaker()
     {
         await EnableBreakerAsync(minRequests: 4);

@@ -831,7 +831,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             batch.BatchCommands.Add(HandOff(finishedInKeys));
         }
 
-        var protectedResults = TargetProtectionQueries.TryAddRecord(batch, results);
+        var protectedResults = TargetProtectionQueries.TryAddRecord(batch, results, writtenBefore);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);

@@ -120,7 +120,15 @@ internal static class TargetProtectionQueries
     /// </remarks>
     internal const string RecordSql = """
         WITH r AS (
-            SELECT * FROM unnest($1::int[], $2::text[], $3::double precision[], $4::text[]) AS r(subscription_id, signal, hold_ms, error)
+            SELECT r.* FROM unnest($1::int[], $2::text[], $3::double precision[], $4::text[], $5::bigint[], $6::int[])
+                AS r(subscription_id, signal, hold_ms, error, event_id, attempt)
+            -- A write tried again after one whose outcome was not known counts only the requests
+            -- whose attempts this transaction logged: the others were counted by the write that
+            -- logged them, if it committed (DeliveryStore.RecordSql logs each attempt once).
+            WHERE NOT $7 OR EXISTS (
+                SELECT FROM trigger_events.attempts a
+                WHERE a.subscription_id = r.subscription_id AND a.event_id = r.event_id AND a.attempt = r.attempt
+                  AND a.xmin = pg_current_xact_id()::xid)
         ), a AS (
             SELECT r.subscription_id, count(r.signal) AS requests, count(*) FILTER (WHERE r.signal = 'failure') AS failures,
                    max(r.hold_ms) AS hold_ms, (array_agg(r.error) FILTER (WHERE r.signal = 'failure'))[1] AS last_error
@@ -211,8 +219,11 @@ internal static class TargetProtectionQueries
         return new TargetProtectionState(waitFor > TimeSpan.Zero ? waitFor : null, reader.GetBoolean(1), reader.GetString(2));
     }
 
-    /// <summary>Adds <see cref="RecordSql"/> to a result write's batch when a result says something to its subscription's row.</summary>
-    public static bool TryAddRecord(NpgsqlBatch batch, IReadOnlyList<DeliveryResult> results)
+    /// <summary>
+    /// Adds <see cref="RecordSql"/> to a result write's batch when a result says something to its
+    /// subscription's row; <paramref name="writtenBefore"/> as for the write (<see cref="DeliveryStore.RecordAsync(Guid, IReadOnlyList{DeliveryResult}, bool, CancellationToken)"/>).
+    /// </summary>
+    public static bool TryAddRecord(NpgsqlBatch batch, IReadOnlyList<DeliveryResult> results, bool writtenBefore)
     {
         var signalled = results.Where(r => r.Target is { } t && (t.Breaker is not null || t.Hold is not null)).ToList();
         if (signalled.Count == 0)
@@ -233,6 +244,9 @@ internal static class TargetProtectionQueries
             TypedValue = [.. signalled.Select(r => r.Error?.Replace("\0", "\uFFFD", StringComparison.Ordinal))],
             NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text,
         });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. signalled.Select(r => r.Key.EventId)] });
+        command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. signalled.Select(r => r.Attempt)] });
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
         batch.BatchCommands.Add(command);
         return true;
     }
