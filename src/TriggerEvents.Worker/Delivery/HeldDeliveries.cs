@@ -12,11 +12,12 @@ namespace TriggerEvents.Worker.Delivery;
 /// </summary>
 /// <remarks>
 /// Each held delivery knows when its own lease was last confirmed: by the statement that leased
-/// it, then by each extension that did extend it. A request starts only if that lease covers it
-/// (<see cref="LeaseCovers"/>). A worker cut off from the database for longer than a lease, or
-/// one whose extension no longer finds a delivery as its own (another worker took it over once
-/// it lapsed), must not send it: the other worker does, and for <c>ordering: key</c> two of the
-/// key would be in flight. Another claim that succeeds says nothing about deliveries held before.
+/// it, then by each extension that did extend it. A request starts only if that lease covers it,
+/// extended first if it no longer does (<see cref="CoveredAsync"/>). A worker cut off from the
+/// database for longer than a lease, or one whose extension no longer finds a delivery as its
+/// own (another worker took it over once it lapsed), must not send it: the other worker does,
+/// and for <c>ordering: key</c> two of the key would be in flight. Another claim that succeeds
+/// says nothing about deliveries held before.
 /// <para>
 /// A held delivery takes a slot of <c>worker.concurrency</c>: the database counts it in flight
 /// for <c>max_in_flight</c> until its result is recorded, so the worker does the same. A batch is
