@@ -48,7 +48,7 @@ public sealed class MigratorTests
     [Test]
     public async Task A_worker_role_named_otherwise_and_granted_before_key_ordering_still_claims_after_the_upgrade()
     {
-        // grant_worker_role() exists since 000005; migrate re-grants trigger_events_worker only.
+        // grant_worker_role() exists since 000005; 000008 added the sequence to what it grants.
         await using var database = await TestDatabase.CreateAsync(migrated: false);
         await Migrator.MigrateAsync(database.DataSource, 7, CancellationToken.None);
         await using var role = await LoginRole.CreateAsync(database);
@@ -70,6 +70,12 @@ public sealed class MigratorTests
         var claimed = await new DeliveryStore(asWorker).ClaimAsync(registered.Single().Id, Guid.NewGuid(), 10, TimeSpan.FromMinutes(1), CancellationToken.None);
 
         Assert.That(claimed, Has.Count.EqualTo(1), "the fan-out numbers its batch from delivery_order, which the role may use");
+
+        // A right the role lost comes back with the next migrate, though it has nothing to apply.
+        await database.ExecuteAsync($"REVOKE USAGE ON SEQUENCE trigger_events.delivery_order FROM {role.Name}");
+        var again = await Migrator.MigrateAsync(database.DataSource, CancellationToken.None);
+        Assert.That(again.Applied, Is.Empty);
+        Assert.That(await database.ScalarAsync<bool>($"SELECT has_sequence_privilege('{role.Name}', 'trigger_events.delivery_order', 'USAGE')"), Is.True);
     }
 
     [Test]

@@ -230,14 +230,16 @@ public sealed class TargetProtectionTests
     public async Task A_result_write_tried_again_after_one_that_committed_counts_its_requests_once()
     {
         await EnableBreakerAsync(minRequests: 4);
-        var batch = await ClaimAsync(limit: 3);
-        var owner = await database.ScalarAsync<Guid>("SELECT lease_owner FROM trigger_events.deliveries WHERE event_id = $1", batch.Deliveries[0].Event.Id);
+        await using var worker = NpgsqlDataSource.Create(database.WorkerConnectionString);
+        var workerStore = new DeliveryStore(worker) { ProtectedSubscriptions = new HashSet<int> { subscriptionId } };
+        var owner = Guid.NewGuid();
+        var batch = await workerStore.ClaimAsync(subscriptionId, owner, 3, Lease, ClaimCursor.Sweep, true, null, DeliveryStore.InlineEventBytes, CancellationToken.None);
         var results = batch.Deliveries.Select(c => Result(c, 500, BreakerSignal.Failure)).ToList();
 
-        // The first write committed, but its answer was lost with the connection: the recorder
-        // writes the same results again, saying so.
-        await store.RecordAsync(owner, results, writtenBefore: false, CancellationToken.None);
-        await store.RecordAsync(owner, results, writtenBefore: true, CancellationToken.None);
+        // As the worker's role. The first write committed, but its answer was lost with the
+        // connection: the recorder writes the same results again, saying so.
+        await workerStore.RecordAsync(owner, results, writtenBefore: false, CancellationToken.None);
+        await workerStore.RecordAsync(owner, results, writtenBefore: true, CancellationToken.None);
 
         Assert.That(await database.ScalarAsync<int>("SELECT window_failures FROM trigger_events.subscriptions WHERE id = $1", subscriptionId), Is.EqualTo(3),
             "3 requests failed, not 6");

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
 using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Worker.Delivery;
@@ -93,7 +94,9 @@ public sealed class LeaseCoverTests
     {
         await harness.WorkerAsync(harness.Subscription("hook"));
         await harness.InsertOrdersAsync(1, 2);
-        var store = new DeliveryStore(harness.Database.DataSource) { Clock = harness.Clock };
+        // As the worker's role: the extension reads back what it extended.
+        await using var asWorker = NpgsqlDataSource.Create(harness.Database.WorkerConnectionString);
+        var store = new DeliveryStore(asWorker) { Clock = harness.Clock };
         var owner = Guid.NewGuid();
         var lease = TimeSpan.FromSeconds(60);
         var held = new HeldDeliveries(store, owner, lease, harness.Clock, new WakeSignal(), NullLogger.Instance);

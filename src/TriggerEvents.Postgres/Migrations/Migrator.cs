@@ -35,8 +35,24 @@ internal static class Migrator
     /// <summary>The first schema version with <c>trigger_events.grant_worker_role</c>.</summary>
     private const int GrantsVersion = 5;
 
-    private const string GrantWorkerRoleSql =
-        $"SELECT trigger_events.grant_worker_role('{WorkerRole}') WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '{WorkerRole}');";
+    /// <summary>
+    /// The worker's rights, granted again to <see cref="WorkerRole"/> and to every role that has
+    /// been given them under another name (<c>grant_worker_role</c> or by hand): those that may
+    /// update <c>worker_signal</c>, which only a worker does. Granting them to the named role
+    /// alone left the others without what later migrations added (000008's sequence
+    /// <c>delivery_order</c>, which every fan-out uses), and each such migration had to carry
+    /// its grants over itself.
+    /// </summary>
+    private const string GrantWorkerRoleSql = $"""
+        SELECT trigger_events.grant_worker_role(r.rolname)
+        FROM pg_roles r
+        WHERE r.rolname = '{WorkerRole}'
+           OR r.oid IN (
+               SELECT a.grantee
+               FROM pg_class c CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+               WHERE c.oid = 'trigger_events.worker_signal'::regclass AND a.privilege_type = 'UPDATE'
+                 AND a.grantee <> 0 AND a.grantee <> c.relowner);
+        """;
 
     /// <summary>Arbitrary but fixed: the advisory lock key that serialises migrators.</summary>
     internal const long AdvisoryLockKey = 0x7472_6967_6d69_67; // "trigmig"
