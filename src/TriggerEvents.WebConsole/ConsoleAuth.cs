@@ -1,3 +1,4 @@
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
@@ -14,6 +15,10 @@ namespace TriggerEvents.WebConsole;
 /// another site cannot set a custom header on a cross-site request without a CORS preflight, which
 /// the console never answers, and a form post cannot set one at all. A POST whose <c>Origin</c>
 /// is another host is refused as well.</item>
+/// <item>Without a token, only requests addressed to a loopback name (<c>Host</c> localhost or a
+/// loopback address) are answered: a page of another site whose name its DNS points at
+/// 127.0.0.1 afterwards (DNS rebinding) is of the same origin as the console in the browser, and
+/// would pass both checks above.</item>
 /// </list>
 /// </summary>
 internal sealed class ConsoleAuth(ConsoleOptions options)
@@ -47,6 +52,30 @@ internal sealed class ConsoleAuth(ConsoleOptions options)
 
         return request.Cookies.TryGetValue(CookieName, out var cookie) && session is not null &&
                CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(cookie), Encoding.ASCII.GetBytes(session));
+    }
+
+    /// <summary>
+    /// Null when the request may be answered; otherwise why not. With a token, any name: the
+    /// token is what protects, and a rebound name has no session cookie. Without one, a
+    /// <c>Host</c> of localhost or a loopback address, on any port (a forwarded port differs from
+    /// the console's own). A request without a <c>Host</c> comes from no browser.
+    /// </summary>
+    public string? CheckHost(HttpRequest request)
+    {
+        if (token is not null || !request.Host.HasValue)
+        {
+            return null;
+        }
+
+        var name = request.Host.Host;
+        if (string.Equals(name, "localhost", StringComparison.OrdinalIgnoreCase) ||
+            (IPAddress.TryParse(name.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address)))
+        {
+            return null;
+        }
+
+        return $"this console answers only to localhost or a loopback address, not to {name}: " +
+               $"to serve it under another name, set {ConsoleOptions.TokenVariable}";
     }
 
     /// <summary>Whether <paramref name="candidate"/> is the token, compared in constant time.</summary>

@@ -44,6 +44,12 @@ internal static class ConsoleServer
             headers.XContentTypeOptions = "nosniff";
             headers["Referrer-Policy"] = "no-referrer";
             var path = context.Request.Path;
+            if (auth.CheckHost(context.Request) is { } misdirected)
+            {
+                await JsonResponse.ErrorAsync(context, StatusCodes.Status421MisdirectedRequest, misdirected);
+                return;
+            }
+
             var open = path.StartsWithSegments("/assets") || path.StartsWithSegments("/signin");
             if (!open && !auth.IsSignedIn(context.Request))
             {

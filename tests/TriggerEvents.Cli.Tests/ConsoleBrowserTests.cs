@@ -304,6 +304,80 @@ public sealed class ConsoleBrowserTests
     }
 
     [Test]
+    public async Task A_console_without_a_token_answers_only_to_loopback_names_so_a_rebound_name_reads_and_does_nothing()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await database.ExecuteAsync("INSERT INTO trigger_events.subscriptions (name, trigger_name) VALUES ('hook', 'orders_changed')");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await using var console = await ConsoleProcess.StartAsync(database);
+        var port = new Uri(console.Url).Port;
+        using var client = new HttpClient();
+
+        // A page of attacker.example whose name now resolves to 127.0.0.1: its requests reach the
+        // console with its own name as Host, and as Origin (the browser sees one origin).
+        async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string host)
+        {
+            using var request = new HttpRequestMessage(method, console.Url + path);
+            request.Headers.Host = $"{host}:{port}";
+            if (method == HttpMethod.Post)
+            {
+                request.Content = new StringContent("""{"reason":"rebound"}""");
+                request.Headers.Add("X-TriggerEvents-Console", "1");
+                request.Headers.Add("Origin", $"http://{host}:{port}");
+            }
+
+            return await client.SendAsync(request);
+        }
+
+        using var readRebound = await SendAsync(HttpMethod.Get, "api/events/1", "attacker.example");
+        using var pauseRebound = await SendAsync(HttpMethod.Post, "api/subscriptions/hook/pause", "attacker.example");
+        using var pageRebound = await SendAsync(HttpMethod.Get, "", "attacker.example");
+        var stateAfterRebound = await database.ScalarAsync<bool>("SELECT enabled FROM trigger_events.subscriptions WHERE name = 'hook'");
+        using var readLocalhost = await SendAsync(HttpMethod.Get, "api/events/1", "localhost");
+        using var readIpv6 = await SendAsync(HttpMethod.Get, "api/events/1", "[::1]");
+        using var pauseLoopback = await SendAsync(HttpMethod.Post, "api/subscriptions/hook/pause", "127.0.0.1");
+
+        Assert.That(readRebound.StatusCode, Is.EqualTo(HttpStatusCode.MisdirectedRequest));
+        Assert.That(await readRebound.Content.ReadAsStringAsync(), Does.Contain("TRIGGER_EVENTS_CONSOLE_TOKEN").And.Not.Contain("orders"));
+        Assert.That(pauseRebound.StatusCode, Is.EqualTo(HttpStatusCode.MisdirectedRequest));
+        Assert.That(pageRebound.StatusCode, Is.EqualTo(HttpStatusCode.MisdirectedRequest));
+        Assert.That(stateAfterRebound, Is.True, "the rebound page paused nothing");
+        Assert.That(readLocalhost.StatusCode, Is.EqualTo(HttpStatusCode.OK), await readLocalhost.Content.ReadAsStringAsync());
+        Assert.That(await readLocalhost.Content.ReadAsStringAsync(), Does.Contain("orders"));
+        Assert.That(readIpv6.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(pauseLoopback.StatusCode, Is.EqualTo(HttpStatusCode.OK), await pauseLoopback.Content.ReadAsStringAsync());
+        Assert.That(await database.ScalarAsync<bool>("SELECT enabled FROM trigger_events.subscriptions WHERE name = 'hook'"), Is.False);
+    }
+
+    [Test]
+    public async Task A_console_with_a_token_answers_to_any_name_but_only_with_the_token()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        const string token = "a-long-console-token-for-tests";
+        await using var console = await ConsoleProcess.StartAsync(database, token: token);
+        var port = new Uri(console.Url).Port;
+        using var client = new HttpClient();
+
+        async Task<HttpStatusCode> GetOverviewAsync(string? bearer)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, console.Url + "api/overview");
+            request.Headers.Host = $"console.example:{port}";
+            if (bearer is not null)
+            {
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearer);
+            }
+
+            using var response = await client.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.That(await GetOverviewAsync(null), Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(await GetOverviewAsync(token), Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
     public async Task A_delivery_parked_behind_its_key_has_no_next_attempt_time_in_the_api()
     {
         await using var database = await TestDatabase.CreateAsync();

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace TriggerEvents.Core.Delivery;
@@ -95,15 +96,32 @@ internal static partial class ResponseExcerpt
         return text;
     }
 
-    /// <summary>Each configured value long enough to be told apart, and the credential after its scheme.</summary>
+    /// <summary>
+    /// Each configured value long enough to be told apart, and the credential after its scheme,
+    /// each as sent and in the forms a receiver echoes it in (<see cref="EchoedForms"/>).
+    /// </summary>
     private static IEnumerable<string> KnownValues(IReadOnlyList<string> values)
     {
         // Longest first, so that a whole value goes before a part of it.
         return values
             .SelectMany(v => v.IndexOf(' ', StringComparison.Ordinal) is var space and > 0 ? [v, v[(space + 1)..].Trim()] : new[] { v.Trim() })
             .Where(v => v.Length >= MinKnownValueLength)
+            .SelectMany(EchoedForms)
             .Distinct(StringComparer.OrdinalIgnoreCase)
             .OrderByDescending(v => v.Length);
+    }
+
+    /// <summary>
+    /// <paramref name="value"/> as sent, escaped in a JSON string (<c>+</c> as <c>\u002B</c>, as
+    /// .NET and Go write it; <c>/</c> as <c>\/</c>, as PHP does) and percent-encoded (a query or
+    /// form echoed back): case does not matter, the replacement ignores it.
+    /// </summary>
+    private static IEnumerable<string> EchoedForms(string value)
+    {
+        var json = JsonEncodedText.Encode(value).Value;
+        var percent = Uri.EscapeDataString(value);
+        return [value, json, json.Replace("/", @"\/", StringComparison.Ordinal), value.Replace("/", @"\/", StringComparison.Ordinal),
+                percent, percent.Replace("%20", "+", StringComparison.Ordinal)];
     }
 
     /// <summary>A body cut off in the middle of <paramref name="secret"/> ends with its start.</summary>

@@ -21,6 +21,18 @@ public class ResponseExcerptTests
         Assert.That(Excerpt(body), Is.EqualTo(body));
     }
 
+    [TestCase("""{"x-partner-pass":"Zm9v\/YmFy+YmF6"}""", TestName = "escaped by PHP's json_encode")]
+    [TestCase("""{"x-partner-pass":"Zm9v/YmFy\u002BYmF6"}""", TestName = "escaped by .NET's encoder")]
+    [TestCase("""{"x-partner-pass":"Zm9v/YmFy\u002bYmF6"}""", TestName = "escaped by Go's encoder")]
+    [TestCase("missing field; got x-partner-pass=Zm9v%2FYmFy%2BYmF6", TestName = "percent-encoded in a query")]
+    public void A_configured_value_under_an_ordinary_name_is_redacted_as_receivers_escape_it(string body)
+    {
+        var excerpt = Excerpt(body, known: ["Zm9v/YmFy+YmF6"]);
+
+        Assert.That(excerpt, Does.Contain(ResponseExcerpt.Redacted));
+        Assert.That(excerpt, Does.Not.Contain("YmFy").IgnoreCase);
+    }
+
     [Test]
     public void An_empty_body_keeps_nothing()
     {
