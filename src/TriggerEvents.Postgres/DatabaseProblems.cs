@@ -77,6 +77,21 @@ internal static partial class DatabaseProblems
     /// <summary>True for "permission denied".</summary>
     public static bool IsPermissionDenied(PostgresException e) => e.SqlState == PostgresErrorCodes.InsufficientPrivilege;
 
+    /// <summary>True for a write refused by a read-only server: a standby, or <c>default_transaction_read_only</c>.</summary>
+    public static bool IsReadOnly(PostgresException e) => e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction;
+
+    /// <summary>
+    /// True for what waiting does not mend and only an operator can: a privilege the role lacks,
+    /// a server that takes no writes. A worker stops on it (exit 1) instead of retrying for ever
+    /// with its probes green; restarted, it connects afresh (to the new primary after a failover).
+    /// </summary>
+    public static bool NeedsOperator(PostgresException e) => IsPermissionDenied(e) || IsReadOnly(e);
+
+    /// <summary>The one line for <see cref="IsReadOnly"/>.</summary>
+    public static string DescribeReadOnly(PostgresException e) =>
+        $"{e.MessageText} ({e.SqlState}): the server takes no writes (a standby, or default_transaction_read_only is on); " +
+        "point TRIGGER_EVENTS_DATABASE_URL at the primary (with several hosts, add Target Session Attributes=read-write)";
+
     /// <summary>
     /// One line for a permission error: which object, which role, and the <c>GRANT</c> that is
     /// missing, found by asking the database what the role lacks of what the product needs there.

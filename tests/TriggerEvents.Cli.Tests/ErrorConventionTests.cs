@@ -130,17 +130,7 @@ public sealed class ErrorConventionTests
         await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
         await using var receiver = await WebhookReceiver.StartAsync();
         var port = Loopback.FreePort();
-        var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
-        await File.WriteAllTextAsync(path, $"""
-            subscriptions:
-              - name: hook
-                trigger: orders_changed
-                webhook:
-                  url: {receiver.Url()}
-            worker:
-              http_port: {port}
-              poll_interval: 200ms
-            """);
+        var path = await WriteWorkerFileAsync(receiver, port);
         try
         {
             int exitCode;
@@ -175,6 +165,116 @@ public sealed class ErrorConventionTests
         {
             File.Delete(path);
         }
+    }
+
+    [Test]
+    public async Task A_worker_that_may_no_longer_record_results_stops_naming_the_grant_and_the_event_is_sent_again()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = await WriteWorkerFileAsync(receiver, port);
+        try
+        {
+            int exitCode;
+            string output;
+            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+            {
+                await worker.WaitUntilReadyAsync();
+                // Claims need nothing of attempts; only the result write inserts there.
+                await database.ExecuteAsync($"REVOKE INSERT ON trigger_events.attempts FROM {Migrator.WorkerRole}");
+                await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+                output = worker.Output;
+            }
+
+            Assert.That(exitCode, Is.EqualTo(1), output);
+            Assert.That(output, Does.Contain($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole};"), output);
+            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }), "sent once, its result refused");
+            Assert.That(
+                await database.ScalarAsync<string>("SELECT status::text || ' ' || attempts FROM trigger_events.deliveries"),
+                Is.EqualTo("pending 1"), "given back at the stop, its attempt kept, instead of a lease kept alive");
+
+            await database.ExecuteAsync($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole}");
+            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+            await again.WaitUntilReadyAsync();
+            for (var waited = 0; await database.ScalarAsync<string>("SELECT status::text FROM trigger_events.deliveries") != "delivered"; waited++)
+            {
+                Assert.That(waited, Is.LessThan(300), "the event whose result was refused was never delivered again");
+                await Task.Delay(100);
+            }
+
+            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1, 1 }), "at least once: sent again");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public async Task A_worker_whose_server_turns_read_only_stops_saying_so_and_delivers_once_it_takes_writes()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = await WriteWorkerFileAsync(receiver, port);
+        try
+        {
+            int exitCode;
+            string output;
+            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+            {
+                await worker.WaitUntilReadyAsync();
+                // As a standby would answer after a failover left the worker's connections there:
+                // the worker's sessions from now on take no writes.
+                await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} SET default_transaction_read_only = on");
+                await database.ExecuteAsync($"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Name}' AND usename = '{Migrator.WorkerRole}'");
+                await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+                output = worker.Output;
+            }
+
+            Assert.That(exitCode, Is.EqualTo(1), output);
+            Assert.That(output, Does.Contain("takes no writes").And.Contain("Target Session Attributes=read-write"), output);
+            Assert.That(output, Does.Not.Contain("   at "));
+            Assert.That(receiver.Requests, Is.Empty);
+
+            await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} RESET default_transaction_read_only");
+            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+            await again.WaitUntilReadyAsync();
+            for (var waited = 0; receiver.Requests.Count == 0; waited++)
+            {
+                Assert.That(waited, Is.LessThan(300), "the event captured while the server took no writes was never delivered");
+                await Task.Delay(100);
+            }
+
+            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static async Task<string> WriteWorkerFileAsync(WebhookReceiver receiver, int port)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(path, $"""
+            subscriptions:
+              - name: hook
+                trigger: orders_changed
+                webhook:
+                  url: {receiver.Url()}
+            worker:
+              http_port: {port}
+              poll_interval: 200ms
+            """);
+        return path;
     }
 
     [Test]

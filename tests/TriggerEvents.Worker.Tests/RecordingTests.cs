@@ -124,5 +124,6 @@ public sealed class RecordingTests
         // kept it from ever counting as complete, and the worker never stopped.
         Assert.That(await Task.WhenAny(recording, Task.Delay(TimeSpan.FromSeconds(60))), Is.SameAs(recording),
             "the recorder gave up and the worker can stop; the leases expire and the deliveries are attempted again");
+        Assert.That(recording.Exception, Is.Null, "it gave up without an error of its own");
     }
 }

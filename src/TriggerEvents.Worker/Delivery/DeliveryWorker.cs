@@ -56,7 +56,7 @@ internal sealed class DeliveryWorker
         shortestBatchWait = batched.Count > 0 ? batched.Min() : null;
         protection = new TargetProtection(subscriptions, time, metrics, logger);
         held = new HeldDeliveries(store, Owner, options.Lease, time, wake, logger);
-        recorder = new ResultRecorder(store, Owner, held, protection, RefillThreshold, time, logger);
+        recorder = new ResultRecorder(store, Owner, held, protection, RefillThreshold, time, logger, onRefusal: wake.Set);
         attempts = new DeliveryAttempts(
             new EventBodies(store, BodyMemory, time), recorder, held,
             runTakeOnRows: options.BatchSize * KeyOrdering.FollowersPerRequest, metrics, time, logger);
@@ -78,8 +78,9 @@ internal sealed class DeliveryWorker
     /// <summary>
     /// Runs until <paramref name="stopping"/> is cancelled, then stops claiming, lets requests in
     /// flight finish for up to <c>shutdown_timeout</c>, records what finished and releases the rest.
-    /// A privilege the worker's role lacks stops it the same way, then raises the error: waiting
-    /// would not bring the grant back, and the process exits 1 naming it.
+    /// A privilege the worker's role lacks, or a server that takes no writes, met by a claim or by
+    /// a result write, stops it the same way, then raises the error: waiting would not bring the
+    /// grant back, and the process exits 1 naming it.
     /// </summary>
     public async Task RunAsync(CancellationToken stopping)
     {
@@ -96,6 +97,14 @@ internal sealed class DeliveryWorker
         {
             try
             {
+                if (recorder.Refusal is { } refusal)
+                {
+                    // The results cannot be written either: what this worker sends would be sent
+                    // again by whoever takes the leases over, while it kept extending them.
+                    refused = refusal;
+                    break;
+                }
+
                 var roundStarted = time.GetTimestamp();
                 var work = await claims.ClaimAsync(stopping);
                 foreach (var request in Start(work, stopping, abort.Token))
@@ -147,9 +156,10 @@ internal sealed class DeliveryWorker
             {
                 break;
             }
-            catch (PostgresException e) when (DatabaseProblems.IsPermissionDenied(e))
+            catch (PostgresException e) when (DatabaseProblems.NeedsOperator(e))
             {
-                // A grant revoked, or one an upgrade did not carry over to a role named otherwise.
+                // A grant revoked, or one an upgrade did not carry over to a role named otherwise;
+                // a server that became read-only (a standby after a failover).
                 refused = ExceptionDispatchInfo.Capture(e);
                 break;
             }

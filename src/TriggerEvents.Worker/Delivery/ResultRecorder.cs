@@ -1,6 +1,8 @@
+using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Delivery;
 
 namespace TriggerEvents.Worker.Delivery;
@@ -12,7 +14,7 @@ namespace TriggerEvents.Worker.Delivery;
 /// </summary>
 internal sealed class ResultRecorder(
     DeliveryStore store, Guid owner, HeldDeliveries held, TargetProtection protection,
-    int gatherBelow, TimeProvider time, ILogger logger)
+    int gatherBelow, TimeProvider time, ILogger logger, Action? onRefusal = null)
 {
     private const int MaxResultsPerWrite = 1000;
 
@@ -34,6 +36,12 @@ internal sealed class ResultRecorder(
     // Complete was called: the worker is stopping. The channel's own completion waits until it
     // is empty too, which more results than one write can hold never reach while writes fail.
     private volatile bool stopping;
+
+    /// <summary>
+    /// Set when a write met what only an operator can mend (<see cref="DatabaseProblems.NeedsOperator"/>):
+    /// the worker stops on it. The writes go on being tried until then.
+    /// </summary>
+    public ExceptionDispatchInfo? Refusal { get; private set; }
 
     /// <summary>Hands one result to the writer.</summary>
     public void Post(DeliveryResult result) => results.Writer.TryWrite(result);
@@ -101,11 +109,24 @@ internal sealed class ResultRecorder(
             catch (Exception e)
             {
                 failures++;
+                if (Refusal is null && e is PostgresException refused && DatabaseProblems.NeedsOperator(refused))
+                {
+                    Refusal = ExceptionDispatchInfo.Capture(e);
+                    onRefusal?.Invoke();
+                }
+
                 if (stopping && failures > ShutdownRecordAttempts)
                 {
                     // Stopping and the database stays away: these leases expire and the
                     // deliveries are attempted again by whichever worker claims them next.
-                    logger.LogError("Giving up recording {Count} results while stopping: {Error}", batch.Count + results.Reader.Count, e.Message);
+                    // Counted by reading them: a single reader's channel cannot say how many it holds.
+                    var left = batch.Count;
+                    while (results.Reader.TryRead(out _))
+                    {
+                        left++;
+                    }
+
+                    logger.LogError("Giving up recording {Count} results while stopping: {Error}", left, e.Message);
                     return;
                 }
 

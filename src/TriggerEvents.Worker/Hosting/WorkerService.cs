@@ -55,6 +55,7 @@ internal sealed class WorkerService(
                     await DatabaseProblems.DescribeSchemaProblemAsync(dataSource, pg, CancellationToken.None) ?? pg.MessageText,
                 PostgresException pg when DatabaseProblems.IsPermissionDenied(pg) =>
                     await DatabaseProblems.DescribePermissionAsync(dataSource, pg, CancellationToken.None),
+                PostgresException pg when DatabaseProblems.IsReadOnly(pg) => DatabaseProblems.DescribeReadOnly(pg),
                 PostgresException pg => $"{pg.MessageText} ({pg.SqlState})",
                 _ => e.Message,
             };
