@@ -261,6 +261,63 @@ public sealed class ErrorConventionTests
         }
     }
 
+    [Test]
+    public async Task A_role_whose_transactions_default_to_repeatable_read_is_refused_with_the_statement_that_mends_it()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = await WriteWorkerFileAsync(receiver, port);
+        // As a DBA who wants every transaction of the database to see one snapshot would set it.
+        await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} SET default_transaction_isolation = 'repeatable read'");
+        try
+        {
+            int exitCode;
+            string output;
+            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+            {
+                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+                output = worker.Output;
+            }
+
+            var cleanup = await new Cli(database.WorkerConnectionString).RunAsync("cleanup", "--config", path);
+            var replay = await new Cli(database.WorkerConnectionString).RunAsync("replay", "--subscription", "hook", "--since", "2000-01-01");
+
+            Assert.That(exitCode, Is.EqualTo(1), output);
+            Assert.That(output, Does.Contain("REPEATABLE READ").And.Contain("READ COMMITTED"), output);
+            Assert.That(output, Does.Not.Contain("   at "));
+            Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.subscriptions"), Is.Zero, "refused before it registered anything");
+            foreach (var refused in new[] { cleanup, replay })
+            {
+                Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString());
+                AssertOneLine(refused);
+                Assert.That(refused.Error, Does.Contain("REPEATABLE READ"));
+            }
+
+            // The statement the line gives mends it.
+            var mend = output[(output.IndexOf("can run: ", StringComparison.Ordinal) + "can run: ".Length)..];
+            mend = mend[..(mend.IndexOf(';', StringComparison.Ordinal) + 1)];
+            Assert.That(mend, Does.StartWith($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE "));
+            await database.ExecuteAsync(mend);
+            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+            await again.WaitUntilReadyAsync();
+            await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+            for (var waited = 0; receiver.Requests.Count == 0; waited++)
+            {
+                Assert.That(waited, Is.LessThan(300), "the event was never delivered once the role was mended");
+                await Task.Delay(100);
+            }
+
+            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static async Task<string> WriteWorkerFileAsync(WebhookReceiver receiver, int port)
     {
         var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using TriggerEvents.Core.Configuration;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli.Commands;
@@ -69,6 +70,7 @@ internal static class CleanupCommand
             }
 
             await using var dataSource = CommandLine.OpenDatabase();
+            await WorkerConnection.RequireReadCommittedAsync(dataSource, cancellationToken);
             RetentionResult result;
             using (var progress = new ProgressLine("deleting events", null))
             {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Net;
 using Microsoft.Extensions.Hosting;
 using Serilog;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Cli.Hosting;
 using TriggerEvents.WebConsole;
 
@@ -52,6 +53,7 @@ internal static class ConsoleCommand
             }
 
             await using var dataSource = CommandLine.OpenDatabase();
+            await WorkerConnection.RequireReadCommittedAsync(dataSource, cancellationToken);
             await using var logger = Logging.Create(parse.GetValue(CommandLine.Verbose));
             return await RunAsync(options, dataSource, logger, cancellationToken);
         }));

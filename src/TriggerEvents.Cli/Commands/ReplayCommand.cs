@@ -1,4 +1,5 @@
 using System.CommandLine;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Operations;
 
 namespace TriggerEvents.Cli.Commands;
@@ -36,6 +37,7 @@ internal static class ReplayCommand
 
             var to = FilterOptions.ParseTime(parse.GetValue(until) ?? parse.GetValue(before), "--until");
             await using var dataSource = CommandLine.OpenDatabase();
+            await WorkerConnection.RequireReadCommittedAsync(dataSource, cancellationToken);
             await CommandLine.RequireSubscriptionAsync(dataSource, parse.GetValue(subscription), cancellationToken);
             await CommandLine.RequireTriggerAsync(dataSource, parse.GetValue(trigger), cancellationToken, orDetached: true);
             var dry = parse.GetValue(dryRun);

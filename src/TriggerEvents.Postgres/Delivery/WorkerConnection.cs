@@ -21,6 +21,27 @@ internal static class WorkerConnection
     /// <summary>Statements kept prepared per connection: the hot path has fewer than ten.</summary>
     public const int MaxAutoPrepare = 16;
 
+    /// <summary>
+    /// Refuses (<see cref="IsolationException"/>) a database whose sessions for this role start
+    /// their transactions at another level than READ COMMITTED (<c>default_transaction_isolation</c>
+    /// set on the role or the database). The claim, the hand-off, retention and replay rely on each
+    /// statement of a transaction seeing what committed before it started, after a lock it
+    /// waited for: at REPEATABLE READ a claim that waited for another replica's lock fails to
+    /// serialize, and retention could delete an event a replay just gave a delivery.
+    /// </summary>
+    public static async Task RequireReadCommittedAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            "SELECT current_setting('transaction_isolation'), quote_ident(current_user), quote_ident(current_database())");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        var level = reader.GetString(0);
+        if (level != "read committed")
+        {
+            throw new IsolationException(level, reader.GetString(1), reader.GetString(2));
+        }
+    }
+
     /// <summary>Applies the worker's settings to <paramref name="builder"/> where <paramref name="given"/> does not set them.</summary>
     public static void Tune(NpgsqlConnectionStringBuilder builder, string given)
     {
@@ -40,3 +61,9 @@ internal static class WorkerConnection
         }
     }
 }
+
+/// <summary>The role's transactions start at another isolation level than READ COMMITTED: see <see cref="WorkerConnection.RequireReadCommittedAsync"/>.</summary>
+internal sealed class IsolationException(string level, string role, string database)
+    : Exception($"transactions of role {role} start at {level.ToUpperInvariant()} (default_transaction_isolation), and TriggerEvents needs READ COMMITTED, " +
+                $"where each statement sees what committed before it; a superuser or the database owner can run: " +
+                $"ALTER ROLE {role} IN DATABASE {database} SET default_transaction_isolation = 'read committed';");

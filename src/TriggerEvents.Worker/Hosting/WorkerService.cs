@@ -82,6 +82,7 @@ internal sealed class WorkerService(
             throw new SchemaTooNewException(version.Database, version.Binary);
         }
 
+        await WorkerConnection.RequireReadCommittedAsync(dataSource, stoppingToken);
         var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Worker.Group, config.Subscriptions, stoppingToken);
         foreach (var subscription in registered)
         {
