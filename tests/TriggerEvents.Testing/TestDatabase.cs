@@ -55,11 +55,27 @@ public sealed class TestDatabase : IAsyncDisposable
             """);
     }
 
-    /// <summary>Creates a migrated database (or an empty one, for migration tests).</summary>
-    public static async Task<TestDatabase> CreateAsync(bool migrated = true)
+    /// <summary>
+    /// Creates a migrated database (or an empty one, for migration tests); with
+    /// <paramref name="encoding"/>, one in that server encoding (and the C locale), migrated afresh.
+    /// </summary>
+    public static async Task<TestDatabase> CreateAsync(bool migrated = true, string? encoding = null)
     {
         var admin = await PostgresServer.GetAdminConnectionStringAsync();
         var name = $"te_test_{Guid.NewGuid():N}";
+        if (encoding is not null)
+        {
+            await EnsureWorkerRoleAsync(admin);
+            await ExecuteAsync(admin, $"CREATE DATABASE {name} TEMPLATE template0 ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C'");
+            var encoded = new TestDatabase(name, new NpgsqlConnectionStringBuilder(admin) { Database = name }.ConnectionString);
+            if (migrated)
+            {
+                await Migrator.MigrateAsync(encoded.DataSource, CancellationToken.None);
+            }
+
+            return encoded;
+        }
+
         var template = migrated ? await GetTemplateAsync(admin) : "template0";
         await TemplateLock.WaitAsync();
         try

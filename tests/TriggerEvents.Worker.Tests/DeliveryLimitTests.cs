@@ -7,8 +7,8 @@ using TriggerEvents.Testing;
 namespace TriggerEvents.Worker.Tests;
 
 /// <summary>
-/// What the worker holds is bounded by its configuration, not by the data (SPEC "Worker", issue
-/// 12): an event over <c>max_event_bytes</c> is dead-lettered without being read, and 64 large
+/// What the worker holds is bounded by its configuration, not by the data (SPEC "Worker"): an
+/// event over <c>max_event_bytes</c> is dead-lettered without being read, and 64 large
 /// events in flight at once stay within a documented peak.
 /// </summary>
 public sealed class DeliveryLimitTests
@@ -54,6 +54,34 @@ public sealed class DeliveryLimitTests
         Assert.That(dead[events[3]], Does.Match(@"^event is 97\.\d KiB, over max_event_bytes 64 KiB$"));
         Assert.That(dead[events[4]], Does.StartWith($"event {events[4]} is no longer in the event log"));
         Assert.That(second.Output, Does.Contain("over max_event_bytes 64 KiB"));
+    }
+
+    [Test]
+    public async Task An_event_holding_bytes_that_are_not_UTF8_in_a_SQL_ASCII_database_is_dead_with_its_reason_and_holds_back_nothing()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync(encoding: "SQL_ASCII");
+        await using var worker = await scenario.StartWorkerAsync(scenario.WriteConfig());
+        // An application writing ISO-8859-1 into a database that takes any bytes: 0xE9 is 'é' to
+        // it and no UTF-8 at all. Beside it, a UTF-8 'é', a plain row, and a large row (read apart
+        // from its claim) with the same Latin-1 byte in it.
+        await scenario.Database.ExecuteAsync("""
+            ALTER TABLE orders ADD COLUMN note text;
+            INSERT INTO orders (id, status) VALUES (1, 'caf' || convert_from('\xe9'::bytea, 'SQL_ASCII'));
+            INSERT INTO orders (id, status) VALUES (2, 'caf' || convert_from('\xc3a9'::bytea, 'SQL_ASCII'));
+            INSERT INTO orders (id, status) VALUES (3, 'paid');
+            INSERT INTO orders (id, status, note) VALUES (4, 'big', repeat('x', 70000) || convert_from('\xe9'::bytea, 'SQL_ASCII'));
+            """);
+        var events = await scenario.CapturedEventIdsAsync();
+
+        await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 2, TimeSpan.FromSeconds(30), "2 deliveries");
+        var dead = await WaitForDeadAsync(scenario.Database, 2);
+
+        Assert.That(scenario.Receiver.DeliveredEventIds(), Is.EquivalentTo(new[] { events[1], events[2] }));
+        Assert.That(dead[events[0]], Does.Contain("new row is not valid UTF-8"));
+        Assert.That(dead[events[3]], Does.Contain("not valid UTF-8"), "the large event's values are read apart and checked too");
+        var utf8 = scenario.Receiver.Requests.First(r => r.EventId == events[1]);
+        using var body = JsonDocument.Parse(utf8.Body);
+        Assert.That(body.RootElement.GetProperty("event").GetProperty("data").GetProperty("new").GetProperty("status").GetString(), Is.EqualTo("café"));
     }
 
     [Test]

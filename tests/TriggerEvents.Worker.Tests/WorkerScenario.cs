@@ -43,9 +43,9 @@ internal sealed class WorkerScenario : IAsyncDisposable
 
     /// <param name="attachOptions">Extra arguments of the attach call.</param>
     /// <param name="schemaVersion">Migrate only up to this version, as an earlier release left a database (upgrade tests).</param>
-    public static async Task<WorkerScenario> CreateAsync(string attachOptions = "", int? schemaVersion = null)
+    public static async Task<WorkerScenario> CreateAsync(string attachOptions = "", int? schemaVersion = null, string? encoding = null)
     {
-        var database = await TestDatabase.CreateAsync(migrated: schemaVersion is null);
+        var database = await TestDatabase.CreateAsync(migrated: schemaVersion is null, encoding);
         if (schemaVersion is { } version)
         {
             await Migrator.MigrateAsync(database.DataSource, version, CancellationToken.None);

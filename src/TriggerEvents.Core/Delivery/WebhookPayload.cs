@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.Globalization;
+using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace TriggerEvents.Core.Delivery;
 
@@ -29,6 +31,8 @@ internal static class WebhookPayload
     };
 
     private static readonly JsonReaderOptions RowReaderOptions = new() { MaxDepth = MaxRowDepth };
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private static readonly JsonEncodedText Id = JsonEncodedText.Encode("id");
     private static readonly JsonEncodedText CreatedAt = JsonEncodedText.Encode("created_at");
@@ -174,6 +178,21 @@ internal static class WebhookPayload
     /// <exception cref="ArgumentException">It is not.</exception>
     public static void Validate(ReadOnlySequence<byte> value, string what)
     {
+        var decoder = StrictUtf8.GetDecoder();
+        try
+        {
+            foreach (var piece in value)
+            {
+                decoder.GetCharCount(piece.Span, flush: false);
+            }
+
+            decoder.GetCharCount([], flush: true);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw NotUtf8(what);
+        }
+
         try
         {
             var reader = new Utf8JsonReader(value, RowReaderOptions);
@@ -211,9 +230,15 @@ internal static class WebhookPayload
             return;
         }
 
+        var value = body.Slice(place.Start, place.Length);
+        if (!Utf8.IsValid(value))
+        {
+            throw NotUtf8(what);
+        }
+
         try
         {
-            var reader = new Utf8JsonReader(body.Slice(place.Start, place.Length), RowReaderOptions);
+            var reader = new Utf8JsonReader(value, RowReaderOptions);
             while (reader.Read())
             {
             }
@@ -224,6 +249,10 @@ internal static class WebhookPayload
             throw new ArgumentException($"The {what} is not valid JSON: {e.Message}", what, e);
         }
     }
+
+    // The reader checks the UTF-8 of escaped strings only; a body must be UTF-8 throughout.
+    private static ArgumentException NotUtf8(string what) =>
+        new($"The {what} is not valid UTF-8 (a database in SQL_ASCII encoding holds bytes of another encoding)", what);
 
     private static void WriteTraceContext(Utf8JsonWriter writer, string? traceParent)
     {

@@ -231,18 +231,28 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>
+    /// What <c>convert_to</c> turns an event's values into to give their UTF-8 bytes: UTF-8, except
+    /// in a database in SQL_ASCII, which takes any bytes and whose text therefore may not be UTF-8.
+    /// There a conversion to UTF-8 raised an error that failed the whole claim, every round, for
+    /// every subscription; the bytes are taken as they are instead, and the worker dead-letters an
+    /// event whose values are not UTF-8 with that reason (<c>WebhookPayload.Validate</c>).
+    /// </summary>
+    private const string Utf8Bytes = "CASE getdatabaseencoding() WHEN 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END";
+
+    /// <summary>
     /// Event <c>e</c>'s values as the text the worker sends, with their lengths, and whether they
     /// come with the claim at all (at most <c>$9</c> bytes together): see <see cref="ClaimSql"/>.
+    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>).
     /// </summary>
-    private const string InlineValues = """
+    private const string InlineValues = $$"""
         LEFT JOIN LATERAL (
             SELECT t.*, coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
             FROM (
                 SELECT r.old_text, r.new_text, r.session_text,
                        octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
                        octet_length(r.session_text) AS session_bytes
-                FROM (SELECT convert_to(e.old_data::text, 'UTF8') AS old_text, convert_to(e.new_data::text, 'UTF8') AS new_text,
-                             convert_to(e.session_variables::text, 'UTF8') AS session_text OFFSET 0) r
+                FROM (SELECT convert_to(e.old_data::text, {{Utf8Bytes}}) AS old_text, convert_to(e.new_data::text, {{Utf8Bytes}}) AS new_text,
+                             convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session_text OFFSET 0) r
             ) t
         ) v ON true
         """;
@@ -379,12 +389,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <summary>
     /// The values of one event too large to come with its claim, each with its length in
     /// UTF-8 first, so that the body can be made at its exact size before the values are read
-    /// into it. Read as bytes (convert_to), since lengths in another server encoding would differ.
+    /// into it. Read as bytes (<see cref="Utf8Bytes"/>), since lengths in another server encoding would differ.
     /// </summary>
-    private const string ReadValuesSql = """
+    private const string ReadValuesSql = $$"""
         SELECT octet_length(v.old), octet_length(v.new), octet_length(v.session), v.old, v.new, v.session
-        FROM (SELECT convert_to(e.old_data::text, 'UTF8') AS old, convert_to(e.new_data::text, 'UTF8') AS new,
-                     convert_to(e.session_variables::text, 'UTF8') AS session
+        FROM (SELECT convert_to(e.old_data::text, {{Utf8Bytes}}) AS old, convert_to(e.new_data::text, {{Utf8Bytes}}) AS new,
+                     convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session
               FROM trigger_events.event_log e WHERE e.id = $1 OFFSET 0) v
         """;
 
