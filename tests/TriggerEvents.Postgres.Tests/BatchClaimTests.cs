@@ -124,6 +124,28 @@ public sealed class BatchClaimTests
     }
 
     [Test]
+    public async Task A_batch_whose_results_were_written_apart_is_retried_whole_under_its_one_id()
+    {
+        await InsertAsync(3);
+        var owner = Guid.NewGuid();
+        var first = await store.ClaimAsync(subscriptionId, owner, 100, Lease, CancellationToken.None);
+        Assert.That(Batches(first), Is.EqualTo(new[] { new long[] { 1, 2, 3 } }));
+
+        // The recorder wrote the request's results in two writes: each member is due at its own
+        // write's time plus the delay, and a claim comes between the two due times.
+        await store.RecordAsync(owner, [.. first.Take(2).Select(c => Result(c, DeliveryResultKind.Retry))], false, CancellationToken.None);
+        await store.RecordAsync(owner, [.. first.Skip(2).Select(c => Result(c, DeliveryResultKind.Retry))], false, CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE event_id IN (1, 2)");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() + interval '1 second' WHERE event_id = 3");
+
+        var retried = await ClaimAsync();
+
+        Assert.That(Batches(retried), Is.EqualTo(new[] { new long[] { 1, 2, 3 } }), "one request, the same events");
+        Assert.That(retried.Select(c => c.BatchId), Is.All.EqualTo(1));
+        Assert.That(await ClaimAsync(), Is.Empty, "no second request of the batch's events");
+    }
+
+    [Test]
     public async Task An_expired_batch_is_taken_over_whole()
     {
         await InsertAsync(3);

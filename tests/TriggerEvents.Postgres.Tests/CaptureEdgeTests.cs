@@ -123,6 +123,50 @@ public sealed class CaptureEdgeTests
         Assert.That(await EventsAsync(trigger), Is.Empty);
     }
 
+    [TestCase("", TestName = "{m}(no options)")]
+    [TestCase(", payload_columns => '{id,new,old}'", TestName = "{m}(payload columns)")]
+    [TestCase(", condition => 'new.id > 0 OR old.id > 0'", TestName = "{m}(a condition)")]
+    public async Task Columns_named_new_and_old_are_columns_and_each_image_is_the_whole_row(string options)
+    {
+        // A plain table's capture reads its transition tables as "new" and "old": a column of
+        // that name must not stand in for the row (a writer would choose the image).
+        var table = Unique("named");
+        await database.ExecuteAsync($"""CREATE TABLE {table} (id int PRIMARY KEY, "new" jsonb, "old" text)""");
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, options);
+
+        await database.ExecuteAsync($$"""INSERT INTO {{table}} VALUES (1, '{"id": 999, "forged": true}', 'was')""");
+        await database.ExecuteAsync($"""UPDATE {table} SET "old" = 'is' WHERE id = 1""");
+        await database.ExecuteAsync($"DELETE FROM {table} WHERE id = 1");
+        var images = await database.ScalarAsync<string>(
+            "SELECT string_agg(op || ' ' || coalesce(old_data::text, '-') || ' ' || coalesce(new_data::text, '-'), ' | ' ORDER BY id) FROM trigger_events.event_log WHERE trigger_name = $1",
+            trigger);
+
+        Assert.That(images, Is.EqualTo(
+            """INSERT - {"id": 1, "new": {"id": 999, "forged": true}, "old": "was"} | """ +
+            """UPDATE {"id": 1, "new": {"id": 999, "forged": true}, "old": "was"} {"id": 1, "new": {"id": 999, "forged": true}, "old": "is"} | """ +
+            """DELETE {"id": 1, "new": {"id": 999, "forged": true}, "old": "is"} -"""));
+    }
+
+    [Test]
+    public async Task A_backfill_of_a_table_with_a_column_named_new_reads_whole_rows()
+    {
+        var table = Unique("named");
+        await database.ExecuteAsync($"""CREATE TABLE {table} (id int PRIMARY KEY, "new" text)""");
+        await database.ExecuteAsync($"""INSERT INTO {table} VALUES (1, 'a'), (2, 'b')""");
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        await database.ExecuteAsync(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, operations) VALUES ($1, $2, '{INSERT,UPDATE,DELETE,READ}')", Unique("s"), trigger);
+
+        var start = await Operations.Backfill.StartAsync(database.DataSource, trigger, filter: null, subscription: null, restart: false, CancellationToken.None);
+        Assert.That(await database.ScalarAsync<bool>("SELECT done FROM trigger_events.backfill_chunk($1, 10)", start.Id), Is.True);
+
+        Assert.That(
+            await database.ScalarAsync<string>("SELECT string_agg(new_data::text, ' ' ORDER BY id) FROM trigger_events.event_log WHERE trigger_name = $1 AND op = 'READ'", trigger),
+            Is.EqualTo("""{"id": 1, "new": "a"} {"id": 2, "new": "b"}"""));
+    }
+
     [Test]
     public async Task A_json_value_holding_u0000_is_refused_with_its_write_and_nothing_is_captured()
     {
@@ -525,7 +569,7 @@ public sealed class CaptureEdgeTests
         await Migrator.MigrateAsync(old.DataSource, CancellationToken.None);
 
         Assert.That(await old.ScalarAsync<string>("SELECT string_agg(DISTINCT health || ' ' || template_version, ',') FROM trigger_events.triggers"),
-            Is.EqualTo("ok 5"));
+            Is.EqualTo("ok 6"));
         Assert.That(await old.ScalarAsync<long>(
             """
             SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'trigger_events'::regnamespace

@@ -52,6 +52,28 @@ public sealed class WakeUpTests
         Assert.That(received, Is.EqualTo(expected));
     }
 
+    [TestCase(System.Data.IsolationLevel.RepeatableRead)]
+    [TestCase(System.Data.IsolationLevel.Serializable)]
+    public async Task A_writer_whose_snapshot_saw_the_worker_idle_after_a_worker_changed_the_flag_commits_and_notifies(System.Data.IsolationLevel isolation)
+    {
+        var table = await AttachedTableAsync(notify: true);
+
+        var received = await CountNotificationsAsync(async writer =>
+        {
+            await using var transaction = await writer.BeginTransactionAsync(isolation);
+            // The writer's snapshot, taken by its first statement: the worker idle.
+            await new NpgsqlCommand("SELECT idle FROM trigger_events.worker_signal", writer, transaction).ExecuteScalarAsync();
+            // A worker takes work and goes idle again meanwhile.
+            await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = false");
+            await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true");
+            await new NpgsqlCommand($"INSERT INTO {table} VALUES (1, 'a')", writer, transaction).ExecuteNonQueryAsync();
+            await transaction.CommitAsync();
+        });
+
+        Assert.That(received, Is.EqualTo(1));
+        Assert.That(await database.ScalarAsync<long>($"SELECT count(*) FROM {table}"), Is.EqualTo(1), "the write committed");
+    }
+
     [Test]
     public async Task Only_the_first_capture_after_a_worker_went_idle_notifies_until_it_goes_idle_again()
     {

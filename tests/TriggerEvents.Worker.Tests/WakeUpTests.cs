@@ -58,6 +58,43 @@ public sealed class WakeUpTests
         Assert.That(DateTime.UtcNow - committed, Is.LessThan(TimeSpan.FromSeconds(10)), "delivered by a wake-up, not by the 30 s poll");
     }
 
+    [Test]
+    public async Task A_writer_whose_capture_took_the_wake_up_and_stays_open_holds_no_worker_back()
+    {
+        await using var scenario = await FaultScenario.CreateAsync();
+        await scenario.StartWorkerAsync(new FaultWorkerOptions { PollInterval = "200ms" });
+        await scenario.WaitForDatabaseAsync(
+            async s => await s.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"), TimeSpan.FromSeconds(30), "the worker idle");
+
+        // A long job's transaction: its first capture finds the worker idle and takes the flag,
+        // whose row stays locked until the job ends.
+        await using var job = await scenario.DataSource.OpenConnectionAsync();
+        await using var transaction = await job.BeginTransactionAsync();
+        await using (var insert = new NpgsqlCommand($"INSERT INTO {FaultScenario.Table} (id, amount) VALUES (1000, 1)", job, transaction))
+        {
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        Assert.That(
+            await scenario.ScalarAsync<long>("SELECT count(*) FROM (SELECT FROM trigger_events.worker_signal FOR UPDATE SKIP LOCKED) free"),
+            Is.Zero, "the job holds the flag's row");
+
+        // Other writers go on meanwhile: each round arrives while the job is still open.
+        for (var round = 0; round < 3; round++)
+        {
+            var committed = DateTime.UtcNow;
+            await scenario.InsertOrdersAsync((round * 10) + 1, (round * 10) + 10);
+            await scenario.WaitForDatabaseAsync(
+                async s => await s.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'") == (round + 1) * 10,
+                TimeSpan.FromSeconds(60), $"round {round} delivered");
+            Assert.That(DateTime.UtcNow - committed, Is.LessThan(TimeSpan.FromSeconds(10)), $"round {round} waited for the job's transaction");
+        }
+
+        await transaction.CommitAsync();
+        await scenario.WaitUntilAllCapturedDeliveredAsync(TimeSpan.FromSeconds(30));
+        Assert.That(await scenario.LostEventIdsAsync(), Is.Empty);
+    }
+
     /// <summary>
     /// Captures a few rounds of events, each once the previous one has arrived (so the worker is
     /// waiting, not busy), waits for each round to arrive, and checks that no NOTIFY was sent.

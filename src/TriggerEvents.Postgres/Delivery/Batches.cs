@@ -42,7 +42,12 @@ internal static class Batches
               AND d.batch_id = ANY (ARRAY(SELECT x.batch_id FROM expired x WHERE x.batch_id IS NOT NULL)
                                     || ARRAY(SELECT x.batch_id FROM pending x WHERE x.batch_id IS NOT NULL))
               AND d.status IN ('pending', 'in_flight') AND d.batch_id IS NOT NULL
-              AND d.next_attempt_at <= {{ClaimProtocol.Now}} AND (d.status = 'pending' OR $7)
+              -- A pending member comes along once one of its batch is due: the results of one
+              -- request may be written apart, each due at its own write's time plus the delay,
+              -- and a claim between the two due times split the batch into two requests under
+              -- two webhook-ids. Not one parked at 'infinity' behind its key.
+              AND (d.status = 'pending' AND d.next_attempt_at < 'infinity'
+                   OR d.next_attempt_at <= {{ClaimProtocol.Now}} AND $7)
               AND NOT d.event_id = ANY (ARRAY(SELECT x.event_id FROM expired x) || ARRAY(SELECT x.event_id FROM pending x))
               AND {{KeyOrdering.NotHeldBack}}
             FOR UPDATE SKIP LOCKED

@@ -398,8 +398,18 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
               FROM trigger_events.event_log e WHERE e.id = $1 OFFSET 0) v
         """;
 
+    /// <summary>
+    /// The idle flag, set only when it differs, and never waiting for its row: the first capture
+    /// after a worker said it was idle takes the flag (000003's wake_worker) and keeps its row
+    /// locked until the writer's transaction ends, which may be minutes for a long job. Waiting
+    /// stalled every round of every worker until its command timed out. A row locked now is being
+    /// set busy by that writer, which is what a busy worker wants; a worker going idle meanwhile
+    /// is woken by that writer's NOTIFY, and says so again at its next empty round.
+    /// </summary>
     private const string SetIdleSql = """
-        UPDATE trigger_events.worker_signal SET idle = $1, updated_at = now() WHERE idle IS DISTINCT FROM $1
+        UPDATE trigger_events.worker_signal s SET idle = $1, updated_at = now()
+        WHERE s.singleton IN (SELECT w.singleton FROM trigger_events.worker_signal w
+                              WHERE w.idle IS DISTINCT FROM $1 FOR UPDATE SKIP LOCKED)
         """;
 
     /// <summary>
