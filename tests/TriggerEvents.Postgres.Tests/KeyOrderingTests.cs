@@ -690,6 +690,22 @@ public sealed class KeyOrderingTests
     }
 
     [Test]
+    public async Task A_replay_of_events_the_subscription_has_not_reached_leaves_them_to_its_fan_out_in_order()
+    {
+        // Key 1: events 1 and 2, neither fanned out yet (the subscription paused, or behind).
+        await database.ExecuteAsync("INSERT INTO orders (id, amount) VALUES (1, 0)");
+        await database.ExecuteAsync("UPDATE orders SET amount = 1 WHERE id = 1");
+
+        var replayed = await Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.MinValue.AddYears(1), null, 2, null, CancellationToken.None);
+        await database.FanOutAsync();
+
+        Assert.That(replayed.Scheduled, Is.Zero, "the fan-out delivers it anyway");
+        var claimed = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+        Assert.That(Heads(claimed), Is.EqualTo(new long[] { 1 }), "the key's first event goes first");
+        Assert.That(Runs(claimed), Is.EqualTo(new[] { new long[] { 1, 2 } }));
+    }
+
+    [Test]
     public async Task A_replayed_delivery_still_waiting_keeps_its_place_in_its_key()
     {
         // Key 1: events 1, 2, 3. Event 1 delivered and its key handed on: 2 due, 3 parked.

@@ -18,6 +18,9 @@ internal static class Replay
 
     // $1 trigger, $2 operations, $3 since, $4 until, $5 after id (keyset), $6 event id, $7 the
     // subscription's id. READ events a backfill wrote for another subscription are that one's only.
+    // Events beyond the subscription's place in the log (it is paused, or behind) are left to its
+    // fan-out, which delivers them anyway and in order: replayed ahead of it, an ordered
+    // subscription's later event was numbered before its key's earlier ones and went first.
     private const string Events = """
         SELECT e.id FROM trigger_events.event_log e
         WHERE e.trigger_name = $1 AND e.op = ANY ($2)
@@ -25,6 +28,9 @@ internal static class Replay
           AND ($6::bigint IS NULL OR e.id = $6)
           AND (e.subscription_name IS NULL
                OR e.subscription_name = (SELECT s.name FROM trigger_events.subscriptions s WHERE s.id = $7))
+          AND (pg_visible_in_snapshot(e.transaction_id,
+                   (SELECT sp.position FROM trigger_events.subscription_positions sp WHERE sp.subscription_id = $7))
+               OR EXISTS (SELECT FROM trigger_events.deliveries d WHERE d.subscription_id = $7 AND d.event_id = e.id))
         """;
 
     /// <summary>How many captured events a replay with these bounds would schedule.</summary>
