@@ -17,8 +17,7 @@ namespace TriggerEvents.WebConsole;
 /// </summary>
 internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions options)
 {
-    /// <summary>How far back the overview's rates look.</summary>
-    public static readonly TimeSpan RateWindow = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan RateWindow = ConsoleQueries.RateWindow;
 
     /// <summary>Most dead letters one listing shows (the count says how many there are).</summary>
     public const int DeadListLimit = 200;

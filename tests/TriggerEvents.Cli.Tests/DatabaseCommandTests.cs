@@ -56,11 +56,16 @@ public sealed class DatabaseCommandTests
         await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET enabled = false, paused_by = 'file', paused_reason = 'not in the file of group default', paused_at = now() WHERE name = 'gone'");
         await database.ExecuteAsync("INSERT INTO orders VALUES (1), (2)");
         await database.FanOutAsync("hook");
+        // Four requests in the last minutes, one of them failed.
+        await database.ExecuteAsync(
+            "INSERT INTO trigger_events.attempts (subscription_id, event_id, attempt, started_at, duration_ms, http_status) " +
+            "SELECT s.id, 1, a, now() - interval '2 minutes', 1, CASE WHEN a = 1 THEN 500 ELSE 204 END FROM trigger_events.subscriptions s, generate_series(1, 4) a WHERE s.name = 'hook'");
         // As the worker's role, which the console runs as too: what an operator may do with it.
         var cli = new Cli(database.WorkerConnectionString);
 
         var paused = await cli.RunAsync("subscriptions", "pause", "hook", "--reason", "receiver maintenance");
         var listed = await cli.RunAsync("subscriptions", "--json");
+        var table = await cli.RunAsync("subscriptions");
         var resumeFilePaused = await cli.RunAsync("subscriptions", "resume", "gone");
         var resumed = await cli.RunAsync("subscriptions", "resume", "hook");
         var unconfirmed = await cli.RunAsync("subscriptions", "delete", "hook");
@@ -81,7 +86,16 @@ public sealed class DatabaseCommandTests
             {
                 Assert.That(hook.TryGetProperty(key, out _), Is.True, key);
             }
+
+            Assert.That(hook.GetProperty("attempts_per_minute").GetDouble(), Is.GreaterThan(0), "the rate SPEC asks for");
+            Assert.That(hook.GetProperty("delivered_per_minute").GetDouble(), Is.EqualTo(hook.GetProperty("attempts_per_minute").GetDouble() * 3 / 4).Within(0.02));
+            Assert.That(hook.GetProperty("failure_rate").GetDouble(), Is.EqualTo(0.25));
+            var gone = json.RootElement.EnumerateArray().Single(e => e.GetProperty("name").GetString() == "gone");
+            Assert.That(gone.GetProperty("attempts_per_minute").GetDouble(), Is.Zero);
+            Assert.That(gone.GetProperty("failure_rate").ValueKind, Is.EqualTo(JsonValueKind.Null));
         }
+
+        Assert.That(table.Out, Does.Contain("DELIVERED/MIN").And.Contain("25%").And.Contain("Rates over the last 5 minutes."), table.ToString());
 
         Assert.That(resumeFilePaused.ExitCode, Is.EqualTo(2), resumeFilePaused.ToString());
         Assert.That(resumeFilePaused.Error, Does.Contain("not in its group's file"));

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
+using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Cli.Tests;
@@ -102,6 +103,35 @@ public sealed partial class MetricsTests
         Assert.That(await reporter!.TerminateAsync(), Is.Zero, reporter.Output);
         await WaitUntilAsync(async () => (await MetricsAsync(other!)).Contains(pending, StringComparison.Ordinal), "the other replica to take over");
         Assert.That(await MetricsAsync(other!), Does.Contain("triggerevents_backlog_reporter 1"));
+    }
+
+    [Test]
+    public async Task A_reporter_that_can_no_longer_read_the_backlog_exports_none_instead_of_stale_figures()
+    {
+        var nowhere = new Uri($"http://127.0.0.1:{Loopback.FreePort()}/hook");
+        await using var worker = Start(nowhere, "  metrics_interval: 200ms", retryAfter: "1h");
+        await worker.WaitUntilReadyAsync();
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+        await WaitUntilAsync(
+            async () => (await MetricsAsync(worker)).Contains("triggerevents_pending_deliveries{subscription=\"hook\"} 3", StringComparison.Ordinal),
+            "3 pending deliveries exported");
+
+        // The status query fails from now on (as a statement_timeout over a large backlog would),
+        // while the backlog grows.
+        await database.ExecuteAsync($"REVOKE EXECUTE ON FUNCTION trigger_events.subscription_status_rows() FROM {Migrator.WorkerRole}");
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(4, 5) g");
+        await WaitUntilAsync(
+            async () => (await MetricsAsync(worker)).Contains("triggerevents_backlog_reporter 0", StringComparison.Ordinal),
+            "the reporter to step down", () => worker.Output);
+        var unreadable = await MetricsAsync(worker);
+
+        await database.ExecuteAsync($"GRANT EXECUTE ON FUNCTION trigger_events.subscription_status_rows() TO {Migrator.WorkerRole}");
+        await WaitUntilAsync(
+            async () => (await MetricsAsync(worker)).Contains("triggerevents_pending_deliveries{subscription=\"hook\"} 5", StringComparison.Ordinal),
+            "5 pending deliveries exported once readable again");
+
+        Assert.That(unreadable, Does.Not.Contain("triggerevents_pending_deliveries{"), "no stale 3 while the backlog was 5");
+        Assert.That(worker.Output, Does.Contain("Maintenance duty"), "the failure is logged");
     }
 
     [Test]

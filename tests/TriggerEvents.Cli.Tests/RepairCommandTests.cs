@@ -50,6 +50,29 @@ public sealed class RepairCommandTests
     }
 
     [Test]
+    public async Task A_json_dead_list_cut_by_its_limit_says_so_on_stderr_and_a_limit_below_one_is_bad_usage()
+    {
+        await database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 5) g");
+        await database.FanOutAsync();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'dead', attempts = 10");
+
+        var cut = await cli.RunAsync("dead", "list", "--subscription", "hook-a", "--json", "--limit", "3");
+        var whole = await cli.RunAsync("dead", "list", "--subscription", "hook-a", "--json", "--limit", "5");
+        var negative = await cli.RunAsync("dead", "list", "--limit", "-1");
+
+        using (var rows = JsonDocument.Parse(cut.Out))
+        {
+            Assert.That(rows.RootElement.GetArrayLength(), Is.EqualTo(3), cut.ToString());
+        }
+
+        Assert.That(cut.ExitCode, Is.Zero);
+        Assert.That(cut.Error, Does.Contain("3 of 5 dead letters listed").And.Contain("--limit 5"));
+        Assert.That(whole.Error, Is.Empty, "nothing was cut");
+        Assert.That(negative.ExitCode, Is.EqualTo(2), negative.ToString());
+        Assert.That(negative.Error, Does.Contain("--limit -1"));
+    }
+
+    [Test]
     public async Task Replay_redelivers_a_time_range_including_events_from_before_the_subscription_existed()
     {
         await database.ExecuteAsync("INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 4) g");

@@ -72,6 +72,29 @@ public sealed class WorkerEndpointTests
     }
 
     [Test]
+    public async Task A_running_worker_stays_ready_and_delivers_when_migrate_of_a_newer_release_runs_beside_it()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+        await worker.WaitUntilReadyAsync();
+
+        // As the next release's migrate Job leaves the database during a rollout.
+        await database.ExecuteAsync($"INSERT INTO trigger_events.migrations (version, name) VALUES ({TriggerEvents.Postgres.Migrations.MigrationSource.LatestVersion + 1}, 'next_release')");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 1, TimeSpan.FromSeconds(30), "the delivery");
+        var ready = await worker.GetAsync("/readyz");
+        File.Delete(path);
+
+        Assert.That(ready.Status, Is.EqualTo(200), ready.Body);
+        Assert.That(ready.Body, Does.StartWith("ready").And.Contain("newer"));
+    }
+
+    [Test]
     public async Task A_worker_on_a_database_without_the_schema_waits_alive_and_not_ready_saying_so_once_then_delivers_after_migrate()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);

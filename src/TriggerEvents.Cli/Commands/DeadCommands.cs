@@ -35,6 +35,11 @@ internal static class DeadCommands
         filters.AddTo(command);
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
+            if (parse.GetValue(limit) < 1)
+            {
+                throw new UsageException($"--limit {parse.GetValue(limit)}: give at least 1");
+            }
+
             await using var dataSource = CommandLine.OpenDatabase();
             var filter = filters.Read(parse);
             await CommandLine.RequireSubscriptionAsync(dataSource, filter.Subscription, cancellationToken);
@@ -42,6 +47,12 @@ internal static class DeadCommands
             if (parse.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(rows, JsonOutput.Default.IReadOnlyListDeadLetter));
+                // The array is the contract; a script counting it is told on stderr that it is cut.
+                if (rows.Count == parse.GetValue(limit) && await DeadLetters.CountAsync(dataSource, filter, cancellationToken) is var all && all > rows.Count)
+                {
+                    await Console.Error.WriteLineAsync($"triggerevents: {rows.Count} of {all} dead letters listed; --limit {all} lists them all");
+                }
+
                 return ExitCodes.Done;
             }
 

@@ -79,14 +79,23 @@ internal static class RunCommand
             try
             {
                 var version = await Migrator.GetVersionAsync(dataSource, timeout.Token);
-                if (!version.IsCurrent)
+                if (version.Database < version.Binary)
                 {
                     return Results.Text($"schema version {version.Database}, need {version.Binary}\n", statusCode: StatusCodes.Status503ServiceUnavailable);
                 }
 
-                return health.Started
-                    ? Results.Text("ready\n")
-                    : Results.Text("starting\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+                if (!health.Started)
+                {
+                    return Results.Text("starting\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+                }
+
+                // A newer schema is a rollout in progress: migrate ran before or beside it, and a
+                // running worker of the release before keeps delivering (migrations keep it
+                // working; it would refuse only to start). Not ready, the whole old fleet would
+                // count as down and a disruption budget would block every drain meanwhile.
+                return version.Database > version.Binary
+                    ? Results.Text($"ready (schema version {version.Database} is newer than this worker's {version.Binary}: replace it with the new release)\n")
+                    : Results.Text("ready\n");
             }
             catch (Exception e) when (e is NpgsqlException or OperationCanceledException or TimeoutException)
             {

@@ -7,11 +7,14 @@ namespace TriggerEvents.Cli.Commands;
 
 /// <summary>
 /// One subscription as <c>subscriptions --json</c> prints it (SPEC "Command line"). Circuit is
-/// closed, open or half_open; always closed for a subscription without a circuit breaker.
+/// closed, open or half_open; always closed for a subscription without a circuit breaker. The
+/// rates are over the last <see cref="ConsoleQueries.RateWindow"/>, as the console's overview
+/// gives them; the failure rate is null without attempts.
 /// </summary>
 internal sealed record SubscriptionSummary(
     string Name, string Group, string Trigger, string State, string? PausedBy, string? PausedReason, DateTime? PausedAt,
-    string Circuit, long Pending, long Retrying, long InFlight, long Dead, double? OldestPendingAgeSeconds);
+    string Circuit, long Pending, long Retrying, long InFlight, long Dead, double? OldestPendingAgeSeconds,
+    double DeliveredPerMinute, double AttemptsPerMinute, double? FailureRate);
 
 /// <summary><c>subscriptions [pause | resume | delete]</c>: the lifecycle, from a shell.</summary>
 internal static class SubscriptionCommands
@@ -36,17 +39,22 @@ internal static class SubscriptionCommands
         {
             await using var dataSource = CommandLine.OpenDatabase();
             var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
+            var rates = (await ConsoleQueries.RatesAsync(dataSource, ConsoleQueries.RateWindow, cancellationToken)).ToDictionary(r => r.Subscription);
+            SubscriptionRate? RateOf(string name) => rates.GetValueOrDefault(name);
             if (parse.GetValue(json))
             {
                 var summaries = statuses.Select(s => new SubscriptionSummary(
                     s.Subscription, s.Group, s.TriggerName, s.State, s.PausedBy, s.PausedReason, s.PausedAt, s.Circuit,
-                    s.Pending, s.Retrying, s.InFlight, s.Dead, s.OldestPendingAgeSeconds)).ToList();
+                    s.Pending, s.Retrying, s.InFlight, s.Dead, s.OldestPendingAgeSeconds,
+                    Math.Round(RateOf(s.Subscription) is { } r ? r.PerMinute(r.Attempts - r.Failures) : 0, 2),
+                    Math.Round(RateOf(s.Subscription)?.PerMinute(RateOf(s.Subscription)!.Attempts) ?? 0, 2),
+                    RateOf(s.Subscription) is { Attempts: > 0 } f ? (double)f.Failures / f.Attempts : null)).ToList();
                 Console.WriteLine(JsonSerializer.Serialize<IReadOnlyList<SubscriptionSummary>>(summaries, JsonOutput.Default.IReadOnlyListSubscriptionSummary));
                 return ExitCodes.Done;
             }
 
             TextTable.Write(
-                ["SUBSCRIPTION", "GROUP", "TRIGGER", "STATE", "SINCE", "BACKLOG", "DEAD", "OLDEST PENDING"],
+                ["SUBSCRIPTION", "GROUP", "TRIGGER", "STATE", "SINCE", "BACKLOG", "DEAD", "OLDEST PENDING", "DELIVERED/MIN", "FAILED"],
                 statuses.Select(s => new[]
                 {
                     s.Subscription, s.Group, s.TriggerName, DescribeState(s),
@@ -54,7 +62,10 @@ internal static class SubscriptionCommands
                     (s.Pending + s.Retrying + s.InFlight).ToString("N0", CultureInfo.InvariantCulture),
                     s.Dead.ToString("N0", CultureInfo.InvariantCulture),
                     s.OldestPendingAgeSeconds is { } age ? StatusCommand.Age(TimeSpan.FromSeconds(age)) : "-",
+                    RateOf(s.Subscription) is { } r ? r.PerMinute(r.Attempts - r.Failures).ToString("N1", CultureInfo.InvariantCulture) : "0",
+                    RateOf(s.Subscription) is { Attempts: > 0 } f ? (100.0 * f.Failures / f.Attempts).ToString("0", CultureInfo.InvariantCulture) + "%" : "-",
                 }));
+            Console.WriteLine($"Rates over the last {ConsoleQueries.RateWindow.TotalMinutes:0} minutes.");
             return ExitCodes.Done;
         }));
         command.Subcommands.Add(Pause());

@@ -118,6 +118,9 @@ internal static class ConsoleQueries
     /// <summary>How many of the latest attempts the overview's rates look at, at most.</summary>
     internal const int RateSample = 5_000;
 
+    /// <summary>How far back the rates of the console's overview and of <c>subscriptions</c> look.</summary>
+    public static readonly TimeSpan RateWindow = TimeSpan.FromMinutes(5);
+
     /// <summary>One event by id (<c>$1</c>).</summary>
     internal const string EventSql = """
         SELECT id, trigger_name, schema_name, table_name, op, old_data::text, new_data::text, session_variables::text,

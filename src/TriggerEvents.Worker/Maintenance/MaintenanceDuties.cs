@@ -45,16 +45,39 @@ internal sealed class MaintenanceDuties(
 
     private async Task UpdateGaugesAsync(BacklogReporter reporter, CancellationToken cancellationToken)
     {
+        try
+        {
+            await ReportBacklogAsync(reporter, cancellationToken);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            // Figures that could not be read are not left standing as if they were current:
+            // frozen at their last values they hid a growing backlog, and once another replica
+            // took the lock over (this one cut off from the database) both were counted. The lock
+            // goes too, so that a replica that can read the figures reports them.
+            ClearBacklog();
+            await reporter.ReleaseAsync();
+            throw;
+        }
+    }
+
+    private void ClearBacklog()
+    {
+        metrics.BacklogReporter.Set(0);
+        Clear(metrics.Pending);
+        Clear(metrics.OldestPendingAge);
+        Clear(metrics.Dead);
+        Clear(metrics.SubscriptionState);
+        Clear(metrics.TriggerHealth);
+    }
+
+    private async Task ReportBacklogAsync(BacklogReporter reporter, CancellationToken cancellationToken)
+    {
         if (!await reporter.HoldsAsync(cancellationToken))
         {
             // Another replica reports the database's backlog; a copy here would be counted twice
             // by every sum() over replicas.
-            metrics.BacklogReporter.Set(0);
-            Clear(metrics.Pending);
-            Clear(metrics.OldestPendingAge);
-            Clear(metrics.Dead);
-            Clear(metrics.SubscriptionState);
-            Clear(metrics.TriggerHealth);
+            ClearBacklog();
             return;
         }
 
