@@ -121,7 +121,7 @@ internal static class OrdersSchema
                 ? Regex.Replace(definition, @"\n    IF TG_RELID <> .*?\n    END IF;", "", RegexOptions.Singleline)
                 : Regex.Replace(
                     Regex.Replace(definition, @"\n    _te_hidden CONSTANT text\[\] := ARRAY\(.*?\);", "", RegexOptions.Singleline),
-                    @"to_jsonb\(""(new|old)""\) - _te_hidden",
+                    @"to_jsonb\(""(new|old)""\.\*\) - _te_hidden",
                     m => $"jsonb_build_object('id', \"{m.Groups[1].Value}\".id, 'customer_id', \"{m.Groups[1].Value}\".customer_id, " +
                          $"'status', \"{m.Groups[1].Value}\".status, 'amount', \"{m.Groups[1].Value}\".amount)");
             if (rewritten == definition)

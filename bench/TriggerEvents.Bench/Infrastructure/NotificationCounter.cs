@@ -16,6 +16,7 @@ internal sealed class NotificationCounter : IAsyncDisposable
     private long count;
     private bool sentinelSeen;
     private Task? reading;
+    private CancellationTokenSource? stopReading;
 
     private NotificationCounter(NpgsqlConnection connection)
     {
@@ -42,7 +43,9 @@ internal sealed class NotificationCounter : IAsyncDisposable
             await listen.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        counter.reading = Task.Run(() => counter.ReadUntilSentinelAsync(cancellationToken), cancellationToken);
+        counter.stopReading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var token = counter.stopReading.Token;
+        counter.reading = Task.Run(() => counter.ReadUntilSentinelAsync(token), token);
         return counter;
     }
 
@@ -62,7 +65,30 @@ internal sealed class NotificationCounter : IAsyncDisposable
         return count;
     }
 
-    public async ValueTask DisposeAsync() => await connection.DisposeAsync();
+    /// <summary>
+    /// Ends the reading loop first when <see cref="StopAsync"/> was not reached (a run that
+    /// failed): disposing a connection in the middle of its wait raised an error of its own,
+    /// which hid the run's.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (stopReading is not null)
+        {
+            await stopReading.CancelAsync();
+            try
+            {
+                await reading!;
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopped, as asked.
+            }
+
+            stopReading.Dispose();
+        }
+
+        await connection.DisposeAsync();
+    }
 
     // The Notification handler runs on this loop's thread, inside WaitAsync, so the fields need
     // no synchronisation; StopAsync reads them only after the loop has finished.
