@@ -113,7 +113,24 @@ public sealed class WorkerEndpointTests
             }
         }
 
-        var health = await worker.GetAsync("/healthz");
+        // The line may come before the HTTP server listens: the worker's start runs beside it.
+        (int Status, string Body) health;
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            while (true)
+            {
+                try
+                {
+                    health = await worker.GetAsync("/healthz");
+                    break;
+                }
+                catch (HttpRequestException)
+                {
+                    await Task.Delay(50, deadline.Token);
+                }
+            }
+        }
+
         var ready = await worker.GetAsync("/readyz");
         var healthcheck = await new Cli(null).RunAsync("healthcheck", "--config", path);
         var migrate = await new Cli(database.ConnectionString).RunAsync("migrate");
