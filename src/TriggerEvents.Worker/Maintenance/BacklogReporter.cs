@@ -63,8 +63,7 @@ internal sealed class BacklogReporter(NpgsqlDataSource dataSource) : IAsyncDispo
 
     public async ValueTask DisposeAsync() => await ReleaseAsync();
 
-    /// <summary>Lets the lock go, so that another replica reports; this one may take it again at its next try.</summary>
-    public async Task ReleaseAsync()
+    private async Task ReleaseAsync()
     {
         if (held is null)
         {

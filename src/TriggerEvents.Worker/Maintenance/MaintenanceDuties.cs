@@ -53,10 +53,9 @@ internal sealed class MaintenanceDuties(
         {
             // Figures that could not be read are not left standing as if they were current:
             // frozen at their last values they hid a growing backlog, and once another replica
-            // took the lock over (this one cut off from the database) both were counted. The lock
-            // goes too, so that a replica that can read the figures reports them.
+            // took the lock over (this one cut off from the database, its lock gone with its
+            // session) both were counted.
             ClearBacklog();
-            await reporter.ReleaseAsync();
             throw;
         }
     }
