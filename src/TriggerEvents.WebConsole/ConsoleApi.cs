@@ -101,8 +101,6 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
             foreach (var s in statuses)
             {
                 rates.TryGetValue(s.Subscription, out var rate);
-                var attempts = rate?.Attempts ?? 0;
-                var failures = rate?.Failures ?? 0;
                 w.WriteStartObject();
                 w.WriteString("name", s.Subscription);
                 w.WriteString("group", s.Group);
@@ -117,9 +115,9 @@ internal sealed class ConsoleApi(NpgsqlDataSource dataSource, ConsoleOptions opt
                 w.WriteNumber("in_flight", s.InFlight);
                 w.WriteNumber("dead", s.Dead);
                 w.Nullable("oldest_pending_age_seconds", s.OldestPendingAgeSeconds);
-                w.WriteNumber("delivered_per_minute", Math.Round(rate?.PerMinute(attempts - failures) ?? 0, 2));
-                w.WriteNumber("attempts_per_minute", Math.Round(rate?.PerMinute(attempts) ?? 0, 2));
-                w.Nullable("failure_rate", attempts == 0 ? null : (double)failures / attempts);
+                w.WriteNumber("delivered_per_minute", Math.Round(rate?.DeliveredPerMinute ?? 0, 2));
+                w.WriteNumber("attempts_per_minute", Math.Round(rate?.AttemptsPerMinute ?? 0, 2));
+                w.Nullable("failure_rate", rate?.FailureRate);
                 w.WriteEndObject();
             }
 

@@ -125,213 +125,173 @@ public sealed class ErrorConventionTests
     [Test]
     public async Task A_worker_whose_role_loses_a_right_while_it_runs_stops_naming_the_grant_and_loses_nothing()
     {
-        await using var database = await TestDatabase.CreateAsync();
-        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
-        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
-        await using var receiver = await WebhookReceiver.StartAsync();
-        var port = Loopback.FreePort();
-        var path = await WriteWorkerFileAsync(receiver, port);
-        try
+        await using var setup = await OrdersWorker.CreateAsync();
+        var (database, receiver, port, path) = setup;
+        int exitCode;
+        string output;
+        await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
         {
-            int exitCode;
-            string output;
-            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
-            {
-                await worker.WaitUntilReadyAsync();
-                // As an upgrade that did not carry a grant over to the role would leave it.
-                await database.ExecuteAsync($"REVOKE USAGE ON SEQUENCE trigger_events.delivery_order FROM {Migrator.WorkerRole}");
-                await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
-                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
-                output = worker.Output;
-            }
-
-            Assert.That(exitCode, Is.EqualTo(1), output);
-            Assert.That(output, Does.Contain($"GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO {Migrator.WorkerRole};"), output);
-            Assert.That(output, Does.Not.Contain("   at "));
-            Assert.That(receiver.Requests, Is.Empty);
-
-            await database.ExecuteAsync($"GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO {Migrator.WorkerRole}");
-            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
-            await again.WaitUntilReadyAsync();
-            for (var waited = 0; receiver.Requests.Count == 0; waited++)
-            {
-                Assert.That(waited, Is.LessThan(300), "the event captured while the worker lacked the grant was never delivered");
-                await Task.Delay(100);
-            }
-
-            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
+            await worker.WaitUntilReadyAsync();
+            // As an upgrade that did not carry a grant over to the role would leave it.
+            await database.ExecuteAsync($"REVOKE USAGE ON SEQUENCE trigger_events.delivery_order FROM {Migrator.WorkerRole}");
+            await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+            exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            output = worker.Output;
         }
-        finally
-        {
-            File.Delete(path);
-        }
+
+        Assert.That(exitCode, Is.EqualTo(1), output);
+        Assert.That(output, Does.Contain($"GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO {Migrator.WorkerRole};"), output);
+        Assert.That(output, Does.Not.Contain("   at "));
+        Assert.That(receiver.Requests, Is.Empty);
+
+        await database.ExecuteAsync($"GRANT USAGE ON SEQUENCE trigger_events.delivery_order TO {Migrator.WorkerRole}");
+        await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+        await again.WaitUntilReadyAsync();
+        await receiver.WaitUntilAsync(r => r.Requests.Count > 0, TimeSpan.FromSeconds(30), "the event captured while the worker lacked the grant to be delivered");
+
+        Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
     }
 
     [Test]
     public async Task A_worker_that_may_no_longer_record_results_stops_naming_the_grant_and_the_event_is_sent_again()
     {
-        await using var database = await TestDatabase.CreateAsync();
-        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
-        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
-        await using var receiver = await WebhookReceiver.StartAsync();
-        var port = Loopback.FreePort();
-        var path = await WriteWorkerFileAsync(receiver, port);
-        try
+        await using var setup = await OrdersWorker.CreateAsync();
+        var (database, receiver, port, path) = setup;
+        int exitCode;
+        string output;
+        await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
         {
-            int exitCode;
-            string output;
-            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
-            {
-                await worker.WaitUntilReadyAsync();
-                // Claims need nothing of attempts; only the result write inserts there.
-                await database.ExecuteAsync($"REVOKE INSERT ON trigger_events.attempts FROM {Migrator.WorkerRole}");
-                await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
-                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
-                output = worker.Output;
-            }
-
-            Assert.That(exitCode, Is.EqualTo(1), output);
-            Assert.That(output, Does.Contain($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole};"), output);
-            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }), "sent once, its result refused");
-            Assert.That(
-                await database.ScalarAsync<string>("SELECT status::text || ' ' || attempts FROM trigger_events.deliveries"),
-                Is.EqualTo("pending 1"), "given back at the stop, its attempt kept, instead of a lease kept alive");
-
-            await database.ExecuteAsync($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole}");
-            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
-            await again.WaitUntilReadyAsync();
-            for (var waited = 0; await database.ScalarAsync<string>("SELECT status::text FROM trigger_events.deliveries") != "delivered"; waited++)
-            {
-                Assert.That(waited, Is.LessThan(300), "the event whose result was refused was never delivered again");
-                await Task.Delay(100);
-            }
-
-            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1, 1 }), "at least once: sent again");
+            await worker.WaitUntilReadyAsync();
+            // Claims need nothing of attempts; only the result write inserts there.
+            await database.ExecuteAsync($"REVOKE INSERT ON trigger_events.attempts FROM {Migrator.WorkerRole}");
+            await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+            exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            output = worker.Output;
         }
-        finally
+
+        Assert.That(exitCode, Is.EqualTo(1), output);
+        Assert.That(output, Does.Contain($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole};"), output);
+        Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }), "sent once, its result refused");
+        Assert.That(
+            await database.ScalarAsync<string>("SELECT status::text || ' ' || attempts FROM trigger_events.deliveries"),
+            Is.EqualTo("pending 1"), "given back at the stop, its attempt kept, instead of a lease kept alive");
+
+        await database.ExecuteAsync($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole}");
+        await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+        await again.WaitUntilReadyAsync();
+        for (var waited = 0; await database.ScalarAsync<string>("SELECT status::text FROM trigger_events.deliveries") != "delivered"; waited++)
         {
-            File.Delete(path);
+            Assert.That(waited, Is.LessThan(300), "the event whose result was refused was never delivered again");
+            await Task.Delay(100);
         }
+
+        Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1, 1 }), "at least once: sent again");
     }
 
     [Test]
     public async Task A_worker_whose_server_turns_read_only_stops_saying_so_and_delivers_once_it_takes_writes()
     {
-        await using var database = await TestDatabase.CreateAsync();
-        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
-        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
-        await using var receiver = await WebhookReceiver.StartAsync();
-        var port = Loopback.FreePort();
-        var path = await WriteWorkerFileAsync(receiver, port);
-        try
+        await using var setup = await OrdersWorker.CreateAsync();
+        var (database, receiver, port, path) = setup;
+        int exitCode;
+        string output;
+        await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
         {
-            int exitCode;
-            string output;
-            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
-            {
-                await worker.WaitUntilReadyAsync();
-                // As a standby would answer after a failover left the worker's connections there:
-                // the worker's sessions from now on take no writes.
-                await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} SET default_transaction_read_only = on");
-                await database.ExecuteAsync($"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Name}' AND usename = '{Migrator.WorkerRole}'");
-                await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
-                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
-                output = worker.Output;
-            }
-
-            Assert.That(exitCode, Is.EqualTo(1), output);
-            Assert.That(output, Does.Contain("takes no writes").And.Contain("Target Session Attributes=read-write"), output);
-            Assert.That(output, Does.Not.Contain("   at "));
-            Assert.That(receiver.Requests, Is.Empty);
-
-            await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} RESET default_transaction_read_only");
-            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
-            await again.WaitUntilReadyAsync();
-            for (var waited = 0; receiver.Requests.Count == 0; waited++)
-            {
-                Assert.That(waited, Is.LessThan(300), "the event captured while the server took no writes was never delivered");
-                await Task.Delay(100);
-            }
-
-            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
+            await worker.WaitUntilReadyAsync();
+            // As a standby would answer after a failover left the worker's connections there:
+            // the worker's sessions from now on take no writes.
+            await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} SET default_transaction_read_only = on");
+            await database.ExecuteAsync($"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.Name}' AND usename = '{Migrator.WorkerRole}'");
+            await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+            exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            output = worker.Output;
         }
-        finally
-        {
-            File.Delete(path);
-        }
+
+        Assert.That(exitCode, Is.EqualTo(1), output);
+        Assert.That(output, Does.Contain("takes no writes").And.Contain("Target Session Attributes=read-write"), output);
+        Assert.That(output, Does.Not.Contain("   at "));
+        Assert.That(receiver.Requests, Is.Empty);
+
+        await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} RESET default_transaction_read_only");
+        await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+        await again.WaitUntilReadyAsync();
+        await receiver.WaitUntilAsync(r => r.Requests.Count > 0, TimeSpan.FromSeconds(30), "the event captured while the server took no writes to be delivered");
+
+        Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
     }
 
     [Test]
     public async Task A_role_whose_transactions_default_to_repeatable_read_is_refused_with_the_statement_that_mends_it()
     {
-        await using var database = await TestDatabase.CreateAsync();
-        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
-        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
-        await using var receiver = await WebhookReceiver.StartAsync();
-        var port = Loopback.FreePort();
-        var path = await WriteWorkerFileAsync(receiver, port);
+        await using var setup = await OrdersWorker.CreateAsync();
+        var (database, receiver, port, path) = setup;
         // As a DBA who wants every transaction of the database to see one snapshot would set it.
         await database.ExecuteAsync($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE {database.Name} SET default_transaction_isolation = 'repeatable read'");
-        try
+        int exitCode;
+        string output;
+        await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
         {
-            int exitCode;
-            string output;
-            await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
-            {
-                exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
-                output = worker.Output;
-            }
-
-            var cleanup = await new Cli(database.WorkerConnectionString).RunAsync("cleanup", "--config", path);
-            var replay = await new Cli(database.WorkerConnectionString).RunAsync("replay", "--subscription", "hook", "--since", "2000-01-01");
-
-            Assert.That(exitCode, Is.EqualTo(1), output);
-            Assert.That(output, Does.Contain("REPEATABLE READ").And.Contain("READ COMMITTED"), output);
-            Assert.That(output, Does.Not.Contain("   at "));
-            Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.subscriptions"), Is.Zero, "refused before it registered anything");
-            foreach (var refused in new[] { cleanup, replay })
-            {
-                Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString());
-                AssertOneLine(refused);
-                Assert.That(refused.Error, Does.Contain("REPEATABLE READ"));
-            }
-
-            // The statement the line gives mends it.
-            var mend = output[(output.IndexOf("can run: ", StringComparison.Ordinal) + "can run: ".Length)..];
-            mend = mend[..(mend.IndexOf(';', StringComparison.Ordinal) + 1)];
-            Assert.That(mend, Does.StartWith($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE "));
-            await database.ExecuteAsync(mend);
-            await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
-            await again.WaitUntilReadyAsync();
-            await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
-            for (var waited = 0; receiver.Requests.Count == 0; waited++)
-            {
-                Assert.That(waited, Is.LessThan(300), "the event was never delivered once the role was mended");
-                await Task.Delay(100);
-            }
-
-            Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
+            exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            output = worker.Output;
         }
-        finally
+
+        var cleanup = await new Cli(database.WorkerConnectionString).RunAsync("cleanup", "--config", path);
+        var replay = await new Cli(database.WorkerConnectionString).RunAsync("replay", "--subscription", "hook", "--since", "2000-01-01");
+
+        Assert.That(exitCode, Is.EqualTo(1), output);
+        Assert.That(output, Does.Contain("REPEATABLE READ").And.Contain("READ COMMITTED"), output);
+        Assert.That(output, Does.Not.Contain("   at "));
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.subscriptions"), Is.Zero, "refused before it registered anything");
+        foreach (var refused in new[] { cleanup, replay })
         {
-            File.Delete(path);
+            Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString());
+            AssertOneLine(refused);
+            Assert.That(refused.Error, Does.Contain("REPEATABLE READ"));
         }
+
+        // The statement the line gives mends it.
+        var mend = output[(output.IndexOf("can run: ", StringComparison.Ordinal) + "can run: ".Length)..];
+        mend = mend[..(mend.IndexOf(';', StringComparison.Ordinal) + 1)];
+        Assert.That(mend, Does.StartWith($"ALTER ROLE {Migrator.WorkerRole} IN DATABASE "));
+        await database.ExecuteAsync(mend);
+        await using var again = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+        await again.WaitUntilReadyAsync();
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await receiver.WaitUntilAsync(r => r.Requests.Count > 0, TimeSpan.FromSeconds(30), "the event to be delivered once the role was mended");
+
+        Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }));
     }
 
-    private static async Task<string> WriteWorkerFileAsync(WebhookReceiver receiver, int port)
+    /// <summary>A migrated database with <c>orders</c> attached, a receiver, and a worker file posting to it; disposed with them.</summary>
+    private sealed record OrdersWorker(TestDatabase Database, WebhookReceiver Receiver, int Port, string Path) : IAsyncDisposable
     {
-        var path = Path.Combine(Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
-        await File.WriteAllTextAsync(path, $"""
-            subscriptions:
-              - name: hook
-                trigger: orders_changed
-                webhook:
-                  url: {receiver.Url()}
-            worker:
-              http_port: {port}
-              poll_interval: 200ms
-            """);
-        return path;
+        public static async Task<OrdersWorker> CreateAsync()
+        {
+            var database = await TestDatabase.CreateAsync();
+            await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+            await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+            var receiver = await WebhookReceiver.StartAsync();
+            var port = Loopback.FreePort();
+            var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"{Guid.NewGuid():N}.yaml");
+            await File.WriteAllTextAsync(path, $"""
+                subscriptions:
+                  - name: hook
+                    trigger: orders_changed
+                    webhook:
+                      url: {receiver.Url()}
+                worker:
+                  http_port: {port}
+                  poll_interval: 200ms
+                """);
+            return new OrdersWorker(database, receiver, port, path);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            File.Delete(Path);
+            await Receiver.DisposeAsync();
+            await Database.DisposeAsync();
+        }
     }
 
     [Test]

@@ -16,14 +16,6 @@ internal sealed record SubscriptionSummary(
     string Circuit, long Pending, long Retrying, long InFlight, long Dead, double? OldestPendingAgeSeconds,
     double DeliveredPerMinute, double AttemptsPerMinute, double? FailureRate);
 
-/// <summary>A subscription's rates as <c>subscriptions</c> shows them; zero and null without attempts.</summary>
-internal readonly record struct Rates(double DeliveredPerMinute, double AttemptsPerMinute, double? FailureRate)
-{
-    public static Rates Of(SubscriptionRate? rate) => rate is { } r
-        ? new(r.PerMinute(r.Attempts - r.Failures), r.PerMinute(r.Attempts), r.Attempts > 0 ? (double)r.Failures / r.Attempts : null)
-        : default;
-}
-
 /// <summary><c>subscriptions [pause | resume | delete]</c>: the lifecycle, from a shell.</summary>
 internal static class SubscriptionCommands
 {
@@ -48,14 +40,14 @@ internal static class SubscriptionCommands
             await using var dataSource = CommandLine.OpenDatabase();
             var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
             var rates = (await ConsoleQueries.RatesAsync(dataSource, ConsoleQueries.RateWindow, cancellationToken)).ToDictionary(r => r.Subscription);
-            Rates RateOf(string name) => Rates.Of(rates.GetValueOrDefault(name));
+            SubscriptionRate? RateOf(string name) => rates.GetValueOrDefault(name);
             if (parse.GetValue(json))
             {
                 var summaries = statuses.Select(s => new SubscriptionSummary(
                     s.Subscription, s.Group, s.TriggerName, s.State, s.PausedBy, s.PausedReason, s.PausedAt, s.Circuit,
                     s.Pending, s.Retrying, s.InFlight, s.Dead, s.OldestPendingAgeSeconds,
-                    Math.Round(RateOf(s.Subscription).DeliveredPerMinute, 2), Math.Round(RateOf(s.Subscription).AttemptsPerMinute, 2),
-                    RateOf(s.Subscription).FailureRate)).ToList();
+                    Math.Round(RateOf(s.Subscription)?.DeliveredPerMinute ?? 0, 2), Math.Round(RateOf(s.Subscription)?.AttemptsPerMinute ?? 0, 2),
+                    RateOf(s.Subscription)?.FailureRate)).ToList();
                 Console.WriteLine(JsonSerializer.Serialize<IReadOnlyList<SubscriptionSummary>>(summaries, JsonOutput.Default.IReadOnlyListSubscriptionSummary));
                 return ExitCodes.Done;
             }
@@ -69,8 +61,8 @@ internal static class SubscriptionCommands
                     (s.Pending + s.Retrying + s.InFlight).ToString("N0", CultureInfo.InvariantCulture),
                     s.Dead.ToString("N0", CultureInfo.InvariantCulture),
                     s.OldestPendingAgeSeconds is { } age ? StatusCommand.Age(TimeSpan.FromSeconds(age)) : "-",
-                    RateOf(s.Subscription).DeliveredPerMinute.ToString("N1", CultureInfo.InvariantCulture),
-                    RateOf(s.Subscription).FailureRate is { } failed ? (100 * failed).ToString("0", CultureInfo.InvariantCulture) + "%" : "-",
+                    (RateOf(s.Subscription)?.DeliveredPerMinute ?? 0).ToString("N1", CultureInfo.InvariantCulture),
+                    RateOf(s.Subscription)?.FailureRate is { } failed ? (100 * failed).ToString("0", CultureInfo.InvariantCulture) + "%" : "-",
                 }));
             Console.WriteLine($"Rates over the last {ConsoleQueries.RateWindow.TotalMinutes:0} minutes.");
             return ExitCodes.Done;

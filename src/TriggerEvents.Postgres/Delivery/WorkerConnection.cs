@@ -65,5 +65,5 @@ internal static class WorkerConnection
 /// <summary>The role's transactions start at another isolation level than READ COMMITTED: see <see cref="WorkerConnection.RequireReadCommittedAsync"/>.</summary>
 internal sealed class IsolationException(string level, string role, string database)
     : Exception($"transactions of role {role} start at {level.ToUpperInvariant()} (default_transaction_isolation), and TriggerEvents needs READ COMMITTED, " +
-                $"where each statement sees what committed before it; a superuser or the database owner can run: " +
+                $"where each statement sees what committed before it; that role itself or a superuser can run: " +
                 $"ALTER ROLE {role} IN DATABASE {database} SET default_transaction_isolation = 'read committed';");

@@ -6,6 +6,15 @@ namespace TriggerEvents.Postgres.Operations;
 /// <summary>Attempts and failures of one subscription over <see cref="Covered"/>, the time they were counted over.</summary>
 internal sealed record SubscriptionRate(string Subscription, long Attempts, long Failures, TimeSpan Covered)
 {
+    /// <summary>Successful attempts per minute.</summary>
+    public double DeliveredPerMinute => PerMinute(Attempts - Failures);
+
+    /// <summary>Attempts per minute.</summary>
+    public double AttemptsPerMinute => PerMinute(Attempts);
+
+    /// <summary>The share of attempts that failed; null without attempts.</summary>
+    public double? FailureRate => Attempts == 0 ? null : (double)Failures / Attempts;
+
     /// <summary>Per minute, over at least one second (a burst of attempts within one instant is not an infinite rate).</summary>
     public double PerMinute(long count) => count / Math.Max(Covered.TotalMinutes, 1.0 / 60);
 }
