@@ -189,6 +189,24 @@ public sealed class FanOutTests
         Assert.That(counts, Is.EqualTo("deletes=1,hook=4,inserts=3"));
     }
 
+
+    [Test]
+    public async Task An_event_with_an_operation_no_subscription_receives_is_passed_over_and_the_log_goes_on()
+    {
+        // event_log.op is unchecked (000018): only the schema's own functions write the log, and
+        // its owner writing another op by hand must not stall anything behind it.
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await database.ExecuteAsync(
+            "INSERT INTO trigger_events.event_log (trigger_name, schema_name, table_name, op, new_data) VALUES ('orders_changed', 'public', 'orders', 'TRUNCATE', '{}')");
+        await database.ExecuteAsync("INSERT INTO orders VALUES (2)");
+
+        await FanOutAllAndForgetAsync();
+
+        var expected = new[] { await EventOfAsync(1), await EventOfAsync(2) };
+        Assert.That(given, Is.EqualTo(expected));
+        Assert.That(await database.ScalarAsync<bool>(
+            "SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'trigger_events.event_log'::regclass AND contype = 'c')"), Is.False);
+    }
     [Test]
     public async Task Concurrent_writers_and_fan_outs_give_every_committed_event_exactly_once()
     {
