@@ -206,6 +206,49 @@ public sealed class CaptureEdgeTests
     }
 
     [Test]
+    public async Task A_partition_is_refused_naming_its_parent_and_a_sub_partitioned_table_captures_rows_routed_from_the_top()
+    {
+        var top = Unique("parts");
+        await database.ExecuteAsync($"""
+            CREATE TABLE {top} (id int, region text, year int) PARTITION BY LIST (region);
+            CREATE TABLE {top}_eu PARTITION OF {top} FOR VALUES IN ('eu') PARTITION BY RANGE (year);
+            CREATE TABLE {top}_eu_2026 PARTITION OF {top}_eu FOR VALUES FROM (2026) TO (2027);
+            """);
+
+        // Its statement-level triggers would not fire for rows inserted or deleted through its parent.
+        var leaf = Assert.ThrowsAsync<PostgresException>(() => AttachAsync($"{top}_eu_2026", Unique("t")));
+        Assert.That(leaf!.MessageText, Does.Contain($"public.{top}_eu_2026 is a partition of public.{top}_eu").And.Contain($"attach public.{top}_eu instead"));
+
+        var trigger = Unique("t");
+        Assert.That(await AttachAsync($"{top}_eu", trigger), Is.EqualTo("created"), "a partitioned partition's capture is row-level");
+        await database.ExecuteAsync($"INSERT INTO {top} VALUES (1, 'eu', 2026)");
+        await database.ExecuteAsync($"DELETE FROM {top} WHERE id = 1");
+
+        Assert.That((await EventsAsync(trigger)).Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "DELETE" }), "both writes named the top table");
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_triggers WHERE relid = $1::regclass", $"{top}_eu_2026"), Is.Zero);
+    }
+
+    [Test]
+    public async Task Tables_in_an_inheritance_tree_are_refused_and_nothing_is_attached()
+    {
+        var parent = await CreateOrdersTableAsync();
+        var child = $"{parent}_child";
+        await database.ExecuteAsync($"CREATE TABLE {child} () INHERITS ({parent})");
+
+        var parentRefused = Assert.ThrowsAsync<PostgresException>(() => AttachAsync(parent, Unique("t")));
+        var childRefused = Assert.ThrowsAsync<PostgresException>(() => AttachAsync(child, Unique("t")));
+
+        Assert.That(parentRefused!.MessageText, Does.Contain($"public.{parent} has inheritance children (public.{child})"));
+        Assert.That(childRefused!.MessageText, Does.Contain($"public.{child} inherits from public.{parent}"));
+        Assert.That(await database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ($1::regclass, $2::regclass)", parent, child), Is.Zero, "no trigger left behind");
+
+        // Once out of the tree, each is an ordinary table.
+        await database.ExecuteAsync($"ALTER TABLE {child} NO INHERIT {parent}");
+        Assert.That(await AttachAsync(parent, Unique("t")), Is.EqualTo("created"));
+    }
+
+    [Test]
     public async Task A_schema_owner_who_is_not_a_superuser_migrates_and_attaches_to_a_table_it_may_only_trigger()
     {
         // The roles of a managed database: a schema owner with CREATE on the database, and the
