@@ -22,14 +22,15 @@ public sealed class KeyOrderingTests
         var options = new FaultWorkerOptions { SubscriptionYaml = ByPrimaryKey, RetryInitialInterval = "200ms", RetryMaxInterval = "500ms", MaxAttempts = 100 };
         await scenario.StartWorkerAsync(options);
 
-        // Key 3's first event fails until every event of the other keys has been delivered (and
-        // at least twice), then succeeds.
-        long failingHead = 0;
+        // Key 3's first event (its INSERT) fails until every event of the other keys has been
+        // delivered (and at least twice), then succeeds. Told by its body: the worker may send
+        // it before its id could be read here.
         var failures = 0;
         var othersDelivered = new TaskCompletionSource();
         keys.Answer = request =>
         {
-            if (request.EventId == Volatile.Read(ref failingHead) && (!othersDelivered.Task.IsCompleted || Volatile.Read(ref failures) < 2))
+            if (keys.KeyOf(request) == "3" && OperationOf(request) == "INSERT"
+                && (!othersDelivered.Task.IsCompleted || Volatile.Read(ref failures) < 2))
             {
                 Interlocked.Increment(ref failures);
                 return new ReceiverResponse(500);
@@ -40,12 +41,12 @@ public sealed class KeyOrderingTests
 
         // Five keys, four events each, interleaved: one INSERT statement, then three UPDATEs of all.
         await scenario.ExecuteAsync("INSERT INTO orders (id, amount) SELECT g, 0 FROM generate_series(1, 5) g");
-        Volatile.Write(ref failingHead, await scenario.ScalarAsync<long>("SELECT id FROM trigger_events.event_log WHERE op = 'INSERT' AND (new_data->>'id')::int = 3"));
         for (var round = 1; round <= 3; round++)
         {
             await scenario.ExecuteAsync($"UPDATE orders SET amount = {round}");
         }
 
+        var failingHead = await scenario.ScalarAsync<long>("SELECT id FROM trigger_events.event_log WHERE op = 'INSERT' AND (new_data->>'id')::int = 3");
         var captured = await scenario.CapturedEventIdsAsync();
         var ofOtherKeys = (await EventsOfKeysAsync(scenario, "(new_data->>'id')::int <> 3")).ToHashSet();
         await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().IsSupersetOf(ofOtherKeys), TimeSpan.FromSeconds(60), "the other keys' events");
@@ -439,6 +440,12 @@ public sealed class KeyOrderingTests
     {
         var data = body.GetProperty("event").GetProperty("data");
         return data.GetProperty("new").ValueKind == JsonValueKind.Null ? data.GetProperty("old") : data.GetProperty("new");
+    }
+
+    private static string OperationOf(ReceivedRequest request)
+    {
+        using var json = JsonDocument.Parse(request.Body);
+        return json.RootElement.GetProperty("event").GetProperty("op").GetString()!;
     }
 
     private static async Task<List<long>> EventsOfKeysAsync(FaultScenario scenario, string condition)
