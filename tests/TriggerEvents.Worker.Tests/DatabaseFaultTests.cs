@@ -9,7 +9,11 @@ namespace TriggerEvents.Worker.Tests;
 /// </summary>
 public sealed class DatabaseFaultTests
 {
-    private static readonly FaultWorkerOptions Options = new() { MaxInFlight = 8, Concurrency = 8, Lease = "10s" };
+    // A webhook timeout and a lease far beyond any stall after the fault (reconnect backoff,
+    // crash recovery on a busy machine): an attempt of an event captured after the fault that
+    // timed out, or whose lease ran out before its result was written, would be sent again,
+    // which at-least-once allows and the exactly-once check below does not.
+    private static readonly FaultWorkerOptions Options = new() { MaxInFlight = 8, Concurrency = 8, Lease = "60s", WebhookTimeout = "20s", ShutdownTimeout = "30s" };
 
     /// <summary>Restarts PostgreSQL, so each case runs on a cluster of its own.</summary>
     [TestCase("fast")]
@@ -39,7 +43,8 @@ public sealed class DatabaseFaultTests
     /// Delivers with slow answers, strikes with <paramref name="fault"/> while requests are in
     /// flight, then captures more and checks that everything arrives. Duplicates are allowed only
     /// for requests already sent when the fault struck: those whose result may not have been
-    /// recordable. Everything captured after the fault arrives exactly once.
+    /// recordable. Everything captured after the fault arrives exactly once (given no attempt
+    /// times out and no lease runs out: see <see cref="Options"/>).
     /// </summary>
     private static async Task RunFaultAsync(FaultScenario scenario, Func<Task> fault)
     {
