@@ -143,6 +143,44 @@ public sealed class FanOutLeasingTests
     }
 
     [Test]
+    public async Task A_caller_leasing_an_ordered_subscription_still_gets_its_deliveries_keyed()
+    {
+        // An ordered subscription alone at its place, given room by a caller that does not know
+        // it is ordered: the fan-out's statement for plain places (000020) is not for it.
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET ordering_key = '{customer}'");
+
+        await database.ExecuteAsync($"""
+            DO $$
+            BEGIN
+                PERFORM set_config('trigger_events.lease_room', '100', true);
+                PERFORM trigger_events.fan_out(ARRAY[{subscriptionId}], 400, {subscriptionId}, gen_random_uuid(), now() + interval '1 minute');
+            END
+            $$
+            """);
+
+        Assert.That(await CountAsync("event_id > 10"), Is.EqualTo(30));
+        Assert.That(await CountAsync("event_id > 10 AND (order_key IS NULL OR order_seq IS NULL)"), Is.Zero, "every delivery has its key");
+    }
+
+    [Test]
+    public async Task An_event_a_replay_made_already_is_not_leased_and_takes_no_room()
+    {
+        // Event 13's delivery was made before the fan-out reached it: it stays as it is; the
+        // room goes to the others, and the chunk stops after the room's last event.
+        await database.ExecuteAsync(
+            "INSERT INTO trigger_events.deliveries (subscription_id, event_id, next_attempt_at) VALUES ($1, 13, now() + interval '1 hour')",
+            subscriptionId);
+
+        var batch = await ClaimAsync(Guid.NewGuid(), 25);
+
+        Assert.That(batch.FanOutLeased, Is.EqualTo(14));
+        Assert.That(batch.Deliveries.Select(d => d.Event.Id),
+            Is.EquivalentTo(Enumerable.Range(1, 25).Where(i => i != 13).Select(i => (long)i)));
+        Assert.That(await CountAsync("event_id = 13 AND status = 'pending' AND lease_owner IS NULL"), Is.EqualTo(1));
+        Assert.That(await NotFannedOutAsync(), Is.EqualTo(15), "26 to 40 wait in the log");
+    }
+
+    [Test]
     public async Task A_subscription_held_back_by_a_retry_after_leases_nothing()
     {
         await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET held_until = now() + interval '1 hour'");
