@@ -123,7 +123,10 @@ public sealed class KeyRunTests
         // Batches of 10: the claim takes 31 of the key, a take-on 30 (a request's followers each).
         var settings = new WorkerConfig { BatchSize = 10 };
         var takeOn = settings.BatchSize * KeyOrdering.FollowersPerRequest;
-        var worker = await harness.WorkerAsync([harness.Subscription("hook") with { Ordering = OrderingConfig.PrimaryKey }], settings);
+        // A long timeout: each answer below waits for a query, which a loaded machine can keep
+        // past the usual 5 s, and a timed-out request would end the run (rightly) mid-key.
+        var worker = await harness.WorkerAsync(
+            [harness.Subscription("hook", timeout: TimeSpan.FromSeconds(30)) with { Ordering = OrderingConfig.PrimaryKey }], settings);
         await harness.WriteAsync("BEGIN; INSERT INTO orders VALUES (1, 'new');\n"
             + string.Concat(Enumerable.Range(1, 299).Select(i => $"UPDATE orders SET status = 'v{i}' WHERE id = 1;\n")) + "COMMIT;");
         // A target slower than a take-on. At each request, what the worker holds of the key: that
