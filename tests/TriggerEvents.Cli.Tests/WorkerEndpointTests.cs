@@ -42,14 +42,23 @@ public sealed class WorkerEndpointTests
         await receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 3, TimeSpan.FromSeconds(30), "3 deliveries");
         var health = await worker.GetAsync("/healthz");
         var ready = await worker.GetAsync("/readyz");
+        // The receiver counts a request when it answers; the worker, once the answer has reached
+        // it: the last may still be on its way.
+        const string delivered = "triggerevents_deliveries_total{subscription=\"hook\",outcome=\"delivered\"} 3";
         var metrics = await worker.GetAsync("/metrics");
+        for (var tries = 0; tries < 100 && !metrics.Body.Contains(delivered, StringComparison.Ordinal); tries++)
+        {
+            await Task.Delay(100);
+            metrics = await worker.GetAsync("/metrics");
+        }
+
         var exit = await worker.TerminateAsync();
         File.Delete(path);
 
         Assert.That(health, Is.EqualTo((200, "ok\n")));
         Assert.That(ready, Is.EqualTo((200, "ready\n")));
         Assert.That(metrics.Status, Is.EqualTo(200));
-        Assert.That(metrics.Body, Does.Contain("triggerevents_deliveries_total{subscription=\"hook\",outcome=\"delivered\"} 3"));
+        Assert.That(metrics.Body, Does.Contain(delivered));
         foreach (var name in new[]
         {
             "triggerevents_delivery_duration_seconds", "triggerevents_end_to_end_latency_seconds", "triggerevents_pending_deliveries",
