@@ -59,7 +59,8 @@ DECLARE
     stopped boolean;
     -- Whether the caller parks a key's waiting deliveries (its setting: see the migration's head).
     parking boolean := coalesce(current_setting('trigger_events.park_waiting', true), '') = 'on';
-    -- The leased subscription's filter, for a place it is alone at (000020).
+    -- The leased subscription's filter, for a place it is alone at (000020); no trigger for an
+    -- ordered one.
     lean_trigger text;
     lean_operations text[];
     lean_name text;
@@ -97,8 +98,11 @@ BEGIN
                (SELECT count(DISTINCT CASE WHEN s.batch_max_events IS NOT NULL THEN coalesce(d.batch_id, d.event_id) ELSE d.event_id END)
                 FROM trigger_events.deliveries d
                 WHERE d.subscription_id = lease_subscription AND d.status = 'in_flight'
-                  AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to)
-        INTO batched, batch_size, taken
+                  AND d.next_attempt_at = lease_ends AND d.lease_owner = lease_to),
+               -- Its filter, for the statement of a place it is alone at; not for an ordered
+               -- one, whatever room its caller passed: its deliveries need their keys.
+               CASE WHEN s.ordering_key IS NULL THEN s.trigger_name END, s.operations, s.name
+        INTO batched, batch_size, taken, lean_trigger, lean_operations, lean_name
         FROM trigger_events.subscriptions s WHERE s.id = lease_subscription;
         batched := coalesce(batched, false);
         batch_size := coalesce(batch_size, 1);
@@ -179,14 +183,8 @@ BEGIN
         -- One plain subscription alone at its place, with room for leases (see the head): its
         -- events of the chunk in the chunk's order, the first `room` made leased, and the chunk
         -- stopped after the last of them when more of its events follow, as the chunk statement
-        -- below does for such a place. Not for an ordered one, whatever room its caller passed:
-        -- its deliveries need their keys.
-        lean_trigger := NULL;
-        IF leasing AND NOT batched AND place.ids = ARRAY[lease_subscription] THEN
-            SELECT s.trigger_name, s.operations, s.name INTO lean_trigger, lean_operations, lean_name
-            FROM trigger_events.subscriptions s WHERE s.id = lease_subscription AND s.ordering_key IS NULL;
-        END IF;
-        IF lean_trigger IS NOT NULL THEN
+        -- below does for such a place.
+        IF leasing AND NOT batched AND lean_trigger IS NOT NULL AND place.ids = ARRAY[lease_subscription] THEN
             WITH chunk AS (
                 -- Each part reads at most max_events entries in index order; a plan over their
                 -- union would read all of a large batch and sort it, for every chunk. The running
@@ -238,9 +236,8 @@ BEGIN
                 (SELECT c.transaction_id, c.id FROM chunk c WHERE NOT EXISTS (SELECT FROM stop) ORDER BY c.transaction_id DESC, c.id DESC LIMIT 1)
             )
             SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM made_deliveries), l.transaction_id, l.id,
-                   ARRAY(SELECT m.event_id FROM made_deliveries m),
-                   (SELECT count(*) FROM matching x WHERE x.n <= room), EXISTS (SELECT FROM stop)
-            INTO chunk_events, inserted, last_xid, last_id, leased_here, planned, stopped
+                   ARRAY(SELECT m.event_id FROM made_deliveries m), EXISTS (SELECT FROM stop)
+            INTO chunk_events, inserted, last_xid, last_id, leased_here, stopped
             FROM (SELECT 1) one LEFT JOIN last_event l ON true;
         ELSE
             WITH chunk AS (

@@ -146,10 +146,11 @@ public sealed class FanOutLeasingTests
     public async Task A_caller_leasing_an_ordered_subscription_still_gets_its_deliveries_keyed()
     {
         // An ordered subscription alone at its place, given room by a caller that does not know
-        // it is ordered: the fan-out's statement for plain places (000020) is not for it.
+        // it is ordered, as the worker's role: the fan-out's statement for plain places (000020) is
+        // not for it.
         await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET ordering_key = '{customer}'");
 
-        await database.ExecuteAsync($"""
+        await using var asCaller = asWorker.CreateCommand($"""
             DO $$
             BEGIN
                 PERFORM set_config('trigger_events.lease_room', '100', true);
@@ -157,6 +158,7 @@ public sealed class FanOutLeasingTests
             END
             $$
             """);
+        await asCaller.ExecuteNonQueryAsync();
 
         Assert.That(await CountAsync("event_id > 10"), Is.EqualTo(30));
         Assert.That(await CountAsync("event_id > 10 AND (order_key IS NULL OR order_seq IS NULL)"), Is.Zero, "every delivery has its key");
