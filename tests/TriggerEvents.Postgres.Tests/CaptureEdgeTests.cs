@@ -249,6 +249,142 @@ public sealed class CaptureEdgeTests
     }
 
     [Test]
+    public async Task An_attached_table_cannot_become_a_partition_or_a_child_and_is_partitioned_by_attaching_the_parent()
+    {
+        // The application's role owns the tables and runs the DDL; the schema owner attaches.
+        await using var app = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT CREATE ON SCHEMA public TO {app.Name}");
+        var table = Unique("orders");
+        await using var connection = await app.OpenAsync();
+        await new NpgsqlCommand(
+            $"CREATE TABLE {table} (id int PRIMARY KEY, note text); " +
+            $"CREATE TABLE {table}_by_id (id int PRIMARY KEY, note text) PARTITION BY RANGE (id); " +
+            $"CREATE TABLE {table}_legacy (id int, note text)",
+            connection).ExecuteNonQueryAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+
+        var partition = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand(
+            $"ALTER TABLE {table}_by_id ATTACH PARTITION {table} FOR VALUES FROM (0) TO (1000)", connection).ExecuteNonQueryAsync());
+        var child = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand(
+            $"ALTER TABLE {table} INHERIT {table}_legacy", connection).ExecuteNonQueryAsync());
+
+        // Each would have lost every row inserted or deleted through the parent, without a trace.
+        Assert.That(partition!.MessageText, Is.EqualTo($"trigger \"te_{trigger}_no_parent\" prevents table \"{table}\" from becoming a partition"));
+        Assert.That(child!.MessageText, Is.EqualTo($"trigger \"te_{trigger}_no_parent\" prevents table \"{table}\" from becoming an inheritance child"));
+        Assert.That(await database.ScalarAsync<string>(
+            "SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2", table, $"te_{trigger}_no_parent"),
+            Is.EqualTo("D"), "disabled, since the role that attached may: not even its WHEN clause is read");
+        await new NpgsqlCommand($"INSERT INTO {table} VALUES (1, 'kept'); DELETE FROM {table} WHERE id = 1", connection).ExecuteNonQueryAsync();
+        Assert.That((await EventsAsync(trigger)).Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "DELETE" }));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+
+        // What the trigger's comment says to do: attach the partitioned table, then detach the old name.
+        var parentTrigger = Unique("t");
+        Assert.That(await AttachAsync($"{table}_by_id", parentTrigger), Is.EqualTo("created"));
+        Assert.That(await database.ScalarAsync<bool>($"SELECT trigger_events.detach('{trigger}')"), Is.True);
+        await new NpgsqlCommand(
+            $"ALTER TABLE {table}_by_id ATTACH PARTITION {table} FOR VALUES FROM (0) TO (1000); " +
+            $"INSERT INTO {table}_by_id VALUES (2, 'through the parent'); DELETE FROM {table}_by_id WHERE id = 2",
+            connection).ExecuteNonQueryAsync();
+
+        Assert.That((await EventsAsync(parentTrigger)).Select(e => $"{e.Op} {e.Table}"),
+            Is.EqualTo(new[] { $"INSERT {table}_by_id", $"DELETE {table}_by_id" }));
+        await connection.CloseAsync();
+        await database.ExecuteAsync($"DROP TABLE {table}_by_id, {table}_legacy");
+    }
+
+    [Test]
+    public async Task The_owner_of_an_attached_partitioned_table_creates_and_attaches_partitions_whose_rows_are_captured()
+    {
+        // A monthly partition job runs as the application's role, which owns the table.
+        await using var app = await LoginRole.CreateAsync(database);
+        await using var successor = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT CREATE ON SCHEMA public TO {app.Name}, {successor.Name}");
+        var table = Unique("events");
+        await using (var connection = await app.OpenAsync())
+        {
+            await new NpgsqlCommand(
+                $"CREATE TABLE {table} (id int, month int) PARTITION BY LIST (month); CREATE TABLE {table}_1 PARTITION OF {table} FOR VALUES IN (1)",
+                connection).ExecuteNonQueryAsync();
+        }
+
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        var id = await database.ScalarAsync<int>("SELECT id FROM trigger_events.event_triggers WHERE name = $1", trigger);
+        await using (var connection = await app.OpenAsync())
+        {
+            // Both copy the capture trigger onto the new partition as this role.
+            await new NpgsqlCommand(
+                $"CREATE TABLE {table}_2 PARTITION OF {table} FOR VALUES IN (2); " +
+                $"CREATE TABLE {table}_3 (id int, month int); ALTER TABLE {table} ATTACH PARTITION {table}_3 FOR VALUES IN (3); " +
+                $"INSERT INTO {table} VALUES (1, 1), (2, 2), (3, 3)",
+                connection).ExecuteNonQueryAsync();
+
+            // What it may now execute still runs only from the triggers attach made, even given
+            // USAGE on the schema to name it.
+            await database.ExecuteAsync($"GRANT USAGE ON SCHEMA trigger_events TO {app.Name}");
+            await new NpgsqlCommand(
+                $"CREATE TABLE {table}_fake (id int, month int); CREATE TRIGGER \"te_{trigger}_insert\" AFTER INSERT ON {table}_fake FOR EACH ROW EXECUTE FUNCTION trigger_events.capture_{id}_row()",
+                connection).ExecuteNonQueryAsync();
+            var forged = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand($"INSERT INTO {table}_fake VALUES (9, 9)", connection).ExecuteNonQueryAsync());
+            Assert.That(forged!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege));
+        }
+
+        Assert.That((await EventsAsync(trigger)).Select(e => e.New!.Value.GetProperty("month").GetInt32()), Is.EqualTo(new[] { 1, 2, 3 }));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+
+        // A new owner lacks the grant until attach, called again, gives it.
+        await database.ExecuteAsync($"ALTER TABLE {table} OWNER TO {successor.Name}");
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("missing"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("repaired"));
+        await using (var connection = await successor.OpenAsync())
+        {
+            await new NpgsqlCommand($"CREATE TABLE {table}_4 PARTITION OF {table} FOR VALUES IN (4); INSERT INTO {table} VALUES (4, 4)", connection).ExecuteNonQueryAsync();
+        }
+
+        Assert.That((await EventsAsync(trigger)).Count, Is.EqualTo(4));
+        await database.ExecuteAsync($"DROP TABLE {table}, {table}_fake");
+    }
+
+    [TestCase("{INSERT}", "INSERT")]
+    [TestCase("{UPDATE,DELETE}", "DELETE")]
+    [TestCase("{DELETE}", "DELETE")]
+    [TestCase("{UPDATE}", "INSERT")]
+    public async Task The_no_parent_trigger_is_on_an_operation_whose_rows_capture_collects_already(string operations, string on)
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger, $", operations => '{operations}'");
+        await database.ExecuteAsync($"CREATE TABLE {table}_p (id bigint, status text, amount numeric, note text) PARTITION BY RANGE (id)");
+
+        var refused = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync(
+            $"ALTER TABLE {table}_p ATTACH PARTITION {table} FOR VALUES FROM (0) TO (10)"));
+
+        Assert.That(refused!.MessageText, Does.Contain($"te_{trigger}_no_parent"));
+        Assert.That(await database.ScalarAsync<string>(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2", table, $"te_{trigger}_no_parent"),
+            Does.Contain($"AFTER {on} ON").And.Contain("FOR EACH ROW WHEN (false)"));
+        await database.ExecuteAsync($"DROP TABLE {table}_p");
+    }
+
+    [Test]
+    public async Task A_dropped_no_parent_trigger_makes_the_trigger_missing_until_attach_repairs_it()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+
+        await database.ExecuteAsync($"DROP TRIGGER te_{trigger}_no_parent ON {table}");
+
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("missing"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("repaired"));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+        Assert.That(await database.ScalarAsync<bool>($"SELECT trigger_events.detach('{trigger}')"), Is.True);
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass", table), Is.Zero, "detach drops it too");
+    }
+
+    [Test]
     public async Task A_schema_owner_who_is_not_a_superuser_migrates_and_attaches_to_a_table_it_may_only_trigger()
     {
         // The roles of a managed database: a schema owner with CREATE on the database, and the
@@ -285,6 +421,17 @@ public sealed class CaptureEdgeTests
             Assert.That(await empty.ScalarAsync<string>("SELECT string_agg(op || ' ' || captured_by, ',' ORDER BY id) FROM trigger_events.event_log"),
                 Is.EqualTo($"INSERT {app.Name},UPDATE {app.Name}"));
             Assert.That(await empty.ScalarAsync<string>("SELECT health FROM trigger_events.triggers"), Is.EqualTo("ok"));
+
+            // The schema owner may not disable a trigger on a table it does not own: the no-parent
+            // trigger stays enabled, never runs its function, and refuses all the same.
+            Assert.That(await empty.ScalarAsync<string>("SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'te_orders-changed_no_parent'"), Is.EqualTo("O"));
+            await using (var connection = await app.OpenAsync())
+            {
+                var refused = Assert.ThrowsAsync<PostgresException>(() => new NpgsqlCommand(
+                    "CREATE TABLE orders_by_id (id int, note text) PARTITION BY RANGE (id); ALTER TABLE orders_by_id ATTACH PARTITION orders FOR VALUES FROM (0) TO (10)",
+                    connection).ExecuteNonQueryAsync());
+                Assert.That(refused!.MessageText, Does.Contain("te_orders-changed_no_parent"));
+            }
         }
         finally
         {
@@ -611,8 +758,8 @@ public sealed class CaptureEdgeTests
 
         await Migrator.MigrateAsync(old.DataSource, CancellationToken.None);
 
-        Assert.That(await old.ScalarAsync<string>("SELECT string_agg(DISTINCT health || ' ' || template_version, ',') FROM trigger_events.triggers"),
-            Is.EqualTo("ok 6"));
+        Assert.That(await old.ScalarAsync<string>("SELECT string_agg(DISTINCT health || ' ' || (template_version = trigger_events.capture_template_version()), ',') FROM trigger_events.triggers"),
+            Is.EqualTo("ok true"));
         Assert.That(await old.ScalarAsync<long>(
             """
             SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'trigger_events'::regnamespace
@@ -622,6 +769,29 @@ public sealed class CaptureEdgeTests
         await old.ExecuteAsync("ALTER TABLE orders RENAME TO orders_v2; INSERT INTO orders_v2 VALUES (1, 'x', 1)");
         Assert.That(await old.ScalarAsync<string>("SELECT string_agg(trigger_name || ' ' || table_name || ' ' || (condition_error IS NOT NULL), ',' ORDER BY trigger_name) FROM trigger_events.event_log"),
             Is.EqualTo("orders-all orders_v2 false,orders-checked orders_v2 true"));
+    }
+
+    [Test]
+    public async Task Migrate_gives_attached_tables_their_no_parent_trigger_and_passes_over_a_partition_attached_before_it_was_refused()
+    {
+        await using var old = await TestDatabase.CreateAsync(migrated: false);
+        await Migrator.MigrateAsync(old.DataSource, 18, CancellationToken.None);
+        await old.ExecuteAsync("""
+            CREATE TABLE orders (id int PRIMARY KEY, note text);
+            CREATE TABLE parts (id int, region text) PARTITION BY LIST (region);
+            CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu');
+            CREATE TABLE parts_by_id (id int PRIMARY KEY, note text) PARTITION BY RANGE (id);
+            """);
+        await old.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders')");
+        await old.ScalarAsync<string>("SELECT trigger_events.attach('parts_eu', 'parts-eu')");
+
+        await Migrator.MigrateAsync(old.DataSource, CancellationToken.None);
+
+        Assert.That(await old.ScalarAsync<string>("SELECT string_agg(name || ' ' || health, ',' ORDER BY name) FROM trigger_events.triggers"),
+            Is.EqualTo("orders ok,parts-eu ok"), "a partition cannot have the trigger, and is not missing one");
+        var refused = Assert.ThrowsAsync<PostgresException>(() => old.ExecuteAsync("ALTER TABLE parts_by_id ATTACH PARTITION orders FOR VALUES FROM (0) TO (10)"));
+        Assert.That(refused!.MessageText, Does.Contain("te_orders_no_parent"));
+        Assert.That(await old.ScalarAsync<long>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'parts_eu'::regclass AND tgname LIKE '%no\\_parent'"), Is.Zero);
     }
 
     private sealed record Captured(string Schema, string Table, string Op, JsonElement? New, string? ConditionError);

@@ -106,7 +106,8 @@ internal static class OrdersSchema
     {
         var definitions = new List<string>();
         await using (var command = database.DataSource.CreateCommand(
-            $"SELECT DISTINCT pg_get_functiondef(tgfoid) FROM pg_trigger WHERE tgrelid = '{AttachedTable}'::regclass AND tgname LIKE 'te\\_%'"))
+            $"SELECT DISTINCT pg_get_functiondef(tgfoid) FROM pg_trigger WHERE tgrelid = '{AttachedTable}'::regclass AND tgname LIKE 'te\\_%' " +
+            "AND tgfoid <> 'trigger_events.capture_no_parent()'::regprocedure"))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
