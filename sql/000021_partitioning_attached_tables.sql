@@ -20,17 +20,19 @@
 --   on DELETE when only DELETE and UPDATE are captured; a table whose only captured operation
 --   is UPDATE has its INSERTs' rows collected for it. A DBA who tries either change reads
 --     ERROR:  trigger "te_orders_no_parent" prevents table "orders" from becoming a partition
---   and partitions the table by attaching the partitioned table instead (its capture is
---   row-level and PostgreSQL copies it onto every partition). A table that is already a
+--   and partitions the table in one transaction: detach, ATTACH PARTITION, attach of the
+--   partitioned table under the same name (its capture is row-level, copied onto every
+--   partition); writes to the table wait for the commit, and none goes uncaptured. A table that is already a
 --   partition or a child (attached before 000019) gets no such trigger: PostgreSQL would refuse it.
 -- * The owner of an attached partitioned table could no longer create or attach a partition:
 --   PostgreSQL copies the row trigger onto the new partition as that role, which then needs
 --   EXECUTE on the capture function, and only the function's owner had it ("permission denied
 --   for function", with no name). A monthly partition job failed, and then every write for the
---   month. The table's owner now holds EXECUTE on that function. The function still raises
---   and records nothing when any other trigger fires it (000004); the owner could already
---   change the table at will. A trigger whose table changed owner since is missing that grant
---   (health `missing`) until attach, called again, gives it.
+--   month. The owners of the table and of its partitioned partitions now hold EXECUTE on that
+--   function (a former owner's grant is revoked). The function still raises and records nothing
+--   when any other trigger fires it (000004); the owner could already change the table at will.
+--   A trigger whose table changed owner since is missing that grant (health `missing`) until
+--   attach, called again, gives it.
 --
 -- Not covered: `CREATE TABLE c (...) INHERITS (orders)` gives the attached table a child, and
 -- PostgreSQL offers nothing short of an event trigger (a superuser's) to refuse that
@@ -47,6 +49,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+GRANT EXECUTE ON FUNCTION trigger_events.capture_no_parent() TO PUBLIC;
 COMMENT ON FUNCTION trigger_events.capture_no_parent() IS
     'Of the te_<name>_no_parent triggers, which keep an attached plain table from becoming a partition or an inheritance child. Never runs.';
 
@@ -74,6 +77,7 @@ DECLARE
     functions text[] := '{}';
     no_parent text;
     no_parent_op text;
+    row_function regprocedure;
 BEGIN
     SELECT * INTO et FROM trigger_events.event_triggers e WHERE e.id = trigger_id;
     SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = et.relid;
@@ -159,26 +163,56 @@ BEGIN
     -- never runs its function (WHEN false); disabled too where the caller owns the table (only
     -- an owner may disable a trigger), so that not even the WHEN clause is read.
     IF relkind = 'r' AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = et.relid) THEN
+        IF to_regprocedure('trigger_events.capture_no_parent()') IS NULL THEN
+            -- Dropped by hand (DROP FUNCTION ... CASCADE took every such trigger with it): as above.
+            CREATE FUNCTION trigger_events.capture_no_parent() RETURNS trigger
+            LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$ BEGIN RETURN NULL; END $f$;
+            GRANT EXECUTE ON FUNCTION trigger_events.capture_no_parent() TO PUBLIC;
+        END IF;
         no_parent := 'te_' || et.name || '_no_parent';
         no_parent_op := CASE WHEN 'INSERT' = ANY (et.operations) OR NOT 'DELETE' = ANY (et.operations) THEN 'INSERT' ELSE 'DELETE' END;
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS te_no_parent FOR EACH ROW WHEN (false) '
                        'EXECUTE FUNCTION trigger_events.capture_no_parent()',
             no_parent, no_parent_op, tbl, CASE no_parent_op WHEN 'INSERT' THEN 'NEW' ELSE 'OLD' END);
         IF pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = et.relid), 'USAGE') THEN
+          BEGIN
             EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', tbl, no_parent);
             EXECUTE format('COMMENT ON TRIGGER %I ON %s IS %L', no_parent, tbl, format(
                 'TriggerEvents: keeps this table from becoming a partition or an inheritance child, since event trigger %s '
-                'would not capture rows written through the parent. To partition the table, attach the partitioned table, '
-                'then detach %s. Never fires.', et.name, et.name));
+                'would not capture rows written through the parent. To partition the table, in one transaction: '
+                'trigger_events.detach(%L), ATTACH PARTITION, trigger_events.attach(<the partitioned table>, %L). Never fires.',
+                et.name, et.name, et.name));
+          EXCEPTION WHEN object_in_use THEN
+            -- ALTER TABLE refuses a table with trigger events pending in this transaction (a
+            -- deferred constraint after the caller's writes): left enabled, it refuses all the same.
+            NULL;
+          END;
         END IF;
     END IF;
 
     -- Whoever creates or attaches a partition of a partitioned table makes PostgreSQL copy its
-    -- row trigger onto the partition, which takes EXECUTE on the trigger's function: the
-    -- table's owner (and its members) may (see the migration's head).
+    -- row trigger onto the partition, which takes EXECUTE on the trigger's function: the owners
+    -- of the table and of its partitioned partitions (and their members) may (see the
+    -- migration's head). A former owner's grant goes, so that the role can be dropped.
     IF relkind = 'p' THEN
-        EXECUTE format('GRANT EXECUTE ON FUNCTION trigger_events.%I() TO %s',
-            format('capture_%s_row', et.id), (SELECT c.relowner::regrole FROM pg_class c WHERE c.oid = et.relid));
+        row_function := format('trigger_events.%I()', format('capture_%s_row', et.id))::regprocedure;
+        FOR t IN
+            SELECT a.grantee::regrole AS role
+            FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
+            WHERE p.oid = row_function AND a.privilege_type = 'EXECUTE'
+              AND a.grantee NOT IN (0, p.proowner)
+              AND a.grantee NOT IN (SELECT c.relowner FROM pg_partition_tree(et.relid) pt JOIN pg_class c ON c.oid = pt.relid
+                                    WHERE c.relkind = 'p')
+        LOOP
+            EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s', row_function, t.role);
+        END LOOP;
+        FOR t IN
+            SELECT DISTINCT c.relowner::regrole AS role
+            FROM pg_partition_tree(et.relid) pt JOIN pg_class c ON c.oid = pt.relid
+            WHERE c.relkind = 'p'
+        LOOP
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', row_function, t.role);
+        END LOOP;
     END IF;
 
     -- Triggers of operations no longer captured, then functions no longer used.
@@ -230,11 +264,14 @@ AS $$
         WHEN c.relkind = 'r' AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
              AND NOT EXISTS (
                  SELECT 1 FROM pg_trigger tg
+                 JOIN pg_proc p ON p.oid = tg.tgfoid
                  WHERE tg.tgrelid = c.oid AND tg.tgname = 'te_' || et.name || '_no_parent' AND tg.tgparentid = 0
-                   AND tg.tgfoid = 'trigger_events.capture_no_parent()'::regprocedure)
+                   AND p.pronamespace = 'trigger_events'::regnamespace AND p.proname = 'capture_no_parent')
             THEN 'missing'
-        WHEN c.relkind = 'p' AND NOT has_function_privilege(
-                 c.relowner, to_regprocedure(format('trigger_events.capture_%s_row()', et.id)), 'EXECUTE')
+        WHEN c.relkind = 'p' AND EXISTS (
+                 SELECT 1 FROM pg_partition_tree(c.oid) pt JOIN pg_class x ON x.oid = pt.relid
+                 WHERE x.relkind = 'p' AND NOT has_function_privilege(
+                     x.relowner, to_regprocedure(format('trigger_events.capture_%s_row()', et.id)), 'EXECUTE'))
             THEN 'missing'
         ELSE 'ok'
     END

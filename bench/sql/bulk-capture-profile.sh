@@ -45,7 +45,7 @@ variant "attached (as shipped)" "" ""
 variant "capture function that only returns (transition table kept)" \
   "$(rewrite '(BEGIN).*(END)' '\1 RETURN NULL; \2')" "$regenerate"
 variant "row-level trigger instead of the transition table" \
-  "DROP TRIGGER te_orders_insert ON orders_attached;
+  "DROP TRIGGER te_orders_insert ON orders_attached; DROP TRIGGER te_orders_no_parent ON orders_attached;
    CREATE FUNCTION trigger_events.capture_profile_row() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS \$f\$
    BEGIN
        INSERT INTO trigger_events.event_log (trigger_name, schema_name, table_name, op, new_data, session_variables, traceparent)

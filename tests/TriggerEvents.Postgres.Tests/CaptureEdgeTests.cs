@@ -279,17 +279,21 @@ public sealed class CaptureEdgeTests
         Assert.That((await EventsAsync(trigger)).Select(e => e.Op), Is.EqualTo(new[] { "INSERT", "DELETE" }));
         Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
 
-        // What the trigger's comment says to do: attach the partitioned table, then detach the old name.
-        var parentTrigger = Unique("t");
-        Assert.That(await AttachAsync($"{table}_by_id", parentTrigger), Is.EqualTo("created"));
-        Assert.That(await database.ScalarAsync<bool>($"SELECT trigger_events.detach('{trigger}')"), Is.True);
+        // What the trigger's comment says to do, in one transaction, so that no write to the
+        // table goes between the two captures: its subscriptions keep their trigger's name.
+        await database.ExecuteAsync($"""
+            BEGIN;
+            SELECT trigger_events.detach('{trigger}');
+            ALTER TABLE {table}_by_id ATTACH PARTITION {table} FOR VALUES FROM (0) TO (1000);
+            SELECT trigger_events.attach('{table}_by_id', '{trigger}');
+            COMMIT;
+            """);
         await new NpgsqlCommand(
-            $"ALTER TABLE {table}_by_id ATTACH PARTITION {table} FOR VALUES FROM (0) TO (1000); " +
-            $"INSERT INTO {table}_by_id VALUES (2, 'through the parent'); DELETE FROM {table}_by_id WHERE id = 2",
+            $"INSERT INTO {table}_by_id VALUES (2, 'through the parent'); DELETE FROM {table}_by_id WHERE id = 2; INSERT INTO {table} VALUES (3, 'named')",
             connection).ExecuteNonQueryAsync();
 
-        Assert.That((await EventsAsync(parentTrigger)).Select(e => $"{e.Op} {e.Table}"),
-            Is.EqualTo(new[] { $"INSERT {table}_by_id", $"DELETE {table}_by_id" }));
+        Assert.That((await EventsAsync(trigger)).Select(e => $"{e.Op} {e.Table}"),
+            Is.EqualTo(new[] { $"INSERT {table}", $"DELETE {table}", $"INSERT {table}_by_id", $"DELETE {table}_by_id", $"INSERT {table}_by_id" }));
         await connection.CloseAsync();
         await database.ExecuteAsync($"DROP TABLE {table}_by_id, {table}_legacy");
     }
@@ -344,6 +348,26 @@ public sealed class CaptureEdgeTests
         }
 
         Assert.That((await EventsAsync(trigger)).Count, Is.EqualTo(4));
+        Assert.That(await database.ScalarAsync<bool>("SELECT has_function_privilege($1, $2::regprocedure, 'EXECUTE')", app.Name, $"trigger_events.capture_{id}_row()"),
+            Is.False, "the former owner's grant goes, so that the role can be dropped");
+
+        // A sub-partitioned partition owned by a third role takes partitions of its own.
+        await using var regional = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT CREATE ON SCHEMA public TO {regional.Name}");
+        await using (var connection = await successor.OpenAsync())
+        {
+            await new NpgsqlCommand($"CREATE TABLE {table}_5 PARTITION OF {table} FOR VALUES IN (5) PARTITION BY RANGE (id)", connection).ExecuteNonQueryAsync();
+        }
+
+        await database.ExecuteAsync($"ALTER TABLE {table}_5 OWNER TO {regional.Name}");
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("missing"));
+        Assert.That(await AttachAsync(table, trigger), Is.EqualTo("repaired"));
+        await using (var connection = await regional.OpenAsync())
+        {
+            await new NpgsqlCommand($"CREATE TABLE {table}_5a PARTITION OF {table}_5 FOR VALUES FROM (0) TO (100); INSERT INTO {table}_5 VALUES (5, 5)", connection).ExecuteNonQueryAsync();
+        }
+
+        Assert.That((await EventsAsync(trigger)).Count, Is.EqualTo(5));
         await database.ExecuteAsync($"DROP TABLE {table}, {table}_fake");
     }
 
@@ -365,6 +389,36 @@ public sealed class CaptureEdgeTests
         Assert.That(await database.ScalarAsync<string>(
             "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2", table, $"te_{trigger}_no_parent"),
             Does.Contain($"AFTER {on} ON").And.Contain("FOR EACH ROW WHEN (false)"));
+        await database.ExecuteAsync($"DROP TABLE {table}_p");
+    }
+
+    [Test]
+    public async Task Attach_in_a_transaction_with_deferred_trigger_events_pending_leaves_the_no_parent_trigger_enabled()
+    {
+        // ALTER TABLE ... DISABLE TRIGGER refuses a table with trigger events pending in the
+        // transaction, here a deferred foreign key's check of the row just inserted.
+        var table = Unique("kids");
+        await database.ExecuteAsync($"""
+            CREATE TABLE {table}_parent (id int PRIMARY KEY);
+            CREATE TABLE {table} (id int PRIMARY KEY, parent int REFERENCES {table}_parent DEFERRABLE INITIALLY DEFERRED);
+            CREATE TABLE {table}_p (id int, parent int) PARTITION BY RANGE (id);
+            """);
+        var trigger = Unique("t");
+
+        var attached = await database.ScalarAsync<string>($"""
+            BEGIN;
+            INSERT INTO {table} VALUES (1, 1);
+            INSERT INTO {table}_parent VALUES (1);
+            SELECT trigger_events.attach('{table}', '{trigger}');
+            COMMIT;
+            """);
+
+        Assert.That(attached, Is.EqualTo("created"));
+        Assert.That(await database.ScalarAsync<string>(
+            "SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2", table, $"te_{trigger}_no_parent"), Is.EqualTo("O"));
+        Assert.That(await HealthAsync(trigger), Is.EqualTo("ok"));
+        var refused = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync($"ALTER TABLE {table}_p ATTACH PARTITION {table} FOR VALUES FROM (0) TO (10)"));
+        Assert.That(refused!.MessageText, Does.Contain($"te_{trigger}_no_parent"));
         await database.ExecuteAsync($"DROP TABLE {table}_p");
     }
 
