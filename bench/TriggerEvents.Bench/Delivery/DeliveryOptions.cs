@@ -54,6 +54,9 @@ internal sealed record DeliveryOptions
     /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
+    /// <summary>Environment variables (<c>NAME=VALUE</c>) for every worker the benchmark starts, and for no other process.</summary>
+    public IReadOnlyDictionary<string, string> WorkerEnvironment { get; init; } = new Dictionary<string, string>();
+
     /// <summary>Alternating rounds of fresh drains beside graphile-worker; 0 leaves the peer out.</summary>
     public int PeerRounds { get; init; } = 3;
 
@@ -73,7 +76,7 @@ internal sealed record DeliveryOptions
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--baseline GIT-REF] [--baseline-rounds N] [--statements] [--set name=value]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--baseline GIT-REF] [--baseline-rounds N] [--statements] [--set name=value]... [--worker-env NAME=VALUE]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -107,6 +110,7 @@ internal sealed record DeliveryOptions
                 "--baseline" => options with { Baseline = value },
                 "--baseline-rounds" => options with { BaselineRounds = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
+                "--worker-env" => options with { WorkerEnvironment = WithVariable(options.WorkerEnvironment, value) },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }
@@ -144,4 +148,15 @@ internal sealed record DeliveryOptions
     }
 
     private static int Int(string value) => int.Parse(value, NumberStyles.None, CultureInfo.InvariantCulture);
+
+    private static Dictionary<string, string> WithVariable(IReadOnlyDictionary<string, string> variables, string assignment)
+    {
+        var equals = assignment.IndexOf('=', StringComparison.Ordinal);
+        if (equals < 1)
+        {
+            throw new ArgumentException($"--worker-env takes NAME=VALUE, not '{assignment}'. Usage: {Usage}");
+        }
+
+        return new Dictionary<string, string>(variables) { [assignment[..equals]] = assignment[(equals + 1)..] };
+    }
 }

@@ -24,6 +24,9 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
     /// <summary>The published native <c>triggerevents</c>; set by <see cref="PublishAsync"/>.</summary>
     public static string ExecutablePath { get; private set; } = "";
 
+    /// <summary>Variables every worker started gets (<c>--worker-env</c>), before a start's own.</summary>
+    public static IReadOnlyDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
+
     /// <summary>
     /// Publishes the Cli as it ships (scripts/publish.sh, as deploy/Dockerfile does: Native AOT
     /// for this machine), so the figures are those of the shipped worker.
@@ -67,6 +70,11 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         start.ArgumentList.Add(configPath);
         start.Environment["TRIGGER_EVENTS_DATABASE_URL"] = connectionString;
         start.Environment["TRIGGER_EVENTS_LOG_FORMAT"] = "json";
+        foreach (var (name, value) in Environment)
+        {
+            start.Environment[name] = value;
+        }
+
         foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
         {
             if (value is null)
