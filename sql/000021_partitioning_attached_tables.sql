@@ -22,8 +22,9 @@
 --     ERROR:  trigger "te_orders_no_parent" prevents table "orders" from becoming a partition
 --   and partitions the table in one transaction: detach, ATTACH PARTITION, attach of the
 --   partitioned table under the same name (its capture is row-level, copied onto every
---   partition); writes to the table wait for the commit, and none goes uncaptured. A table that is already a
---   partition or a child (attached before 000019) gets no such trigger: PostgreSQL would refuse it.
+--   partition); writes to the table wait for the commit, and none goes uncaptured. A table
+--   that is already a partition or a child (attached before 000019) gets no such trigger:
+--   PostgreSQL would refuse it.
 -- * The owner of an attached partitioned table could no longer create or attach a partition:
 --   PostgreSQL copies the row trigger onto the new partition as that role, which then needs
 --   EXECUTE on the capture function, and only the function's owner had it ("permission denied
@@ -78,6 +79,7 @@ DECLARE
     no_parent text;
     no_parent_op text;
     row_function regprocedure;
+    owners oid[];
 BEGIN
     SELECT * INTO et FROM trigger_events.event_triggers e WHERE e.id = trigger_id;
     SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = et.relid;
@@ -163,12 +165,6 @@ BEGIN
     -- never runs its function (WHEN false); disabled too where the caller owns the table (only
     -- an owner may disable a trigger), so that not even the WHEN clause is read.
     IF relkind = 'r' AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = et.relid) THEN
-        IF to_regprocedure('trigger_events.capture_no_parent()') IS NULL THEN
-            -- Dropped by hand (DROP FUNCTION ... CASCADE took every such trigger with it): as above.
-            CREATE FUNCTION trigger_events.capture_no_parent() RETURNS trigger
-            LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$ BEGIN RETURN NULL; END $f$;
-            GRANT EXECUTE ON FUNCTION trigger_events.capture_no_parent() TO PUBLIC;
-        END IF;
         no_parent := 'te_' || et.name || '_no_parent';
         no_parent_op := CASE WHEN 'INSERT' = ANY (et.operations) OR NOT 'DELETE' = ANY (et.operations) THEN 'INSERT' ELSE 'DELETE' END;
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS te_no_parent FOR EACH ROW WHEN (false) '
@@ -196,21 +192,17 @@ BEGIN
     -- migration's head). A former owner's grant goes, so that the role can be dropped.
     IF relkind = 'p' THEN
         row_function := format('trigger_events.%I()', format('capture_%s_row', et.id))::regprocedure;
+        owners := ARRAY(SELECT DISTINCT c.relowner FROM pg_partition_tree(et.relid) pt JOIN pg_class c ON c.oid = pt.relid
+                        WHERE c.relkind = 'p');
         FOR t IN
             SELECT a.grantee::regrole AS role
             FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
             WHERE p.oid = row_function AND a.privilege_type = 'EXECUTE'
-              AND a.grantee NOT IN (0, p.proowner)
-              AND a.grantee NOT IN (SELECT c.relowner FROM pg_partition_tree(et.relid) pt JOIN pg_class c ON c.oid = pt.relid
-                                    WHERE c.relkind = 'p')
+              AND a.grantee NOT IN (0, p.proowner) AND a.grantee <> ALL (owners)
         LOOP
             EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s', row_function, t.role);
         END LOOP;
-        FOR t IN
-            SELECT DISTINCT c.relowner::regrole AS role
-            FROM pg_partition_tree(et.relid) pt JOIN pg_class c ON c.oid = pt.relid
-            WHERE c.relkind = 'p'
-        LOOP
+        FOR t IN SELECT o::regrole AS role FROM unnest(owners) AS o LOOP
             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', row_function, t.role);
         END LOOP;
     END IF;

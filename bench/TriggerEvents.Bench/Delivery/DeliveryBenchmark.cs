@@ -31,7 +31,7 @@ internal static class DeliveryBenchmark
         }
 
         var elapsed = Stopwatch.StartNew();
-        WorkerUnderTest.Environment = options.WorkerEnvironment;
+        WorkerUnderTest.WorkerEnvironment = options.WorkerEnvironment;
         await WorkerUnderTest.PublishAsync(cancellationToken);
         var baseline = options.Baseline is { } gitRef ? await BaselineComparison.PublishAsync(gitRef, cancellationToken) : null;
         await using var database = await BenchDatabase.StartAsync(

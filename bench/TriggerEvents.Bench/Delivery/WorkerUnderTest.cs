@@ -25,7 +25,7 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
     public static string ExecutablePath { get; private set; } = "";
 
     /// <summary>Variables every worker started gets (<c>--worker-env</c>), before a start's own.</summary>
-    public static IReadOnlyDictionary<string, string> Environment { get; set; } = new Dictionary<string, string>();
+    public static IReadOnlyDictionary<string, string> WorkerEnvironment { get; set; } = new Dictionary<string, string>();
 
     /// <summary>
     /// Publishes the Cli as it ships (scripts/publish.sh, as deploy/Dockerfile does: Native AOT
@@ -70,7 +70,7 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
         start.ArgumentList.Add(configPath);
         start.Environment["TRIGGER_EVENTS_DATABASE_URL"] = connectionString;
         start.Environment["TRIGGER_EVENTS_LOG_FORMAT"] = "json";
-        foreach (var (name, value) in Environment)
+        foreach (var (name, value) in WorkerEnvironment)
         {
             start.Environment[name] = value;
         }
