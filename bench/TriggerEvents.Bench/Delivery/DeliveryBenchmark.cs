@@ -66,10 +66,15 @@ internal static class DeliveryBenchmark
 
         var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
         var configPath = WriteConfig(receiver, options);
-        if (options.TracingRounds > 0 || options.ConsoleRounds > 0 || baseline is not null)
+        if (options.TracingRounds > 0 || options.ConsoleRounds > 0 || baseline is not null || options.MemoryVariants.Count > 0)
         {
             try
             {
+                if (options.MemoryVariants.Count > 0)
+                {
+                    await MemoryVariants.RunAsync(database, receiver, connectionString, configPath, options, cancellationToken);
+                }
+
                 if (baseline is not null)
                 {
                     await BaselineComparison.RunAsync(options.Baseline!, baseline, options.BaselineRounds, async executable =>
@@ -492,8 +497,14 @@ internal static class DeliveryBenchmark
         return text;
     }
 
-    private static async Task<(double PeakMiB, double Rate, IReadOnlyList<double> SegmentRates)> MeasureMemoryAsync(
-        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken)
+    /// <summary>
+    /// Captures <see cref="DeliveryOptions.MemoryEvents"/> events, then a fresh worker (with
+    /// <paramref name="environment"/> added to its own) drains them: its peak memory, the overall
+    /// rate, the rate of each tenth, and its CPU per event.
+    /// </summary>
+    internal static async Task<(double PeakMiB, double Rate, IReadOnlyList<double> SegmentRates, double WorkerCpuUs)> MeasureMemoryAsync(
+        BenchDatabase database, BenchReceiver receiver, string connectionString, string configPath, DeliveryOptions options, CancellationToken cancellationToken,
+        IReadOnlyDictionary<string, string?>? environment = null)
     {
         const int chunk = 100_000;
         var clock = Stopwatch.StartNew();
@@ -504,7 +515,7 @@ internal static class DeliveryBenchmark
 
         Console.WriteLine($"    captured {options.MemoryEvents:N0} events in {clock.Elapsed.TotalSeconds:F0} s; starting a fresh worker");
         receiver.TakeArrivals();
-        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken);
+        await using var worker = await WorkerUnderTest.StartAsync(connectionString, configPath, PortOf(configPath), cancellationToken, environment);
         var cpuAtReady = CpuSplit.Read(worker, database);
         var segment = Math.Max(1, options.MemoryEvents / 10);
         var rates = new List<double>();
@@ -531,7 +542,7 @@ internal static class DeliveryBenchmark
         var cpu = CpuSplit.Read(worker, database) - cpuAtReady;
         Console.WriteLine($"    CPU per event over the whole drain: {cpu.PerEvent(options.MemoryEvents)}");
         receiver.TakeArrivals();
-        return (worker.PeakMemoryMiB, options.MemoryEvents / total, rates);
+        return (worker.PeakMemoryMiB, options.MemoryEvents / total, rates, cpu.Worker.TotalMicroseconds / options.MemoryEvents);
     }
 
     internal static string InsertRows(int count) =>

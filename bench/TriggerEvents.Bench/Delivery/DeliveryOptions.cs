@@ -72,11 +72,20 @@ internal sealed record DeliveryOptions
     /// <summary>Rounds of each build with <see cref="Baseline"/>.</summary>
     public int BaselineRounds { get; init; } = 3;
 
+    /// <summary>
+    /// Worker environments (<c>NAME=VALUE</c>, one variable each) whose large drain is measured
+    /// against the worker as shipped (<see cref="MemoryVariants"/>), in place of the phases; empty: none.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, string>> MemoryVariants { get; init; } = [];
+
+    /// <summary>Rounds of each of <see cref="MemoryVariants"/> and the worker as shipped.</summary>
+    public int MemoryRounds { get; init; } = 3;
+
     /// <summary>graphile-worker's concurrent jobs in the peer rounds.</summary>
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--baseline GIT-REF] [--baseline-rounds N] [--statements] [--set name=value]... [--worker-env NAME=VALUE]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--baseline GIT-REF] [--baseline-rounds N] [--memory-variant NAME=VALUE]... [--memory-rounds N] [--statements] [--set name=value]... [--worker-env NAME=VALUE]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -111,19 +120,26 @@ internal sealed record DeliveryOptions
                 "--baseline-rounds" => options with { BaselineRounds = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
                 "--worker-env" => options with { WorkerEnvironment = WithVariable(options.WorkerEnvironment, value) },
+                "--memory-variant" => options with { MemoryVariants = [.. options.MemoryVariants, Variable("--memory-variant", value)] },
+                "--memory-rounds" => options with { MemoryRounds = Int(value) },
                 _ => throw new ArgumentException($"Unknown option {args[i]}. Usage: {Usage}"),
             };
         }
 
         if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1 ||
-            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0 || options.BaselineRounds < 1)
+            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0 || options.BaselineRounds < 1 || options.MemoryRounds < 1)
         {
             throw new ArgumentException($"Sizes must be positive (the warm-up and the rounds may be 0). Usage: {Usage}");
         }
 
-        if (options.Statements && (options.TracingRounds > 0 || options.ConsoleRounds > 0 || options.Baseline is not null))
+        if (options.Statements && (options.TracingRounds > 0 || options.ConsoleRounds > 0 || options.Baseline is not null || options.MemoryVariants.Count > 0))
         {
-            throw new ArgumentException($"--statements profiles the drain (a), which --tracing, --console and --baseline replace. Usage: {Usage}");
+            throw new ArgumentException($"--statements profiles the drain (a), which --tracing, --console, --baseline and --memory-variant replace. Usage: {Usage}");
+        }
+
+        if (options.MemoryVariants.Count > 0 && (options.TracingRounds > 0 || options.ConsoleRounds > 0 || options.Baseline is not null))
+        {
+            throw new ArgumentException($"--memory-variant compares large drains; run --tracing, --console and --baseline apart. Usage: {Usage}");
         }
 
         if (options.Baseline is not null && (options.TracingRounds > 0 || options.ConsoleRounds > 0))
@@ -151,12 +167,15 @@ internal sealed record DeliveryOptions
 
     private static Dictionary<string, string> WithVariable(IReadOnlyDictionary<string, string> variables, string assignment)
     {
-        var equals = assignment.IndexOf('=', StringComparison.Ordinal);
-        if (equals < 1)
-        {
-            throw new ArgumentException($"--worker-env takes NAME=VALUE, not '{assignment}'. Usage: {Usage}");
-        }
+        var (name, value) = Variable("--worker-env", assignment);
+        return new Dictionary<string, string>(variables) { [name] = value };
+    }
 
-        return new Dictionary<string, string>(variables) { [assignment[..equals]] = assignment[(equals + 1)..] };
+    private static KeyValuePair<string, string> Variable(string option, string assignment)
+    {
+        var equals = assignment.IndexOf('=', StringComparison.Ordinal);
+        return equals < 1
+            ? throw new ArgumentException($"{option} takes NAME=VALUE, not '{assignment}'. Usage: {Usage}")
+            : new(assignment[..equals], assignment[(equals + 1)..]);
     }
 }
