@@ -176,4 +176,23 @@ public sealed class RetentionCommandTests
         Assert.That(result.Out, Does.Contain("Retention from the command line:"));
         Assert.That(result.Out, Does.Contain("Deleted 3 delivered events"), result.ToString());
     }
+
+    [Test]
+    public async Task Cleanup_as_the_worker_role_keeps_what_another_group_keeps_forever_and_names_that_group()
+    {
+        // 'hook' is team-b's, whose worker recorded that it keeps everything; the file is team-a's.
+        await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET group_name = 'team-b'");
+        await database.ExecuteAsync("INSERT INTO trigger_events.group_retention (group_name, delivered_events, attempts) VALUES ('team-b', NULL, NULL)");
+        var teamA = Write("team-a.yaml", DeleteAll + "\nworker:\n  group: team-a\n");
+
+        var kept = await new Cli(database.WorkerConnectionString).RunInAsync(directory, [], ["cleanup", "--config", teamA]);
+        await database.ExecuteAsync("UPDATE trigger_events.group_retention SET delivered_events = '0s'");
+        var released = await new Cli(database.WorkerConnectionString).RunInAsync(directory, [], ["cleanup", "--config", teamA]);
+
+        Assert.That(kept.ExitCode, Is.Zero, kept.ToString());
+        Assert.That(kept.Out, Does.Contain("kept longer where group team-b subscribes: delivered events forever, attempt records forever"), kept.ToString());
+        Assert.That(kept.Out, Does.Contain("Deleted 0 delivered events"), kept.ToString());
+        Assert.That(released.Out, Does.Contain("Deleted 3 delivered events"), released.ToString());
+        Assert.That(await EventsAsync(), Is.Zero);
+    }
 }

@@ -179,4 +179,47 @@ public sealed class GroupLifecycleTests
         Assert.That(await scenario.Database.ScalarAsync<string>("SELECT string_agg(name || ':' || group_name || ':' || enabled, ',' ORDER BY name) FROM trigger_events.subscriptions"),
             Is.EqualTo("shared:billing:true"), "nothing of the refused file was registered");
     }
+
+    [Test]
+    public async Task One_groups_retention_keeps_what_another_group_keeps_until_that_groups_worker_says_otherwise()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        var configA = WriteConfig(scenario, "team-a", "a-hook");
+        File.AppendAllText(configA.Path, "\nretention:\n  delivered_events: 0s\n  attempts: 0s\n  cleanup_interval: 200ms\n");
+        var configB = WriteConfig(scenario, "team-b", "b-hook");
+        File.AppendAllText(configB.Path, "\nretention:\n  delivered_events: forever\n  attempts: forever\n");
+        var teamB = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
+        await using var teamA = WorkerProcess.Start(scenario.DatabaseUrl, configA.Path, configA.HttpPort);
+        await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
+        await scenario.InsertOrdersAsync(1, 100);
+        await AssertEverythingDeliveredAsync(scenario, "a-hook", "b-hook");
+
+        // Team A's worker runs retention five times a second with bounds of zero: its own attempt
+        // records go, and nothing team B keeps.
+        await WaitUntilAsync(scenario, "SELECT count(*) = 0 FROM trigger_events.attempts a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id WHERE s.name = 'a-hook'",
+            "team-a's attempt records deleted");
+        await Task.Delay(1000);
+        Assert.That(await scenario.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log"), Is.EqualTo(100), "team-b keeps the events forever");
+        Assert.That(await scenario.Database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(100), "team-b's attempt records");
+
+        // Team B's next release keeps nothing: once its worker has started, team A's retention
+        // deletes the events and team B's records too.
+        Assert.That(await teamB.TerminateAsync(), Is.Zero, teamB.Output);
+        var configBAgain = WriteConfig(scenario, "team-b", "b-hook");
+        File.AppendAllText(configBAgain.Path, "\nretention:\n  delivered_events: 0s\n  attempts: 0s\n  cleanup_interval: 1h\n");
+        await using var teamBAgain = WorkerProcess.Start(scenario.DatabaseUrl, configBAgain.Path, configBAgain.HttpPort);
+        await teamBAgain.WaitUntilReadyAsync();
+        await WaitUntilAsync(scenario, "SELECT (SELECT count(*) FROM trigger_events.event_log) + (SELECT count(*) FROM trigger_events.attempts) = 0",
+            "every event and attempt record deleted once team-b recorded its new bounds");
+    }
+
+    private static async Task WaitUntilAsync(WorkerScenario scenario, string condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (!await scenario.Database.ScalarAsync<bool>(condition))
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), $"timed out waiting: {what}");
+            await Task.Delay(100);
+        }
+    }
 }

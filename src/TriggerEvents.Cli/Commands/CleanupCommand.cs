@@ -34,6 +34,11 @@ internal static class CleanupCommand
             the file; with both given no file is needed. The file and the bounds are printed before
             anything is deleted.
 
+            What another group keeps longer is kept: an event of a trigger that group subscribes
+            to, an attempt record of its subscriptions, by the bounds its worker recorded when it
+            started. The file's group (worker.group) follows the bounds above; without a file,
+            every group's recorded bounds hold. Those groups are printed too.
+
             Examples:
               triggerevents cleanup
               triggerevents cleanup --config triggerevents.yaml
@@ -51,9 +56,12 @@ internal static class CleanupCommand
             // The file is read whenever it was named on purpose (a broken one is an error, not
             // skipped) and whenever a bound has to come from it.
             RetentionConfig? retention = null;
+            string? group = null;
             if (path.Explicit || eventsFlag is null || attemptsFlag is null)
             {
-                retention = CommonOptions.LoadConfig(path).Retention;
+                var file = CommonOptions.LoadConfig(path);
+                retention = file.Retention;
+                group = file.Worker.Group;
             }
 
             var events = eventsFlag ?? new RetentionBound(retention!.DeliveredEvents, path);
@@ -71,10 +79,17 @@ internal static class CleanupCommand
 
             await using var dataSource = CommandLine.OpenDatabase();
             await WorkerConnection.RequireReadCommittedAsync(dataSource, cancellationToken);
+            foreach (var other in await GroupRetention.KeepingLongerAsync(dataSource, group, events.Age, attempts.Age, cancellationToken))
+            {
+                Console.WriteLine(
+                    $"  kept longer where group {other.Group} subscribes: delivered events {Describe(other.DeliveredEvents)}, " +
+                    $"attempt records {Describe(other.Attempts)} (recorded by its worker {other.RecordedAt:u})");
+            }
+
             RetentionResult result;
             using (var progress = new ProgressLine("deleting events", null))
             {
-                result = await Retention.RunOnceAsync(dataSource, events.Age, attempts.Age, progress, cancellationToken);
+                result = await Retention.RunOnceAsync(dataSource, events.Age, attempts.Age, group, progress, cancellationToken);
             }
 
             Console.WriteLine(result.Skipped
@@ -84,6 +99,8 @@ internal static class CleanupCommand
         }));
         return command;
     }
+
+    private static string Describe(TimeSpan? bound) => bound is { } age ? Duration.Format(age) : "forever";
 
     private static RetentionBound? ParseBound(string? text, string option) =>
         text is null ? null

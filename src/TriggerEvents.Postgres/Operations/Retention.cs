@@ -1,4 +1,5 @@
 using Npgsql;
+using NpgsqlTypes;
 
 namespace TriggerEvents.Postgres.Operations;
 
@@ -9,6 +10,9 @@ internal sealed record RetentionResult(long Events, long Deliveries, long Attemp
 /// Retention (<c>cleanup</c>, and the worker's scheduled duty): deletes events older than a bound
 /// that every subscription's place in the log has passed and whose deliveries all succeeded, with those deliveries, and attempt records older than their
 /// own bound (a null bound keeps that kind forever). Pending, in-flight and dead deliveries, and their events, are never deleted.
+/// Nor is what another group keeps longer: an event while a group with a subscription on its
+/// trigger keeps it, an attempt record while its subscription's group does, by the bounds each
+/// group's worker recorded at start (<see cref="GroupRetention"/>).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -50,7 +54,7 @@ internal static class Retention
 
     private const string DeleteEvents = """
         WITH candidate AS (
-            SELECT e.id, e.transaction_id FROM trigger_events.event_log e
+            SELECT e.id, e.transaction_id, e.trigger_name, e.captured_at FROM trigger_events.event_log e
             WHERE e.id > $1 AND e.captured_at < $2
             ORDER BY e.id
             LIMIT $3
@@ -67,6 +71,12 @@ internal static class Retention
               AND NOT EXISTS (
                 SELECT 1 FROM trigger_events.subscription_positions sp
                 WHERE NOT pg_visible_in_snapshot(c.transaction_id, sp.position))
+              -- No other group with a subscription on its trigger keeps it longer.
+              AND NOT EXISTS (
+                SELECT 1 FROM trigger_events.subscriptions s
+                JOIN trigger_events.group_retention g ON g.group_name = s.group_name
+                WHERE s.trigger_name = c.trigger_name AND g.group_name IS DISTINCT FROM $5
+                  AND (g.delivered_events IS NULL OR c.captured_at >= $4 - g.delivered_events))
         ), locked AS (
             -- Their deliveries as they are now, locked until the batch commits: a delivery
             -- changed since this statement's snapshot (a replay that scheduled it again) is read
@@ -98,13 +108,37 @@ internal static class Retention
                (SELECT deleted FROM events_gone), (SELECT count(*) FROM deliveries_gone)
         """;
 
+    // Walks the records in id order with a keyset, as the events' batches do: records another
+    // group keeps are passed once per run, not read again by every batch.
     private const string DeleteAttempts = """
-        DELETE FROM trigger_events.attempts a
-        WHERE a.id IN (SELECT id FROM trigger_events.attempts WHERE started_at < $1 ORDER BY id LIMIT $2)
+        WITH candidate AS (
+            SELECT a.id, a.subscription_id, a.started_at FROM trigger_events.attempts a
+            WHERE a.id > $1 AND a.started_at < $2
+            ORDER BY a.id
+            LIMIT $3
+        ), gone AS (
+            DELETE FROM trigger_events.attempts a
+            USING candidate c
+            WHERE a.id = c.id
+              -- Unless its subscription's group, another one, keeps it longer.
+              AND NOT EXISTS (
+                SELECT 1 FROM trigger_events.subscriptions s
+                JOIN trigger_events.group_retention g ON g.group_name = s.group_name
+                WHERE s.id = c.subscription_id AND g.group_name IS DISTINCT FROM $5
+                  AND (g.attempts IS NULL OR c.started_at >= $4 - g.attempts))
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM candidate), (SELECT max(id) FROM candidate), (SELECT count(*) FROM gone)
         """;
 
+    /// <summary>
+    /// One run. <paramref name="group"/> is the runner's group, whose own recorded bounds give way
+    /// to the run's (its file, or cleanup's flags); null when the run speaks for no group, and
+    /// every group's recorded bounds hold.
+    /// </summary>
     public static async Task<RetentionResult> RunOnceAsync(
-        NpgsqlDataSource dataSource, TimeSpan? deliveredEvents, TimeSpan? attempts, IProgress<long>? progress, CancellationToken cancellationToken)
+        NpgsqlDataSource dataSource, TimeSpan? deliveredEvents, TimeSpan? attempts, string? group, IProgress<long>? progress,
+        CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using (var lockCommand = new NpgsqlCommand($"SELECT pg_try_advisory_lock({AdvisoryLockKey})", connection))
@@ -128,6 +162,8 @@ internal static class Retention
                 command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - deliveredEvents.Value });
                 command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+                command.Parameters.Add(new NpgsqlParameter<string?> { TypedValue = group, NpgsqlDbType = NpgsqlDbType.Text });
                 batch.BatchCommands.Add(command);
                 await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
                 await reader.NextResultAsync(cancellationToken);
@@ -144,17 +180,24 @@ internal static class Retention
                 after = reader.GetInt64(1);
             }
 
+            after = 0;
             while (attempts is not null)
             {
                 await using var command = new NpgsqlCommand(DeleteAttempts, connection);
+                command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after });
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - attempts.Value });
                 command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
-                var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
-                attemptRows += deleted;
-                if (deleted < BatchSize)
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+                command.Parameters.Add(new NpgsqlParameter<string?> { TypedValue = group, NpgsqlDbType = NpgsqlDbType.Text });
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                await reader.ReadAsync(cancellationToken);
+                attemptRows += reader.GetInt64(2);
+                if (reader.GetInt64(0) < BatchSize)
                 {
                     break;
                 }
+
+                after = reader.GetInt64(1);
             }
 
             return new RetentionResult(events, deliveries, attemptRows, Skipped: false);

@@ -7,6 +7,7 @@ using TriggerEvents.Core.Delivery;
 using TriggerEvents.Postgres;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Migrations;
+using TriggerEvents.Postgres.Operations;
 using TriggerEvents.Worker.Delivery;
 using TriggerEvents.Worker.Maintenance;
 using TriggerEvents.Worker.Signals;
@@ -84,6 +85,7 @@ internal sealed class WorkerService(
 
         await WorkerConnection.RequireReadCommittedAsync(dataSource, stoppingToken);
         var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Worker.Group, config.Subscriptions, stoppingToken);
+        await GroupRetention.RecordAsync(dataSource, config.Worker.Group, config.Retention, stoppingToken);
         foreach (var subscription in registered)
         {
             if (!subscription.TriggerAttached)

@@ -34,7 +34,8 @@ internal sealed class MaintenanceDuties(
             return;
         }
 
-        var result = await Retention.RunOnceAsync(dataSource, config.Retention.DeliveredEvents, config.Retention.Attempts, null, cancellationToken);
+        var result = await Retention.RunOnceAsync(
+            dataSource, config.Retention.DeliveredEvents, config.Retention.Attempts, config.Worker.Group, null, cancellationToken);
         if (result.Events + result.Attempts > 0)
         {
             logger.LogInformation(
