@@ -25,6 +25,37 @@ public sealed class DatabaseCommandTests
     }
 
     [Test]
+    public async Task Migrate_behind_an_open_writer_retries_names_it_and_stops_with_the_earlier_migrations_applied()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(database.ConnectionString))
+        {
+            await TriggerEvents.Postgres.Migrations.Migrator.MigrateAsync(dataSource, 20, CancellationToken.None);
+        }
+
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        await using var writer = await database.DataSource.OpenConnectionAsync();
+        await using var open = await writer.BeginTransactionAsync();
+        await new Npgsql.NpgsqlCommand("INSERT INTO orders VALUES (1)", writer, open).ExecuteNonQueryAsync();
+        var cli = new Cli(database.ConnectionString);
+
+        var badTimeout = await cli.RunAsync("migrate", "--lock-timeout", "soon");
+        var gaveUp = await cli.RunAsync("migrate", "--lock-timeout", "200ms", "--lock-tries", "2");
+        await open.CommitAsync();
+        var done = await cli.RunAsync("migrate", "--lock-timeout", "200ms", "--lock-tries", "2");
+        TestContext.Out.WriteLine(gaveUp.Error);
+
+        Assert.That(badTimeout.ExitCode, Is.EqualTo(2), badTimeout.ToString());
+        Assert.That(badTimeout.Error, Does.Contain("--lock-timeout: 'soon' is not a duration"));
+        Assert.That(gaveUp.ExitCode, Is.EqualTo(1), gaveUp.ToString());
+        Assert.That(gaveUp.Error, Does.Contain("migration 21 (partitioning_attached_tables) gave up waiting for a lock").And.Contain("try 1 of 2"), gaveUp.ToString());
+        Assert.That(gaveUp.Error, Does.Contain("could not take the locks it needs within 0.2s in 2 tries").And.Contain($"pid {writer.ProcessID}"), gaveUp.ToString());
+        Assert.That(done.ExitCode, Is.Zero, done.ToString());
+        Assert.That(done.Out, Does.Contain($"Migrated from version 20 to {TriggerEvents.Postgres.Migrations.MigrationSource.LatestVersion}"));
+    }
+
+    [Test]
     public async Task Attach_is_idempotent_lists_and_detaches_from_a_shell()
     {
         await using var database = await TestDatabase.CreateAsync();

@@ -119,4 +119,114 @@ public sealed class MigratorTests
         Assert.That(version.IsCurrent, Is.False);
         Assert.That(await database.ScalarAsync<bool>("SELECT to_regnamespace('trigger_events') IS NULL"), Is.True);
     }
+
+    /// <summary>
+    /// The roles of a managed database at the release before 000021, which regenerates every
+    /// attached trigger: a schema owner that is not a superuser, and the application's role
+    /// owning <c>orders</c> (attached), with one of its transactions left open after a write.
+    /// </summary>
+    private sealed class OpenWriterBeforeUpgrade : IAsyncDisposable
+    {
+        public required TestDatabase Database { get; init; }
+
+        public required LoginRole Owner { get; init; }
+
+        public required LoginRole App { get; init; }
+
+        public required NpgsqlConnection Writer { get; init; }
+
+        public required NpgsqlTransaction Open { get; init; }
+
+        public static async Task<OpenWriterBeforeUpgrade> CreateAsync()
+        {
+            var database = await TestDatabase.CreateAsync(migrated: false);
+            var owner = await LoginRole.CreateAsync(database);
+            var app = await LoginRole.CreateAsync(database);
+            await database.ExecuteAsync($"GRANT CREATE ON DATABASE {database.Name} TO {owner.Name}; GRANT CREATE ON SCHEMA public TO {app.Name}");
+            await using (var asOwner = NpgsqlDataSource.Create(owner.ConnectionString))
+            {
+                await Migrator.MigrateAsync(asOwner, 20, CancellationToken.None);
+            }
+
+            await using (var connection = await app.OpenAsync())
+            {
+                await new NpgsqlCommand($"CREATE TABLE orders (id int PRIMARY KEY); GRANT TRIGGER ON orders TO {owner.Name}", connection).ExecuteNonQueryAsync();
+            }
+
+            await using (var connection = await owner.OpenAsync())
+            {
+                await new NpgsqlCommand("SELECT trigger_events.attach('public.orders', 'orders_changed')", connection).ExecuteScalarAsync();
+            }
+
+            var writer = await app.OpenAsync();
+            var open = await writer.BeginTransactionAsync();
+            await new NpgsqlCommand("INSERT INTO orders VALUES (1)", writer, open).ExecuteNonQueryAsync();
+            return new OpenWriterBeforeUpgrade { Database = database, Owner = owner, App = app, Writer = writer, Open = open };
+        }
+
+        public async Task<MigrationResult> MigrateAsOwnerAsync(MigrationLockPolicy locks)
+        {
+            await using var asOwner = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(Owner.ConnectionString) { Pooling = false }.ConnectionString);
+            return await Migrator.MigrateAsync(asOwner, locks, CancellationToken.None);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Open.DisposeAsync();
+            await Writer.DisposeAsync();
+            await App.DisposeAsync();
+            await Owner.DisposeAsync();
+            await Database.DisposeAsync();
+        }
+    }
+
+    [Test]
+    public async Task An_upgrade_behind_an_open_writer_lets_the_applications_writes_through_and_applies_once_it_commits()
+    {
+        await using var scene = await OpenWriterBeforeUpgrade.CreateAsync();
+        var waits = new System.Collections.Concurrent.ConcurrentQueue<MigrationLockWait>();
+        var locks = new MigrationLockPolicy(TimeSpan.FromMilliseconds(300), Tries: 100) { Pause = _ => TimeSpan.FromMilliseconds(200), Waiting = waits.Enqueue };
+
+        var migrating = scene.MigrateAsOwnerAsync(locks);
+        while (waits.IsEmpty)
+        {
+            Assert.That(migrating.IsCompleted, Is.False, "it finished without waiting: " + migrating.Exception?.GetBaseException().Message);
+            await Task.Delay(50);
+        }
+
+        // Without a lock timeout this write would queue behind the migration's lock request until
+        // the open transaction ended.
+        await using (var other = await scene.App.OpenAsync())
+        {
+            var write = new NpgsqlCommand("INSERT INTO orders VALUES (2)", other).ExecuteNonQueryAsync();
+            Assert.That(await Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds(30))), Is.SameAs(write), "the application's write went through during the upgrade");
+        }
+
+        Assert.That(migrating.IsCompleted, Is.False, "the open transaction still holds the table");
+        await scene.Open.CommitAsync();
+        var result = await migrating;
+
+        Assert.That(result.Applied, Is.EqualTo(Enumerable.Range(21, MigrationSource.LatestVersion - 20)));
+        var wait = waits.First();
+        Assert.That(wait.Migration.Version, Is.EqualTo(21));
+        Assert.That(wait.Holders.Select(h => h.Pid), Does.Contain(scene.Writer.ProcessID), "the open writer is named");
+        Assert.That(wait.Holders.Single(h => h.Pid == scene.Writer.ProcessID).Tables, Does.Contain("orders"));
+        Assert.That(await scene.Database.ScalarAsync<string>("SELECT string_agg(new_data->>'id', ',' ORDER BY id) FROM trigger_events.event_log"), Is.EqualTo("1,2"),
+            "both writes captured");
+    }
+
+    [Test]
+    public async Task An_upgrade_that_never_gets_its_lock_stops_naming_the_holder_and_keeps_the_earlier_migrations()
+    {
+        await using var scene = await OpenWriterBeforeUpgrade.CreateAsync();
+        var locks = new MigrationLockPolicy(TimeSpan.FromMilliseconds(200), Tries: 3) { Pause = _ => TimeSpan.FromMilliseconds(100) };
+
+        var error = Assert.ThrowsAsync<MigrationLockException>(() => scene.MigrateAsOwnerAsync(locks));
+
+        Assert.That(error!.Migration.Version, Is.EqualTo(21));
+        Assert.That(error.Message, Does.Contain($"pid {scene.Writer.ProcessID}").And.Contain("in 3 tries").And.Contain("--lock-timeout 0"), error.Message);
+        Assert.That(await scene.Database.ScalarAsync<int>("SELECT max(version) FROM trigger_events.migrations"), Is.EqualTo(20));
+        await scene.Open.CommitAsync();
+        Assert.That((await scene.MigrateAsOwnerAsync(locks)).ToVersion, Is.EqualTo(MigrationSource.LatestVersion), "run again once the writer is done");
+    }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Npgsql;
+using TriggerEvents.Core.Configuration;
 using TriggerEvents.Postgres.Migrations;
 
 namespace TriggerEvents.Cli.Commands;
@@ -9,16 +10,31 @@ internal static class MigrateCommand
     public static Command Create()
     {
         var print = new Option<bool>("--print") { Description = "Write the SQL to standard output instead of applying it." };
+        var lockTimeout = new Option<string?>("--lock-timeout")
+        {
+            Description = "How long one try of a migration waits for a table's lock, or 0 to wait without limit (default 5s).",
+        };
+        var lockTries = new Option<int?>("--lock-tries")
+        {
+            Description = "How many times a migration that gave up waiting is tried, with pauses of 1s up to 15s between tries (default 10).",
+        };
         var command = new Command("migrate", """
             Install or upgrade the trigger_events schema. Safe to run from several processes at
             once; refuses a database migrated by a newer TriggerEvents.
 
+            Each migration is one transaction. One that changes attached tables' triggers takes a
+            lock on each table; waiting for it behind a transaction left open, it would hold up
+            every write to that table. So it waits at most --lock-timeout, rolls back, lets the
+            writers run and tries again, naming the sessions that held the locks; after
+            --lock-tries it stops (exit 1) with the earlier migrations applied.
+
             Examples:
               triggerevents migrate
+              triggerevents migrate --lock-timeout 2s --lock-tries 30
               triggerevents migrate --print > trigger_events.sql
             """)
         {
-            print,
+            print, lockTimeout, lockTries,
         };
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
@@ -28,11 +44,18 @@ internal static class MigrateCommand
                 return ExitCodes.Done;
             }
 
+            var locks = ParseLockPolicy(parse.GetValue(lockTimeout), parse.GetValue(lockTries)) with
+            {
+                Waiting = wait => Console.Error.WriteLine(
+                    $"triggerevents: migration {wait.Migration.Version} ({wait.Migration.Name}) gave up waiting for a lock ({wait.Reason}), " +
+                    $"try {wait.Try} of {wait.Tries}; trying again in {wait.Pause.TotalSeconds:0.#}s" +
+                    (wait.Holders.Count == 0 ? "" : "; held by " + string.Join("; ", wait.Holders))),
+            };
             await using var dataSource = CommandLine.OpenDatabase();
             MigrationResult result;
             try
             {
-                result = await Migrator.MigrateAsync(dataSource, cancellationToken);
+                result = await Migrator.MigrateAsync(dataSource, locks, cancellationToken);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
             {
@@ -50,5 +73,23 @@ internal static class MigrateCommand
             return ExitCodes.Done;
         }));
         return command;
+    }
+
+    private static MigrationLockPolicy ParseLockPolicy(string? timeout, int? tries)
+    {
+        var policy = MigrationLockPolicy.Default;
+        if (timeout is not null)
+        {
+            policy = timeout == "0" ? policy with { LockTimeout = TimeSpan.Zero }
+                : Duration.TryParse(timeout, out var value) ? policy with { LockTimeout = value }
+                : throw new UsageException($"--lock-timeout: '{timeout}' is not a duration ({Duration.Examples}) or 0");
+        }
+
+        return tries switch
+        {
+            null => policy,
+            >= 1 => policy with { Tries = tries.Value },
+            _ => throw new UsageException($"--lock-tries: {tries} is not 1 or more"),
+        };
     }
 }

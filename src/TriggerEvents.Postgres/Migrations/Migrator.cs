@@ -22,6 +22,9 @@ internal sealed class SchemaTooNewException(int databaseVersion, int binaryVersi
 /// A session advisory lock serialises concurrent migrators (several replicas starting at once);
 /// each migration runs in its own transaction that first records its version, so even a
 /// migrator that bypassed the lock would fail on the primary key instead of applying twice.
+/// Each transaction waits for a table's lock at most the <see cref="MigrationLockPolicy"/>'s
+/// timeout, and is tried again when it gives up (or is chosen as a deadlock's victim), so a
+/// transaction left open on an attached table delays the upgrade instead of every writer.
 /// </remarks>
 internal static class Migrator
 {
@@ -67,13 +70,20 @@ internal static class Migrator
         """;
 
     public static Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken) =>
-        MigrateAsync(dataSource, MigrationSource.LatestVersion, cancellationToken);
+        MigrateAsync(dataSource, MigrationSource.LatestVersion, MigrationLockPolicy.Default, cancellationToken);
+
+    public static Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, MigrationLockPolicy locks, CancellationToken cancellationToken) =>
+        MigrateAsync(dataSource, MigrationSource.LatestVersion, locks, cancellationToken);
+
+    public static Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, int targetVersion, CancellationToken cancellationToken) =>
+        MigrateAsync(dataSource, targetVersion, MigrationLockPolicy.Default, cancellationToken);
 
     /// <summary>
     /// Applies the migrations up to <paramref name="targetVersion"/>: upgrade tests start from a
     /// database as an earlier release left it.
     /// </summary>
-    public static async Task<MigrationResult> MigrateAsync(NpgsqlDataSource dataSource, int targetVersion, CancellationToken cancellationToken)
+    public static async Task<MigrationResult> MigrateAsync(
+        NpgsqlDataSource dataSource, int targetVersion, MigrationLockPolicy locks, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({AdvisoryLockKey})", cancellationToken);
@@ -89,16 +99,7 @@ internal static class Migrator
             var applied = new List<int>();
             foreach (var migration in MigrationSource.All.Where(m => m.Version > from && m.Version <= targetVersion))
             {
-                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-                await using (var record = new NpgsqlCommand("INSERT INTO trigger_events.migrations (version, name) VALUES ($1, $2)", connection, transaction))
-                {
-                    record.Parameters.Add(new NpgsqlParameter<int> { TypedValue = migration.Version });
-                    record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = migration.Name });
-                    await record.ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                await ExecuteAsync(connection, transaction, migration.Sql, cancellationToken);
-                await transaction.CommitAsync(cancellationToken);
+                await ApplyWithinLockTimeoutAsync(connection, migration, locks, cancellationToken);
                 applied.Add(migration.Version);
             }
 
@@ -119,6 +120,60 @@ internal static class Migrator
         }
     }
 
+    private static async Task ApplyWithinLockTimeoutAsync(
+        NpgsqlConnection connection, Migration migration, MigrationLockPolicy locks, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var started = await ClockAsync(connection, cancellationToken);
+            try
+            {
+                await ApplyAsync(connection, migration, locks, cancellationToken);
+                return;
+            }
+            catch (PostgresException e) when (
+                e.SqlState is PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected && locks.LockTimeout > TimeSpan.Zero)
+            {
+                // The transaction is rolled back: nothing of the migration stays, and the
+                // writers that queued behind its lock request run.
+                var holders = await LockHolders.ReadAsync(connection, started, cancellationToken);
+                if (attempt >= locks.Tries)
+                {
+                    throw new MigrationLockException(migration, locks, holders, e);
+                }
+
+                var pause = locks.Pause(attempt);
+                locks.Waiting?.Invoke(new MigrationLockWait(migration, attempt, locks.Tries, pause, e.MessageText, holders));
+                await Task.Delay(pause, cancellationToken);
+            }
+        }
+    }
+
+    private static async Task ApplyAsync(NpgsqlConnection connection, Migration migration, MigrationLockPolicy locks, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await ExecuteAsync(connection, transaction, FormattableString.Invariant($"SET LOCAL lock_timeout = {locks.LockTimeoutMilliseconds}"), cancellationToken);
+        await using (var record = new NpgsqlCommand("INSERT INTO trigger_events.migrations (version, name) VALUES ($1, $2)", connection, transaction))
+        {
+            record.Parameters.Add(new NpgsqlParameter<int> { TypedValue = migration.Version });
+            record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = migration.Name });
+            await record.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await ExecuteAsync(connection, transaction, migration.Sql, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    private static async Task<DateTimeOffset> ClockAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT clock_timestamp()", connection);
+        return (DateTimeOffset)(await command.ExecuteScalarAsync(cancellationToken) switch
+        {
+            DateTime utc => new DateTimeOffset(utc, TimeSpan.Zero),
+            var other => (DateTimeOffset)other!,
+        });
+    }
+
     /// <summary>The schema version of the database, 0 when TriggerEvents was never installed.</summary>
     public static async Task<SchemaVersion> GetVersionAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
     {
@@ -136,6 +191,12 @@ internal static class Migrator
     {
         writer.WriteLine($"-- TriggerEvents schema, versions 1 to {MigrationSource.LatestVersion}. Apply with: psql -v ON_ERROR_STOP=1 -f this-file.sql");
         writer.WriteLine($"SELECT pg_advisory_lock({AdvisoryLockKey});");
+        writer.WriteLine($"""
+            -- A migration that changes attached tables' triggers locks each table. Rather than hold up
+            -- every write to one behind a transaction left open, it gives up after this long and the
+            -- script stops; run it again (applied migrations skip themselves), or raise the timeout.
+            SET lock_timeout = '{MigrationLockPolicy.Default.LockTimeout.TotalSeconds}s';
+            """);
         writer.WriteLine(Bootstrap);
         writer.WriteLine($"""
             DO $$
@@ -170,6 +231,7 @@ internal static class Migrator
         writer.WriteLine();
         writer.WriteLine(GrantWorkerRoleSql);
         writer.WriteLine($"SELECT pg_advisory_unlock({AdvisoryLockKey});");
+        writer.WriteLine("RESET lock_timeout;");
     }
 
     private static async Task<int> ReadVersionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
