@@ -30,13 +30,13 @@ public sealed partial class MetricsTests
     }
 
     /// <summary>A worker for one subscription to <paramref name="url"/>; <paramref name="retryAfter"/> is its first retry's wait.</summary>
-    private WorkerProcess Start(Uri url, string worker, string retryAfter = "200ms")
+    private WorkerProcess Start(Uri url, string worker, string retryAfter = "200ms", string subscription = "hook")
     {
         var port = Loopback.FreePort();
         var path = Path.Combine(directory, $"{Guid.NewGuid():N}.yaml");
         File.WriteAllText(path, $"""
             subscriptions:
-              - name: hook
+              - name: {subscription}
                 trigger: orders_changed
                 webhook:
                   url: {url}
@@ -103,6 +103,27 @@ public sealed partial class MetricsTests
         Assert.That(await reporter!.TerminateAsync(), Is.Zero, reporter.Output);
         await WaitUntilAsync(async () => (await MetricsAsync(other!)).Contains(pending, StringComparison.Ordinal), "the other replica to take over");
         Assert.That(await MetricsAsync(other!), Does.Contain("triggerevents_backlog_reporter 1"));
+    }
+
+    [Test]
+    public async Task Each_groups_workers_export_their_own_groups_backlog_whatever_the_other_groups_run()
+    {
+        var nowhere = new Uri($"http://127.0.0.1:{Loopback.FreePort()}/hook");
+        await using var teamA = Start(nowhere, "  metrics_interval: 200ms\n  group: team-a", retryAfter: "1h", subscription: "a-hook");
+        await using var teamB = Start(nowhere, "  metrics_interval: 200ms\n  group: team-b", retryAfter: "1h", subscription: "b-hook");
+        await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 3) g");
+
+        await WaitUntilAsync(
+            async () => (await MetricsAsync(teamA)).Contains("triggerevents_pending_deliveries{subscription=\"a-hook\"} 3", StringComparison.Ordinal)
+                        && (await MetricsAsync(teamB)).Contains("triggerevents_pending_deliveries{subscription=\"b-hook\"} 3", StringComparison.Ordinal),
+            "each team's worker to export its own subscription's 3 pending deliveries");
+        var (a, b) = (await MetricsAsync(teamA), await MetricsAsync(teamB));
+
+        Assert.That(a, Does.Contain("triggerevents_backlog_reporter 1").And.Not.Contain("b-hook"), "team A's scrape: its own subscription only");
+        Assert.That(b, Does.Contain("triggerevents_backlog_reporter 1").And.Not.Contain("a-hook"), "team B's scrape: its own subscription only");
+        Assert.That(a, Does.Contain("triggerevents_trigger_health{trigger=\"orders_changed\",state=\"ok\"} 1"), "the trigger team A listens to");
+        Assert.That(b, Does.Contain("triggerevents_trigger_health{trigger=\"orders_changed\",state=\"ok\"} 1"), "the trigger team B listens to");
     }
 
     [Test]

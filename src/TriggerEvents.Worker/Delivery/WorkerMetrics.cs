@@ -6,9 +6,9 @@ namespace TriggerEvents.Worker.Delivery;
 /// <summary>
 /// The delivery metrics of SPEC.md "Worker", prefix <c>triggerevents_</c>. Counters and
 /// histograms are this replica's own and add up across replicas. The backlog gauges (pending,
-/// oldest pending age, dead) describe the whole database: the maintenance duties set them on one
-/// replica at a time (<see cref="BacklogReporter"/> is 1 there), so a <c>sum()</c> over replicas
-/// counts each delivery once.
+/// oldest pending age, dead) describe the worker's group: the maintenance duties set them on one
+/// replica of the group at a time (<see cref="BacklogReporter"/> is 1 there), so a <c>sum()</c>
+/// over replicas counts each delivery once.
 /// </summary>
 internal sealed class WorkerMetrics
 {
@@ -17,7 +17,7 @@ internal sealed class WorkerMetrics
 
     public WorkerMetrics(CollectorRegistry registry, TimeSpan? backlogInterval = null)
     {
-        var every = $"read from the database every {Core.Configuration.Duration.Format(backlogInterval ?? Core.Configuration.WorkerConfig.DefaultMetricsInterval)} (worker.metrics_interval) by one replica at a time";
+        var every = $"read from the database every {Core.Configuration.Duration.Format(backlogInterval ?? Core.Configuration.WorkerConfig.DefaultMetricsInterval)} (worker.metrics_interval) by one replica of the group at a time";
         var factory = Metrics.WithCustomRegistry(registry);
         Deliveries = factory.CreateCounter("triggerevents_deliveries_total",
             "Delivery attempts by outcome: delivered, retry, dead.", "subscription", "outcome");
@@ -50,7 +50,7 @@ internal sealed class WorkerMetrics
         CircuitOpens = factory.CreateCounter("triggerevents_circuit_opens_total",
             "Times this replica's results opened a subscription's circuit breaker (a failed probe included).", "subscription");
         BacklogReporter = factory.CreateGauge("triggerevents_backlog_reporter",
-            "1 on the one replica that exports the database-wide backlog gauges, 0 on the others.");
+            "1 on the one replica of its group that exports the group's backlog gauges, 0 on the others.");
         BuildInfo = factory.CreateGauge("triggerevents_build_info", "Always 1; the version label says which build runs.", "version");
         BuildInfo.WithLabels(WebhookTarget.UserAgent.Split('/')[1]).Set(1);
     }

@@ -3,19 +3,21 @@ using Npgsql;
 namespace TriggerEvents.Worker.Maintenance;
 
 /// <summary>
-/// Decides which replica exports the database-wide backlog gauges: the one holding a session
-/// advisory lock on a connection it keeps for the purpose. When that replica stops or loses its
-/// connection the lock goes with it, and another replica takes it at its next try.
+/// Decides which replica of a group exports the group's backlog gauges: the one holding the
+/// group's session advisory lock on a connection it keeps for the purpose. When that replica
+/// stops or loses its connection the lock goes with it, and another replica of the group takes
+/// it at its next try. Each group has its own reporter: a team that scrapes only its own workers
+/// sees its subscriptions' backlog whichever other team's workers run beside them.
 /// </summary>
 /// <remarks>
 /// A session lock needs a server connection of its own: behind a pooler in transaction mode the
 /// lock can stay with a server connection the pooler reuses. <see cref="HoldsAsync"/> therefore
 /// checks each time that the lock belongs to the backend it is talking to.
 /// </remarks>
-internal sealed class BacklogReporter(NpgsqlDataSource dataSource) : IAsyncDisposable
+internal sealed class BacklogReporter(NpgsqlDataSource dataSource, string group) : IAsyncDisposable
 {
-    /// <summary>The advisory lock key ("trigmetr"), apart from migrate's and retention's.</summary>
-    public const long AdvisoryLockKey = 0x7472_6967_6d65_7472;
+    /// <summary>The group's advisory lock key: "trigmetr" and the group's name, hashed (FNV-1a, 64 bits).</summary>
+    public long AdvisoryLockKey { get; } = KeyOf(group);
 
     private NpgsqlConnection? held;
 
@@ -82,6 +84,17 @@ internal sealed class BacklogReporter(NpgsqlDataSource dataSource) : IAsyncDispo
 
         await held.DisposeAsync();
         held = null;
+    }
+
+    public static long KeyOf(string group)
+    {
+        var hash = 0xcbf2_9ce4_8422_2325UL;
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes("trigmetr:" + group))
+        {
+            hash = (hash ^ b) * 0x0000_0100_0000_01b3UL;
+        }
+
+        return unchecked((long)hash);
     }
 
     private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, CancellationToken cancellationToken)

@@ -10,7 +10,7 @@ namespace TriggerEvents.Worker.Maintenance;
 
 /// <summary>
 /// The worker's background duties besides delivery, each on its own timer: backlog gauges for
-/// <c>/metrics</c> (one replica at a time), a summary of deliveries in the log, and retention (one
+/// <c>/metrics</c> (one replica of each group at a time), a summary of deliveries in the log, and retention (one
 /// worker at a time database-wide). A failing duty logs and tries again at its next tick.
 /// </summary>
 internal sealed class MaintenanceDuties(
@@ -20,7 +20,7 @@ internal sealed class MaintenanceDuties(
 
     public async Task RunAsync(CancellationToken stopping)
     {
-        await using var reporter = new BacklogReporter(dataSource);
+        await using var reporter = new BacklogReporter(dataSource, config.Worker.Group);
         await Task.WhenAll(
             EveryAsync(config.Worker.MetricsInterval, c => UpdateGaugesAsync(reporter, c), "backlog gauges", stopping),
             EveryAsync(config.Worker.SummaryInterval, SummarizeAsync, "delivery summary", stopping, skipFirst: true),
@@ -82,9 +82,11 @@ internal sealed class MaintenanceDuties(
         }
 
         metrics.BacklogReporter.Set(1);
-        // Every subscription of the database, of every group, paused ones included: a paused
-        // subscription's growing backlog is what an operator must see. One replica reports.
-        var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken);
+        // Every subscription of this worker's group, paused ones included: a paused
+        // subscription's growing backlog is what an operator must see. One replica of the group
+        // reports; other groups' workers report theirs.
+        var statuses = (await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken))
+            .Where(status => status.Group == config.Worker.Group).ToList();
         Clear(metrics.Pending);
         Clear(metrics.OldestPendingAge);
         Clear(metrics.Dead);
@@ -102,10 +104,10 @@ internal sealed class MaintenanceDuties(
             }
         }
 
-        // Every event trigger of the database, whoever's subscriptions use it: a trigger that
-        // stopped capturing is a problem for whoever relies on it. Not part of /readyz, which is
-        // about this worker.
-        var triggers = await EventTriggerAdmin.ListAsync(dataSource, cancellationToken);
+        // The event triggers the group's subscriptions listen to: a trigger that stopped capturing
+        // is a problem for whoever relies on it. Not part of /readyz, which is about this worker.
+        var listenedTo = statuses.Select(status => status.TriggerName).ToHashSet(StringComparer.Ordinal);
+        var triggers = (await EventTriggerAdmin.ListAsync(dataSource, cancellationToken)).Where(trigger => listenedTo.Contains(trigger.Name));
         Clear(metrics.TriggerHealth);
         foreach (var trigger in triggers)
         {
