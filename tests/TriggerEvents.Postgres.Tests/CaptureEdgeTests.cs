@@ -849,4 +849,55 @@ public sealed class CaptureEdgeTests
     }
 
     private sealed record Captured(string Schema, string Table, string Op, JsonElement? New, string? ConditionError);
+
+    // ---------------------------------------------------------------------------------------
+    // One huge row: a value over jsonb's limit of 256 MiB for one string.
+    // ---------------------------------------------------------------------------------------
+
+    /// <summary>A text just over jsonb's limit for one string (268,435,455 bytes).</summary>
+    private const string OverJsonbLimit = "repeat('x', 260 * 1024 * 1024)";
+
+    [Test]
+    public async Task A_value_too_large_for_jsonb_in_a_column_left_out_of_the_payload_is_never_converted_and_the_write_succeeds()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await database.ExecuteAsync($"CREATE DOMAIN {trigger}_code AS int NOT NULL");
+        await database.ExecuteAsync($"ALTER TABLE {table} ADD COLUMN document text, ADD COLUMN code {trigger}_code DEFAULT 7");
+        await AttachAsync(table, trigger, ", payload_columns => '{id,status}'");
+        await using var app = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT INSERT, UPDATE, DELETE, SELECT ON {table} TO {app.Name}");
+
+        await using (var writer = await app.OpenAsync())
+        {
+            await new NpgsqlCommand($"INSERT INTO {table} (id, status, document) VALUES (1, 'new', {OverJsonbLimit})", writer).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"UPDATE {table} SET status = 'paid' WHERE id = 1", writer).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"DELETE FROM {table} WHERE id = 1", writer).ExecuteNonQueryAsync();
+        }
+
+        Assert.That(
+            await database.ScalarAsync<string>(
+                "SELECT string_agg(op || ' ' || coalesce(old_data::text, '-') || ' ' || coalesce(new_data::text, '-'), '; ' ORDER BY id) FROM trigger_events.event_log WHERE trigger_name = $1",
+                trigger),
+            Is.EqualTo("""INSERT - {"id": 1, "status": "new"}; UPDATE {"id": 1, "status": "new"} {"id": 1, "status": "paid"}; DELETE {"id": 1, "status": "paid"} -"""),
+            "every change captured with its payload columns; the document and the domain-typed column left out");
+    }
+
+    [Test]
+    public async Task A_payload_too_large_for_jsonb_fails_the_write_whole_and_captures_nothing()
+    {
+        var table = await CreateOrdersTableAsync();
+        var trigger = Unique("t");
+        await AttachAsync(table, trigger);
+        await using var app = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT INSERT, SELECT ON {table} TO {app.Name}");
+
+        await using var writer = await app.OpenAsync();
+        var error = Assert.ThrowsAsync<PostgresException>(async () =>
+            await new NpgsqlCommand($"INSERT INTO {table} (id, note) VALUES (1, {OverJsonbLimit})", writer).ExecuteNonQueryAsync());
+
+        Assert.That(error!.SqlState, Is.EqualTo(PostgresErrorCodes.ProgramLimitExceeded), error.Message);
+        Assert.That(await database.ScalarAsync<long>($"SELECT count(*) FROM {table}"), Is.Zero, "no change without its event");
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log WHERE trigger_name = $1", trigger), Is.Zero);
+    }
 }
