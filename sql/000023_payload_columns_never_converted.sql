@@ -14,7 +14,10 @@
 -- (jsonb_populate_record over the row, with an object of nulls read from the catalog in the
 -- query that read their names) and converts the rest: the large value is never read. A column
 -- of a domain type is left as it was, since a domain may refuse NULL; it is converted, then
--- removed, as before. Events are the same as before, byte for byte.
+-- removed, as before. Events are the same as before, byte for byte. Reading which columns to
+-- empty, and of what type, costs single-row writers about a tenth (bench/README.md), so it is
+-- done only where a column that is not payload is of a variable-length type: a timestamp or a
+-- number cannot be too large.
 --
 -- Not covered, and said so in sql/README.md: a row whose payload itself is over the limit (the
 -- write fails, so no change goes uncaptured), a partitioned table's condition (its helper takes
@@ -23,6 +26,23 @@
 CREATE OR REPLACE FUNCTION trigger_events.capture_template_version() RETURNS int
 LANGUAGE sql IMMUTABLE
 RETURN 8;
+
+-- ---------------------------------------------------------------------------------------------
+-- blanks_hidden_columns(): whether capture empties the columns that are not payload columns
+-- before it converts the row: when one of them is of a variable-length type (text, bytea, json,
+-- arrays...), the only kind that can hold a value too large for jsonb. Otherwise capture is as
+-- before, without the dearer catalog query (bench/README.md). Read when the capture is
+-- generated: a variable-length column added later is emptied once attach is called again, or
+-- a migration regenerates the trigger.
+-- ---------------------------------------------------------------------------------------------
+CREATE FUNCTION trigger_events.blanks_hidden_columns(tbl regclass, payload_attnums int2[]) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN payload_attnums IS NOT NULL AND EXISTS (
+    SELECT FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnum = ANY (payload_attnums)
+      AND a.attlen = -1);
+REVOKE ALL ON FUNCTION trigger_events.blanks_hidden_columns(regclass, int2[]) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- create_capture_function(): as in 000015, and the emptied columns (_te_blank).
@@ -55,8 +75,14 @@ BEGIN
     _te_schema text := TG_TABLE_SCHEMA;
     _te_table text := TG_TABLE_NAME;
     _te_condition_error text;$d$;
-    IF payload_attnums IS NOT NULL THEN
+    IF trigger_events.blanks_hidden_columns(tbl, payload_attnums) THEN
         declarations := declarations || E'\n    _te_hidden text[];\n    _te_blank jsonb;';
+    ELSIF payload_attnums IS NOT NULL THEN
+        -- The columns that are not payload columns (added ones included), by their names of now.
+        declarations := declarations || format($d$
+    _te_hidden CONSTANT text[] := ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnum = ANY (%L::int2[]));$d$,
+        tbl::oid, payload_attnums);
     END IF;
 
     IF relkind = 'p' THEN
@@ -76,12 +102,13 @@ BEGIN
             'trigger_events: the capture of event trigger %%s runs only from the triggers attach made; fired by %%s on %%s, it recorded nothing',
             %L, TG_NAME, TG_RELID::regclass);
     END IF;$g$, trigger_name);
-    IF payload_attnums IS NOT NULL THEN
+    IF trigger_events.blanks_hidden_columns(tbl, payload_attnums) THEN
         -- The columns that are not payload columns (added ones included), by their names of now,
         -- and the same as an object of JSON nulls, less those of a domain type (which may refuse
         -- a NULL): the row image is taken of the row with those emptied, then without them, so
         -- that a value too large for jsonb in a column that is not payload is never converted.
-        -- One catalog query per call, as the names alone were before.
+        -- One catalog query per call, as the names alone are otherwise, but a dearer one
+        -- (bench/README.md, "Payload columns never converted").
         guard := guard || format($h$
     SELECT coalesce(pg_catalog.array_agg(a.attname::text), '{}'),
            coalesce(pg_catalog.jsonb_object_agg(a.attname, 'null'::jsonb) FILTER (WHERE t.typtype <> 'd'), '{}')
@@ -191,14 +218,18 @@ BEGIN
     END IF;
 
     -- Row images: to_jsonb of the row, less the columns that are not payload columns, which are
-    -- emptied first (create_capture_function's _te_blank) so that their values are never
-    -- converted. The row is "new".* (in a row trigger, plpgsql's NEW.*): a bare "new" in a
+    -- emptied first (create_capture_function's _te_blank) where one of them can hold a large
+    -- value, so that their values are never converted. The row is "new".* (in a row trigger, plpgsql's NEW.*): a bare "new" in a
     -- statement over the transition table means a column of that name first, where the table
     -- has one.
-    payload_new := CASE WHEN et.payload_attnums IS NULL THEN 'to_jsonb("new".*)'
-                        ELSE 'to_jsonb(pg_catalog.jsonb_populate_record("new".*, _te_blank)) - _te_hidden' END;
-    payload_old := CASE WHEN et.payload_attnums IS NULL THEN 'to_jsonb("old".*)'
-                        ELSE 'to_jsonb(pg_catalog.jsonb_populate_record("old".*, _te_blank)) - _te_hidden' END;
+    payload_new := CASE WHEN trigger_events.blanks_hidden_columns(tbl, et.payload_attnums)
+                             THEN 'to_jsonb(pg_catalog.jsonb_populate_record("new".*, _te_blank)) - _te_hidden'
+                        WHEN et.payload_attnums IS NOT NULL THEN 'to_jsonb("new".*) - _te_hidden'
+                        ELSE 'to_jsonb("new".*)' END;
+    payload_old := CASE WHEN trigger_events.blanks_hidden_columns(tbl, et.payload_attnums)
+                             THEN 'to_jsonb(pg_catalog.jsonb_populate_record("old".*, _te_blank)) - _te_hidden'
+                        WHEN et.payload_attnums IS NOT NULL THEN 'to_jsonb("old".*) - _te_hidden'
+                        ELSE 'to_jsonb("old".*)' END;
 
     -- An UPDATE produces an event only if a listened column changed. Compared as text, so types
     -- without an equality operator (json, point, xml) work and a column of such a type added

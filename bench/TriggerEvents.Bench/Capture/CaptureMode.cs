@@ -48,6 +48,13 @@ internal sealed record CaptureMode(string Label, string Table, bool? Notify, boo
     public static readonly CaptureMode PayloadColumns =
         new("attached, busy, payload columns", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.PayloadColumns);
 
+    /// <summary>
+    /// Payload columns that leave a text column out (status): capture empties it before it
+    /// converts the row (migration 000023), reading the columns' types per statement.
+    /// </summary>
+    public static readonly CaptureMode PayloadColumnsTextLeftOut =
+        new("attached, busy, payload columns, text left out", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.PayloadColumnsTextLeftOut);
+
     /// <summary>The same payload columns compiled in by name, as before schema changes were followed.</summary>
     public static readonly CaptureMode PayloadColumnsByName =
         new("attached, busy, payload columns by name", OrdersSchema.AttachedTable, Notify: true, WorkerIdle: false, Variant: CaptureVariant.PayloadColumnsByName);
@@ -55,7 +62,7 @@ internal sealed record CaptureMode(string Label, string Table, bool? Notify, boo
     /// <summary>Plain first: it is the baseline every ratio divides by.</summary>
     public static IReadOnlyList<CaptureMode> All { get; } =
         [Plain, Hasura, NotifyWorkerBusy, TenSubscriptionsWorkerBusy, NotifyOff, NotifyWorkerIdle,
-         WithoutGuard, Condition, PayloadColumns, PayloadColumnsByName];
+         WithoutGuard, Condition, PayloadColumns, PayloadColumnsTextLeftOut, PayloadColumnsByName];
 
     public bool IsAttached => Notify is not null;
 
@@ -75,5 +82,6 @@ internal enum CaptureVariant
     WithoutGuard,
     Condition,
     PayloadColumns,
+    PayloadColumnsTextLeftOut,
     PayloadColumnsByName,
 }

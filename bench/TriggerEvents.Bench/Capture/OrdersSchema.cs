@@ -77,6 +77,7 @@ internal static class OrdersSchema
         {
             CaptureVariant.Condition => ", condition => 'NEW.amount >= 0 OR NEW.amount IS NULL'",
             CaptureVariant.PayloadColumns or CaptureVariant.PayloadColumnsByName => ", payload_columns => '{id,customer_id,status,amount}'",
+            CaptureVariant.PayloadColumnsTextLeftOut => ", payload_columns => '{id,customer_id,amount,created_at}'",
             _ => "",
         };
         await database.ExecuteAsync(
