@@ -21,7 +21,7 @@ public sealed class RetentionTests
     public async Task DropDatabase() => await database.DisposeAsync();
 
     private Task<RetentionResult> CleanupAsync() =>
-        Retention.RunOnceAsync(database.DataSource, TimeSpan.Zero, attempts: null, group: null, progress: null, CancellationToken.None);
+        Retention.RunOnceAsync(database.DataSource, TimeSpan.Zero, attempts: null, group: "default", progress: null, CancellationToken.None);
 
     [Test]
     public async Task Events_a_subscription_has_not_reached_are_kept_until_its_place_passes_them_and_they_are_delivered()
@@ -147,7 +147,7 @@ public sealed class RetentionTests
         var delete = Assert.ThrowsAsync<Npgsql.PostgresException>(async () => await asWorker.CreateCommand("DELETE FROM trigger_events.event_log").ExecuteNonQueryAsync());
         var update = Assert.ThrowsAsync<Npgsql.PostgresException>(async () => await asWorker.CreateCommand("UPDATE trigger_events.event_log SET new_data = '{}'").ExecuteNonQueryAsync());
         var undelivered = await asWorker.CreateCommand("SELECT trigger_events.delete_delivered_events(ARRAY(SELECT id FROM trigger_events.event_log))").ExecuteScalarAsync();
-        var retention = await Retention.RunOnceAsync(asWorker, TimeSpan.Zero, attempts: null, group: null, progress: null, CancellationToken.None);
+        var retention = await Retention.RunOnceAsync(asWorker, TimeSpan.Zero, attempts: null, group: "default", progress: null, CancellationToken.None);
 
         Assert.That(delete!.SqlState, Is.EqualTo(Npgsql.PostgresErrorCodes.InsufficientPrivilege));
         Assert.That(update!.SqlState, Is.EqualTo(Npgsql.PostgresErrorCodes.InsufficientPrivilege));
@@ -165,7 +165,7 @@ public sealed class RetentionTests
     }
 
     /// <summary>A run of the worker role's, as <paramref name="group"/>'s worker runs it.</summary>
-    private async Task<RetentionResult> CleanupAsWorkerAsync(string? group, TimeSpan? deliveredEvents, TimeSpan? attempts)
+    private async Task<RetentionResult> CleanupAsWorkerAsync(string group, TimeSpan? deliveredEvents, TimeSpan? attempts)
     {
         await using var asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
         return await Retention.RunOnceAsync(asWorker, deliveredEvents, attempts, group, progress: null, CancellationToken.None);
@@ -227,18 +227,18 @@ public sealed class RetentionTests
     }
 
     [Test]
-    public async Task The_runners_own_recorded_bounds_give_way_to_the_run_and_a_run_for_no_group_keeps_every_groups()
+    public async Task The_runners_own_recorded_bounds_give_way_to_the_run_and_another_groups_run_keeps_them()
     {
         await TwoTeamsWithDeliveredEventsAndAttemptsAsync();
         await RecordAsync("team-a", deliveredEvents: null, attempts: null);
 
-        var forNoGroup = await CleanupAsWorkerAsync(group: null, TimeSpan.Zero, TimeSpan.Zero);
-        var eventsAfterNoGroup = await EventsLeftAsync();
+        var asTeamB = await CleanupAsWorkerAsync("team-b", TimeSpan.Zero, TimeSpan.Zero);
+        var eventsAfterTeamB = await EventsLeftAsync();
         var asTeamA = await CleanupAsWorkerAsync("team-a", TimeSpan.Zero, TimeSpan.Zero);
 
-        Assert.That((forNoGroup.Events, forNoGroup.Attempts), Is.EqualTo((0L, 3L)),
-            "team-a's recorded forever holds for a run that speaks for no group; team-b recorded nothing, so its attempt records go");
-        Assert.That(eventsAfterNoGroup, Is.EqualTo("orders_changed,orders_changed,orders_changed,invoices_changed,invoices_changed"));
+        Assert.That((asTeamB.Events, asTeamB.Attempts), Is.EqualTo((0L, 3L)),
+            "team-a's recorded forever holds for team-b's run; team-b's own attempt records go");
+        Assert.That(eventsAfterTeamB, Is.EqualTo("orders_changed,orders_changed,orders_changed,invoices_changed,invoices_changed"));
         Assert.That((asTeamA.Events, asTeamA.Attempts), Is.EqualTo((5L, 5L)), "team-a's own run follows its bounds");
     }
 

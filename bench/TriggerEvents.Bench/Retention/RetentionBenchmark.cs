@@ -86,7 +86,7 @@ internal static class RetentionBenchmark
         var olderThan = await database.ScalarAsync<TimeSpan>($"SELECT now() - (date_trunc('day', now()) - interval '{Days / 2} days')", cancellationToken);
         var delete = await MeasureAsync(database, async () =>
         {
-            var result = await LogRetention.RunOnceAsync(database.DataSource, olderThan, attempts: null, group: null, progress: null, cancellationToken);
+            var result = await LogRetention.RunOnceAsync(database.DataSource, olderThan, attempts: null, group: "default", progress: null, cancellationToken);
             return result.Events;
         }, cancellationToken);
         var deleteVacuum = await MeasureAsync(database, async () =>

@@ -36,8 +36,8 @@ internal static class CleanupCommand
 
             What another group keeps longer is kept: an event of a trigger that group subscribes
             to, an attempt record of its subscriptions, by the bounds its worker recorded when it
-            started. The file's group (worker.group) follows the bounds above; without a file,
-            every group's recorded bounds hold. Those groups are printed too.
+            started. The file's group (worker.group; without a file, the default group) follows
+            the bounds above. The groups that keep longer are printed.
 
             Examples:
               triggerevents cleanup
@@ -56,7 +56,9 @@ internal static class CleanupCommand
             // The file is read whenever it was named on purpose (a broken one is an error, not
             // skipped) and whenever a bound has to come from it.
             RetentionConfig? retention = null;
-            string? group = null;
+            // The group the run speaks for: the file's, or without one the default group, as a
+            // file without worker.group is.
+            var group = WorkerConfig.DefaultGroup;
             if (path.Explicit || eventsFlag is null || attemptsFlag is null)
             {
                 var file = CommonOptions.LoadConfig(path);

@@ -35,11 +35,11 @@ internal static class GroupRetention
 
     /// <summary>The groups other than <paramref name="group"/> that keep either kind longer than the given bounds (null: forever).</summary>
     public static async Task<IReadOnlyList<GroupRetentionBounds>> KeepingLongerAsync(
-        NpgsqlDataSource dataSource, string? group, TimeSpan? deliveredEvents, TimeSpan? attempts, CancellationToken cancellationToken)
+        NpgsqlDataSource dataSource, string group, TimeSpan? deliveredEvents, TimeSpan? attempts, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(
-            "SELECT group_name, delivered_events, attempts, recorded_at FROM trigger_events.group_retention WHERE group_name IS DISTINCT FROM $1 ORDER BY group_name");
-        command.Parameters.Add(new NpgsqlParameter<string?> { TypedValue = group, NpgsqlDbType = NpgsqlDbType.Text });
+            "SELECT group_name, delivered_events, attempts, recorded_at FROM trigger_events.group_retention WHERE group_name <> $1 ORDER BY group_name");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
         var longer = new List<GroupRetentionBounds>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -1,5 +1,4 @@
 using Npgsql;
-using NpgsqlTypes;
 
 namespace TriggerEvents.Postgres.Operations;
 
@@ -75,7 +74,7 @@ internal static class Retention
               AND NOT EXISTS (
                 SELECT 1 FROM trigger_events.subscriptions s
                 JOIN trigger_events.group_retention g ON g.group_name = s.group_name
-                WHERE s.trigger_name = c.trigger_name AND g.group_name IS DISTINCT FROM $5
+                WHERE s.trigger_name = c.trigger_name AND g.group_name <> $5
                   AND (g.delivered_events IS NULL OR c.captured_at >= $4 - g.delivered_events))
         ), locked AS (
             -- Their deliveries as they are now, locked until the batch commits: a delivery
@@ -124,7 +123,7 @@ internal static class Retention
               AND NOT EXISTS (
                 SELECT 1 FROM trigger_events.subscriptions s
                 JOIN trigger_events.group_retention g ON g.group_name = s.group_name
-                WHERE s.id = c.subscription_id AND g.group_name IS DISTINCT FROM $5
+                WHERE s.id = c.subscription_id AND g.group_name <> $5
                   AND (g.attempts IS NULL OR c.started_at >= $4 - g.attempts))
             RETURNING 1
         )
@@ -133,11 +132,10 @@ internal static class Retention
 
     /// <summary>
     /// One run. <paramref name="group"/> is the runner's group, whose own recorded bounds give way
-    /// to the run's (its file, or cleanup's flags); null when the run speaks for no group, and
-    /// every group's recorded bounds hold.
+    /// to the run's (its file, or cleanup's flags); every other group's recorded bounds hold.
     /// </summary>
     public static async Task<RetentionResult> RunOnceAsync(
-        NpgsqlDataSource dataSource, TimeSpan? deliveredEvents, TimeSpan? attempts, string? group, IProgress<long>? progress,
+        NpgsqlDataSource dataSource, TimeSpan? deliveredEvents, TimeSpan? attempts, string group, IProgress<long>? progress,
         CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
@@ -163,7 +161,7 @@ internal static class Retention
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - deliveredEvents.Value });
                 command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
-                command.Parameters.Add(new NpgsqlParameter<string?> { TypedValue = group, NpgsqlDbType = NpgsqlDbType.Text });
+                command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
                 batch.BatchCommands.Add(command);
                 await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
                 await reader.NextResultAsync(cancellationToken);
@@ -188,7 +186,7 @@ internal static class Retention
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now - attempts.Value });
                 command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
-                command.Parameters.Add(new NpgsqlParameter<string?> { TypedValue = group, NpgsqlDbType = NpgsqlDbType.Text });
+                command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = group });
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
                 await reader.ReadAsync(cancellationToken);
                 attemptRows += reader.GetInt64(2);
