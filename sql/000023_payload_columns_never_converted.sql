@@ -19,6 +19,12 @@
 -- done only where a column that is not payload is of a variable-length type: a timestamp or a
 -- number cannot be too large.
 --
+-- And a trigger set to fire ALWAYS or on REPLICA (for logical replication) stopped every upgrade
+-- that regenerates capture, and every attach, by a schema owner that has only TRIGGER on the
+-- table: replacing the trigger resets its mode, and only the table's owner may set it again
+-- ("must be owner of table"). install_capture now leaves such a trigger in place where it
+-- already runs the same function on the same rows; otherwise it says what the owner must do.
+--
 -- Not covered, and said so in sql/README.md: a row whose payload itself is over the limit (the
 -- write fails, so no change goes uncaptured), a partitioned table's condition (its helper takes
 -- the whole row as JSON), and backfill, which converts whole rows.
@@ -179,7 +185,8 @@ END
 $create$;
 
 -- ---------------------------------------------------------------------------------------------
--- install_capture(): as in 000021, with the row images of the emptied row.
+-- install_capture(): as in 000021, with the row images of the emptied row, and a trigger that
+-- fires ALWAYS or on REPLICA left in place where the caller could not set that mode again.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION trigger_events.install_capture(trigger_id int) RETURNS void
 LANGUAGE plpgsql
@@ -273,6 +280,29 @@ BEGIN
         END IF;
 
         SELECT tg.tgenabled INTO mode FROM pg_trigger tg WHERE tg.tgrelid = et.relid AND tg.tgname = t.tgname;
+        -- Replacing a trigger set to fire ALWAYS or on REPLICA resets it to ENABLE, and only the
+        -- table's owner may set it back. A caller with only TRIGGER on the table (a schema owner
+        -- on a managed database) leaves such a trigger as it is where it already runs this
+        -- function on the same rows (its WHEN clause reads the same columns, by number): the
+        -- function was replaced in place above, which is all a new template changes.
+        IF mode IN ('A', 'R') AND NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = et.relid), 'USAGE') THEN
+            IF EXISTS (
+                SELECT FROM pg_trigger tg
+                WHERE tg.tgrelid = et.relid AND tg.tgname = t.tgname
+                  AND tg.tgfoid = format('trigger_events.%I()', t.function_name)::regprocedure
+                  AND (t.op <> 'UPDATE'
+                       OR ARRAY(SELECT DISTINCT m[1]::int2 FROM regexp_matches(tg.tgqual::text, ':varattno (\d+)', 'g') AS m ORDER BY 1)
+                          = CASE WHEN et.update_attnums IS NULL THEN '{0}'::int2[]
+                                 ELSE ARRAY(SELECT DISTINCT u FROM unnest(et.update_attnums) AS u ORDER BY 1) END))
+            THEN
+                CONTINUE;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('trigger_events: trigger %I on %s fires %s; it must be replaced, which sets it back to ENABLE, and only the table''s owner may set it to %s again',
+                                 t.tgname, tbl, CASE mode WHEN 'A' THEN 'ALWAYS' ELSE 'on REPLICA only' END, CASE mode WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END),
+                HINT = format('As the owner of %1$s: ALTER TABLE %1$s ENABLE TRIGGER %2$I; then run this again; then ALTER TABLE %1$s ENABLE %3$s TRIGGER %2$I.',
+                              tbl, t.tgname, CASE mode WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END);
+        END IF;
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER %s ON %s %s EXECUTE FUNCTION trigger_events.%I()',
             t.tgname, t.op, tbl,
             CASE WHEN relkind = 'r' AND t.op = 'INSERT' THEN 'REFERENCING NEW TABLE AS te_new FOR EACH STATEMENT'

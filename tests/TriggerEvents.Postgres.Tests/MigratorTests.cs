@@ -229,4 +229,44 @@ public sealed class MigratorTests
         await scene.Open.CommitAsync();
         Assert.That((await scene.MigrateAsOwnerAsync(locks)).ToVersion, Is.EqualTo(MigrationSource.LatestVersion), "run again once the writer is done");
     }
+
+    [Test]
+    public async Task A_schema_owner_with_only_TRIGGER_upgrades_triggers_the_table_owner_set_to_fire_always_or_on_replica()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await using var owner = await LoginRole.CreateAsync(database);
+        await using var app = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT CREATE ON DATABASE {database.Name} TO {owner.Name}; GRANT CREATE ON SCHEMA public TO {app.Name}");
+        await using var asOwner = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(owner.ConnectionString) { Pooling = false }.ConnectionString);
+        await Migrator.MigrateAsync(asOwner, 22, CancellationToken.None);
+        await using (var connection = await app.OpenAsync())
+        {
+            await new NpgsqlCommand($"CREATE TABLE orders (id int PRIMARY KEY, note text); GRANT TRIGGER ON orders TO {owner.Name}", connection).ExecuteNonQueryAsync();
+        }
+
+        await asOwner.CreateCommand("SELECT trigger_events.attach('public.orders', 'orders_changed', payload_columns => '{id}')").ExecuteScalarAsync();
+        // For logical replication, as only the table's owner may.
+        await using (var connection = await app.OpenAsync())
+        {
+            await new NpgsqlCommand(
+                "ALTER TABLE orders ENABLE ALWAYS TRIGGER te_orders_changed_insert; ALTER TABLE orders ENABLE REPLICA TRIGGER te_orders_changed_update",
+                connection).ExecuteNonQueryAsync();
+        }
+
+        var upgraded = await Migrator.MigrateAsync(asOwner, CancellationToken.None);
+        var changingWhen = Assert.ThrowsAsync<PostgresException>(async () =>
+            await asOwner.CreateCommand("SELECT trigger_events.attach('public.orders', 'orders_changed', payload_columns => '{id}', update_columns => '{note}')").ExecuteScalarAsync());
+        // On a replica, as a logical replication worker applies changes.
+        await database.ExecuteAsync("SET session_replication_role = replica; INSERT INTO orders VALUES (1, 'a'); UPDATE orders SET note = 'b'; RESET session_replication_role");
+
+        Assert.That(upgraded.ToVersion, Is.EqualTo(MigrationSource.LatestVersion));
+        Assert.That(await database.ScalarAsync<string>("SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname <> 'te_orders_changed_no_parent'"),
+            Is.EqualTo("te_orders_changed_delete:O,te_orders_changed_insert:A,te_orders_changed_update:R"), "each mode as the table's owner set it");
+        Assert.That(await database.ScalarAsync<string>("SELECT health FROM trigger_events.triggers WHERE name = 'orders_changed'"), Is.EqualTo("ok"), "at the new template");
+        Assert.That(await database.ScalarAsync<string>("SELECT string_agg(op || ' ' || new_data::text, '; ' ORDER BY id) FROM trigger_events.event_log"),
+            Is.EqualTo("""INSERT {"id": 1}; UPDATE {"id": 1}"""), "the new capture runs, and fires on the replica");
+        Assert.That(changingWhen!.SqlState, Is.EqualTo(PostgresErrorCodes.InsufficientPrivilege));
+        Assert.That(changingWhen.MessageText, Does.Contain("te_orders_changed_update").And.Contain("only the table's owner"), changingWhen.MessageText);
+        Assert.That(changingWhen.Hint, Does.Contain("ALTER TABLE public.orders ENABLE TRIGGER te_orders_changed_update"), changingWhen.Hint);
+    }
 }

@@ -57,6 +57,12 @@ internal static class MigrateCommand
             {
                 result = await Migrator.MigrateAsync(dataSource, locks, cancellationToken);
             }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege && e.MessageText.StartsWith("trigger_events:", StringComparison.Ordinal))
+            {
+                // The schema's own refusal (a capture trigger only the table's owner may set up
+                // again): it says what to do, and the migration that met it changed nothing.
+                throw new InvalidOperationException($"{e.MessageText} ({e.SqlState}). {e.Hint} Nothing of that migration was applied.");
+            }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
             {
                 // Each migration is one transaction: the one refused changed nothing.
