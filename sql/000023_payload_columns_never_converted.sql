@@ -15,7 +15,7 @@
 -- query that read their names) and converts the rest: the large value is never read. A column
 -- of a domain type is left as it was, since a domain may refuse NULL; it is converted, then
 -- removed, as before. Events are the same as before, byte for byte. Reading which columns to
--- empty, and of what type, costs single-row writers about a tenth (bench/README.md), so it is
+-- empty, and of what type, costs single-row writers about 14 % (bench/README.md), so it is
 -- done only where a column that is not payload is of a variable-length type: a timestamp or a
 -- number cannot be too large.
 --
@@ -282,14 +282,20 @@ BEGIN
         SELECT tg.tgenabled INTO mode FROM pg_trigger tg WHERE tg.tgrelid = et.relid AND tg.tgname = t.tgname;
         -- Replacing a trigger set to fire ALWAYS or on REPLICA resets it to ENABLE, and only the
         -- table's owner may set it back. A caller with only TRIGGER on the table (a schema owner
-        -- on a managed database) leaves such a trigger as it is where it already runs this
-        -- function on the same rows (its WHEN clause reads the same columns, by number): the
-        -- function was replaced in place above, which is all a new template changes.
+        -- on a managed database) leaves such a trigger as it is where it already is the trigger
+        -- this would make: the same function, timing, level and transition table, and a WHEN
+        -- clause that reads the same columns (by number). The function was replaced in place
+        -- above, which is all a new template changes.
         IF mode IN ('A', 'R') AND NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = et.relid), 'USAGE') THEN
             IF EXISTS (
                 SELECT FROM pg_trigger tg
                 WHERE tg.tgrelid = et.relid AND tg.tgname = t.tgname
                   AND tg.tgfoid = format('trigger_events.%I()', t.function_name)::regprocedure
+                  -- AFTER, and row- or statement-level with the transition table as made below.
+                  AND (tg.tgtype::int & 2) = 0
+                  AND ((tg.tgtype::int & 1) = 1) = NOT (relkind = 'r' AND t.op IN ('INSERT', 'DELETE'))
+                  AND tg.tgnewtable IS NOT DISTINCT FROM CASE WHEN relkind = 'r' AND t.op = 'INSERT' THEN 'te_new' END
+                  AND tg.tgoldtable IS NOT DISTINCT FROM CASE WHEN relkind = 'r' AND t.op = 'DELETE' THEN 'te_old' END
                   AND (t.op <> 'UPDATE'
                        OR ARRAY(SELECT DISTINCT m[1]::int2 FROM regexp_matches(tg.tgqual::text, ':varattno (\d+)', 'g') AS m ORDER BY 1)
                           = CASE WHEN et.update_attnums IS NULL THEN '{0}'::int2[]

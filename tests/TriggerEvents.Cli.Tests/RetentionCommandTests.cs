@@ -186,8 +186,9 @@ public sealed class RetentionCommandTests
         var teamA = Write("team-a.yaml", DeleteAll + "\nworker:\n  group: team-a\n");
 
         var kept = await new Cli(database.WorkerConnectionString).RunInAsync(directory, [], ["cleanup", "--config", teamA]);
-        await database.ExecuteAsync("UPDATE trigger_events.group_retention SET delivered_events = '0s'");
-        var released = await new Cli(database.WorkerConnectionString).RunInAsync(directory, [], ["cleanup", "--config", teamA]);
+        // Team B's operator, for its own group: its recorded bounds give way to the flags.
+        var released = await new Cli(database.WorkerConnectionString).RunInAsync(
+            directory, [], ["cleanup", "--older-than", "0s", "--attempts-older-than", "0s", "--group", "team-b"]);
 
         Assert.That(kept.ExitCode, Is.Zero, kept.ToString());
         Assert.That(kept.Out, Does.Contain("kept longer where group team-b subscribes: delivered events forever, attempt records forever"), kept.ToString());

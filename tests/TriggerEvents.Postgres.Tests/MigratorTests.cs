@@ -109,6 +109,25 @@ public sealed class MigratorTests
     }
 
     [Test]
+    public async Task A_printed_migration_whose_predecessor_gave_up_is_not_applied_over_the_gap()
+    {
+        // A run of the script without ON_ERROR_STOP goes on after migration 21 gave up waiting
+        // for a lock: 22 must not be applied, or max(version) would hide 21 for good.
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await Migrator.MigrateAsync(database.DataSource, 20, CancellationToken.None);
+        using var script = new StringWriter();
+        Migrator.WriteScript(script);
+        var text = script.ToString();
+        var start = text.IndexOf("-- Migration 22:", StringComparison.Ordinal);
+        var block = text[start..text.IndexOf("-- Migration 23:", start, StringComparison.Ordinal)];
+
+        var error = Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync(block));
+
+        Assert.That(error!.MessageText, Does.Contain("Migration 21 is not applied, so 22 is not either"));
+        Assert.That(await database.ScalarAsync<int>("SELECT max(version) FROM trigger_events.migrations"), Is.EqualTo(20));
+    }
+
+    [Test]
     public async Task Migrator_does_not_block_a_database_without_the_schema_from_reporting_version_zero()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);
@@ -188,9 +207,11 @@ public sealed class MigratorTests
         var locks = new MigrationLockPolicy(TimeSpan.FromMilliseconds(300), Tries: 100) { Pause = _ => TimeSpan.FromMilliseconds(200), Waiting = waits.Enqueue };
 
         var migrating = scene.MigrateAsOwnerAsync(locks);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
         while (waits.IsEmpty)
         {
             Assert.That(migrating.IsCompleted, Is.False, "it finished without waiting: " + migrating.Exception?.GetBaseException().Message);
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "no try gave up waiting within a minute");
             await Task.Delay(50);
         }
 

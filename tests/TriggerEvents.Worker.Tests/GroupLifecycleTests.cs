@@ -188,7 +188,7 @@ public sealed class GroupLifecycleTests
         File.AppendAllText(configA.Path, "\nretention:\n  delivered_events: 0s\n  attempts: 0s\n  cleanup_interval: 200ms\n");
         var configB = WriteConfig(scenario, "team-b", "b-hook");
         File.AppendAllText(configB.Path, "\nretention:\n  delivered_events: forever\n  attempts: forever\n");
-        var teamB = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
+        await using var teamB = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
         await using var teamA = WorkerProcess.Start(scenario.DatabaseUrl, configA.Path, configA.HttpPort);
         await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
         await scenario.InsertOrdersAsync(1, 100);

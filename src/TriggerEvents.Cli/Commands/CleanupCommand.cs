@@ -22,6 +22,10 @@ internal static class CleanupCommand
         {
             Description = "Delete attempt records older than this, or 'forever' to keep them (default: retention.attempts of the configuration).",
         };
+        var groupOption = new Option<string?>("--group")
+        {
+            Description = "The group this run speaks for, whose own recorded bounds give way to this run's (default: worker.group of the configuration, else 'default').",
+        };
         var config = CommonOptions.Config();
         var command = new Command("cleanup", $"""
             Apply retention now: delete events whose deliveries all succeeded and that are older than
@@ -36,16 +40,16 @@ internal static class CleanupCommand
 
             What another group keeps longer is kept: an event of a trigger that group subscribes
             to, an attempt record of its subscriptions, by the bounds its worker recorded when it
-            started. The file's group (worker.group; without a file, the default group) follows
-            the bounds above. The groups that keep longer are printed.
+            started. The run's own group (--group, else the file's worker.group, else 'default')
+            follows the bounds above. The groups that keep longer are printed.
 
             Examples:
               triggerevents cleanup
               triggerevents cleanup --config triggerevents.yaml
-              triggerevents cleanup --older-than 7d --attempts-older-than 30d
+              triggerevents cleanup --older-than 7d --attempts-older-than 30d --group billing
             """)
         {
-            olderThan, attemptsOlderThan, config,
+            olderThan, attemptsOlderThan, groupOption, config,
         };
         command.SetAction((parse, cancellationToken) => CommandLine.RunAction(parse, async () =>
         {
@@ -65,6 +69,8 @@ internal static class CleanupCommand
                 retention = file.Retention;
                 group = file.Worker.Group;
             }
+
+            group = parse.GetValue(groupOption) ?? group;
 
             var events = eventsFlag ?? new RetentionBound(retention!.DeliveredEvents, path);
             var attempts = attemptsFlag ?? new RetentionBound(retention!.Attempts, path);

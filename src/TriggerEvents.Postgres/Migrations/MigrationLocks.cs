@@ -61,9 +61,8 @@ internal sealed class MigrationLockException(Migration migration, MigrationLockP
 /// <summary>Who holds the locks a migration waits for.</summary>
 internal static class LockHolders
 {
-    // Sessions with a granted lock on an attached table or a table of the schema, whose
-    // transaction began before the try did (or is hidden from this role): those that can have
-    // kept the migration waiting. Writers that came after it queued behind it.
+    // Sessions with a granted lock on an attached table (a partition of one included) or a table
+    // of the schema, the oldest transactions first: one of them kept the migration waiting.
     private const string HoldersSql = """
         SELECT l.pid, a.usename::text, a.application_name, a.state, a.xact_start,
                string_agg(DISTINCT l.relation::regclass::text, ', ')
@@ -71,14 +70,16 @@ internal static class LockHolders
         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND (l.relation IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'trigger_events'::regnamespace AND c.relkind IN ('r', 'p'))
-               OR l.relation IN (SELECT et.relid FROM trigger_events.event_triggers et))
-          AND (a.xact_start IS NULL OR a.xact_start < $1)
+               OR l.relation IN (SELECT et.relid FROM trigger_events.event_triggers et)
+               -- pg_partition_tree gives no row for a table that is not partitioned.
+               OR l.relation IN (SELECT pt.relid FROM trigger_events.event_triggers et
+                                 CROSS JOIN LATERAL pg_partition_tree(et.relid) pt))
         GROUP BY 1, 2, 3, 4, 5
         ORDER BY a.xact_start NULLS LAST, l.pid
         LIMIT 5
         """;
 
-    public static async Task<IReadOnlyList<LockHolder>> ReadAsync(NpgsqlConnection connection, DateTimeOffset tryStarted, CancellationToken cancellationToken)
+    public static async Task<IReadOnlyList<LockHolder>> ReadAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         // Before 000001 there is no registry of attached tables, and no schema to read.
         await using (var exists = new NpgsqlCommand("SELECT to_regclass('trigger_events.event_triggers') IS NOT NULL", connection))
@@ -90,7 +91,6 @@ internal static class LockHolders
         }
 
         await using var command = new NpgsqlCommand(HoldersSql, connection);
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = tryStarted });
         var holders = new List<LockHolder>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -125,18 +125,18 @@ internal static class Migrator
     {
         for (var attempt = 1; ; attempt++)
         {
-            var started = await ClockAsync(connection, cancellationToken);
             try
             {
                 await ApplyAsync(connection, migration, locks, cancellationToken);
                 return;
             }
             catch (PostgresException e) when (
-                e.SqlState is PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected && locks.LockTimeout > TimeSpan.Zero)
+                (e.SqlState == PostgresErrorCodes.LockNotAvailable && locks.LockTimeout > TimeSpan.Zero)
+                || e.SqlState == PostgresErrorCodes.DeadlockDetected)
             {
                 // The transaction is rolled back: nothing of the migration stays, and the
                 // writers that queued behind its lock request run.
-                var holders = await LockHolders.ReadAsync(connection, started, cancellationToken);
+                var holders = await LockHolders.ReadAsync(connection, cancellationToken);
                 if (attempt >= locks.Tries)
                 {
                     throw new MigrationLockException(migration, locks, holders, e);
@@ -162,16 +162,6 @@ internal static class Migrator
 
         await ExecuteAsync(connection, transaction, migration.Sql, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-    }
-
-    private static async Task<DateTimeOffset> ClockAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT clock_timestamp()", connection);
-        return (DateTimeOffset)(await command.ExecuteScalarAsync(cancellationToken) switch
-        {
-            DateTime utc => new DateTimeOffset(utc, TimeSpan.Zero),
-            var other => (DateTimeOffset)other!,
-        });
     }
 
     /// <summary>The schema version of the database, 0 when TriggerEvents was never installed.</summary>
@@ -221,6 +211,15 @@ internal static class Migrator
             writer.WriteLine($"    IF EXISTS (SELECT 1 FROM trigger_events.migrations WHERE version = {migration.Version}) THEN");
             writer.WriteLine("        RETURN;");
             writer.WriteLine("    END IF;");
+            if (migration.Version > 1)
+            {
+                // A run that went on past a migration that gave up waiting for a lock must not
+                // apply the later ones over the gap: max(version) would then hide it for good.
+                writer.WriteLine($"    IF NOT EXISTS (SELECT 1 FROM trigger_events.migrations WHERE version = {migration.Version - 1}) THEN");
+                writer.WriteLine($"        RAISE EXCEPTION 'Migration {migration.Version - 1} is not applied, so {migration.Version} is not either; run this script again with ON_ERROR_STOP=1.';");
+                writer.WriteLine("    END IF;");
+            }
+
             writer.WriteLine($"    INSERT INTO trigger_events.migrations (version, name) VALUES ({migration.Version}, '{migration.Name.Replace("'", "''", StringComparison.Ordinal)}');");
             writer.WriteLine("    EXECUTE " + tag.TrimEnd('$') + "_sql$");
             writer.WriteLine(migration.Sql.TrimEnd());
