@@ -554,31 +554,31 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
-    public async Task The_worker_role_sets_the_idle_flag_and_its_hint_for_capture_together()
+    public async Task The_worker_role_arms_the_idle_flag_and_its_hint_together_and_the_capture_that_takes_it_takes_both()
     {
         await using var asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
         var worker = new DeliveryStore(asWorker);
-        // As a worker stopped while busy leaves them.
+        // As a capture that took the flag leaves them.
         await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = false; SELECT setval('trigger_events.worker_idle_hint', 0)");
         const string Signal = "SELECT idle::text || ' ' || pg_sequence_last_value('trigger_events.worker_idle_hint') FROM trigger_events.worker_signal";
 
-        var armed = await worker.SetIdleAsync(true, CancellationToken.None);
+        var armed = await worker.ArmWakeUpAsync(CancellationToken.None);
         var idle = await database.ScalarAsync<string>(Signal);
-        var armedAgain = await worker.SetIdleAsync(true, CancellationToken.None);
-        await worker.SetIdleAsync(false, CancellationToken.None);
-        var busy = await database.ScalarAsync<string>(Signal);
+        var armedAgain = await worker.ArmWakeUpAsync(CancellationToken.None);
+        await database.ExecuteAsync("INSERT INTO orders (id) VALUES (9001)");
+        var taken = await database.ScalarAsync<string>(Signal);
 
-        Assert.That((armed, idle, armedAgain, busy), Is.EqualTo((true, "true 1", false, "false 0")));
+        Assert.That((armed, idle, armedAgain, taken), Is.EqualTo((true, "true 1", false, "false 0")));
     }
 
     [Test]
-    public async Task The_idle_signal_is_written_only_when_it_changes()
+    public async Task The_idle_flag_is_written_only_when_it_changes()
     {
-        await store.SetIdleAsync(false, CancellationToken.None);
+        await store.ArmWakeUpAsync(CancellationToken.None);
         var changed = await database.ScalarAsync<DateTime>("SELECT updated_at FROM trigger_events.worker_signal");
-        await store.SetIdleAsync(false, CancellationToken.None);
+        await store.ArmWakeUpAsync(CancellationToken.None);
 
-        Assert.That(await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"), Is.False);
+        Assert.That(await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal"), Is.True);
         Assert.That(await database.ScalarAsync<DateTime>("SELECT updated_at FROM trigger_events.worker_signal"), Is.EqualTo(changed));
     }
 }

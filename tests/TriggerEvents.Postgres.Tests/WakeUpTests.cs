@@ -1,4 +1,5 @@
 using Npgsql;
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Postgres.Tests;
@@ -86,17 +87,18 @@ public sealed class WakeUpTests
                 await new NpgsqlCommand($"INSERT INTO {table} VALUES ({id}, 'a')", writer).ExecuteNonQueryAsync();
             }
         });
-        var flagAfterwards = await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal");
-        await database.ExecuteAsync("UPDATE trigger_events.worker_signal SET idle = true");
+        var signalAfterwards = await database.ScalarAsync<string>(
+            "SELECT idle::text || ' ' || pg_sequence_last_value('trigger_events.worker_idle_hint') FROM trigger_events.worker_signal");
+        await new DeliveryStore(database.DataSource).ArmWakeUpAsync(CancellationToken.None);
         var again = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (6, 'b')", writer).ExecuteNonQueryAsync());
 
         Assert.That(first, Is.EqualTo(1), "five transactions, one wake-up");
-        Assert.That(flagAfterwards, Is.False, "the writer that sent it took the flag");
+        Assert.That(signalAfterwards, Is.EqualTo("false 0"), "the writer that sent it took the flag and its hint");
         Assert.That(again, Is.EqualTo(1), "the worker armed it again");
     }
 
     [Test]
-    public async Task A_writer_that_takes_the_flag_and_rolls_back_leaves_it_for_the_next()
+    public async Task A_writer_that_takes_the_flag_and_rolls_back_leaves_it_armed_until_a_worker_restores_the_hint()
     {
         var table = await AttachedTableAsync(notify: true);
         await using (var rolledBack = await database.DataSource.OpenConnectionAsync())
@@ -106,9 +108,15 @@ public sealed class WakeUpTests
             await transaction.RollbackAsync();
         }
 
-        var received = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (2, 'b')", writer).ExecuteNonQueryAsync());
+        var flagBack = await database.ScalarAsync<bool>("SELECT idle FROM trigger_events.worker_signal");
+        // The hint is not transactional: it stays 0, and the capture after skips the flag; the
+        // worker's poll finds that event.
+        var beforeTheWorker = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (2, 'b')", writer).ExecuteNonQueryAsync());
+        // The worker's next empty round says it is idle again: the flag was armed, the hint is now.
+        var flagWasArmed = !await new DeliveryStore(database.DataSource).ArmWakeUpAsync(CancellationToken.None);
+        var afterTheWorker = await CountNotificationsAsync(writer => new NpgsqlCommand($"INSERT INTO {table} VALUES (3, 'c')", writer).ExecuteNonQueryAsync());
 
-        Assert.That(received, Is.EqualTo(1));
+        Assert.That((flagBack, beforeTheWorker, flagWasArmed, afterTheWorker), Is.EqualTo((true, 0, true, 1)));
     }
 
     [Test]

@@ -213,6 +213,54 @@ public sealed class GroupLifecycleTests
             "every event and attempt record deleted once team-b recorded its new bounds");
     }
 
+    [Test]
+    public async Task A_busy_groups_worker_leaves_the_wake_up_another_groups_idle_worker_armed()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        // Team A's orders come without a wake-up (notify off): its worker finds them by polling
+        // and, busy, used to clear the flag team B's idle worker had armed.
+        await scenario.Database.ScalarAsync<string>($"SELECT trigger_events.attach('orders', '{scenario.Trigger}', notify => false)");
+        await scenario.Database.ExecuteAsync("CREATE TABLE invoices (id int PRIMARY KEY)");
+        await scenario.Database.ScalarAsync<string>("SELECT trigger_events.attach('invoices', 'invoices_changed')");
+        scenario.Receiver.Respond = r => r.Path == "/a-hook" ? new ReceiverResponse(200, TimeSpan.FromMilliseconds(100)) : ReceiverResponse.Ok;
+        (string Path, int Port) Config(string group, string name, string trigger, string pollInterval)
+        {
+            var port = Loopback.FreePort();
+            var file = Path.Combine(scenario.Directory, $"{group}.yaml");
+            File.WriteAllText(file, $"""
+                subscriptions:
+                  - name: {name}
+                    trigger: {trigger}
+                    max_in_flight: 2
+                    webhook:
+                      url: {scenario.Receiver.Url("/" + name)}
+                      timeout: 5s
+                worker:
+                  group: {group}
+                  http_port: {port}
+                  poll_interval: {pollInterval}
+                """);
+            return (file, port);
+        }
+
+        var teamAConfig = Config("team-a", "a-hook", scenario.Trigger, "200ms");
+        // Team B polls every minute: only a wake-up brings its event within the test's patience.
+        var teamBConfig = Config("team-b", "b-hook", "invoices_changed", "60s");
+        await using var teamA = WorkerProcess.Start(scenario.DatabaseUrl, teamAConfig.Path, teamAConfig.Port);
+        await using var teamB = WorkerProcess.Start(scenario.DatabaseUrl, teamBConfig.Path, teamBConfig.Port);
+        await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
+        await Task.Delay(1000); // both have said they are idle
+
+        // About ten seconds of work for team A, two requests of 100 ms at a time.
+        await scenario.InsertOrdersAsync(1, 200);
+        await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds("/a-hook").Count >= 5, Patience, "team A at work");
+        await scenario.Database.ExecuteAsync("INSERT INTO invoices VALUES (1)");
+        // Within half of team B's poll interval: woken.
+        await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds("/b-hook").Count == 1, TimeSpan.FromSeconds(30), "team B's event, woken");
+
+        Assert.That(scenario.Receiver.DeliveredEventIds("/a-hook").Count, Is.LessThan(200), "team A was still draining when team B's event came");
+    }
+
     private static async Task WaitUntilAsync(WorkerScenario scenario, string condition, string what)
     {
         var deadline = DateTime.UtcNow + Patience;

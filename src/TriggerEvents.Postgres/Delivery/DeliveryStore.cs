@@ -399,29 +399,28 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>
-    /// The idle flag, set only when it differs, and never waiting for its row: the first capture
-    /// after a worker said it was idle takes the flag (000003's wake_worker) and keeps its row
-    /// locked until the writer's transaction ends, which may be minutes for a long job. Waiting
-    /// stalled every round of every worker until its command timed out. A row locked now is being
-    /// set busy by that writer, which is what a busy worker wants; a worker going idle meanwhile
-    /// is woken by that writer's NOTIFY, and says so again at its next empty round.
+    /// Arms the idle flag, only when it is not armed, and never waiting for its row: the first
+    /// capture after a worker said it was idle takes the flag (000003's wake_worker) and keeps
+    /// its row locked until the writer's transaction ends, which may be minutes for a long job.
+    /// Waiting stalled every round of every worker until its command timed out. A row locked now
+    /// is being taken by that writer, whose NOTIFY wakes this worker; it says so again at its
+    /// next empty round. Workers never clear the flag: the capture that takes it does (000024).
     /// </summary>
-    private const string SetIdleSql = """
-        UPDATE trigger_events.worker_signal s SET idle = $1, updated_at = now()
+    private const string ArmIdleSql = """
+        UPDATE trigger_events.worker_signal s SET idle = true, updated_at = now()
         WHERE s.singleton IN (SELECT w.singleton FROM trigger_events.worker_signal w
-                              WHERE w.idle IS DISTINCT FROM $1 FOR UPDATE SKIP LOCKED)
+                              WHERE NOT w.idle FOR UPDATE SKIP LOCKED)
         """;
 
     /// <summary>
-    /// The flag's hint, which capture reads before the flag (migration 000015), set whether or not
-    /// the flag changed (a hint another worker left at 0 when it stopped is 1 again once this one
-    /// says it is idle), but written only when it differs: a setval writes WAL every time, and an
-    /// idle worker says so every poll interval.
+    /// The flag's hint, which capture reads before the flag (migration 000015), set to 1 whether
+    /// or not the flag changed (a hint a capture left at 0 is 1 again once a worker says it is
+    /// idle), but written only when it differs: a setval writes WAL every time, and an idle
+    /// worker says so every poll interval.
     /// </summary>
-    private const string SetIdleHintSql = """
-        SELECT pg_catalog.setval('trigger_events.worker_idle_hint', h.value)
-        FROM (SELECT CASE WHEN $1 THEN 1 ELSE 0 END AS value) h
-        WHERE pg_catalog.pg_sequence_last_value('trigger_events.worker_idle_hint') IS DISTINCT FROM h.value
+    private const string ArmIdleHintSql = """
+        SELECT pg_catalog.setval('trigger_events.worker_idle_hint', 1)
+        WHERE pg_catalog.pg_sequence_last_value('trigger_events.worker_idle_hint') IS DISTINCT FROM 1
         """;
 
     /// <summary>
@@ -920,17 +919,18 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// Tells capture whether a worker is idle (the next capture sends a wake-up) or busy (none);
     /// true when the flag changed.
     /// </summary>
-    public async Task<bool> SetIdleAsync(bool idle, CancellationToken cancellationToken)
+    /// <summary>
+    /// Says this worker is idle: the next capture sends a wake-up (it takes the flag and its
+    /// hint as it does). Returns whether the flag was not armed before.
+    /// </summary>
+    public async Task<bool> ArmWakeUpAsync(CancellationToken cancellationToken)
     {
         // One round trip. The hint is not transactional and is visible at once, the flag at the
         // commit: a capture in between reads the flag as it was, which the armed look covers
         // (DeliveryWorker).
         await using var batch = dataSource.CreateBatch();
-        var hint = new NpgsqlBatchCommand(SetIdleHintSql);
-        hint.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
-        batch.BatchCommands.Add(hint);
-        var flag = new NpgsqlBatchCommand(SetIdleSql);
-        flag.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = idle });
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ArmIdleHintSql));
+        var flag = new NpgsqlBatchCommand(ArmIdleSql);
         batch.BatchCommands.Add(flag);
         await batch.ExecuteNonQueryAsync(cancellationToken);
         return flag.RecordsAffected > 0;

@@ -37,8 +37,6 @@ internal sealed class DeliveryWorker
     /// <summary>The shortest <c>batch.max_wait</c> of the worker's subscriptions; null when none batches.</summary>
     private readonly TimeSpan? shortestBatchWait;
 
-    private bool idleSignalled;
-
     /// <summary>When a claim last took something or a wake-up came: events may be waiting in a partial batch.</summary>
     private long lastArrival;
 
@@ -137,8 +135,7 @@ internal sealed class DeliveryWorker
                 // then found nothing (another replica took the event) must arm it again. When it
                 // was off, look once more: an event committed between the empty claim and the
                 // flip would otherwise wait for the next poll.
-                var armed = await store.SetIdleAsync(true, stopping);
-                idleSignalled = true;
+                var armed = await store.ArmWakeUpAsync(stopping);
                 if (armed)
                 {
                     continue;
@@ -235,17 +232,14 @@ internal sealed class DeliveryWorker
     }
 
     /// <summary>
-    /// After a round that claimed something: clears the idle flag, lets a few more events arrive
-    /// than one or two when everything due was taken, and waits for a useful number of free slots.
+    /// After a round that claimed something: lets a few more events arrive than one or two when
+    /// everything due was taken, and waits for a useful number of free slots.
     /// </summary>
     private async Task ClaimedSomethingAsync(long roundStarted, bool drained, CancellationToken stopping)
     {
+        // The idle flag is left as it is: another group's idle worker may have armed it, and the
+        // capture that takes it clears it (000024).
         lastArrival = time.GetTimestamp();
-        if (idleSignalled)
-        {
-            await store.SetIdleAsync(false, stopping);
-            idleSignalled = false;
-        }
 
         // Counted from the round's start: a round that took longer has gathered already.
         var gatherLeft = ClaimRound.GatherWait - time.GetElapsedTime(roundStarted);
