@@ -103,6 +103,88 @@ public sealed class TransportFailureTests
         Assert.That(server.Requests, Is.EqualTo(attempts));
     }
 
+    [Test]
+    public async Task A_receiver_that_never_reads_a_large_request_is_a_timeout_and_holds_up_no_other_subscription()
+    {
+        // 12 MiB: more than the loopback socket buffers take in, so sending the body itself stalls.
+        await using var server = new DeafServer();
+        var worker = await harness.WorkerAsync(
+            harness.Subscription("never-reads", server.Url, maxAttempts: 2, timeout: TimeSpan.FromSeconds(2)) with { MaxEventBytes = 32L << 20 },
+            harness.Subscription("reads") with { MaxEventBytes = 32L << 20 });
+
+        await harness.Database.ExecuteAsync("INSERT INTO orders VALUES (1, repeat('x', 12 * 1024 * 1024))");
+        var deliveries = await harness.RunUntilSettledAsync(worker, 2);
+
+        var deaf = deliveries.Single(d => d.Subscription == "never-reads");
+        Assert.That((deaf.Status, deaf.Attempts, deaf.LastStatus), Is.EqualTo(("dead", 2, (int?)null)));
+        Assert.That(deaf.LastError, Does.Contain("timeout").And.Contain("2s"), deaf.LastError);
+        Assert.That(server.Connections, Is.EqualTo(2), "one connection an attempt, each given up at the timeout");
+        Assert.That(deliveries.Single(d => d.Subscription == "reads").Status, Is.EqualTo("delivered"));
+        Assert.That(harness.Receiver.Requests.Single().Body.Length, Is.GreaterThan(12 * 1024 * 1024), "the whole event, to the receiver that reads");
+    }
+
+    /// <summary>A TCP server on 127.0.0.1 that accepts connections and never reads from them nor answers.</summary>
+    private sealed class DeafServer : IAsyncDisposable
+    {
+        private readonly TcpListener listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource stop = new();
+        private readonly List<TcpClient> clients = [];
+        private readonly Task accepting;
+
+        public DeafServer()
+        {
+            // Small buffers on its side: what the client can push before it must wait is bounded.
+            listener.Server.ReceiveBufferSize = 64 * 1024;
+            listener.Start();
+            accepting = AcceptAsync();
+        }
+
+        public Uri Url => new($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/hook");
+
+        public int Connections
+        {
+            get
+            {
+                lock (clients)
+                {
+                    return clients.Count;
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await stop.CancelAsync();
+            listener.Stop();
+            await accepting;
+            lock (clients)
+            {
+                clients.ForEach(c => c.Dispose());
+            }
+
+            stop.Dispose();
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await listener.AcceptTcpClientAsync(stop.Token);
+                    lock (clients)
+                    {
+                        clients.Add(client);
+                    }
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                // Stopped.
+            }
+        }
+    }
+
     /// <summary>
     /// A TCP server on 127.0.0.1 that answers each request with a status line, a Content-Length
     /// and the first bytes of the body, then never sends the rest.
