@@ -916,10 +916,6 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         held.Count == 0 ? Task.CompletedTask : ReleaseLeasesAsync(owner, held, cancellationToken);
 
     /// <summary>
-    /// Tells capture whether a worker is idle (the next capture sends a wake-up) or busy (none);
-    /// true when the flag changed.
-    /// </summary>
-    /// <summary>
     /// Says this worker is idle: the next capture sends a wake-up (it takes the flag and its
     /// hint as it does). Returns whether the flag was not armed before.
     /// </summary>
