@@ -123,14 +123,12 @@ internal static class ThroughputBenchmark
 
     private static async Task RearmAsync(BenchDatabase database, CancellationToken stop)
     {
-        await using var connection = await database.DataSource.OpenConnectionAsync(CancellationToken.None);
-        // The flag only: its hint stays at 1 from the configuration's set-up, as a worker leaves it
-        // while it keeps going idle (capture never clears it).
-        await using var command = new Npgsql.NpgsqlCommand("UPDATE trigger_events.worker_signal SET idle = true, updated_at = now() WHERE NOT idle", connection);
-        await command.PrepareAsync(CancellationToken.None);
+        // As a worker that keeps going idle does: the flag and its hint together, since the
+        // capture that takes the flag clears the hint (migration 000024).
+        var worker = new TriggerEvents.Postgres.Delivery.DeliveryStore(database.DataSource);
         while (!stop.IsCancellationRequested)
         {
-            await command.ExecuteNonQueryAsync(CancellationToken.None);
+            await worker.ArmWakeUpAsync(CancellationToken.None);
             try
             {
                 await Task.Delay(RearmInterval, stop);
