@@ -139,7 +139,7 @@ public sealed partial class MetricsTests
 
         // The status query fails from now on (as a statement_timeout over a large backlog would),
         // while the backlog grows.
-        await database.ExecuteAsync($"REVOKE EXECUTE ON FUNCTION trigger_events.subscription_status_rows() FROM {Migrator.WorkerRole}");
+        await database.ExecuteAsync($"REVOKE EXECUTE ON FUNCTION trigger_events.subscription_status_rows(text) FROM {Migrator.WorkerRole}");
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(4, 5) g");
         await WaitUntilAsync(
             async () => (await MetricsAsync(worker)).Contains("triggerevents_backlog_reporter 0", StringComparison.Ordinal),

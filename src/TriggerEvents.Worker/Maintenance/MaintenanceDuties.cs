@@ -85,8 +85,7 @@ internal sealed class MaintenanceDuties(
         // Every subscription of this worker's group, paused ones included: a paused
         // subscription's growing backlog is what an operator must see. One replica of the group
         // reports; other groups' workers report theirs.
-        var statuses = (await StatusQueries.GetSubscriptionStatusAsync(dataSource, cancellationToken))
-            .Where(status => status.Group == config.Worker.Group).ToList();
+        var statuses = await StatusQueries.GetSubscriptionStatusAsync(dataSource, config.Worker.Group, cancellationToken);
         Clear(metrics.Pending);
         Clear(metrics.OldestPendingAge);
         Clear(metrics.Dead);
