@@ -25,6 +25,28 @@ public sealed class DatabaseCommandTests
     }
 
     [Test]
+    public async Task Migrate_of_an_earlier_release_refuses_a_newer_schema_saying_whether_its_workers_run_on_it()
+    {
+        // A rollback's migrate, after the next release's: first a migration that keeps this
+        // release's workers working, then one that does not.
+        await using var database = await TestDatabase.CreateAsync();
+        var cli = new Cli(database.ConnectionString);
+        var ours = TriggerEvents.Postgres.Migrations.MigrationSource.LatestVersion;
+        await database.ExecuteAsync($"INSERT INTO trigger_events.migrations (version, name, workers_from) VALUES ({ours + 1}, 'next', {ours})");
+
+        var keeps = await cli.RunAsync("migrate");
+        await database.ExecuteAsync($"INSERT INTO trigger_events.migrations (version, name) VALUES ({ours + 2}, 'breaking')");
+        var breaks = await cli.RunAsync("migrate");
+
+        Assert.That(keeps.ExitCode, Is.EqualTo(1), keeps.ToString());
+        Assert.That(keeps.Error, Does.Contain($"version {ours + 1}, newer than this binary knows ({ours}), and was left as it is")
+            .And.Contain("so this release's workers run on it"));
+        Assert.That(breaks.ExitCode, Is.EqualTo(1), breaks.ToString());
+        Assert.That(breaks.Error, Does.Contain($"needs workers of schema version {ours + 2} or later; upgrade TriggerEvents"));
+        Assert.That(await database.ScalarAsync<int>("SELECT max(version) FROM trigger_events.migrations"), Is.EqualTo(ours + 2), "nothing was changed");
+    }
+
+    [Test]
     public async Task Migrate_behind_an_open_writer_retries_names_it_and_stops_with_the_earlier_migrations_applied()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);

@@ -104,6 +104,49 @@ public sealed class WorkerEndpointTests
     }
 
     [Test]
+    public async Task A_worker_of_an_earlier_release_starts_on_a_newer_schema_that_keeps_its_workers_and_delivers()
+    {
+        // A worker restarted after the next release's migrate Job, or rolled back to.
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        var ours = TriggerEvents.Postgres.Migrations.MigrationSource.LatestVersion;
+        await database.ExecuteAsync($"INSERT INTO trigger_events.migrations (version, name, workers_from) VALUES ({ours + 1}, 'next_release', {ours})");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+
+        await worker.WaitUntilReadyAsync();
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 1, TimeSpan.FromSeconds(30), "the delivery");
+        var ready = await worker.GetAsync("/readyz");
+        File.Delete(path);
+
+        Assert.That(ready.Body, Does.StartWith("ready").And.Contain($"schema version {ours + 1} is newer than this worker's {ours}"));
+        Assert.That(worker.Output, Does.Contain($"The schema is at version {ours + 1}, newer than this worker's {ours}; its migrations keep workers of version {ours} and later working"));
+    }
+
+    [Test]
+    public async Task A_worker_of_an_earlier_release_refuses_to_start_on_a_newer_schema_that_needs_newer_workers()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var ours = TriggerEvents.Postgres.Migrations.MigrationSource.LatestVersion;
+        await database.ExecuteAsync(
+            $"INSERT INTO trigger_events.migrations (version, name, workers_from) VALUES ({ours + 1}, 'next_release', {ours}), ({ours + 2}, 'breaking', {ours + 1})");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+
+        var exit = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        File.Delete(path);
+
+        Assert.That(exit, Is.EqualTo(1), worker.Output);
+        Assert.That(worker.Output, Does.Contain($"The database schema is at version {ours + 2}, newer than this binary knows ({ours}), and needs workers of schema version {ours + 1} or later"));
+    }
+
+    [Test]
     public async Task A_worker_on_a_database_without_the_schema_waits_alive_and_not_ready_saying_so_once_then_delivers_after_migrate()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);

@@ -93,6 +93,41 @@ public sealed class MigratorTests
     }
 
     [Test]
+    public async Task A_newer_database_is_refused_saying_whether_this_releases_workers_run_on_it()
+    {
+        // A rollback: the next two releases' migrate ran, each declaring the workers it keeps.
+        await using var database = await TestDatabase.CreateAsync();
+        var ours = MigrationSource.LatestVersion;
+        await database.ExecuteAsync(
+            $"INSERT INTO trigger_events.migrations (version, name, workers_from) VALUES ({ours + 1}, 'next', {ours}), ({ours + 2}, 'after', {ours - 1})");
+
+        var keeps = Assert.ThrowsAsync<SchemaTooNewException>(() => Migrator.MigrateAsync(database.DataSource, CancellationToken.None));
+        var kept = await Migrator.GetVersionAsync(database.DataSource, CancellationToken.None);
+        await database.ExecuteAsync($"INSERT INTO trigger_events.migrations (version, name) VALUES ({ours + 3}, 'breaking')");
+        var breaks = Assert.ThrowsAsync<SchemaTooNewException>(() => Migrator.MigrateAsync(database.DataSource, CancellationToken.None));
+        var broken = await Migrator.GetVersionAsync(database.DataSource, CancellationToken.None);
+
+        Assert.That((kept.Database, kept.WorkersFrom, kept.IsNewerAndRunsThisBinary), Is.EqualTo((ours + 2, ours, true)),
+            "the later of the two floors counts");
+        Assert.That(keeps!.Message, Does.Contain($"keep the workers of version {ours} and later working, so this release's workers run on it"));
+        Assert.That((broken.WorkersFrom, broken.IsNewerAndRunsThisBinary), Is.EqualTo((ours + 3, false)), "NULL keeps no earlier worker");
+        Assert.That(breaks!.Message, Does.Contain($"version {ours + 3}").And.Contain($"needs workers of schema version {ours + 3} or later"));
+        Assert.That(await database.ScalarAsync<long>($"SELECT count(*) FROM trigger_events.migrations WHERE version > {ours}"), Is.EqualTo(3),
+            "nothing applied, nothing removed");
+    }
+
+    [Test]
+    public async Task The_migration_that_adds_the_workers_floor_declares_its_own()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+
+        var floors = await database.ScalarAsync<string>(
+            "SELECT string_agg(version || '=' || coalesce(workers_from::text, 'null'), ',' ORDER BY version) FROM trigger_events.migrations WHERE version >= 25");
+
+        Assert.That(floors, Does.StartWith("25=null,26=25"), "earlier rows stay NULL; 000026 keeps workers of 25");
+    }
+
+    [Test]
     public async Task The_printed_script_installs_the_schema_and_can_be_applied_twice()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);

@@ -20,7 +20,8 @@ internal static class MigrateCommand
         };
         var command = new Command("migrate", """
             Install or upgrade the trigger_events schema. Safe to run from several processes at
-            once; refuses a database migrated by a newer TriggerEvents.
+            once; refuses a database migrated by a newer TriggerEvents, saying whether this
+            release's workers run on it.
 
             Each migration is one transaction. One that changes attached tables' triggers takes a
             lock on each table; waiting for it behind a transaction left open, it would hold up

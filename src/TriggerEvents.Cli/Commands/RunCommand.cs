@@ -90,9 +90,10 @@ internal static class RunCommand
                 }
 
                 // A newer schema is a rollout in progress: migrate ran before or beside it, and a
-                // running worker of the release before keeps delivering (migrations keep it
-                // working; it would refuse only to start). Not ready, the whole old fleet would
-                // count as down and a disruption budget would block every drain meanwhile.
+                // running worker of the release before keeps delivering (a migration that does not
+                // keep it working, migrations.workers_from, refuses it only at its next start).
+                // Not ready, the whole old fleet would count as down and a disruption budget would
+                // block every drain meanwhile.
                 return version.Database > version.Binary
                     ? Results.Text($"ready (schema version {version.Database} is newer than this worker's {version.Binary}: replace it with the new release)\n")
                     : Results.Text("ready\n");

@@ -5,15 +5,29 @@ namespace TriggerEvents.Postgres.Migrations;
 /// <summary>What a migration run found and did.</summary>
 internal sealed record MigrationResult(int FromVersion, int ToVersion, IReadOnlyList<int> Applied);
 
-/// <summary>The database's schema version against the binary's.</summary>
-internal sealed record SchemaVersion(int Database, int Binary)
+/// <summary>
+/// The database's schema version against the binary's. <paramref name="WorkersFrom"/>: of a
+/// database newer than the binary, the oldest schema version whose workers run against it, as
+/// the migrations this binary does not know declare it (<c>migrations.workers_from</c>, 000026).
+/// </summary>
+internal sealed record SchemaVersion(int Database, int Binary, int? WorkersFrom = null)
 {
     public bool IsCurrent => Database == Binary;
+
+    /// <summary>A newer release migrated the database, and every migration this binary does not know keeps its workers working.</summary>
+    public bool IsNewerAndRunsThisBinary => Database > Binary && WorkersFrom <= Binary;
 }
 
-/// <summary>Raised when the database was migrated by a newer TriggerEvents than this binary.</summary>
-internal sealed class SchemaTooNewException(int databaseVersion, int binaryVersion)
-    : Exception($"The database schema is at version {databaseVersion}, newer than this binary knows ({binaryVersion}); upgrade TriggerEvents.");
+/// <summary>
+/// Raised when the database was migrated by a newer TriggerEvents: <c>migrate</c> refuses it
+/// always, the worker where the newer migrations do not keep its workers working.
+/// </summary>
+internal sealed class SchemaTooNewException(SchemaVersion version)
+    : Exception(version.IsNewerAndRunsThisBinary
+        ? $"The database schema is at version {version.Database}, newer than this binary knows ({version.Binary}), and was left as it is. " +
+          $"Its migrations keep the workers of version {version.WorkersFrom} and later working, so this release's workers run on it."
+        : $"The database schema is at version {version.Database}, newer than this binary knows ({version.Binary}), " +
+          $"and needs workers of schema version {version.WorkersFrom ?? version.Database} or later; upgrade TriggerEvents.");
 
 /// <summary>
 /// Installs and upgrades the <c>trigger_events</c> schema from the embedded <c>sql/</c> files.
@@ -90,10 +104,11 @@ internal static class Migrator
         try
         {
             await ExecuteAsync(connection, null, Bootstrap, cancellationToken);
-            var from = await ReadVersionAsync(connection, cancellationToken);
+            var version = await ReadVersionAsync(connection, cancellationToken);
+            var from = version.Database;
             if (from > MigrationSource.LatestVersion)
             {
-                throw new SchemaTooNewException(from, MigrationSource.LatestVersion);
+                throw new SchemaTooNewException(version);
             }
 
             var applied = new List<int>();
@@ -168,7 +183,7 @@ internal static class Migrator
     public static async Task<SchemaVersion> GetVersionAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return new SchemaVersion(await ReadVersionAsync(connection, cancellationToken), MigrationSource.LatestVersion);
+        return await ReadVersionAsync(connection, cancellationToken);
     }
 
     /// <summary>
@@ -233,16 +248,28 @@ internal static class Migrator
         writer.WriteLine("RESET lock_timeout;");
     }
 
-    private static async Task<int> ReadVersionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    private static async Task<SchemaVersion> ReadVersionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
+        var binary = MigrationSource.LatestVersion;
         await using var exists = new NpgsqlCommand("SELECT to_regclass('trigger_events.migrations') IS NOT NULL", connection);
         if (!(bool)(await exists.ExecuteScalarAsync(cancellationToken))!)
         {
-            return 0;
+            return new SchemaVersion(0, binary);
         }
 
         await using var command = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM trigger_events.migrations", connection);
-        return (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+        var database = (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+        if (database <= binary)
+        {
+            return new SchemaVersion(database, binary);
+        }
+
+        // Newer: the migrations this binary does not know, each declaring the oldest workers it
+        // keeps working (NULL: none before itself). A newer database has the column (000026).
+        await using var floor = new NpgsqlCommand(
+            "SELECT max(coalesce(workers_from, version)) FROM trigger_events.migrations WHERE version > $1", connection);
+        floor.Parameters.Add(new NpgsqlParameter<int> { TypedValue = binary });
+        return new SchemaVersion(database, binary, (int)(await floor.ExecuteScalarAsync(cancellationToken))!);
     }
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)

@@ -80,7 +80,16 @@ internal sealed class WorkerService(
 
         if (version.Database > version.Binary)
         {
-            throw new SchemaTooNewException(version.Database, version.Binary);
+            if (!version.IsNewerAndRunsThisBinary)
+            {
+                throw new SchemaTooNewException(version);
+            }
+
+            // A rollout under way (this worker restarted after the next release's migrate), or a
+            // rollback: the newer migrations declare that they keep this release's workers working.
+            logger.LogWarning(
+                "The schema is at version {Database}, newer than this worker's {Binary}; its migrations keep workers of version {WorkersFrom} and later working, so this one runs. Replace it with the newer release",
+                version.Database, version.Binary, version.WorkersFrom);
         }
 
         await WorkerConnection.RequireReadCommittedAsync(dataSource, stoppingToken);
