@@ -547,7 +547,8 @@ public sealed class DeliveryStoreTests
         var plan = await GenericPlan.ExplainAsync(connection, DeliveryStore.RecordSql,
             ("uuid", $"'{Guid.NewGuid()}'"), ("int[]", $"'{{{subscriptionId},{subscriptionId}}}'"), ("bigint[]", "'{1,2}'"), ("int[]", "'{1,1}'"),
             ("text[]", "'{delivered,delivered}'"), ("float8[]", "'{0,0}'"), ("int[]", "'{200,200}'"), ("text[]", "'{NULL,NULL}'"),
-            ("timestamptz[]", "ARRAY[now(), now()]"), ("float8[]", "'{1,1}'"), ("text[]", "'{NULL,NULL}'"), ("boolean", "true"), ("text[]", "'{NULL,NULL}'"));
+            ("timestamptz[]", "ARRAY[now(), now()]"), ("float8[]", "'{1,1}'"), ("text[]", "'{NULL,NULL}'"), ("boolean", "true"), ("text[]", "'{NULL,NULL}'"),
+            ("bigint[]", "'{NULL,NULL}'"));
 
         Assert.That(plan, Has.Some.Contains("deliveries_pkey"), string.Join('\n', plan));
         Assert.That(plan, Has.None.Contains("deliveries_pending").And.None.Contains("deliveries_leased").And.None.Contains("Seq Scan on deliveries"), string.Join('\n', plan));

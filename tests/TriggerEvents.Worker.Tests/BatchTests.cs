@@ -231,6 +231,41 @@ public sealed class BatchTests
     }
 
     [Test]
+    public async Task A_batch_over_the_targets_body_limit_is_split_until_its_parts_fit_and_an_event_too_large_alone_fails_alone()
+    {
+        // A receiver behind a body limit, as a proxy's (nginx answers 413 over client_max_body_size).
+        const int limit = 2_000;
+        await using var scenario = await FaultScenario.CreateAsync();
+        scenario.Receiver.Answer = request => request.Body.Length > limit ? new ReceiverResponse(413) : ReceiverResponse.Ok;
+        await using var worker = await StartAsync(scenario, "    batch:\n      max_events: 9\n      max_wait: 5s", maxAttempts: 2);
+
+        // Nine events in one transaction, the fifth too large for the target even alone.
+        await scenario.ExecuteAsync("INSERT INTO orders (id, status) SELECT g, CASE WHEN g = 5 THEN repeat('x', 3000) ELSE 'small' END FROM generate_series(1, 9) g");
+        await scenario.WaitForDatabaseAsync(
+            async s => (await s.DeliveryStatusesAsync()) is var c && c["delivered"] == 8 && c["dead"] == 1, TimeSpan.FromSeconds(60), "eight delivered, one dead");
+
+        var events = await EventIdsAsync(scenario);
+        var large = events[4];
+        var answered = scenario.Receiver.Inner.Requests.ToList();
+        var delivered = answered.Where(r => r.Succeeded).Select(r => Parse(r)).ToList();
+        var seen = string.Join(", ", answered.Select(r => $"{r.WebhookId} {r.Body.Length} B {r.Status}"));
+        TestContext.Out.WriteLine(seen);
+        Assert.That(answered[0].WebhookId, Is.EqualTo($"msg_orders-hook_b{events[0]}_9"), "first the whole batch: " + seen);
+        Assert.That(answered[0].Status, Is.EqualTo(413), seen);
+        Assert.That(delivered.SelectMany(b => b.EventIds).Order(), Is.EqualTo(events.Where(id => id != large)), "every other event once: " + seen);
+        Assert.That(delivered.Select(b => b.Request.Body.Length), Is.All.LessThanOrEqualTo(limit), seen);
+        Assert.That(delivered.Select(b => b.Request.WebhookId).Distinct().Count(), Is.EqualTo(delivered.Count), "each part under an id of its own: " + seen);
+        Assert.That(delivered.SelectMany(b => b.Events).Select(e => e.GetProperty("delivery_info").GetProperty("current_retry").GetInt32()), Is.All.Zero,
+            "a split is no retry of the events");
+        Assert.That(await scenario.ScalarAsync<string>("SELECT string_agg(DISTINCT attempts::text, ',') FROM trigger_events.deliveries WHERE status = 'delivered'"),
+            Is.EqualTo("1"), "the refused attempts were given back");
+        Assert.That(await scenario.ScalarAsync<string>($"SELECT attempts || ' ' || last_status || ' ' || last_error FROM trigger_events.deliveries WHERE event_id = {large}"),
+            Does.StartWith("2 413 gave up after 2 attempts"), "refused alone: failed attempts, then dead, as any event");
+        Assert.That(await scenario.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts WHERE http_status = 413 AND error LIKE '%too large for the target; split into%'"),
+            Is.GreaterThanOrEqualTo(9L), "every event's refused attempt logged, with the split");
+    }
+
+    [Test]
     public async Task With_ordering_each_key_keeps_commit_order_and_is_never_in_two_batches_in_flight()
     {
         await using var scenario = await FaultScenario.CreateAsync();

@@ -44,6 +44,9 @@ internal sealed record DeliveryOutcome(TargetVerdict Verdict, string Description
     /// <summary>The wait it asked for applies to everything sent to it, not only this delivery (an overloaded target).</summary>
     public bool HoldsTarget { get; init; }
 
+    /// <summary>The target refused the request as larger than it takes (a body limit), without taking any of it.</summary>
+    public bool IsTooLarge { get; init; }
+
     /// <summary>The target has the events.</summary>
     public bool IsSuccess => Verdict == TargetVerdict.Accepted;
 

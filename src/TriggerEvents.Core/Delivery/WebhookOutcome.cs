@@ -7,7 +7,8 @@ namespace TriggerEvents.Core.Delivery;
 /// any 2xx is accepted; 410 Gone means the endpoint is gone for good; 5xx, a timeout and a
 /// connection error are the target failing (the breaker counts them); any other status (4xx, and
 /// 3xx since redirects are not followed) is declined and retried. A 429 or 503 with a positive
-/// <c>Retry-After</c> holds back the whole target, not only the one delivery.
+/// <c>Retry-After</c> holds back the whole target, not only the one delivery. A 413 is the body
+/// over the target's limit: a batch is split (<see cref="DeliveryOutcome.IsTooLarge"/>).
 /// </summary>
 internal static class WebhookOutcome
 {
@@ -28,6 +29,8 @@ internal static class WebhookOutcome
             ErrorType = verdict == TargetVerdict.Accepted ? null : code,
             RetryAfter = retryAfter,
             HoldsTarget = statusCode is 429 or 503 && retryAfter > TimeSpan.Zero,
+            // 413 Content Too Large: what a proxy or server answers a body over its limit.
+            IsTooLarge = statusCode == 413,
         };
     }
 

@@ -31,6 +31,13 @@ internal sealed record DeliveryResult(
     /// <summary>The webhook-id of the batch request the attempt was part of; null for a single event's, which its id gives.</summary>
     public string? WebhookId { get; init; }
 
+    /// <summary>
+    /// Of a batch the target refused as too large (HTTP 413), split in two: the batch this
+    /// delivery goes in from now on (its first event's id). The attempt is given back, since the
+    /// target took none of the request: each half starts where the whole one did.
+    /// </summary>
+    public long? SplitInto { get; init; }
+
     /// <summary>Of a delivery with a key (<c>ordering: key</c>): finishing it hands its key on to the next (<see cref="KeyOrdering.HandOffSql"/>).</summary>
     public bool Keyed { get; init; }
 

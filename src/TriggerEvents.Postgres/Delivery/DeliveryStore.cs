@@ -317,17 +317,20 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// let the older attempt's result free the newer attempt's lease. Every attempt is logged, once:
     /// when a write is tried again (<c>$12</c>) after one whose outcome was not known (the
     /// connection dropped, perhaps after the commit), an attempt this worker already logged is
-    /// not logged again.
+    /// not logged again. A result of a batch split in two (<c>$14</c>, <see cref="DeliveryResult.SplitInto"/>)
+    /// moves its delivery into its half and gives the attempt back.
     /// </summary>
     internal const string RecordSql = $"""
         WITH result AS (
             SELECT * FROM unnest($2::int[], $3::bigint[], $4::int[], $5::trigger_events.delivery_status[],
                                  $6::double precision[], $7::int[], $8::text[], $9::timestamptz[],
-                                 $10::double precision[], $11::text[], $13::text[])
-                AS r(subscription_id, event_id, attempt, status, retry_ms, http_status, error, started_at, duration_ms, excerpt, webhook_id)
+                                 $10::double precision[], $11::text[], $13::text[], $14::bigint[])
+                AS r(subscription_id, event_id, attempt, status, retry_ms, http_status, error, started_at, duration_ms, excerpt, webhook_id, split_into)
         ), applied AS (
             UPDATE trigger_events.deliveries d
             SET status = r.status,
+                batch_id = coalesce(r.split_into, d.batch_id),
+                attempts = CASE WHEN r.split_into IS NULL THEN d.attempts ELSE d.attempts - 1 END,
                 next_attempt_at = CASE WHEN r.status = 'pending'
                                        THEN now() + r.retry_ms * interval '1 millisecond'
                                        ELSE d.next_attempt_at END,
@@ -348,7 +351,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             WHERE NOT $12 OR NOT EXISTS (
                 SELECT FROM trigger_events.attempts a
                 WHERE a.subscription_id = r.subscription_id AND a.event_id = r.event_id
-                  AND a.attempt = r.attempt AND a.worker = $1)
+                  -- An attempt given back by a split is numbered again, in a batch of another id.
+                  AND a.attempt = r.attempt AND a.worker = $1 AND a.webhook_id IS NOT DISTINCT FROM r.webhook_id)
         )
         SELECT count(*) FROM applied
         """;
@@ -843,6 +847,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => AsText(r.ResponseExcerpt))] });
         command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = writtenBefore });
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. results.Select(r => r.WebhookId)], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. results.Select(r => r.SplitInto)], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
         var finishedInKeys = results.Where(r => r.Keyed && r.Kind != DeliveryResultKind.Retry).Select(r => r.Key).ToArray();
         if (finishedInKeys.Length > 0)
         {

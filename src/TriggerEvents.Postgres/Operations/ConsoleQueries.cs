@@ -159,7 +159,8 @@ internal static class ConsoleQueries
     private const string BatchWebhookId = """
         (SELECT a.webhook_id FROM trigger_events.attempts a
          WHERE d.batch_id IS NOT NULL AND a.subscription_id = d.subscription_id AND a.event_id = d.event_id
-         ORDER BY a.attempt DESC LIMIT 1)
+         -- A split batch's attempt is given back and numbered again: the later record is the later request.
+         ORDER BY a.attempt DESC, a.id DESC LIMIT 1)
         """;
 
     /// <summary>Every recorded attempt at event <c>$1</c>, by attempts_delivery per subscription.</summary>

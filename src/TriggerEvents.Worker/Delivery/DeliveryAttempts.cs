@@ -301,6 +301,12 @@ internal sealed class DeliveryAttempts(
             }
 
             var attempt = await subscription.Target.SendAsync(new TargetMessage(messageId, body, first, span), abort);
+            if (attempt.Outcome.IsTooLarge && parts.Count > 1)
+            {
+                Split(subscription, parts.ConvertAll(p => p.Delivery), attempt, messageId, span);
+                return;
+            }
+
             // The events of a batch were claimed together every time, so their attempts agree;
             // the most spent decides when the batch is dead.
             var attemptNumber = parts.Max(p => p.Delivery.Attempt);
@@ -360,6 +366,37 @@ internal sealed class DeliveryAttempts(
             {
                 delivery.Values?.Return();
             }
+        }
+    }
+
+    /// <summary>
+    /// A batch the target refused as too large (a proxy's or server's body limit, which no retry
+    /// of the same body gets past) goes again at once as two batches, its first half and the rest,
+    /// each under its own webhook-id, with the attempt given back: the target took none of it, so
+    /// no receiver has any of these events under the old id. Halves are split again as long as
+    /// they are refused; an event refused alone is a failed attempt like any other.
+    /// </summary>
+    private void Split(ActiveSubscription subscription, List<ClaimedDelivery> sent, AttemptOutcome attempt, string messageId, System.Diagnostics.Activity? span)
+    {
+        var half = sent.Count / 2;
+        var reason = $"{attempt.Outcome.Describe()}: the batch of {sent.Count} events was too large for the target; split into {half} and {sent.Count - half}";
+        logger.LogWarning(
+            "Batch {WebhookId} of {Count} events to {Subscription} was too large for the target ({Status}); sending it again as batches of {First} and {Rest}",
+            messageId, sent.Count, subscription.Name, attempt.Outcome.Status, half, sent.Count - half);
+        DeliveryTracing.Finish(span, attempt.Outcome, DeliveryResultKind.Retry);
+        metrics.DeliveryDuration.WithLabels(subscription.Name).Observe(attempt.Duration.TotalSeconds);
+        metrics.Deliveries.WithLabels(subscription.Name, "retry").Inc(sent.Count);
+        for (var i = 0; i < sent.Count; i++)
+        {
+            var delivery = sent[i];
+            recorder.Post(new DeliveryResult(
+                delivery.Key, delivery.Attempt, DeliveryResultKind.Retry, TimeSpan.Zero, attempt.Outcome.Status, reason,
+                attempt.StartedAt, attempt.Duration, attempt.ResponseExcerpt)
+            {
+                WebhookId = messageId,
+                Keyed = delivery.OrderSeq is not null,
+                SplitInto = sent[i < half ? 0 : half].Event.Id,
+            });
         }
     }
 

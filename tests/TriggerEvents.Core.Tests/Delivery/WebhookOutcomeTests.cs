@@ -66,4 +66,20 @@ public class WebhookOutcomeTests
         Assert.That(outcome.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(seconds)), "the delivery's own wait, held or not");
         Assert.That(WebhookOutcome.Response(status).HoldsTarget, Is.False, "no Retry-After, no hold");
     }
+
+    [TestCase(413, true)]
+    [TestCase(400, false)]
+    [TestCase(414, false)]
+    [TestCase(500, false)]
+    [TestCase(200, false)]
+    public void Only_a_413_says_the_body_was_too_large_and_it_is_declined_like_other_4xx(int status, bool tooLarge)
+    {
+        var outcome = WebhookOutcome.Response(status);
+        Assert.That(outcome.IsTooLarge, Is.EqualTo(tooLarge));
+        Assert.That(WebhookOutcome.Timeout(TimeSpan.FromSeconds(1)).IsTooLarge, Is.False);
+        if (tooLarge)
+        {
+            Assert.That(outcome.Verdict, Is.EqualTo(TargetVerdict.Declined), "no sign of the target's health for the breaker");
+        }
+    }
 }
