@@ -147,6 +147,40 @@ public sealed class WorkerEndpointTests
     }
 
     [Test]
+    public async Task A_worker_refuses_a_database_moved_here_until_migrate_repairs_it_then_delivers()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        // As a logical restore leaves it: the schema's tables have other OIDs than it recorded.
+        await database.ExecuteAsync("UPDATE trigger_events.installation SET event_log_oid = 1");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var port = Loopback.FreePort();
+        var path = Config(receiver, port, Path.GetTempPath());
+
+        int refused;
+        string refusal;
+        await using (var moved = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+        {
+            refused = await moved.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            refusal = moved.Output;
+        }
+
+        var migrate = await new Cli(database.ConnectionString).RunAsync("migrate");
+        await using var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port);
+        await worker.WaitUntilReadyAsync();
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 1, TimeSpan.FromSeconds(30), "the delivery");
+        File.Delete(path);
+
+        Assert.That(refused, Is.EqualTo(1), refusal);
+        Assert.That(refusal, Does.Contain("This database's trigger_events state was made elsewhere: its tables have other OIDs")
+            .And.Contain("Run 'triggerevents migrate', which repairs it"));
+        Assert.That(migrate.ExitCode, Is.Zero, migrate.ToString());
+        Assert.That(migrate.Out, Does.Contain("Repaired a database moved here: its tables have other OIDs").And.Contain("1 event triggers regenerated"));
+    }
+
+    [Test]
     public async Task A_worker_on_a_database_without_the_schema_waits_alive_and_not_ready_saying_so_once_then_delivers_after_migrate()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);

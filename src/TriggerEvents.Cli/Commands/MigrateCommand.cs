@@ -77,6 +77,10 @@ internal static class MigrateCommand
             Console.WriteLine(result.Applied.Count == 0
                 ? $"Schema is current (version {result.ToVersion})."
                 : $"Migrated from version {result.FromVersion} to {result.ToVersion} ({result.Applied.Count} applied).");
+            if (result.Repaired is not null)
+            {
+                Console.WriteLine($"Repaired a database moved here: {result.Repaired}.");
+            }
             return ExitCodes.Done;
         }));
         return command;

@@ -2,8 +2,11 @@ using Npgsql;
 
 namespace TriggerEvents.Postgres.Migrations;
 
-/// <summary>What a migration run found and did.</summary>
-internal sealed record MigrationResult(int FromVersion, int ToVersion, IReadOnlyList<int> Applied);
+/// <summary>
+/// What a migration run found and did. <paramref name="Repaired"/>: what it put right in a
+/// database moved here by a logical dump or logical replication (<see cref="Migrator.RepairAfterMoveSql"/>), if anything.
+/// </summary>
+internal sealed record MigrationResult(int FromVersion, int ToVersion, IReadOnlyList<int> Applied, string? Repaired = null);
 
 /// <summary>
 /// The database's schema version against the binary's. <paramref name="WorkersFrom"/>: of a
@@ -71,6 +74,16 @@ internal static class Migrator
                  AND a.grantee <> 0 AND a.grantee <> c.relowner);
         """;
 
+    /// <summary>The first schema version that knows where its state was made (<c>trigger_events.installation</c>).</summary>
+    public const int MovesVersion = 27;
+
+    /// <summary>
+    /// Puts right a database whose schema state was copied here from another (a logical dump, a
+    /// copy by logical replication): the registry's column numbers, every capture, and, from
+    /// another server, the subscriptions' places. Nothing, and NULL, otherwise.
+    /// </summary>
+    internal const string RepairAfterMoveSql = "SELECT trigger_events.repair_after_move()";
+
     /// <summary>Arbitrary but fixed: the advisory lock key that serialises migrators.</summary>
     internal const long AdvisoryLockKey = 0x7472_6967_6d69_67; // "trigmig"
 
@@ -124,7 +137,14 @@ internal static class Migrator
                 await ExecuteAsync(connection, null, GrantWorkerRoleSql, cancellationToken);
             }
 
-            return new MigrationResult(from, to, applied);
+            string? repaired = null;
+            if (to >= MovesVersion)
+            {
+                await using var repair = new NpgsqlCommand(RepairAfterMoveSql, connection) { CommandTimeout = 0 };
+                repaired = await repair.ExecuteScalarAsync(cancellationToken) as string;
+            }
+
+            return new MigrationResult(from, to, applied, repaired);
         }
         finally
         {
@@ -244,6 +264,7 @@ internal static class Migrator
 
         writer.WriteLine();
         writer.WriteLine(GrantWorkerRoleSql);
+        writer.WriteLine($"{RepairAfterMoveSql};");
         writer.WriteLine($"SELECT pg_advisory_unlock({AdvisoryLockKey});");
         writer.WriteLine("RESET lock_timeout;");
     }

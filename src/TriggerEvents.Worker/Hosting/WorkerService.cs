@@ -92,6 +92,11 @@ internal sealed class WorkerService(
                 version.Database, version.Binary, version.WorkersFrom);
         }
 
+        if (version.Database >= Migrator.MovesVersion)
+        {
+            await RefuseMovedDatabaseAsync(stoppingToken);
+        }
+
         await WorkerConnection.RequireReadCommittedAsync(dataSource, stoppingToken);
         var registered = await new SubscriptionRegistry(dataSource).SyncAsync(config.Worker.Group, config.Subscriptions, stoppingToken);
         await GroupRetention.RecordAsync(dataSource, config.Worker.Group, config.Retention, stoppingToken);
@@ -156,6 +161,21 @@ internal sealed class WorkerService(
             {
                 client.Target.Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// A database moved here by a logical dump or logical replication keeps the places of the
+    /// database it came from: fanning out from them, or running retention, would leave events
+    /// of this server's transactions undelivered. migrate repairs it first.
+    /// </summary>
+    private async Task RefuseMovedDatabaseAsync(CancellationToken stoppingToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT trigger_events.moved_reason()");
+        if (await command.ExecuteScalarAsync(stoppingToken) is string reason)
+        {
+            throw new InvalidOperationException(
+                $"This database's trigger_events state was made elsewhere: {reason}. Run 'triggerevents migrate', which repairs it, then start the worker again.");
         }
     }
 
