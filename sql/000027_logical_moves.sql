@@ -21,10 +21,13 @@
 -- table's OID as before, and where it is not the one written in the function asks the registry
 -- (and leaves out the columns that are not payload by name, since their numbers may have
 -- changed). trigger_events.installation keeps the OID of event_log and the server's system
--- identifier from where the schema was installed or last repaired; moved_reason() says what
--- differs. While it says something, retention refuses to delete and a worker refuses to start,
--- and migrate (repair_after_move()) renumbers the registry's columns by name, regenerates every
--- capture, and, when the server is another one, gives each subscription a delivery of every
+-- identifier from where the schema was installed or last repaired; moved_reason() says why the
+-- state is not this database's own (event_log has another OID, or the log's transaction ids are
+-- ahead of this server's), and the system identifier tells the repair whether the server is
+-- another one. While moved_reason() says something, retention refuses to delete and a worker
+-- refuses to start, and migrate (repair_after_move()) renumbers the registry's columns by name,
+-- regenerates every capture onto the tables that carry its triggers, and, when the server is
+-- another one, gives each subscription a delivery of every
 -- event its place had not passed and of every event committed since the move, takes its place
 -- anew, and marks the old events as committed long ago (transaction id 2, frozen), so that the
 -- new server's ids can never be taken for theirs.
