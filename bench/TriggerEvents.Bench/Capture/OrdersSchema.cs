@@ -120,19 +120,28 @@ internal static class OrdersSchema
         foreach (var definition in definitions)
         {
             var rewritten = variant == CaptureVariant.WithoutGuard
-                ? Regex.Replace(definition, @"\n    IF TG_RELID <> .*?\n    END IF;", "", RegexOptions.Singleline)
-                : Regex.Replace(
-                    Regex.Replace(definition, @"\n    _te_hidden CONSTANT text\[\] := ARRAY\(.*?\);", "", RegexOptions.Singleline),
+                // The check of who fired it, from its first IF through the one that raises.
+                ? Cut(definition, @"\n    IF TG_RELID <> .*?RAISE EXCEPTION.*?\n    END IF;", variant)
+                : Cut(
+                    Cut(definition, @"\n    _te_hidden := ARRAY\(.*?END\);", variant),
                     @"to_jsonb\(""(new|old)""\.\*\) - _te_hidden",
+                    variant,
                     m => $"jsonb_build_object('id', \"{m.Groups[1].Value}\".id, 'customer_id', \"{m.Groups[1].Value}\".customer_id, " +
                          $"'status', \"{m.Groups[1].Value}\".status, 'amount', \"{m.Groups[1].Value}\".amount)");
-            if (rewritten == definition)
-            {
-                throw new InvalidOperationException($"The {variant} rewrite found nothing to change: the capture template moved on.");
-            }
-
             await database.ExecuteAsync(rewritten, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// Replaces what <paramref name="pattern"/> matches; a pattern that matches nothing means the
+    /// capture template moved on, and the variant would measure something else without a word.
+    /// </summary>
+    private static string Cut(string definition, string pattern, CaptureVariant variant, MatchEvaluator? replacement = null)
+    {
+        var rewritten = Regex.Replace(definition, pattern, replacement ?? (_ => ""), RegexOptions.Singleline);
+        return rewritten != definition
+            ? rewritten
+            : throw new InvalidOperationException($"The {variant} rewrite found nothing to change at {pattern}: the capture template moved on.");
     }
 
     /// <summary>
