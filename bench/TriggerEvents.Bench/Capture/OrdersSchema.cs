@@ -123,7 +123,7 @@ internal static class OrdersSchema
                 // The check of who fired it, from its first IF through the one that raises.
                 ? Cut(definition, @"\n    IF TG_RELID <> .*?RAISE EXCEPTION.*?\n    END IF;", variant)
                 : Cut(
-                    Cut(definition, @"\n    _te_hidden := ARRAY\(.*?END\);", variant),
+                    Cut(definition, @"\n    IF _te_moved THEN\n        _te_hidden := .*?\n    END IF;", variant),
                     @"to_jsonb\(""(new|old)""\.\*\) - _te_hidden",
                     variant,
                     m => $"jsonb_build_object('id', \"{m.Groups[1].Value}\".id, 'customer_id', \"{m.Groups[1].Value}\".customer_id, " +
