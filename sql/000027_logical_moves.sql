@@ -35,45 +35,57 @@
 -- ---------------------------------------------------------------------------------------------
 -- The registry names its table by regclass. The view that reads it is made again, with its grants.
 -- ---------------------------------------------------------------------------------------------
-CREATE TEMPORARY TABLE te_triggers_view_grants ON COMMIT DROP AS
-SELECT a.grantee::regrole::text AS grantee, a.privilege_type
-FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
-WHERE c.oid = 'trigger_events.triggers'::regclass AND a.grantee <> 0 AND a.grantee <> c.relowner;
-
-DROP VIEW trigger_events.triggers;
-ALTER TABLE trigger_events.event_triggers ALTER COLUMN relid TYPE regclass USING relid::regclass;
-
--- 000004's view.
-CREATE VIEW trigger_events.triggers AS
-SELECT et.name,
-       n.nspname AS table_schema,
-       c.relname AS table_name,
-       et.operations,
-       CASE WHEN c.oid IS NULL THEN et.update_columns ELSE trigger_events.column_names(et.relid, et.update_attnums) END AS update_columns,
-       CASE WHEN c.oid IS NULL THEN et.payload_columns ELSE trigger_events.column_names(et.relid, et.payload_attnums) END AS payload_columns,
-       et.condition,
-       et.notify,
-       c.oid IS NOT NULL AS table_exists,
-       et.created_at,
-       et.updated_at,
-       trigger_events.trigger_health(et.id) AS health,
-       et.template_version,
-       (SELECT count(*) FROM trigger_events.event_log e
-        WHERE e.trigger_name = et.name AND e.condition_error IS NOT NULL) AS condition_errors
-FROM trigger_events.event_triggers et
-LEFT JOIN pg_class c ON c.oid = et.relid
-LEFT JOIN pg_namespace n ON n.oid = c.relnamespace;
-REVOKE ALL ON trigger_events.triggers FROM PUBLIC;
-
-DO $$
+-- In one block, so that the view's grants are carried over without a temporary table (a
+-- schema owner may lack TEMPORARY on the database).
+DO $view$
 DECLARE
-    g record;
+    grants CONSTANT text[] := ARRAY(
+        SELECT format('GRANT %s ON trigger_events.triggers TO %s', a.privilege_type, a.grantee::regrole)
+        FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+        WHERE c.oid = 'trigger_events.triggers'::regclass AND a.grantee <> 0 AND a.grantee <> c.relowner);
+    g text;
 BEGIN
-    FOR g IN SELECT * FROM te_triggers_view_grants LOOP
-        EXECUTE format('GRANT %s ON trigger_events.triggers TO %s', g.privilege_type, g.grantee);
+    DROP VIEW trigger_events.triggers;
+    ALTER TABLE trigger_events.event_triggers ALTER COLUMN relid TYPE regclass USING relid::regclass;
+
+    -- 000004's view.
+    CREATE VIEW trigger_events.triggers AS
+    SELECT et.name,
+           n.nspname AS table_schema,
+           c.relname AS table_name,
+           et.operations,
+           CASE WHEN c.oid IS NULL THEN et.update_columns ELSE trigger_events.column_names(et.relid, et.update_attnums) END AS update_columns,
+           CASE WHEN c.oid IS NULL THEN et.payload_columns ELSE trigger_events.column_names(et.relid, et.payload_attnums) END AS payload_columns,
+           et.condition,
+           et.notify,
+           c.oid IS NOT NULL AS table_exists,
+           et.created_at,
+           et.updated_at,
+           trigger_events.trigger_health(et.id) AS health,
+           et.template_version,
+           (SELECT count(*) FROM trigger_events.event_log e
+            WHERE e.trigger_name = et.name AND e.condition_error IS NOT NULL) AS condition_errors
+    FROM trigger_events.event_triggers et
+    LEFT JOIN pg_class c ON c.oid = et.relid
+    LEFT JOIN pg_namespace n ON n.oid = c.relnamespace;
+    REVOKE ALL ON trigger_events.triggers FROM PUBLIC;
+    FOREACH g IN ARRAY grants LOOP
+        EXECUTE g;
+    END LOOP;
+
+    -- A session keeps each plpgsql function compiled, with the registry's row type as it was:
+    -- called again (install_capture, below, in migrate's own session) it would pass relid as
+    -- an oid where its plans now take a regclass. Rewriting a function's catalog row, here its
+    -- cost as it is, has every session compile it anew.
+    FOR g IN
+        SELECT format('ALTER FUNCTION %s COST %s', p.oid::regprocedure, p.procost)
+        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+        WHERE p.pronamespace = 'trigger_events'::regnamespace AND l.lanname = 'plpgsql' AND p.prosrc LIKE '%event_triggers%'
+    LOOP
+        EXECUTE g;
     END LOOP;
 END
-$$;
+$view$;
 
 -- The column names the registry keeps are those attach was given; a column renamed since has
 -- its name of now here, which is what a repair after a move goes by.

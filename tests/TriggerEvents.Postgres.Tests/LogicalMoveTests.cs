@@ -128,6 +128,23 @@ public sealed class LogicalMoveTests
         Assert.That(await source.ScalarAsync<long>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'bystander'::regclass"), Is.Zero);
     }
 
+    [Test]
+    public async Task The_upgrade_to_a_registry_by_regclass_keeps_the_grants_a_dba_gave_on_the_triggers_view()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await Migrator.MigrateAsync(database.DataSource, 26, CancellationToken.None);
+        await using var dashboard = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT USAGE ON SCHEMA trigger_events TO {dashboard.Name}; GRANT SELECT ON trigger_events.triggers TO {dashboard.Name}");
+
+        await Migrator.MigrateAsync(database.DataSource, CancellationToken.None);
+        await using var connection = await dashboard.OpenAsync();
+        var read = await new NpgsqlCommand("SELECT count(*) FROM trigger_events.triggers", connection).ExecuteScalarAsync();
+
+        Assert.That(read, Is.Zero, "the view is readable by the role, as before the upgrade");
+        Assert.That(await database.ScalarAsync<string>("SELECT data_type FROM information_schema.columns WHERE table_schema = 'trigger_events' AND table_name = 'event_triggers' AND column_name = 'relid'"),
+            Is.EqualTo("regclass"));
+    }
+
     /// <summary>Each delivery as "op row-id status", in event order.</summary>
     private async Task<List<string>> DeliveriesAsync()
     {
