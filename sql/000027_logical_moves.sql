@@ -143,7 +143,9 @@ SELECT CASE
     -- on the server that made them.
     WHEN EXISTS (SELECT FROM trigger_events.subscription_positions p
                  WHERE pg_snapshot_xmax(p.position) > pg_snapshot_xmax(pg_current_snapshot()))
-      OR (SELECT max(e.transaction_id) FROM trigger_events.event_log e) >= pg_snapshot_xmax(pg_current_snapshot())
+      -- (The caller's own events excepted: its id may be past the snapshot's xmax.)
+      OR (SELECT max(e.transaction_id) FROM trigger_events.event_log e
+          WHERE e.transaction_id IS DISTINCT FROM pg_current_xact_id_if_assigned()) >= pg_snapshot_xmax(pg_current_snapshot())
         THEN 'the log''s transaction ids are ahead of this server''s (its data was copied from another server)'
     END
 FROM (SELECT NULL) one LEFT JOIN trigger_events.installation i ON true;
@@ -220,13 +222,13 @@ BEGIN
     _te_trace CONSTANT text := trigger_events.traceparent();
     _te_schema text := TG_TABLE_SCHEMA;
     _te_table text := TG_TABLE_NAME;
-    _te_condition_error text;$d$ || format($d$
-    -- The table's OID when this function was made. A logical dump restored elsewhere, or a copy
-    -- by logical replication, gives the table another one: the registry, which names the table
-    -- (regclass), is then asked instead, and the columns that are not payload go by name.
-    _te_relid oid := %s;
-    _te_moved boolean := false;
-    _te_payload_names text[];$d$, tbl::oid);
+    _te_condition_error text;
+    -- Set only where the table's OID is not the one written below (a logical dump restored
+    -- elsewhere, or a copy by logical replication): the registry, which names the table
+    -- (regclass), says which it is, and the columns that are not payload go by name.
+    _te_relid oid;
+    _te_moved boolean;
+    _te_payload_names text[];$d$;
     IF trigger_events.blanks_hidden_columns(tbl, payload_attnums) THEN
         declarations := declarations || E'\n    _te_hidden text[];\n    _te_blank jsonb;';
     ELSIF payload_attnums IS NOT NULL THEN
@@ -254,19 +256,24 @@ BEGIN
     END IF;
     IF NOT FOUND THEN$g$, tgnames, trigger_name, tbl::oid);
     ELSE
+        -- One comparison of constants, as in 000023, on the table's own capture.
         guard := format($g$
-    IF TG_RELID <> _te_relid AND TG_NAME = ANY (%1$L::text[]) THEN
-        SELECT et.relid, et.payload_columns INTO _te_relid, _te_payload_names
-        FROM trigger_events.event_triggers et WHERE et.name = %2$L;
-        _te_moved := true;
-    END IF;
-    IF TG_RELID IS DISTINCT FROM _te_relid OR NOT TG_NAME = ANY (%1$L::text[]) THEN$g$, tgnames, trigger_name);
+    IF TG_RELID <> %3$s OR NOT TG_NAME = ANY (%1$L::text[]) THEN
+        IF TG_NAME = ANY (%1$L::text[]) THEN
+            SELECT et.relid, et.payload_columns INTO _te_relid, _te_payload_names
+            FROM trigger_events.event_triggers et WHERE et.name = %2$L;
+            _te_moved := TG_RELID = _te_relid;
+        END IF;
+        IF NOT coalesce(_te_moved, false) THEN$g$, tgnames, trigger_name, tbl::oid);
     END IF;
     guard := guard || format($g$
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = pg_catalog.format(
             'trigger_events: the capture of event trigger %%s runs only from the triggers attach made; fired by %%s on %%s, it recorded nothing',
             %L, TG_NAME, TG_RELID::regclass);
     END IF;$g$, trigger_name);
+    IF relkind <> 'p' THEN
+        guard := guard || E'\n    END IF;';
+    END IF;
     -- The columns that are not payload columns (added ones included), by their names of now;
     -- on a moved table by the names the registry has, since a restore numbers the columns
     -- again (dropped ones are gone): a column renamed since attach is then left out too. Two
@@ -391,6 +398,7 @@ DECLARE
     attnums int2[];
     missing bigint;
     unsure text[] := '{}';
+    by_place boolean := false;
     update_now int2[];
     payload_now int2[];
     renumbered int := 0;
@@ -432,7 +440,7 @@ BEGIN
                     et.name, et.update_columns, et.relid, et.relid
                     USING HINT = 'Attach it again with the columns it should listen to (trigger_events.attach), then run migrate again.';
             END IF;
-            update_now := attnums;
+            update_now := coalesce(attnums, '{}');
         END IF;
         IF et.payload_columns IS NOT NULL THEN
             SELECT count(*) FILTER (WHERE a.attnum IS NULL), array_agg(a.attnum ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL)
@@ -444,7 +452,8 @@ BEGIN
                     et.name, et.payload_columns, et.relid, et.relid
                     USING HINT = 'Attach it again with the columns it should send (trigger_events.attach), then run migrate again.';
             END IF;
-            payload_now := attnums;
+            -- None left is none sent, not every column.
+            payload_now := coalesce(attnums, '{}');
         END IF;
         IF update_now IS DISTINCT FROM et.update_attnums OR payload_now IS DISTINCT FROM et.payload_attnums THEN
             UPDATE trigger_events.event_triggers e SET update_attnums = update_now, payload_attnums = payload_now, updated_at = now()
@@ -468,13 +477,24 @@ BEGIN
     -- those up to the last with an id of the old server above every id this one has given (or,
     -- when there is none, up to the last that has a delivery); the later ones are this server's.
     other_server := reason LIKE 'the log''s transaction ids%'
-                    OR here <> (SELECT i.system_identifier FROM trigger_events.installation i);
+                    OR here IS DISTINCT FROM (SELECT i.system_identifier FROM trigger_events.installation i);
     IF other_server THEN
-        now_snapshot := pg_current_snapshot();
-        old_last := coalesce(
-            (SELECT max(e.id) FROM trigger_events.event_log e WHERE e.transaction_id >= pg_snapshot_xmax(now_snapshot)),
-            (SELECT max(d.event_id) FROM trigger_events.deliveries d),
-            0);
+        -- The snapshot and the boundary in one statement: an event committed between two would
+        -- move the boundary past this server's events.
+        SELECT x.s, (SELECT max(e.id) FROM trigger_events.event_log e WHERE e.transaction_id >= pg_snapshot_xmax(x.s))
+        INTO now_snapshot, old_last
+        FROM pg_current_snapshot() AS x(s);
+        IF old_last IS NULL AND NOT EXISTS (
+            SELECT FROM trigger_events.subscription_positions sp WHERE pg_snapshot_xmax(sp.position) > pg_snapshot_xmax(now_snapshot)) THEN
+            -- This server's ids are past the old places: each place tells old from new itself.
+            by_place := true;
+        ELSE
+            old_last := coalesce(old_last, (SELECT max(d.event_id) FROM trigger_events.deliveries d), 0);
+        END IF;
+        -- Sequences are not copied by logical replication: the keys' numbers go on after the
+        -- highest in use, so that what is made below comes after what each key has.
+        PERFORM setval('trigger_events.delivery_order', greatest(
+            (SELECT last_value FROM trigger_events.delivery_order), (SELECT max(d.order_seq) FROM trigger_events.deliveries d)));
         FOR p IN
             SELECT s.id, s.name, s.trigger_name, s.operations, sp.position
             FROM trigger_events.subscription_positions sp JOIN trigger_events.subscriptions s ON s.id = sp.subscription_id
@@ -489,7 +509,9 @@ BEGIN
                   FROM trigger_events.event_log e
                   WHERE e.trigger_name = p.trigger_name AND e.op = ANY (p.operations)
                     AND (e.subscription_name IS NULL OR e.subscription_name = p.name)
-                    AND CASE WHEN e.id <= old_last THEN NOT pg_visible_in_snapshot(e.transaction_id, p.position)
+                    AND CASE WHEN by_place THEN NOT pg_visible_in_snapshot(e.transaction_id, p.position)
+                                                AND pg_visible_in_snapshot(e.transaction_id, now_snapshot)
+                             WHEN e.id <= old_last THEN NOT pg_visible_in_snapshot(e.transaction_id, p.position)
                              ELSE pg_visible_in_snapshot(e.transaction_id, now_snapshot) END
                   ORDER BY e.id) k
             ORDER BY k.id
@@ -503,13 +525,17 @@ BEGIN
         SET position = now_snapshot, batch_end = NULL, batch_after_xid = NULL, batch_after_id = NULL, batch_order = NULL,
             updated_at = now();
         -- The old server's transaction ids, frozen: committed long before anything here.
+        -- (With this server past them, the old ids are in its past already.)
         UPDATE trigger_events.event_log e SET transaction_id = '2'::xid8
-        WHERE e.id <= old_last AND e.transaction_id <> '2'::xid8;
+        WHERE NOT by_place AND e.id <= old_last AND e.transaction_id <> '2'::xid8;
         GET DIAGNOSTICS frozen = ROW_COUNT;
     END IF;
 
-    UPDATE trigger_events.installation
-    SET event_log_oid = 'trigger_events.event_log'::regclass::oid, system_identifier = here, recorded_at = now();
+    -- The row may be missing (a dump of the schema without its data, then logical replication).
+    INSERT INTO trigger_events.installation (event_log_oid, system_identifier)
+    VALUES ('trigger_events.event_log'::regclass::oid, here)
+    ON CONFLICT (singleton) DO UPDATE
+    SET event_log_oid = EXCLUDED.event_log_oid, system_identifier = EXCLUDED.system_identifier, recorded_at = now();
     RETURN format('%s; %s event triggers regenerated, %s renumbered', reason, regenerated, renumbered)
         || CASE WHEN cardinality(unsure) > 0
                 THEN format('; not found on their tables, to be attached again: %s', array_to_string(unsure, ', '))

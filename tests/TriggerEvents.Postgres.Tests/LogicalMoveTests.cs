@@ -114,6 +114,26 @@ public sealed class LogicalMoveTests
     }
 
     [Test]
+    public async Task A_copy_on_another_server_already_past_the_old_ids_lets_each_place_tell_old_from_new()
+    {
+        await MoveAsync();
+        // Another server whose transaction ids are past every one of the old server's.
+        await copy.ExecuteAsync("UPDATE trigger_events.installation SET system_identifier = system_identifier + 1");
+        await copy.ExecuteAsync("INSERT INTO orders VALUES (6, 's6', 'new', 'after the move')");
+        await copy.ExecuteAsync("UPDATE orders SET status = 'paid' WHERE id = 2");
+
+        var result = await Migrator.MigrateAsync(copy.DataSource, CancellationToken.None);
+
+        Assert.That(result.Repaired, Does.Contain("4 deliveries made of events not yet given to their subscriptions, the places taken anew, 0 events of the old server frozen"));
+        Assert.That(await DeliveriesAsync(), Is.EqualTo(new[]
+        {
+            "INSERT 1 delivered", "INSERT 2 pending", "INSERT 3 pending", "INSERT 4 pending", "INSERT 5 pending", "INSERT 6 pending", "UPDATE 2 pending",
+        }));
+        await copy.ExecuteAsync("INSERT INTO orders VALUES (7, 's7', 'new', 'after the repair')");
+        Assert.That(await copy.FanOutAsync(), Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task A_registry_that_names_another_table_is_left_for_attach_and_no_capture_goes_onto_that_table()
     {
         // As a dump of a schema before 000027 leaves it: the registry's OID, on the copy, is

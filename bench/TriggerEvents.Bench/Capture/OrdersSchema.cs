@@ -120,8 +120,8 @@ internal static class OrdersSchema
         foreach (var definition in definitions)
         {
             var rewritten = variant == CaptureVariant.WithoutGuard
-                // The check of who fired it, from its first IF through the one that raises.
-                ? Cut(definition, @"\n    IF TG_RELID <> .*?RAISE EXCEPTION.*?\n    END IF;", variant)
+                // The check of who fired it, from its IF through the registry's fallback and the raise.
+                ? Cut(definition, @"\n    IF TG_RELID <> .*?RAISE EXCEPTION.*?\n    END IF;\n    END IF;", variant)
                 : Cut(
                     Cut(definition, @"\n    IF _te_moved THEN\n        _te_hidden := .*?\n    END IF;", variant),
                     @"to_jsonb\(""(new|old)""\.\*\) - _te_hidden",
