@@ -109,10 +109,10 @@ public sealed class DatabaseCommandTests
         await database.ExecuteAsync("UPDATE trigger_events.subscriptions SET enabled = false, paused_by = 'file', paused_reason = 'not in the file of group default', paused_at = now() WHERE name = 'gone'");
         await database.ExecuteAsync("INSERT INTO orders VALUES (1), (2)");
         await database.FanOutAsync("hook");
-        // Four requests in the last minutes, one of them failed.
+        // Four requests in the last minutes, one of them failed, as a worker's result writes count them.
         await database.ExecuteAsync(
-            "INSERT INTO trigger_events.attempts (subscription_id, event_id, attempt, started_at, duration_ms, http_status) " +
-            "SELECT s.id, 1, a, now() - interval '2 minutes', 1, CASE WHEN a = 1 THEN 500 ELSE 204 END FROM trigger_events.subscriptions s, generate_series(1, 4) a WHERE s.name = 'hook'");
+            "INSERT INTO trigger_events.attempt_counts (subscription_id, minute, worker, attempts, failures) " +
+            "SELECT s.id, date_trunc('minute', now() - interval '2 minutes'), gen_random_uuid(), 4, 1 FROM trigger_events.subscriptions s WHERE s.name = 'hook'");
         // As the worker's role, which the console runs as too: what an operator may do with it.
         var cli = new Cli(database.WorkerConnectionString);
 

@@ -1,53 +1,79 @@
+using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Postgres.Operations;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Postgres.Tests;
 
-/// <summary>The overview's delivery and failure rates: counted over the window, or over the latest attempts when they are many.</summary>
+/// <summary>
+/// The overview's delivery and failure rates: counted by the minute as results are written, over
+/// the window's minutes and the time they cover, and pruned after an hour.
+/// </summary>
 public sealed class ConsoleRatesTests
 {
     private static readonly TimeSpan Window = TimeSpan.FromMinutes(5);
 
     [Test]
-    public async Task A_quiet_window_is_counted_whole_and_older_attempts_are_left_out()
+    public async Task The_window_s_minutes_of_every_worker_are_summed_and_older_ones_left_out()
     {
         await using var database = await TestDatabase.CreateAsync();
         await database.ExecuteAsync("""
             INSERT INTO trigger_events.subscriptions (id, name, trigger_name) OVERRIDING SYSTEM VALUE VALUES (1, 'hook', 't'), (2, 'audit', 't');
-            INSERT INTO trigger_events.attempts (subscription_id, event_id, attempt, started_at, duration_ms, http_status) VALUES
-                (1, 1, 1, now() - interval '1 minute', 1, 200), (1, 2, 1, now() - interval '2 minutes', 1, 500),
-                (1, 3, 1, now() - interval '3 minutes', 1, NULL), (1, 4, 1, now() - interval '10 minutes', 1, 200),
-                (2, 1, 1, now() - interval '4 minutes', 1, 204);
+            INSERT INTO trigger_events.attempt_counts (subscription_id, minute, worker, attempts, failures) VALUES
+                (1, date_trunc('minute', now()), gen_random_uuid(), 40, 1),
+                (1, date_trunc('minute', now()), gen_random_uuid(), 20, 0),
+                (1, date_trunc('minute', now() - interval '4 minutes'), gen_random_uuid(), 30, 2),
+                (1, date_trunc('minute', now() - interval '10 minutes'), gen_random_uuid(), 1000, 1000),
+                (2, date_trunc('minute', now() - interval '2 minutes'), gen_random_uuid(), 6, 6);
             """);
 
         var rates = (await ConsoleQueries.RatesAsync(database.DataSource, Window, CancellationToken.None)).ToDictionary(r => r.Subscription);
 
-        Assert.That(rates["hook"], Is.EqualTo(new SubscriptionRate("hook", 3, 2, Window)));
-        Assert.That(rates["audit"], Is.EqualTo(new SubscriptionRate("audit", 1, 0, Window)));
-        Assert.That(rates["hook"].PerMinute(3), Is.EqualTo(0.6).Within(1e-9));
+        Assert.That((rates["hook"].Attempts, rates["hook"].Failures), Is.EqualTo((90L, 3L)));
+        Assert.That((rates["audit"].Attempts, rates["audit"].Failures), Is.EqualTo((6L, 6L)));
+        Assert.That(rates["hook"].Covered, Is.GreaterThanOrEqualTo(Window).And.LessThan(Window + TimeSpan.FromMinutes(1)), "from the start of the window's first minute");
+        Assert.That(rates["hook"].PerMinute(90), Is.InRange(90 / 6.0, 90 / 5.0));
+        Assert.That(rates["audit"].FailureRate, Is.EqualTo(1.0));
     }
 
     [Test]
-    public async Task A_busy_window_is_counted_over_the_latest_attempts_and_the_time_they_cover()
+    public async Task Each_result_write_adds_its_attempts_and_failures_to_its_minute()
     {
         await using var database = await TestDatabase.CreateAsync();
-        var sinceInsert = System.Diagnostics.Stopwatch.StartNew();
-        // Fifty a second for the last 20 minutes: 15,000 in the window, more than the sample.
-        await database.ExecuteAsync($"""
-            INSERT INTO trigger_events.subscriptions (id, name, trigger_name) OVERRIDING SYSTEM VALUE VALUES (1, 'hook', 't');
-            INSERT INTO trigger_events.attempts (subscription_id, event_id, attempt, started_at, duration_ms, http_status)
-            SELECT 1, g, 1, now() - (60000 - g) * interval '20 milliseconds', 1, CASE WHEN g % 10 = 0 THEN 503 ELSE 200 END
-            FROM generate_series(1, 60000) g;
-            """);
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        var subscription = await database.ScalarAsync<int>(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('hook', 'orders_changed', 100) RETURNING id");
+        await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 6) g");
+        await database.FanOutAsync();
+        var store = new DeliveryStore(database.DataSource);
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscription, owner, 6, TimeSpan.FromMinutes(1), CancellationToken.None);
+
+        DeliveryResult Result(ClaimedDelivery c, int? status) => new(
+            c.Key, c.Attempt, status is 200 ? DeliveryResultKind.Delivered : DeliveryResultKind.Retry, TimeSpan.FromSeconds(10), status,
+            status is 200 ? null : "failed", DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(2), null);
+        await store.RecordAsync(owner, [Result(claimed[0], 200), Result(claimed[1], 200), Result(claimed[2], 500)], false, CancellationToken.None);
+        await store.RecordAsync(owner, [Result(claimed[3], 200), Result(claimed[4], null), Result(claimed[5], 200)], false, CancellationToken.None);
 
         var rate = (await ConsoleQueries.RatesAsync(database.DataSource, Window, CancellationToken.None)).Single();
-        var elapsed = sinceInsert.Elapsed.TotalSeconds;
+        Assert.That((rate.Subscription, rate.Attempts, rate.Failures), Is.EqualTo(("hook", 6L, 2L)), "a timeout (no status) is a failure");
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempt_counts"), Is.LessThanOrEqualTo(2),
+            "one row a minute for the subscription and worker, added to");
+    }
 
-        // The sample covers its own span plus the time between the insert and the reading.
-        var span = (ConsoleQueries.RateSample - 1) / 50.0;
-        Assert.That(rate.Attempts, Is.EqualTo(ConsoleQueries.RateSample));
-        Assert.That(rate.Failures, Is.EqualTo(ConsoleQueries.RateSample / 10));
-        Assert.That(rate.Covered.TotalSeconds, Is.InRange(span, span + elapsed));
-        Assert.That(rate.PerMinute(rate.Attempts), Is.InRange(ConsoleQueries.RateSample * 60 / (span + elapsed), ConsoleQueries.RateSample * 60 / span), "fifty a second");
+    [Test]
+    public async Task Counts_older_than_an_hour_are_pruned()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("""
+            INSERT INTO trigger_events.attempt_counts (subscription_id, minute, worker, attempts, failures)
+            SELECT 1, date_trunc('minute', now()) - m * interval '1 minute', gen_random_uuid(), 1, 0 FROM generate_series(0, 90) m;
+            """);
+
+        var pruned = await AttemptCounts.PruneAsync(database.DataSource, CancellationToken.None);
+
+        Assert.That(await database.ScalarAsync<DateTime>("SELECT min(minute) FROM trigger_events.attempt_counts"), Is.GreaterThanOrEqualTo(DateTime.UtcNow - AttemptCounts.Kept - TimeSpan.FromMinutes(1)));
+        Assert.That(pruned, Is.InRange(29, 31));
     }
 }

@@ -54,8 +54,55 @@ public sealed class DeliveryStoreTests
 
         Assert.That(stranger, Is.Zero);
         Assert.That(rightful, Is.EqualTo(2));
-        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered'"), Is.EqualTo(2));
-        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(4), "every attempt is logged");
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered' AND last_started_at IS NOT NULL"),
+            Is.EqualTo(2), "the owner's successes are recorded on their deliveries");
+        Assert.That(
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(2),
+            "the stranger's are logged, the deliveries being another attempt's");
+        Assert.That(await database.ScalarAsync<long>("SELECT sum(attempts)::bigint FROM trigger_events.attempt_counts"), Is.EqualTo(4), "every attempt is counted");
+    }
+
+    [Test]
+    public async Task A_success_is_recorded_on_its_delivery_and_a_failure_as_an_attempt()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 2, Lease, CancellationToken.None);
+        var started = new DateTimeOffset(2026, 12, 3, 12, 0, 0, TimeSpan.Zero);
+        var failed = new DeliveryResult(
+            claimed[1].Key, claimed[1].Attempt, DeliveryResultKind.Retry, TimeSpan.FromSeconds(30), 503, "HTTP 503", started, TimeSpan.FromMilliseconds(7), "busy");
+
+        await store.RecordAsync(owner, [Delivered(claimed[0]) with { StartedAt = started }, failed], writtenBefore: false, CancellationToken.None);
+
+        Assert.That(
+            await database.ScalarAsync<string>(
+                "SELECT concat_ws(',', status, attempts, last_status, last_started_at = $2, last_duration_ms) FROM trigger_events.deliveries WHERE event_id = $1",
+                claimed[0].Event.Id, started),
+            Is.EqualTo("delivered,1,200,t,3"));
+        Assert.That(
+            await database.ScalarAsync<string>("SELECT string_agg(concat_ws(',', event_id, http_status, response_excerpt), ';') FROM trigger_events.attempts"),
+            Is.EqualTo($"{claimed[1].Event.Id},503,busy"), "the failure only");
+        Assert.That(
+            await database.ScalarAsync<string>("SELECT concat_ws(',', attempts, failures) FROM trigger_events.attempt_counts WHERE worker = $1", owner),
+            Is.EqualTo("2,1"));
+    }
+
+    [Test]
+    public async Task A_replay_logs_the_success_it_schedules_again_so_the_history_keeps_it()
+    {
+        var owner = Guid.NewGuid();
+        var claimed = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+        await store.RecordAsync(owner, [Delivered(claimed)], writtenBefore: false, CancellationToken.None);
+
+        var replayed = await Operations.Replay.RunAsync(
+            database.DataSource, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
+        var again = (await store.ClaimAsync(subscriptionId, owner, 10, Lease, CancellationToken.None)).Single(c => c.Event.Id == claimed.Event.Id);
+        await store.RecordAsync(owner, [Delivered(again)], writtenBefore: false, CancellationToken.None);
+
+        Assert.That(replayed.Scheduled, Is.EqualTo(1));
+        var history = await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, claimed.Event.Id, CancellationToken.None);
+        Assert.That(history, Has.Count.EqualTo(2), "the first success, logged by the replay, and the second, on the delivery");
+        Assert.That(history.Select(a => (a.Attempt, a.HttpStatus, a.DurationMs)), Is.All.EqualTo((1, (int?)200, 3.0)));
     }
 
     [Test]
@@ -64,17 +111,21 @@ public sealed class DeliveryStoreTests
         // The first write committed but its reply was lost: the worker writes the same results
         // again, with one more that arrived meanwhile.
         var owner = Guid.NewGuid();
-        var claimed = await store.ClaimAsync(subscriptionId, owner, 3, Lease, CancellationToken.None);
-        await store.RecordAsync(owner, [.. claimed.Take(2).Select(Delivered)], writtenBefore: false, CancellationToken.None);
+        var claimed = await store.ClaimAsync(subscriptionId, owner, 4, Lease, CancellationToken.None);
+        var results = claimed.Take(2).Select(Delivered)
+            .Append(new DeliveryResult(claimed[2].Key, 1, DeliveryResultKind.Retry, TimeSpan.FromSeconds(30), 500, "HTTP 500", DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(5), "no"))
+            .ToList();
+        await store.RecordAsync(owner, results, writtenBefore: false, CancellationToken.None);
 
-        var again = await store.RecordAsync(owner, [.. claimed.Select(Delivered)], writtenBefore: true, CancellationToken.None);
+        var again = await store.RecordAsync(owner, [.. results, Delivered(claimed[3])], writtenBefore: true, CancellationToken.None);
 
         Assert.That(again, Is.EqualTo(1), "only the new result is applied");
         Assert.That(
-            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(3),
-            "each attempt is logged once");
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts"), Is.EqualTo(1),
+            "the failure is logged once, and no success is logged beside its delivery");
         Assert.That(
-            await database.ScalarAsync<long>("SELECT count(DISTINCT event_id) FROM trigger_events.attempts"), Is.EqualTo(3));
+            await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'delivered' AND last_started_at IS NOT NULL"),
+            Is.EqualTo(3));
     }
 
     [Test]
@@ -371,7 +422,10 @@ public sealed class DeliveryStoreTests
         Assert.That(late, Is.Zero, "the first attempt's result");
         Assert.That(row, Is.EqualTo("in_flight,2,t,t"), "still leased to the second attempt, its lease neither shortened nor released");
         Assert.That(current, Is.EqualTo(1));
-        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempts WHERE event_id = $1", first.Event.Id), Is.EqualTo(2), "both attempts are logged");
+        var history = await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, first.Event.Id, CancellationToken.None);
+        Assert.That(
+            history.Select(a => (a.Attempt, a.HttpStatus)), Is.EquivalentTo(new[] { (1, (int?)200), (2, 200) }),
+            "both attempts are recorded: the late one logged, the current one on its delivery");
     }
 
     [Test]

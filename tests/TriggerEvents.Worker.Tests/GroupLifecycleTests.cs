@@ -191,6 +191,9 @@ public sealed class GroupLifecycleTests
         await using var teamB = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
         await using var teamA = WorkerProcess.Start(scenario.DatabaseUrl, configA.Path, configA.HttpPort);
         await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
+        // Each event's first request fails: its attempt record is what retention keeps or deletes
+        // (a success is recorded on its delivery, which goes with its event).
+        scenario.Receiver.Respond = request => request.Attempt == 1 ? new ReceiverResponse(500) : ReceiverResponse.Ok;
         await scenario.InsertOrdersAsync(1, 100);
         await AssertEverythingDeliveredAsync(scenario, "a-hook", "b-hook");
 

@@ -72,16 +72,17 @@ public sealed class RecordingTests
     {
         await using var harness = await DeliveryHarness.CreateAsync();
 
-        // Every write that records event 3's attempt fails with a data error, whatever is retried.
+        // Every write that records event 3's attempt (a success, on its delivery) fails with a
+        // data error, whatever is retried.
         await harness.Database.ExecuteAsync("""
             CREATE FUNCTION public.refuse_event_3() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF NEW.event_id = 3 THEN
+                IF NEW.event_id = 3 AND NEW.status = 'delivered' THEN
                     RAISE EXCEPTION 'event 3 cannot be recorded' USING ERRCODE = '22023';
                 END IF;
                 RETURN NEW;
             END $$;
-            CREATE TRIGGER refuse_event_3 BEFORE INSERT ON trigger_events.attempts
+            CREATE TRIGGER refuse_event_3 BEFORE UPDATE ON trigger_events.deliveries
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_event_3();
             """);
         await harness.StartWorkerAsync(harness.Hook("orders-hook"));

@@ -39,7 +39,7 @@ public sealed class ReplicaTests
             "every delivery took exactly one attempt");
         Assert.That(scenario.Receiver.MaxOpen, Is.LessThanOrEqualTo(MaxInFlight), "requests open at once across the replicas");
 
-        var workers = await scenario.ScalarAsync<long>("SELECT count(DISTINCT worker) FROM trigger_events.attempts");
+        var workers = await scenario.ScalarAsync<long>("SELECT count(DISTINCT worker) FROM trigger_events.attempt_counts");
         TestContext.Out.WriteLine($"{replicas} replicas: most open at once {scenario.Receiver.MaxOpen}, workers that delivered {workers}; {await scenario.SummaryAsync()}");
     }
 }

@@ -72,7 +72,7 @@ public sealed partial class TargetProtectionTests
         // of slack for the time between the claim and the arrival).
         var busiestSecond = arrivals.Select((at, i) => arrivals.Skip(i).TakeWhile(later => later - at < TimeSpan.FromSeconds(1)).Count()).Max();
         var limited = await CounterAsync(workers, "triggerevents_rate_limited_total");
-        var workersThatSent = await scenario.ScalarAsync<long>("SELECT count(DISTINCT worker) FROM trigger_events.attempts");
+        var workersThatSent = await scenario.ScalarAsync<long>("SELECT count(DISTINCT worker) FROM trigger_events.attempt_counts");
         TestContext.Out.WriteLine(
             $"{Events} requests in {span.TotalSeconds:0.00} s ({(Events - 1) / span.TotalSeconds:0.0}/s), busiest second {busiestSecond}, " +
             $"rate_limited_total {limited}, replicas that sent {workersThatSent}");
@@ -117,8 +117,8 @@ public sealed partial class TargetProtectionTests
             FROM trigger_events.subscriptions s, trigger_events.attempts a WHERE a.http_status = 503
             """);
         var othersStartedAfterHold = await scenario.ScalarAsync<double>(
-            """
-            SELECT extract(epoch FROM (SELECT min(a.started_at) FROM trigger_events.attempts a WHERE a.event_id <> (SELECT min(event_id) FROM trigger_events.attempts))
+            $"""
+            SELECT extract(epoch FROM (SELECT min(a.started_at) FROM {RecordedAttempts.Sql} a WHERE a.event_id <> (SELECT min(event_id) FROM {RecordedAttempts.Sql} f))
                                       - s.held_until)::float8
             FROM trigger_events.subscriptions s
             """);

@@ -123,12 +123,17 @@ internal static class TargetProtectionQueries
             SELECT r.* FROM unnest($1::int[], $2::text[], $3::double precision[], $4::text[], $5::bigint[], $6::int[])
                 AS r(subscription_id, signal, hold_ms, error, event_id, attempt)
             -- A write tried again after one whose outcome was not known counts only the requests
-            -- whose attempts this transaction logged: the others were counted by the write that
-            -- logged them, if it committed (DeliveryStore.RecordSql logs each attempt once).
+            -- whose attempts this transaction recorded: the others were counted by the write that
+            -- recorded them, if it committed (DeliveryStore.RecordSql records each attempt once:
+            -- a success on its delivery's row, the others in attempts).
             WHERE NOT $7 OR EXISTS (
                 SELECT FROM trigger_events.attempts a
                 WHERE a.subscription_id = r.subscription_id AND a.event_id = r.event_id AND a.attempt = r.attempt
                   AND a.xmin = pg_current_xact_id()::xid)
+               OR EXISTS (
+                SELECT FROM trigger_events.deliveries d
+                WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id AND d.attempts = r.attempt
+                  AND d.status = 'delivered' AND d.xmin = pg_current_xact_id()::xid)
         ), a AS (
             SELECT r.subscription_id, count(r.signal) AS requests, count(*) FILTER (WHERE r.signal = 'failure') AS failures,
                    max(r.hold_ms) AS hold_ms, (array_agg(r.error) FILTER (WHERE r.signal = 'failure'))[1] AS last_error

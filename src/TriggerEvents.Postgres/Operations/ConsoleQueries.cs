@@ -101,31 +101,19 @@ internal static class ConsoleQueries
         """;
 
     /// <summary>
-    /// Attempts and failures per subscription since <c>$1</c> (an interval) ago, among the latest
-    /// <c>$2</c> attempts, and the time those cover: all of <c>$1</c>, or less when the latest
-    /// <c>$2</c> attempts are younger. A walk down the primary key that stops after <c>$2</c> rows,
-    /// so a refreshing overview costs the same however busy the workers are; counting every
-    /// attempt of the window cost the server as much as the deliveries it was watching (bench/README.md).
+    /// Attempts and failures per subscription in the minutes of <c>attempt_counts</c> since
+    /// <c>$1</c> (an interval) ago, and the time those minutes cover: from the start of the first
+    /// to now, a little more than <c>$1</c>. Each result write adds to its minute (migration
+    /// 000028), so a refreshing overview reads a few rows per subscription and worker however busy
+    /// the workers are.
     /// </summary>
     internal const string RatesSql = """
-        WITH recent AS (
-            SELECT a.subscription_id, a.http_status, a.started_at
-            FROM trigger_events.attempts a
-            ORDER BY a.id DESC
-            LIMIT $2
-        ), covered AS (
-            SELECT CASE WHEN count(*) < $2 THEN $1 ELSE least($1, now() - min(started_at)) END AS span FROM recent
-        )
-        SELECT s.name, count(*), count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299),
-               (SELECT span FROM covered)
-        FROM recent a
-        JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
-        WHERE a.started_at >= now() - $1
+        SELECT s.name, sum(c.attempts)::bigint, sum(c.failures)::bigint, now() - date_trunc('minute', now() - $1)
+        FROM trigger_events.attempt_counts c
+        JOIN trigger_events.subscriptions s ON s.id = c.subscription_id
+        WHERE c.minute >= date_trunc('minute', now() - $1)
         GROUP BY s.name
         """;
-
-    /// <summary>How many of the latest attempts the overview's rates look at, at most.</summary>
-    internal const int RateSample = 5_000;
 
     /// <summary>How far back the rates of the console's overview and of <c>subscriptions</c> look.</summary>
     public static readonly TimeSpan RateWindow = TimeSpan.FromMinutes(5);
@@ -153,22 +141,34 @@ internal static class ConsoleQueries
         """;
 
     /// <summary>
-    /// The webhook-id of delivery <c>d</c>'s latest batch request, from its attempts (one probe
-    /// of attempts_delivery), looked up only for a delivery that was sent in a batch.
+    /// The webhook-id of delivery <c>d</c>'s latest batch request, looked up only for a delivery
+    /// that was sent in a batch: on its row since migration 000028, else from its attempts (one
+    /// probe of attempts_delivery).
     /// </summary>
     private const string BatchWebhookId = """
-        (SELECT a.webhook_id FROM trigger_events.attempts a
-         WHERE d.batch_id IS NOT NULL AND a.subscription_id = d.subscription_id AND a.event_id = d.event_id
-         -- A split batch's attempt is given back and numbered again: the later record is the later request.
-         ORDER BY a.attempt DESC, a.id DESC LIMIT 1)
+        (SELECT coalesce(d.last_webhook_id, (
+             SELECT a.webhook_id FROM trigger_events.attempts a
+             WHERE a.subscription_id = d.subscription_id AND a.event_id = d.event_id
+             -- A split batch's attempt is given back and numbered again: the later record is the later request.
+             ORDER BY a.attempt DESC, a.id DESC LIMIT 1))
+         WHERE d.batch_id IS NOT NULL)
         """;
 
-    /// <summary>Every recorded attempt at event <c>$1</c>, by attempts_delivery per subscription.</summary>
+    /// <summary>
+    /// Every recorded attempt at event <c>$1</c>, by attempts_delivery per subscription, and the
+    /// success a delivered row records itself (migration 000028: it is not in attempts).
+    /// </summary>
     internal const string EventAttemptsSql = """
         SELECT s.name, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt, a.webhook_id
         FROM trigger_events.subscriptions s
         CROSS JOIN LATERAL (
-            SELECT * FROM trigger_events.attempts at WHERE at.subscription_id = s.id AND at.event_id = $1 OFFSET 0
+            SELECT at.attempt, at.started_at, at.duration_ms, at.http_status, at.error, at.response_excerpt, at.webhook_id, at.id
+            FROM trigger_events.attempts at WHERE at.subscription_id = s.id AND at.event_id = $1
+            UNION ALL
+            SELECT d.attempts, d.last_started_at, d.last_duration_ms, d.last_status, NULL, NULL, d.last_webhook_id, NULL
+            FROM trigger_events.deliveries d
+            WHERE d.subscription_id = s.id AND d.event_id = $1 AND d.status = 'delivered' AND d.last_started_at IS NOT NULL
+            OFFSET 0
         ) a
         ORDER BY a.started_at, a.id
         """;
@@ -204,14 +204,13 @@ internal static class ConsoleQueries
     }
 
     /// <summary>
-    /// Attempts and failed attempts per subscription since <paramref name="window"/> ago, over the
-    /// latest <see cref="RateSample"/> attempts at most; each with the time its counts cover.
+    /// Attempts and failed attempts per subscription since <paramref name="window"/> ago, counted
+    /// by the minute; each with the time its counts cover.
     /// </summary>
     public static async Task<IReadOnlyList<SubscriptionRate>> RatesAsync(NpgsqlDataSource dataSource, TimeSpan window, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(RatesSql);
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = window });
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = RateSample });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var rows = new List<SubscriptionRate>();
         while (await reader.ReadAsync(cancellationToken))

@@ -63,6 +63,21 @@ internal static class Replay
             var command = new NpgsqlBatchCommand($"""
                 WITH batch AS (
                     {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
+                ), undone AS (
+                    -- A delivered row records its success itself (migration 000028): logged
+                    -- before the row is scheduled again, so that the event's history keeps it.
+                    -- Every row of the batch is locked and read as it is then, so that a success
+                    -- recorded since this statement began is read as the update below finds it.
+                    SELECT d.subscription_id, d.event_id, d.status, d.attempts, d.last_started_at, d.last_duration_ms, d.last_status,
+                           d.last_webhook_id
+                    FROM trigger_events.deliveries d JOIN batch ON d.subscription_id = $7 AND d.event_id = batch.id
+                    FOR UPDATE OF d
+                ), kept AS (
+                    INSERT INTO trigger_events.attempts (subscription_id, event_id, attempt, started_at, duration_ms, http_status, webhook_id)
+                    SELECT u.subscription_id, u.event_id, u.attempts, u.last_started_at, u.last_duration_ms, u.last_status, u.last_webhook_id
+                    FROM undone u
+                    WHERE u.status = 'delivered' AND u.last_started_at IS NOT NULL
+                    RETURNING 1
                 ), scheduled AS (
                     -- An ordered subscription's replayed events get their key and a place after
                     -- everything its key has now (migration 000008), numbered in log order. One
@@ -72,6 +87,9 @@ internal static class Replay
                     INSERT INTO trigger_events.deliveries (subscription_id, event_id, rescheduled_at, order_key, order_seq)
                     SELECT $7, k.id, now(), k.key, CASE WHEN k.key IS NOT NULL THEN nextval('trigger_events.delivery_order') END
                     FROM (SELECT batch.id, trigger_events.delivery_order_key($7, batch.id) AS key FROM batch) k
+                    -- After the successes are logged: run later, it would find their rows
+                    -- updated by this statement already, which a lock skips.
+                    WHERE (SELECT count(*) FROM kept) >= 0
                     ORDER BY k.id
                     ON CONFLICT (subscription_id, event_id) DO UPDATE
                     SET status = 'pending', attempts = 0,
@@ -79,6 +97,7 @@ internal static class Replay
                                                THEN deliveries.next_attempt_at ELSE now() END,
                         lease_owner = NULL,
                         last_status = NULL, last_error = NULL, delivered_at = NULL, rescheduled_at = now(), updated_at = now(),
+                        last_started_at = NULL, last_duration_ms = NULL, last_webhook_id = NULL,
                         order_key = CASE WHEN deliveries.status = 'pending' THEN deliveries.order_key ELSE EXCLUDED.order_key END,
                         order_seq = CASE WHEN deliveries.status = 'pending' THEN deliveries.order_seq ELSE EXCLUDED.order_seq END
                     WHERE deliveries.status <> 'in_flight'

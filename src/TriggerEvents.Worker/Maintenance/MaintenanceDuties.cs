@@ -10,8 +10,8 @@ namespace TriggerEvents.Worker.Maintenance;
 
 /// <summary>
 /// The worker's background duties besides delivery, each on its own timer: backlog gauges for
-/// <c>/metrics</c> (one replica of each group at a time), a summary of deliveries in the log, and retention (one
-/// worker at a time database-wide). A failing duty logs and tries again at its next tick.
+/// <c>/metrics</c> (one replica of each group at a time), a summary of deliveries in the log, retention (one
+/// worker at a time database-wide) and the pruning of the rates' counts. A failing duty logs and tries again at its next tick.
 /// </summary>
 internal sealed class MaintenanceDuties(
     TriggerEventsConfig config, NpgsqlDataSource dataSource, WorkerMetrics metrics, TimeProvider time, ILogger logger)
@@ -24,7 +24,8 @@ internal sealed class MaintenanceDuties(
         await Task.WhenAll(
             EveryAsync(config.Worker.MetricsInterval, c => UpdateGaugesAsync(reporter, c), "backlog gauges", stopping),
             EveryAsync(config.Worker.SummaryInterval, SummarizeAsync, "delivery summary", stopping, skipFirst: true),
-            EveryAsync(config.Retention.CleanupInterval, CleanUpAsync, "retention", stopping));
+            EveryAsync(config.Retention.CleanupInterval, CleanUpAsync, "retention", stopping),
+            EveryAsync(AttemptCounts.PruneInterval, c => AttemptCounts.PruneAsync(dataSource, c), "pruning attempt counts", stopping, skipFirst: true));
     }
 
     private async Task CleanUpAsync(CancellationToken cancellationToken)
