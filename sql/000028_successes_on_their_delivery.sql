@@ -8,10 +8,10 @@
 -- Why: every result wrote a row of attempts (its heap tuple, its identity, two indexes) beside
 -- the update of its delivery, which already says that it was delivered, when and with what
 -- status. For a drain of deliveries that succeed at once, the usual case, that row was about a
--- tenth of the server's work per event (bench/README.md, "Successes on their delivery"). The
--- delivery's row now also keeps its latest attempt's start, duration and webhook-id, and a
--- success that the row records is not logged again; failed attempts are logged as before, and so
--- is a success whose lease had moved on (the row is then another attempt's). An event's history
+-- tenth of the server's work per event (bench/README.md, "Successes on their delivery's row").
+-- A delivered row now also keeps its success's start, duration and webhook-id, and that success
+-- is not logged again; failed attempts are logged as before, and so is a success whose lease had
+-- moved on (the row is then another attempt's). An event's history
 -- is its attempts and, for a delivered one, its row. A replay keeps the success it undoes by
 -- logging it first.
 --
@@ -25,9 +25,11 @@ ALTER TABLE trigger_events.deliveries
     ADD COLUMN last_duration_ms double precision,
     ADD COLUMN last_webhook_id  text;
 COMMENT ON COLUMN trigger_events.deliveries.last_started_at IS
-    'When the latest attempt''s request started (with last_status, last_duration_ms, last_webhook_id): of a delivered row, its success, which is not in attempts.';
+    'Of a delivered row: when its successful request started (with last_status, last_duration_ms, last_webhook_id), which attempts does not record. NULL otherwise.';
+COMMENT ON COLUMN trigger_events.deliveries.last_duration_ms IS
+    'Of a delivered row: how long its successful request took.';
 COMMENT ON COLUMN trigger_events.deliveries.last_webhook_id IS
-    'The webhook-id of the latest attempt''s request.';
+    'Of a delivered row: the webhook-id of its successful request, when it was a batch''s (NULL for a single event''s, whose id is msg_<subscription>_<event id>).';
 
 CREATE TABLE trigger_events.attempt_counts (
     subscription_id int         NOT NULL,
@@ -83,6 +85,6 @@ $$;
 
 -- A worker of schema 27 runs against this schema: it writes none of the new columns and logs
 -- every attempt, its successes included, which an event's history then shows from attempts as
--- before (a row without last_started_at adds none). Its results are not in attempt_counts: while
+-- before (a row without last_started_at adds none; a schema-28 worker's failure clears them). Its results are not in attempt_counts: while
 -- it runs beside workers of this release, the rates count theirs only.
 UPDATE trigger_events.migrations SET workers_from = 27 WHERE version = 28;

@@ -23,6 +23,7 @@ internal static partial class DatabaseProblems
         ["subscriptions"] = ["SELECT", "INSERT", "UPDATE"],
         ["subscription_positions"] = ["SELECT", "INSERT", "UPDATE"],
         ["attempts"] = ["SELECT", "INSERT", "DELETE"],
+        ["attempt_counts"] = ["SELECT", "INSERT", "UPDATE", "DELETE"],
         ["worker_signal"] = ["SELECT", "UPDATE"],
         ["migrations"] = ["SELECT"],
         ["event_triggers"] = ["SELECT"],

@@ -429,6 +429,23 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
+    public async Task A_late_success_written_with_its_take_over_s_result_is_kept_in_the_history()
+    {
+        // The same worker's first attempt answered after its lease had expired and been taken
+        // over by its second: both results reach the same write.
+        var owner = Guid.NewGuid();
+        var first = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE status = 'in_flight'");
+        var second = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+
+        var applied = await store.RecordAsync(owner, [Delivered(first), Delivered(second)], writtenBefore: false, CancellationToken.None);
+
+        Assert.That(applied, Is.EqualTo(1));
+        var history = await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, first.Event.Id, CancellationToken.None);
+        Assert.That(history.Select(a => a.Attempt), Is.EquivalentTo(new[] { 1, 2 }), "the first logged, the second on its delivery");
+    }
+
+    [Test]
     public async Task A_lease_that_expired_on_the_last_attempt_is_dead_lettered_by_the_claim_not_taken_again()
     {
         // Every worker that takes this event is killed before it records a result.

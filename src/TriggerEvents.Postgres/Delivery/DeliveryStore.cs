@@ -314,18 +314,19 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// Applies results only where this owner still holds the lease for the attempt the result is
     /// of: a worker whose lease expired and was taken over cannot overwrite the newer owner's
     /// state, nor, when it took its own expired lease over (an outage longer than the lease),
-    /// let the older attempt's result free the newer attempt's lease. Every attempt is logged, once:
+    /// let the older attempt's result free the newer attempt's lease. Every attempt is recorded, once:
     /// when a write is tried again (<c>$12</c>) after one whose outcome was not known (the
-    /// connection dropped, perhaps after the commit), an attempt this worker already logged is
-    /// not logged again. A result of a batch split in two (<c>$14</c>, <see cref="DeliveryResult.SplitInto"/>)
+    /// connection dropped, perhaps after the commit), an attempt this worker already recorded is
+    /// not recorded again. A result of a batch split in two (<c>$14</c>, <see cref="DeliveryResult.SplitInto"/>)
     /// moves its delivery into its half and gives the attempt back.
     /// </summary>
     /// <remarks>
     /// A success applied to its delivery is recorded on that row alone (its <c>last_*</c> columns,
-    /// migration 000028): a row of attempts beside it cost about a tenth of the server's work per
-    /// event. A success whose lease had moved on is logged, since the row is then another
-    /// attempt's. Applied successes are left out by a hashed <c>NOT IN</c> over the update's rows
-    /// (with hash joins off, a join would compare every pair). Every result is added to its
+    /// migration 000028, which any other result clears): a row of attempts beside it cost about a
+    /// tenth of the server's work per event. A success whose lease had moved on is logged, since
+    /// the row is then another attempt's, and so is one of an earlier attempt that the same write
+    /// carries beside its take-over's. Applied successes are left out by a <c>NOT IN</c> over the
+    /// update's rows, which the planner hashes (with hash joins off, a join would compare every pair). Every result is added to its
     /// subscription's <c>attempt_counts</c> for this minute; a write tried again after an unknown
     /// outcome may add its results twice, one write more in a rate.
     /// </remarks>
@@ -347,21 +348,21 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 last_status = r.http_status,
                 last_error = r.error,
                 delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
-                last_started_at = r.started_at,
-                last_duration_ms = r.duration_ms,
-                last_webhook_id = r.webhook_id,
+                last_started_at = CASE WHEN r.status = 'delivered' THEN r.started_at END,
+                last_duration_ms = CASE WHEN r.status = 'delivered' THEN r.duration_ms END,
+                last_webhook_id = CASE WHEN r.status = 'delivered' THEN r.webhook_id END,
                 updated_at = now()
             FROM result r
             WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
               AND d.lease_owner = $1 AND d.attempts = r.attempt
-            RETURNING d.subscription_id, d.event_id
+            RETURNING d.subscription_id, d.event_id, d.attempts
         ), logged AS (
             INSERT INTO trigger_events.attempts
                 (subscription_id, event_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker, webhook_id)
             SELECT r.subscription_id, r.event_id, r.attempt, r.started_at, r.duration_ms, r.http_status, r.error, r.excerpt, $1, r.webhook_id
             FROM result r
             WHERE (r.status <> 'delivered'
-                   OR ((r.subscription_id, r.event_id) NOT IN (SELECT a.subscription_id, a.event_id FROM applied a)
+                   OR ((r.subscription_id, r.event_id, r.attempt) NOT IN (SELECT a.subscription_id, a.event_id, a.attempts FROM applied a)
                        -- Nor one that the write tried before applied.
                        AND NOT ($12 AND EXISTS (
                            SELECT FROM trigger_events.deliveries d

@@ -63,14 +63,18 @@ internal static class Replay
             var command = new NpgsqlBatchCommand($"""
                 WITH batch AS (
                     {Events} AND e.id > $5 ORDER BY e.id LIMIT {BatchSize}
-                ), undone AS (
+                ), undone AS MATERIALIZED (
                     -- A delivered row records its success itself (migration 000028): logged
                     -- before the row is scheduled again, so that the event's history keeps it.
                     -- Every row of the batch is locked and read as it is then, so that a success
-                    -- recorded since this statement began is read as the update below finds it.
+                    -- recorded since this statement began is read as the update below finds it
+                    -- (materialized: inlined, the filter below would be applied before the lock,
+                    -- to the rows as this statement's snapshot has them), in the order of the
+                    -- result writes' arrays.
                     SELECT d.subscription_id, d.event_id, d.status, d.attempts, d.last_started_at, d.last_duration_ms, d.last_status,
                            d.last_webhook_id
                     FROM trigger_events.deliveries d JOIN batch ON d.subscription_id = $7 AND d.event_id = batch.id
+                    ORDER BY d.event_id
                     FOR UPDATE OF d
                 ), kept AS (
                     INSERT INTO trigger_events.attempts (subscription_id, event_id, attempt, started_at, duration_ms, http_status, webhook_id)
