@@ -1,3 +1,4 @@
+using TriggerEvents.Postgres.Migrations;
 using Npgsql;
 using TriggerEvents.Postgres.Delivery;
 using TriggerEvents.Testing;
@@ -270,6 +271,54 @@ public sealed class FanOutLeasingTests
             Is.EqualTo(12), "each leased delivery's row knows its batch, so that a retry sends the same events together");
         Assert.That(await CountAsync("status = 'pending' AND batch_id IS NULL"), Is.EqualTo(2), "9 and 10, for a later claim");
         Assert.That(await NotFannedOutAsync(), Is.EqualTo(18), "23 to 40 wait in the log");
+    }
+
+    [Test]
+    public async Task A_batched_subscription_alone_at_its_place_gets_what_the_chunk_statement_made_before_its_own()
+    {
+        // The same rounds on a database of schema 28, where the chunk statement that serves every
+        // place makes a batched subscription's deliveries, and on one where a statement of its
+        // own does (000029): whole batches leased and named, an event with a delivery already
+        // left out, what is left over pending, the chunk stopped after the last lease.
+        var before = await BatchedRoundsAsync(28);
+        var now = await BatchedRoundsAsync(MigrationSource.LatestVersion);
+
+        Assert.That(now, Is.EqualTo(before));
+        Assert.That(now, Does.StartWith("4/12,8/8,16/16,0/4 | t |"), "leases in each round but the last, which claims what was left pending");
+        Assert.That(now, Does.Contain(" 12:in_flight:1:11:t 13:in_flight:1:9:t 14:in_flight:1:11:t ").And.EndWith(" 41:pending:0"),
+            "a leased batch skips the event a replay made, which a claim batches; the odd one out waits for max_wait");
+    }
+
+    private static async Task<string> BatchedRoundsAsync(int version)
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await Migrator.MigrateAsync(database.DataSource, version, CancellationToken.None);
+        await using var asWorker = NpgsqlDataSource.Create(database.WorkerConnectionString);
+        await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY, customer int)");
+        await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
+        var id = await database.ScalarAsync<int>(
+            "INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight, batch_max_events, batch_max_wait) VALUES ('hook', 'orders_changed', 100, 4, interval '1 hour') RETURNING id");
+        await database.ExecuteAsync("INSERT INTO orders SELECT g, g % 3 FROM generate_series(1, 10) g");
+        await database.FanOutAsync();
+        await database.ExecuteAsync("INSERT INTO orders SELECT g, g % 3 FROM generate_series(11, 41) g");
+        await database.ExecuteAsync($"INSERT INTO trigger_events.deliveries (subscription_id, event_id) VALUES ({id}, 13)");
+        var owner = new Guid("7e57ab1e-0000-4000-8000-000000000001");
+        var store = new DeliveryStore(asWorker) { BatchedSubscriptions = new Dictionary<int, int> { [id] = 4 } };
+        var rounds = new List<string>();
+        foreach (var requests in new[] { 3, 2, 100, 100 })
+        {
+            var claimed = await store.ClaimAsync(
+                id, owner, requests, Lease, ClaimCursor.Sweep, takeOverExpired: true, new FanOutRequest([id], 400), DeliveryStore.InlineEventBytes, CancellationToken.None);
+            rounds.Add($"{claimed.FanOutLeased}/{claimed.Deliveries.Count}");
+        }
+
+        var rows = await database.ScalarAsync<string>($"""
+            SELECT string_agg(concat_ws(':', event_id, status, attempts, batch_id, lease_owner = '{owner}'), ' ' ORDER BY event_id)
+            FROM trigger_events.deliveries
+            """);
+        var place = await database.ScalarAsync<string>(
+            "SELECT concat_ws(':', batch_end IS NULL, batch_after_id) FROM trigger_events.subscription_positions");
+        return $"{string.Join(",", rounds)} | {place} | {rows}";
     }
 
     [Test]
