@@ -7,8 +7,8 @@
 -- Why: 000020 gave a plain subscription alone at its place a statement of its own; a batched one
 -- still took the chunk statement that serves every place, whose join with the place's
 -- subscriptions, keys and parking laterals ran for each of its events. In a batched drain that
--- statement was the server's largest cost per event (bench/README.md, "Batched fan-out in a
--- statement of its own"). For one batched subscription, not ordered, alone at its place with
+-- statement was the server's largest cost per event (bench/README.md, "Successes on their
+-- delivery's row (000028), batched fan-out in a statement of its own (000029)"). For one batched subscription, not ordered, alone at its place with
 -- room for leases, the fan-out now runs a statement with only what it needs: the chunk, the
 -- subscription's events in it that have no delivery yet numbered in order, the first whole
 -- batches of its room made leased and named by their first event, what is left over made
