@@ -22,14 +22,16 @@ internal static class CpuTime
     }
 
     /// <summary>
-    /// CPU time so far of a PostgreSQL server: the postmaster and every process it started
-    /// (backends, WAL writer, autovacuum). Backends that have exited are not counted; the
-    /// worker's pooled connections live for the whole phase.
+    /// CPU time so far of a PostgreSQL server: the postmaster, every process it started
+    /// (backends, WAL writer, autovacuum) that still runs, and those that have exited, which the
+    /// postmaster has waited for and the kernel counts as its children's time. Without the
+    /// last, a phase in which backends exited (a connection pool trimmed, an autovacuum worker
+    /// done) read less at its end than at its start: a negative server CPU.
     /// </summary>
     public static TimeSpan OfServer(string dataDirectory)
     {
         var postmaster = int.Parse(File.ReadLines(Path.Combine(dataDirectory, "postmaster.pid")).First(), CultureInfo.InvariantCulture);
-        var total = OfProcess(postmaster);
+        var total = TimeSpan.Zero;
         foreach (var entry in Directory.EnumerateDirectories("/proc"))
         {
             if (int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) &&
@@ -39,10 +41,12 @@ internal static class CpuTime
             }
         }
 
-        return total;
+        // After the children: one that exits in between is counted twice for this instant
+        // rather than not at all.
+        return ReadStat(postmaster) is { } server ? total + server.Cpu + server.ExitedChildrenCpu : total;
     }
 
-    private static (int ParentPid, TimeSpan Cpu)? ReadStat(int pid)
+    private static (int ParentPid, TimeSpan Cpu, TimeSpan ExitedChildrenCpu)? ReadStat(int pid)
     {
         string text;
         try
@@ -60,7 +64,10 @@ internal static class CpuTime
 
         // The command name is in parentheses and may hold spaces: count fields after the last ')'.
         var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        // Fields 14 to 17 of proc(5): utime, stime, and cutime, cstime (children waited for).
         var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-        return (int.Parse(fields[1], CultureInfo.InvariantCulture), TimeSpan.FromSeconds(ticks / TicksPerSecond));
+        var childTicks = long.Parse(fields[13], CultureInfo.InvariantCulture) + long.Parse(fields[14], CultureInfo.InvariantCulture);
+        return (int.Parse(fields[1], CultureInfo.InvariantCulture), TimeSpan.FromSeconds(ticks / TicksPerSecond),
+            TimeSpan.FromSeconds(childTicks / TicksPerSecond));
     }
 }
