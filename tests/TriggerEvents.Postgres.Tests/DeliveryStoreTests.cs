@@ -106,6 +106,25 @@ public sealed class DeliveryStoreTests
     }
 
     [Test]
+    public async Task A_write_tried_again_after_a_replay_logged_its_success_does_not_log_it_again()
+    {
+        // The write committed but its reply was lost; a replay then logged the success and
+        // scheduled the delivery again before the worker wrote the same result again.
+        var owner = Guid.NewGuid();
+        var claimed = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+        var success = Delivered(claimed);
+        await store.RecordAsync(owner, [success], writtenBefore: false, CancellationToken.None);
+        await Operations.Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
+
+        var again = await store.RecordAsync(owner, [success], writtenBefore: true, CancellationToken.None);
+
+        Assert.That(again, Is.Zero);
+        Assert.That(
+            (await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, claimed.Event.Id, CancellationToken.None)).Select(a => a.Attempt),
+            Is.EqualTo(new[] { 1 }), "the success once, as the replay logged it");
+    }
+
+    [Test]
     public async Task A_write_tried_again_after_an_unknown_outcome_logs_each_attempt_once()
     {
         // The first write committed but its reply was lost: the worker writes the same results

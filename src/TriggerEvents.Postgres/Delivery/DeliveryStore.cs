@@ -372,7 +372,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                 SELECT FROM trigger_events.attempts a
                 WHERE a.subscription_id = r.subscription_id AND a.event_id = r.event_id
                   -- An attempt given back by a split is numbered again, in a batch of another id.
-                  AND a.attempt = r.attempt AND a.worker = $1 AND a.webhook_id IS NOT DISTINCT FROM r.webhook_id))
+                  -- By its start rather than its worker: a replay logs a success without one.
+                  AND a.attempt = r.attempt AND a.started_at = r.started_at AND a.webhook_id IS NOT DISTINCT FROM r.webhook_id))
         ), counted AS (
             INSERT INTO trigger_events.attempt_counts AS c (subscription_id, minute, worker, attempts, failures)
             SELECT r.subscription_id, date_trunc('minute', now()), $1, count(*),
