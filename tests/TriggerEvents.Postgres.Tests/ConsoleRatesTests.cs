@@ -45,7 +45,8 @@ public sealed class ConsoleRatesTests
             "INSERT INTO trigger_events.subscriptions (name, trigger_name, max_in_flight) VALUES ('hook', 'orders_changed', 100) RETURNING id");
         await database.ExecuteAsync("INSERT INTO orders SELECT g FROM generate_series(1, 6) g");
         await database.FanOutAsync();
-        var store = new DeliveryStore(database.DataSource);
+        await using var asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
+        var store = new DeliveryStore(asWorker);
         var owner = Guid.NewGuid();
         var claimed = await store.ClaimAsync(subscription, owner, 6, TimeSpan.FromMinutes(1), CancellationToken.None);
 
@@ -55,7 +56,7 @@ public sealed class ConsoleRatesTests
         await store.RecordAsync(owner, [Result(claimed[0], 200), Result(claimed[1], 200), Result(claimed[2], 500)], false, CancellationToken.None);
         await store.RecordAsync(owner, [Result(claimed[3], 200), Result(claimed[4], null), Result(claimed[5], 200)], false, CancellationToken.None);
 
-        var rate = (await ConsoleQueries.RatesAsync(database.DataSource, Window, CancellationToken.None)).Single();
+        var rate = (await ConsoleQueries.RatesAsync(asWorker, Window, CancellationToken.None)).Single();
         Assert.That((rate.Subscription, rate.Attempts, rate.Failures), Is.EqualTo(("hook", 6L, 2L)), "a timeout (no status) is a failure");
         Assert.That(
             await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempt_counts"), Is.LessThanOrEqualTo(2),
@@ -71,7 +72,9 @@ public sealed class ConsoleRatesTests
             SELECT 1, date_trunc('minute', now()) - m * interval '1 minute', gen_random_uuid(), 1, 0 FROM generate_series(0, 90) m;
             """);
 
-        var pruned = await AttemptCounts.PruneAsync(database.DataSource, CancellationToken.None);
+        // As the worker's role, which prunes them.
+        await using var asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
+        var pruned = await AttemptCounts.PruneAsync(asWorker, CancellationToken.None);
 
         Assert.That(await database.ScalarAsync<DateTime>("SELECT min(minute) FROM trigger_events.attempt_counts"), Is.GreaterThanOrEqualTo(DateTime.UtcNow - AttemptCounts.Kept - TimeSpan.FromMinutes(1)));
         Assert.That(pruned, Is.InRange(29, 31));

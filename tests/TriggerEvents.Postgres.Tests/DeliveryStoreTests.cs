@@ -8,6 +8,8 @@ public sealed class DeliveryStoreTests
 {
     private static readonly TimeSpan Lease = TimeSpan.FromMinutes(1);
     private TestDatabase database = null!;
+    // The worker's role, which the worker, replay and the console run as.
+    private Npgsql.NpgsqlDataSource asWorker = null!;
     private DeliveryStore store = null!;
     private int subscriptionId;
 
@@ -15,7 +17,8 @@ public sealed class DeliveryStoreTests
     public async Task CreateDatabase()
     {
         database = await TestDatabase.CreateAsync();
-        store = new DeliveryStore(database.DataSource);
+        asWorker = Npgsql.NpgsqlDataSource.Create(database.WorkerConnectionString);
+        store = new DeliveryStore(asWorker);
         await database.ExecuteAsync("CREATE TABLE orders (id int PRIMARY KEY)");
         await database.ScalarAsync<string>("SELECT trigger_events.attach('orders', 'orders_changed')");
         subscriptionId = await database.ScalarAsync<int>(
@@ -25,7 +28,11 @@ public sealed class DeliveryStoreTests
     }
 
     [TearDown]
-    public async Task DropDatabase() => await database.DisposeAsync();
+    public async Task DropDatabase()
+    {
+        await asWorker.DisposeAsync();
+        await database.DisposeAsync();
+    }
 
     private static DeliveryResult Delivered(ClaimedDelivery claimed) =>
         new(claimed.Key, claimed.Attempt, DeliveryResultKind.Delivered, TimeSpan.Zero, 200, null, DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(3), "ok");
@@ -95,12 +102,12 @@ public sealed class DeliveryStoreTests
         await store.RecordAsync(owner, [Delivered(claimed)], writtenBefore: false, CancellationToken.None);
 
         var replayed = await Operations.Replay.RunAsync(
-            database.DataSource, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
+            asWorker, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
         var again = (await store.ClaimAsync(subscriptionId, owner, 10, Lease, CancellationToken.None)).Single(c => c.Event.Id == claimed.Event.Id);
         await store.RecordAsync(owner, [Delivered(again)], writtenBefore: false, CancellationToken.None);
 
         Assert.That(replayed.Scheduled, Is.EqualTo(1));
-        var history = await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, claimed.Event.Id, CancellationToken.None);
+        var history = await Operations.ConsoleQueries.EventAttemptsAsync(asWorker, claimed.Event.Id, CancellationToken.None);
         Assert.That(history, Has.Count.EqualTo(2), "the first success, logged by the replay, and the second, on the delivery");
         Assert.That(history.Select(a => (a.Attempt, a.HttpStatus, a.DurationMs)), Is.All.EqualTo((1, (int?)200, 3.0)));
     }
@@ -114,13 +121,13 @@ public sealed class DeliveryStoreTests
         var claimed = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
         var success = Delivered(claimed);
         await store.RecordAsync(owner, [success], writtenBefore: false, CancellationToken.None);
-        await Operations.Replay.RunAsync(database.DataSource, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
+        await Operations.Replay.RunAsync(asWorker, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
 
         var again = await store.RecordAsync(owner, [success], writtenBefore: true, CancellationToken.None);
 
         Assert.That(again, Is.Zero);
         Assert.That(
-            (await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, claimed.Event.Id, CancellationToken.None)).Select(a => a.Attempt),
+            (await Operations.ConsoleQueries.EventAttemptsAsync(asWorker, claimed.Event.Id, CancellationToken.None)).Select(a => a.Attempt),
             Is.EqualTo(new[] { 1 }), "the success once, as the replay logged it");
     }
 
@@ -441,7 +448,7 @@ public sealed class DeliveryStoreTests
         Assert.That(late, Is.Zero, "the first attempt's result");
         Assert.That(row, Is.EqualTo("in_flight,2,t,t"), "still leased to the second attempt, its lease neither shortened nor released");
         Assert.That(current, Is.EqualTo(1));
-        var history = await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, first.Event.Id, CancellationToken.None);
+        var history = await Operations.ConsoleQueries.EventAttemptsAsync(asWorker, first.Event.Id, CancellationToken.None);
         Assert.That(
             history.Select(a => (a.Attempt, a.HttpStatus)), Is.EquivalentTo(new[] { (1, (int?)200), (2, 200) }),
             "both attempts are recorded: the late one logged, the current one on its delivery");
@@ -460,7 +467,7 @@ public sealed class DeliveryStoreTests
         var applied = await store.RecordAsync(owner, [Delivered(first), Delivered(second)], writtenBefore: false, CancellationToken.None);
 
         Assert.That(applied, Is.EqualTo(1));
-        var history = await Operations.ConsoleQueries.EventAttemptsAsync(database.DataSource, first.Event.Id, CancellationToken.None);
+        var history = await Operations.ConsoleQueries.EventAttemptsAsync(asWorker, first.Event.Id, CancellationToken.None);
         Assert.That(history.Select(a => a.Attempt), Is.EquivalentTo(new[] { 1, 2 }), "the first logged, the second on its delivery");
     }
 

@@ -69,8 +69,8 @@ internal static class Replay
                     -- Every row of the batch is locked and read as it is then, so that a success
                     -- recorded since this statement began is read as the update below finds it
                     -- (materialized: inlined, the filter below would be applied before the lock,
-                    -- to the rows as this statement's snapshot has them), in the order of the
-                    -- result writes' arrays.
+                    -- to the rows as this statement's snapshot has them), in event order, as the
+                    -- upsert below takes them.
                     SELECT d.subscription_id, d.event_id, d.status, d.attempts, d.last_started_at, d.last_duration_ms, d.last_status,
                            d.last_webhook_id
                     FROM trigger_events.deliveries d JOIN batch ON d.subscription_id = $7 AND d.event_id = batch.id
