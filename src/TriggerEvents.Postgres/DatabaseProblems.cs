@@ -29,6 +29,7 @@ internal static partial class DatabaseProblems
         ["event_triggers"] = ["SELECT"],
         ["triggers"] = ["SELECT"],
         ["subscription_status"] = ["SELECT"],
+        ["attempt_history"] = ["SELECT"],
     };
 
     /// <summary>What the worker's role needs on each sequence: the delivery numbers of ordered subscriptions, and setting the idle flag's hint.</summary>

@@ -89,6 +89,15 @@ public sealed class DeliveryStoreTests
         Assert.That(
             await database.ScalarAsync<string>("SELECT string_agg(concat_ws(',', event_id, http_status, response_excerpt), ';') FROM trigger_events.attempts"),
             Is.EqualTo($"{claimed[1].Event.Id},503,busy"), "the failure only");
+        await using (var history = asWorker.CreateCommand(
+            "SELECT string_agg(concat_ws(',', event_id, attempt, http_status, worker IS NULL), ';' ORDER BY event_id) FROM trigger_events.attempt_history"))
+        {
+            Assert.That(
+                await history.ExecuteScalarAsync(),
+                Is.EqualTo($"{claimed[0].Event.Id},1,200,t;{claimed[1].Event.Id},1,503,f"),
+                "the history the worker's role reads: the success from its row (no worker), the failure from attempts");
+        }
+
         Assert.That(
             await database.ScalarAsync<string>("SELECT concat_ws(',', attempts, failures) FROM trigger_events.attempt_counts WHERE worker = $1", owner),
             Is.EqualTo("2,1"));
@@ -129,6 +138,32 @@ public sealed class DeliveryStoreTests
         Assert.That(
             (await Operations.ConsoleQueries.EventAttemptsAsync(asWorker, claimed.Event.Id, CancellationToken.None)).Select(a => a.Attempt),
             Is.EqualTo(new[] { 1 }), "the success once, as the replay logged it");
+    }
+
+    [Test]
+    public async Task A_write_tried_again_after_a_replay_leaves_the_new_claim_of_the_same_attempt_alone()
+    {
+        // The write committed but its reply was lost; a replay scheduled the delivery again and
+        // this worker claimed it, attempt 1 again, before it wrote the old result again.
+        var owner = Guid.NewGuid();
+        var claimed = (await store.ClaimAsync(subscriptionId, owner, 1, Lease, CancellationToken.None)).Single();
+        var success = Delivered(claimed);
+        await store.RecordAsync(owner, [success], writtenBefore: false, CancellationToken.None);
+        await Operations.Replay.RunAsync(asWorker, "hook", null, DateTimeOffset.UnixEpoch, null, claimed.Event.Id, null, CancellationToken.None);
+        var again = (await store.ClaimAsync(subscriptionId, owner, 10, Lease, CancellationToken.None)).Single(c => c.Event.Id == claimed.Event.Id);
+
+        var stale = await store.RecordAsync(owner, [success], writtenBefore: true, CancellationToken.None);
+
+        Assert.That((again.Attempt, stale), Is.EqualTo((1, 0)), "the same attempt number, and the old result not applied to it");
+        Assert.That(
+            await database.ScalarAsync<string>(
+                "SELECT concat_ws(',', status, attempts, lease_owner = $2) FROM trigger_events.deliveries WHERE event_id = $1", claimed.Event.Id, owner),
+            Is.EqualTo("in_flight,1,t"), "the replayed delivery is still leased for its new request");
+
+        Assert.That(await store.RecordAsync(owner, [Delivered(again) with { StartedAt = success.StartedAt.AddSeconds(1) }], writtenBefore: false, CancellationToken.None), Is.EqualTo(1));
+        Assert.That(
+            (await Operations.ConsoleQueries.EventAttemptsAsync(asWorker, claimed.Event.Id, CancellationToken.None)).Select(a => a.Attempt),
+            Is.EqualTo(new[] { 1, 1 }), "the success before the replay, once, and the new request's");
     }
 
     [Test]
@@ -535,6 +570,24 @@ public sealed class DeliveryStoreTests
         Assert.That(found, Is.True);
         Assert.That(System.Text.Encoding.UTF8.GetString(readOld!), Is.EqualTo(oldText));
         Assert.That(System.Text.Encoding.UTF8.GetString(readNew!), Is.EqualTo(newText));
+    }
+
+    [Test]
+    public async Task An_event_stored_in_more_than_half_a_MiB_is_rendered_apart_and_claimed_with_its_sizes()
+    {
+        // Hex digits compress to about half: stored in more than RenderedApartBytes, the event is
+        // rendered by render_values (000031) instead of in the claim's own statement.
+        await database.ExecuteAsync("ALTER TABLE orders ADD COLUMN note text");
+        await database.ExecuteAsync("INSERT INTO orders SELECT 100, string_agg(md5(g::text), '') FROM generate_series(1, 60000) g");
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET status = 'delivered'");
+        await database.FanOutAsync();
+        var stored = await database.ScalarAsync<int>("SELECT pg_column_size(new_data) FROM trigger_events.event_log ORDER BY id DESC LIMIT 1");
+
+        var claimed = (await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 10, Lease, CancellationToken.None)).Single();
+
+        Assert.That(stored, Is.GreaterThan(int.Parse(DeliveryStore.RenderedApartBytes, System.Globalization.CultureInfo.InvariantCulture)), "stored in more than the claim renders itself");
+        Assert.That((claimed.Unrenderable, claimed.ValuesIncluded), Is.EqualTo(((string?)null, false)));
+        Assert.That(claimed.Sizes, Is.EqualTo(new EventSizes(null, """{"id": 100, "note": ""}""".Length + 60000 * 32, null)));
     }
 
     [Test]

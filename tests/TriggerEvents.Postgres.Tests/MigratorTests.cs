@@ -128,6 +128,19 @@ public sealed class MigratorTests
     }
 
     [Test]
+    public async Task Workers_of_schema_27_start_on_the_latest_schema()
+    {
+        // 000028 to 000030 keep the workers of 27: each migration a binary does not know must
+        // declare it kept (the floor is the highest of their declarations).
+        await using var database = await TestDatabase.CreateAsync();
+
+        var floor = await database.ScalarAsync<int>(
+            "SELECT max(coalesce(workers_from, version)) FROM trigger_events.migrations WHERE version > 27");
+
+        Assert.That(floor, Is.EqualTo(27));
+    }
+
+    [Test]
     public async Task The_printed_script_installs_the_schema_and_can_be_applied_twice()
     {
         await using var database = await TestDatabase.CreateAsync(migrated: false);

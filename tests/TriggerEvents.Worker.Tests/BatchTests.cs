@@ -145,7 +145,7 @@ public sealed class BatchTests
         Assert.That(batches.Select(b => b.Events[0].GetProperty("delivery_info").GetProperty("current_retry").GetInt32()), Is.EqualTo(new[] { 0, 1, 2 }));
         Assert.That(await scenario.ScalarAsync<string>("SELECT string_agg(DISTINCT attempts::text, ',') FROM trigger_events.deliveries"), Is.EqualTo("3"),
             "each event's attempts counted once per batch request");
-        Assert.That(await scenario.ScalarAsync<long>($"SELECT count(*) FROM {RecordedAttempts.Sql} a"), Is.EqualTo(9), "three attempts recorded for each event");
+        Assert.That(await scenario.ScalarAsync<long>("SELECT count(*) FROM trigger_events.attempt_history a"), Is.EqualTo(9), "three attempts recorded for each event");
         Assert.That(
             await scenario.ScalarAsync<string>("SELECT string_agg(DISTINCT last_webhook_id, ',') FROM trigger_events.deliveries"), Is.EqualTo($"msg_orders-hook_b{events[0]}_3"),
             "the batch's success is recorded on each of its deliveries, with its webhook-id");

@@ -116,7 +116,7 @@ public sealed class CrashTests
 
             Assert.That(dead, Does.StartWith("3 | gave up after 3 attempts; the last one ended without a result"));
             Assert.That(sends, Is.EqualTo(3), "requests of the poisoned event: max_attempts, each cut short by the kill");
-            Assert.That(await scenario.ScalarAsync<long>($"SELECT count(*) FROM {RecordedAttempts.Sql} a WHERE a.event_id = {poisoned}"), Is.Zero, "no result was ever recorded");
+            Assert.That(await scenario.ScalarAsync<long>($"SELECT count(*) FROM trigger_events.attempt_history a WHERE a.event_id = {poisoned}"), Is.Zero, "no result was ever recorded");
             Assert.That(killed, Is.EqualTo(3), "workers killed, one per attempt");
             Assert.That((await scenario.LostEventIdsAsync()).Where(id => id != poisoned), Is.Empty, "lost events");
             TestContext.Out.WriteLine($"workers started: {started.Count}; {await scenario.SummaryAsync()}");

@@ -83,26 +83,7 @@ internal sealed class ClosedPort : IDisposable
 /// <summary>A row of <c>trigger_events.deliveries</c>, with its subscription's name.</summary>
 internal sealed record DeliveryRow(string Subscription, long EventId, string Status, int Attempts, int? LastStatus, string? LastError);
 
-/// <summary>
-/// Every recorded attempt, as the console reads an event's history: the rows of
-/// <c>trigger_events.attempts</c> and the success a delivered row records itself (migration
-/// 000028), which comes last among its event's attempts (its <c>id</c> is null).
-/// </summary>
-internal static class RecordedAttempts
-{
-    public const string Sql = """
-        (SELECT a.subscription_id, a.event_id, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt,
-                a.webhook_id, a.worker, a.id
-         FROM trigger_events.attempts a
-         UNION ALL
-         SELECT d.subscription_id, d.event_id, d.attempts, d.last_started_at, d.last_duration_ms, d.last_status, NULL, NULL,
-                d.last_webhook_id, NULL, NULL
-         FROM trigger_events.deliveries d
-         WHERE d.status = 'delivered' AND d.last_started_at IS NOT NULL)
-        """;
-}
-
-/// <summary>A recorded attempt (<see cref="RecordedAttempts"/>), with its subscription's name.</summary>
+/// <summary>A recorded attempt (<c>trigger_events.attempt_history</c>), with its subscription's name.</summary>
 internal sealed record AttemptRow(string Subscription, long EventId, int Attempt, int? HttpStatus, string? Error, string? ResponseExcerpt);
 
 /// <summary>

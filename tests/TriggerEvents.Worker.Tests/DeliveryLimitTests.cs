@@ -57,6 +57,29 @@ public sealed class DeliveryLimitTests
     }
 
     [Test]
+    public async Task An_event_too_large_for_PostgreSQL_to_render_is_dead_with_its_reason_and_holds_back_nothing()
+    {
+        await using var scenario = await WorkerScenario.CreateAsync();
+        await scenario.Database.ExecuteAsync("ALTER TABLE orders ADD COLUMN note text");
+        await using var worker = await scenario.StartWorkerAsync(scenario.WriteConfig());
+        // 180 MiB of control characters: stored in a few MiB, each one six bytes as JSON text
+        // (\u0001), over the 1 GB PostgreSQL can make of one value. Rendering it to measure it
+        // failed every claim of the subscription, and nothing else was delivered.
+        await scenario.InsertOrdersAsync(1, 2);
+        await scenario.Database.ExecuteAsync("INSERT INTO orders (id, note) VALUES (3, repeat(chr(1), 180 * 1024 * 1024))");
+        await scenario.InsertOrdersAsync(4, 5);
+        var events = await scenario.CapturedEventIdsAsync();
+
+        await scenario.Receiver.WaitUntilAsync(r => r.DeliveredEventIds().Count == 4, TimeSpan.FromSeconds(60), "4 deliveries");
+        var dead = await WaitForDeadAsync(scenario.Database, 1);
+
+        Assert.That(scenario.Receiver.DeliveredEventIds(), Is.EquivalentTo(new[] { events[0], events[1], events[3], events[4] }));
+        Assert.That(scenario.Receiver.Requests.Select(r => r.EventId), Has.None.EqualTo(events[2]));
+        Assert.That(dead[events[2]], Does.StartWith("event is over 1 GiB as JSON text, more than PostgreSQL can render").And.EndWith("over max_event_bytes 4 MiB"));
+        Assert.That(worker.Output, Does.Not.Contain("Claiming failed"));
+    }
+
+    [Test]
     public async Task An_event_holding_bytes_that_are_not_UTF8_in_a_SQL_ASCII_database_is_dead_with_its_reason_and_holds_back_nothing()
     {
         await using var scenario = await WorkerScenario.CreateAsync(encoding: "SQL_ASCII");

@@ -217,10 +217,10 @@ internal static class DeliveryLedger
 
     public static async Task<IReadOnlyList<AttemptRow>> AttemptsAsync(NpgsqlDataSource dataSource)
     {
-        await using var command = dataSource.CreateCommand($"""
+        await using var command = dataSource.CreateCommand("""
             SELECT s.name, a.event_id, a.attempt, a.http_status, a.error, a.response_excerpt
-            FROM {RecordedAttempts.Sql} a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
-            ORDER BY s.name, a.event_id, a.attempt, a.id
+            FROM trigger_events.attempt_history a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
+            ORDER BY s.name, a.event_id, a.attempt, a.attempt_id
             """);
         await using var reader = await command.ExecuteReaderAsync();
         var rows = new List<AttemptRow>();

@@ -117,8 +117,8 @@ public sealed partial class TargetProtectionTests
             FROM trigger_events.subscriptions s, trigger_events.attempts a WHERE a.http_status = 503
             """);
         var othersStartedAfterHold = await scenario.ScalarAsync<double>(
-            $"""
-            SELECT extract(epoch FROM (SELECT min(a.started_at) FROM {RecordedAttempts.Sql} a WHERE a.event_id <> (SELECT min(event_id) FROM {RecordedAttempts.Sql} f))
+            """
+            SELECT extract(epoch FROM (SELECT min(a.started_at) FROM trigger_events.attempt_history a WHERE a.event_id <> (SELECT min(event_id) FROM trigger_events.attempt_history f))
                                       - s.held_until)::float8
             FROM trigger_events.subscriptions s
             """);

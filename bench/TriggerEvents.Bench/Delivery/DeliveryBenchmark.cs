@@ -434,18 +434,6 @@ internal static class DeliveryBenchmark
     }
 
     /// <summary>
-    /// Every recorded attempt, as the console reads an event's history: the rows of attempts
-    /// and, since migration 000028, the success a delivered row records itself. A baseline worker
-    /// of an earlier release logs its successes in attempts.
-    /// </summary>
-    internal const string RecordedAttempts = """
-        (SELECT a.subscription_id, a.event_id, a.attempt, a.started_at, a.duration_ms, a.id FROM trigger_events.attempts a
-         UNION ALL
-         SELECT d.subscription_id, d.event_id, d.attempts, d.last_started_at, d.last_duration_ms, NULL FROM trigger_events.deliveries d
-         WHERE d.status = 'delivered' AND d.last_started_at IS NOT NULL)
-        """;
-
-    /// <summary>
     /// Splits each event's latency at the start of its request (the attempt's <c>started_at</c>,
     /// by the worker's clock on this machine): before it, the commit, the wait for a claim and
     /// the claim; after it, the request until the receiver took it. With
@@ -455,12 +443,12 @@ internal static class DeliveryBenchmark
     private static async Task<string> SplitLatencyAsync(BenchDatabase database, IReadOnlyList<BenchReceiver.Arrival> arrivals, CancellationToken cancellationToken)
     {
         var splits = new Dictionary<long, (double RequestStart, double? Commit, double FromClaim)>(arrivals.Count);
-        await using (var command = database.DataSource.CreateCommand($$"""
+        await using (var command = database.DataSource.CreateCommand("""
             SELECT a.event_id, extract(epoch FROM a.started_at - e.captured_at)::float8 * 1000,
                    CASE WHEN current_setting('track_commit_timestamp')::bool
                         THEN extract(epoch FROM pg_xact_commit_timestamp(e.xmin) - e.captured_at)::float8 * 1000 END,
                    extract(epoch FROM a.started_at - (d.next_attempt_at - $2::interval))::float8 * 1000
-            FROM {{RecordedAttempts}} a JOIN trigger_events.event_log e ON e.id = a.event_id
+            FROM trigger_events.attempt_history a JOIN trigger_events.event_log e ON e.id = a.event_id
             JOIN trigger_events.deliveries d ON d.subscription_id = a.subscription_id AND d.event_id = a.event_id
             WHERE a.event_id = ANY($1) AND a.attempt = 1 AND d.attempts = 1 AND d.status = 'delivered'
             """))

@@ -177,8 +177,8 @@ internal static class ShapedDrains
         async Task<string> WorkerPausesAsync(string subscription) =>
             await database.ScalarAsync<string>(string.Create(CultureInfo.InvariantCulture, $$"""
                 WITH a AS (
-                    SELECT a.started_at, a.duration_ms, lead(a.started_at) OVER (ORDER BY a.started_at, a.id) AS next
-                    FROM {{DeliveryBenchmark.RecordedAttempts}} a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
+                    SELECT a.started_at, a.duration_ms, lead(a.started_at) OVER (ORDER BY a.started_at, a.attempt_id) AS next
+                    FROM trigger_events.attempt_history a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
                     WHERE s.name = '{{subscription}}'
                 ), g AS (
                     SELECT a.duration_ms, extract(epoch FROM a.next - a.started_at) * 1000 - a.duration_ms AS gap FROM a
@@ -194,7 +194,7 @@ internal static class ShapedDrains
         async Task<double> MedianRequestMsAsync(string subscription) =>
             await database.ScalarAsync<double?>(string.Create(CultureInfo.InvariantCulture, $"""
                 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms)
-                FROM {DeliveryBenchmark.RecordedAttempts} a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
+                FROM trigger_events.attempt_history a JOIN trigger_events.subscriptions s ON s.id = a.subscription_id
                 WHERE s.name = '{subscription}'
                 """), cancellationToken) ?? double.NaN;
     }

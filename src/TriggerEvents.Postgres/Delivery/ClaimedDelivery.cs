@@ -54,6 +54,12 @@ internal sealed record ClaimedDelivery(int SubscriptionId, WebhookEvent Event, i
     /// <summary>Its event is no longer in the log (deleted by hand): there is nothing to send.</summary>
     public bool EventGone { get; init; }
 
+    /// <summary>
+    /// PostgreSQL could not render its event's values as text (over 1 GB), with its error
+    /// (<c>trigger_events.render_values</c>, migration 000031): no attempt can send it.
+    /// </summary>
+    public string? Unrenderable { get; init; }
+
     /// <summary>The pooled memory <see cref="Event"/>'s values are in; give it back once they are copied.</summary>
     internal PooledBytes? Values { get; init; }
 

@@ -224,7 +224,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, c.attempts, c.took_over, c.due_at, c.rescheduled_at, e.condition_error,
-               c.status = 'dead', c.last_error, v.included, c.batch_id, c.along, c.run_id, c.order_seq
+               c.status = 'dead', c.last_error, v.included, c.batch_id, c.along, c.run_id, c.order_seq, v.unrenderable
         FROM claimed c
         LEFT JOIN trigger_events.event_log e ON e.id = c.event_id AND c.status = 'in_flight'
         {{InlineValues}}
@@ -242,20 +242,42 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <summary>
     /// Event <c>e</c>'s values as the text the worker sends, with their lengths, and whether they
     /// come with the claim at all (at most <c>$9</c> bytes together): see <see cref="ClaimSql"/>.
-    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>).
+    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>). An event stored in more than
+    /// <see cref="RenderedApartBytes"/> is rendered by <c>trigger_events.render_values</c>
+    /// (migration 000031), which returns the error, <c>unrenderable</c>, of values PostgreSQL
+    /// cannot render (over 1 GB as text) instead of failing the claim with it.
     /// </summary>
     private const string InlineValues = $$"""
         LEFT JOIN LATERAL (
-            SELECT t.*, coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
+            SELECT t.*, t.unrenderable IS NULL AND coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
             FROM (
-                SELECT r.old_text, r.new_text, r.session_text,
+                SELECT r.old_text, r.new_text, r.session_text, r.unrenderable,
                        octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
                        octet_length(r.session_text) AS session_bytes
                 FROM (SELECT convert_to(e.old_data::text, {{Utf8Bytes}}) AS old_text, convert_to(e.new_data::text, {{Utf8Bytes}}) AS new_text,
-                             convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session_text OFFSET 0) r
+                             convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session_text, NULL::text AS unrenderable
+                      WHERE {{StoredBytes}} <= {{RenderedApartBytes}}
+                      UNION ALL
+                      SELECT f.old_text, f.new_text, f.session_text, f.unrenderable
+                      FROM trigger_events.render_values(e.old_data, e.new_data, e.session_variables, {{Utf8Bytes}}) f
+                      WHERE {{StoredBytes}} > {{RenderedApartBytes}}
+                      OFFSET 0) r
             ) t
         ) v ON true
         """;
+
+    /// <summary>
+    /// The most bytes event <c>e</c>'s values may be stored in to be rendered in the claim's own
+    /// statement. Stored compressed, a value is at most about 256 times smaller than itself
+    /// (lz4), and its text at most six times larger (a control character as <c>\u0001</c>): at
+    /// this size, well under the 1 GB PostgreSQL can make. A larger event takes
+    /// <c>trigger_events.render_values</c> and its subtransaction.
+    /// </summary>
+    internal const string RenderedApartBytes = "524288"; // 512 KiB
+
+    /// <summary>What event <c>e</c>'s values take as stored (compressed, or out of line: read from their pointers, not fetched).</summary>
+    private const string StoredBytes =
+        "(coalesce(pg_column_size(e.old_data), 0) + coalesce(pg_column_size(e.new_data), 0) + coalesce(pg_column_size(e.session_variables), 0))";
 
     /// <summary>
     /// The transaction-local setting through which <see cref="ClaimSql"/> tells the fan-out that
@@ -299,7 +321,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                -- A probe of the primary key per delivery: as a join, the generic plan walked every
                -- delivery of the subscription for each.
                (SELECT d.batch_id FROM trigger_events.deliveries d WHERE d.subscription_id = $3 AND d.event_id = l.event_id),
-               false, NULL::bigint, NULL::bigint
+               false, NULL::bigint, NULL::bigint, v.unrenderable
         FROM unnest(coalesce(nullif(current_setting('{{LeasedEventsSetting}}', true), ''), '{}')::bigint[]) AS l(event_id)
         JOIN trigger_events.event_log e ON e.id = l.event_id
         {{InlineValues.Replace("$9", "$2", StringComparison.Ordinal)}}
@@ -355,6 +377,13 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             FROM result r
             WHERE d.subscription_id = r.subscription_id AND d.event_id = r.event_id
               AND d.lease_owner = $1 AND d.attempts = r.attempt
+              -- Tried again, a result the history holds already is not applied: the write before
+              -- committed it (a failure, a split) or a replay logged it, and this worker may have
+              -- claimed the row again since under the same attempt number, for a new request.
+              AND NOT ($12 AND EXISTS (
+                SELECT FROM trigger_events.attempts a
+                WHERE a.subscription_id = r.subscription_id AND a.event_id = r.event_id
+                  AND a.attempt = r.attempt AND a.started_at = r.started_at AND a.webhook_id IS NOT DISTINCT FROM r.webhook_id))
             RETURNING d.subscription_id, d.event_id, d.attempts
         ), logged AS (
             INSERT INTO trigger_events.attempts
@@ -642,7 +671,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
                CASE WHEN v.included THEN v.old_text END, CASE WHEN v.included THEN v.new_text END,
                CASE WHEN v.included THEN v.session_text END,
                e.traceparent, c.attempts, false, c.due_at, c.rescheduled_at, e.condition_error,
-               false, NULL::text, v.included, NULL::bigint, true, NULL::bigint, c.order_seq
+               false, NULL::text, v.included, NULL::bigint, true, NULL::bigint, c.order_seq, v.unrenderable
         FROM extended c
         LEFT JOIN trigger_events.event_log e ON e.id = c.event_id
         {{InlineValues.Replace("$9", "$6", StringComparison.Ordinal)}}
@@ -817,6 +846,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             Sizes = sizes,
             ValuesIncluded = included,
             Values = values,
+            Unrenderable = reader.IsDBNull(25) ? null : reader.GetString(25),
         };
     }
 

@@ -155,22 +155,19 @@ internal static class ConsoleQueries
         """;
 
     /// <summary>
-    /// Every recorded attempt at event <c>$1</c>, by attempts_delivery per subscription, and the
-    /// success a delivered row records itself (migration 000028: it is not in attempts).
+    /// Every recorded attempt at event <c>$1</c> (<c>trigger_events.attempt_history</c>, migration
+    /// 000030: the attempts, and the success a delivered row records itself), per subscription by
+    /// attempts_delivery and the primary key of deliveries.
     /// </summary>
     internal const string EventAttemptsSql = """
         SELECT s.name, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_excerpt, a.webhook_id
         FROM trigger_events.subscriptions s
+        -- A lateral subquery, so that both conditions reach both parts of the view: as a join, the
+        -- planner read each part whole and joined after.
         CROSS JOIN LATERAL (
-            SELECT at.attempt, at.started_at, at.duration_ms, at.http_status, at.error, at.response_excerpt, at.webhook_id, at.id
-            FROM trigger_events.attempts at WHERE at.subscription_id = s.id AND at.event_id = $1
-            UNION ALL
-            SELECT d.attempts, d.last_started_at, d.last_duration_ms, d.last_status, NULL, NULL, d.last_webhook_id, NULL
-            FROM trigger_events.deliveries d
-            WHERE d.subscription_id = s.id AND d.event_id = $1 AND d.status = 'delivered' AND d.last_started_at IS NOT NULL
-            OFFSET 0
+            SELECT h.* FROM trigger_events.attempt_history h WHERE h.subscription_id = s.id AND h.event_id = $1 OFFSET 0
         ) a
-        ORDER BY a.started_at, a.id
+        ORDER BY a.started_at, a.attempt_id
         """;
 
     /// <summary>

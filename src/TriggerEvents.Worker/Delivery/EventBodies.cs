@@ -26,6 +26,13 @@ internal sealed class EventBodies(DeliveryStore store, BodyMemory memory, TimePr
             throw Gone(delivery.Event.Id);
         }
 
+        if (delivery.Unrenderable is { } error)
+        {
+            throw new UndeliverableEventException(
+                $"event is over {ByteSize.Format(SubscriptionConfig.MaxMaxEventBytes)} as JSON text, more than PostgreSQL can render " +
+                $"(\"{error}\"), and over max_event_bytes {ByteSize.Format(subscription.MaxEventBytes)}");
+        }
+
         var layout = WebhookPayload.Layout(delivery.Event, subscription.Retry.MaxAttempts - 1, delivery.Attempt - 1);
         var sizes = delivery.Sizes;
         var length = layout.Length(sizes.Old, sizes.New, sizes.Session);
