@@ -396,7 +396,28 @@ public sealed class DeliveryStoreTests
         var (asked, _) = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, cursor, takeOverExpired: true, CancellationToken.None);
 
         Assert.That(notAsked, Is.Empty);
-        Assert.That(asked, Has.Count.EqualTo(10).And.All.Matches<ClaimedDelivery>(c => c.TookOverExpiredLease));
+        Assert.That(asked, Has.Count.EqualTo(1).And.All.Matches<ClaimedDelivery>(c => c.TookOverExpiredLease));
+    }
+
+    [Test]
+    public async Task Expired_leases_are_taken_over_one_at_a_time_with_nothing_pending_beside_them()
+    {
+        // The event of an expired lease may be what killed its worker: it is sent alone.
+        var crashed = Guid.NewGuid();
+        var claimed = await store.ClaimAsync(subscriptionId, crashed, 3, Lease, CancellationToken.None);
+        await database.ExecuteAsync("UPDATE trigger_events.deliveries SET next_attempt_at = now() - interval '1 second' WHERE status = 'in_flight'");
+
+        var rescuer = Guid.NewGuid();
+        var rounds = new List<long[]>();
+        for (var round = 0; round < 4; round++)
+        {
+            var (taken, _) = await store.ClaimAsync(subscriptionId, rescuer, 10, Lease, ClaimCursor.Sweep, takeOverExpired: true, CancellationToken.None);
+            rounds.Add([.. taken.Select(c => c.TookOverExpiredLease ? c.Event.Id : -c.Event.Id)]);
+        }
+
+        var firstThree = claimed.Select(c => c.Event.Id).ToArray();
+        Assert.That(rounds.Take(3).Select(r => r.Single()), Is.EquivalentTo(firstThree), "each expired lease in a claim of its own");
+        Assert.That(rounds[3], Has.Length.EqualTo(7).And.All.LessThan(0), "then the pending ones, none taken over");
     }
 
     [Test]

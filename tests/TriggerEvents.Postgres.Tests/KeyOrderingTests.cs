@@ -427,8 +427,13 @@ public sealed class KeyOrderingTests
         Assert.That(Runs(crashed), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }));
         await Task.Delay(50);
 
-        var takenOver = await store.ClaimAsync(subscriptionId, Guid.NewGuid(), 100, Lease, CancellationToken.None);
+        // One expired lease a claim, with its key's run (ClaimProtocol: it is sent alone).
+        var rescuer = Guid.NewGuid();
+        var first = await store.ClaimAsync(subscriptionId, rescuer, 100, Lease, CancellationToken.None);
+        var second = await store.ClaimAsync(subscriptionId, rescuer, 100, Lease, CancellationToken.None);
+        var takenOver = first.Concat(second).ToList();
 
+        Assert.That((Runs(first).Count, Runs(second).Count), Is.EqualTo((1, 1)), "one run a claim");
         Assert.That(Runs(takenOver), Is.EqualTo(new[] { new long[] { 1, 3 }, new long[] { 2, 4 } }), "each key's run, from its first, in order");
         Assert.That(takenOver.All(c => c.TookOverExpiredLease && c.Attempt == 2), Is.True);
         Assert.That(await ClaimIdsAsync(Guid.NewGuid()), Is.Empty);

@@ -45,7 +45,7 @@ public sealed class CrashTests
     }
 
     [Test]
-    public async Task An_event_that_kills_every_worker_taking_it_is_dead_after_max_attempts_while_the_rest_is_delivered()
+    public async Task An_event_that_kills_every_worker_taking_it_is_dead_after_max_attempts_alone_while_the_rest_is_delivered()
     {
         await using var scenario = await FaultScenario.CreateAsync();
         var options = new FaultWorkerOptions { MaxAttempts = 3, Lease = "3s", WebhookTimeout = "2s", ShutdownTimeout = "5s" };
@@ -62,7 +62,8 @@ public sealed class CrashTests
                 return new ReceiverResponse(200, TimeSpan.FromSeconds(10));
             }
 
-            return ReceiverResponse.Ok;
+            // Slow enough that each kill lands on others in flight, whose results it loses.
+            return new ReceiverResponse(200, TimeSpan.FromMilliseconds(300));
         };
 
         var started = new List<WorkerProcess>();
@@ -118,6 +119,12 @@ public sealed class CrashTests
             Assert.That(sends, Is.EqualTo(3), "requests of the poisoned event: max_attempts, each cut short by the kill");
             Assert.That(await scenario.ScalarAsync<long>($"SELECT count(*) FROM trigger_events.attempt_history a WHERE a.event_id = {poisoned}"), Is.Zero, "no result was ever recorded");
             Assert.That(killed, Is.EqualTo(3), "workers killed, one per attempt");
+            // Those in flight beside it at a kill lost an attempt, and were taken over with it:
+            // each is then sent alone, so it does not die with the culprit.
+            await scenario.WaitForDatabaseAsync(
+                async s => await s.ScalarAsync<long>($"SELECT count(*) FROM trigger_events.deliveries WHERE status <> 'delivered' AND event_id <> {poisoned}") == 0,
+                TimeSpan.FromSeconds(60), "every other delivery recorded as delivered");
+            Assert.That(await scenario.ScalarAsync<long>("SELECT count(*) FROM trigger_events.deliveries WHERE status = 'dead'"), Is.EqualTo(1), "dead: the culprit alone");
             Assert.That((await scenario.LostEventIdsAsync()).Where(id => id != poisoned), Is.Empty, "lost events");
             TestContext.Out.WriteLine($"workers started: {started.Count}; {await scenario.SummaryAsync()}");
         }

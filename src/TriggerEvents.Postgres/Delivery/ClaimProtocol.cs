@@ -13,6 +13,16 @@ namespace TriggerEvents.Postgres.Delivery;
 /// looks back <see cref="CommitWindow"/> from the previous claim, and a sweep from the head
 /// every <see cref="SweepPollIntervals"/> poll intervals finds what committed later still. A
 /// sweep walks every entry claimed since the table's last vacuum: too long to do every round.
+/// <para>
+/// A lease expires when its attempt ended without a result: most often its worker died, and the
+/// event may be what killed it, as it will kill the next. So a claim takes over one expired
+/// lease (with its batch or its key's run) and nothing pending beside it, the worker sends it
+/// alone once everything else it had in flight has its result written, and the next claim
+/// takes over the next at once (<see cref="ClaimSchedule.TookOver"/>), until none is left.
+/// Taken over together and sent side by side, the others lost an attempt each time the culprit
+/// killed a worker, and were dead beside it after <c>max_attempts</c>. After a worker dies,
+/// what it left is sent one request at a time, before new work.
+/// </para>
 /// </remarks>
 internal static class ClaimProtocol
 {
@@ -46,6 +56,9 @@ internal sealed class ClaimSchedule(TimeProvider time, TimeSpan pollInterval)
 
     /// <summary>Where the next claim starts, unless it is a sweep.</summary>
     public ClaimCursor Cursor { get; set; } = ClaimCursor.Sweep;
+
+    /// <summary>The last claim took an expired lease over: the next one looks for another at once.</summary>
+    public void TookOver() => lastTakeOver = 0;
 
     /// <summary>What the next claim does: takes over expired leases or not, and from which cursor.</summary>
     public (bool TakeOver, ClaimCursor From) Next()

@@ -173,6 +173,8 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             CROSS JOIN LATERAL (SELECT CASE {{TargetProtectionQueries.HeldBack}} ELSE greatest(0, s.max_in_flight - f.in_flight) END AS free) fr
             WHERE s.id = $1 AND s.enabled
         ), expired AS (
+            -- One at a time (its batch or its key's run comes along), and nothing pending beside
+            -- it: the event may be what killed the worker that held it (ClaimProtocol).
             SELECT d.subscription_id, d.event_id, true AS took_over, d.next_attempt_at AS due_at, d.batch_id, d.order_key, d.order_seq
             FROM trigger_events.deliveries d
             WHERE $7 AND d.subscription_id = $1 AND d.status = 'in_flight' AND d.next_attempt_at <= {{ClaimProtocol.Now}}
@@ -180,7 +182,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
               -- A key's expired run is taken over from its first, with the rest as its followers.
               AND {{KeyOrdering.NotHeldBack}}
             ORDER BY d.next_attempt_at
-            LIMIT $3
+            LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), start AS (
             SELECT CASE WHEN $5 < w.since THEN $5 ELSE w.since END AS due_at,
@@ -196,6 +198,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= {{ClaimProtocol.Now}}
               AND (d.next_attempt_at, d.event_id) > ((SELECT due_at FROM start), (SELECT event_id FROM start))
               AND (SELECT free FROM capacity) > 0
+              AND NOT EXISTS (SELECT FROM expired)
               AND {{KeyOrdering.NotHeldBack}}
             ORDER BY d.next_attempt_at, d.event_id
             LIMIT $3

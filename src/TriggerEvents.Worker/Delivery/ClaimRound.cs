@@ -40,6 +40,22 @@ internal sealed class ClaimedWork
 
     /// <summary>Whether the round holds anything to send.</summary>
     public bool HoldsAny => Single.Count + Batches.Count + Runs.Count > 0;
+
+    /// <summary>
+    /// Moves the requests that hold a delivery taken over from an expired lease (its attempt
+    /// ended without a result) out of this round, into a work of their own.
+    /// </summary>
+    public ClaimedWork SplitOffTakenOver()
+    {
+        var takenOver = new ClaimedWork();
+        takenOver.Single.AddRange(Single.Where(s => s.Delivery.TookOverExpiredLease));
+        Single.RemoveAll(s => s.Delivery.TookOverExpiredLease);
+        takenOver.Batches.AddRange(Batches.Where(b => b.Members.Exists(m => m.Delivery.TookOverExpiredLease)));
+        Batches.RemoveAll(b => b.Members.Exists(m => m.Delivery.TookOverExpiredLease));
+        takenOver.Runs.AddRange(Runs.Where(r => r.Members.Exists(m => m.Delivery.TookOverExpiredLease)));
+        Runs.RemoveAll(r => r.Members.Exists(m => m.Delivery.TookOverExpiredLease));
+        return takenOver;
+    }
 }
 
 /// <summary>
@@ -133,6 +149,14 @@ internal sealed class ClaimRound(
                 {
                     await store.HandOffAsync(
                         [.. claimBatch.Deliveries.Where(d => d.DeadAtClaim is not null && d.OrderSeq is not null).Select(d => d.Key)], cancellationToken);
+                }
+
+                if (claimBatch.Deliveries.Any(d => d.TookOverExpiredLease))
+                {
+                    // Sent alone (ClaimProtocol): nothing more is claimed to wait behind it, and
+                    // the next round looks for the next expired lease at once.
+                    schedule.TookOver();
+                    break;
                 }
             }
         }

@@ -105,10 +105,15 @@ internal sealed class DeliveryWorker
 
                 var roundStarted = time.GetTimestamp();
                 var work = await claims.ClaimAsync(stopping);
+                var takenOver = work.SplitOffTakenOver();
                 foreach (var request in Start(work, stopping, abort.Token))
                 {
-                    requests[request] = 0;
-                    _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                    Track(requests, request);
+                }
+
+                if (takenOver.HoldsAny)
+                {
+                    await SendAloneAsync(takenOver, requests, stopping, abort.Token);
                 }
 
                 work.Failure?.Throw();
@@ -210,25 +215,67 @@ internal sealed class DeliveryWorker
     }
 
     /// <summary>Starts an attempt for each single delivery, each batch and each key's run a round took.</summary>
-    private List<Task> Start(ClaimedWork work, CancellationToken stopping, CancellationToken abort)
+    private List<Task> Start(ClaimedWork work, CancellationToken stopping, CancellationToken abort) =>
+        [.. Requests(work, stopping, abort).Select(start => start())];
+
+    /// <summary>What starts the attempt of each single delivery, each batch and each key's run a round took.</summary>
+    private IEnumerable<Func<Task>> Requests(ClaimedWork work, CancellationToken stopping, CancellationToken abort)
     {
-        var started = new List<Task>(work.Single.Count + work.Batches.Count + work.Runs.Count);
         foreach (var (subscription, delivery, state) in work.Single)
         {
-            started.Add(attempts.DeliverAsync(subscription, delivery, state, abort));
+            yield return () => attempts.DeliverAsync(subscription, delivery, state, abort);
         }
 
         foreach (var (subscription, members) in work.Batches)
         {
-            started.Add(attempts.DeliverBatchAsync(subscription, members, abort));
+            yield return () => attempts.DeliverBatchAsync(subscription, members, abort);
         }
 
         foreach (var (subscription, members) in work.Runs)
         {
-            started.Add(attempts.DeliverRunAsync(subscription, members, stopping, abort));
+            yield return () => attempts.DeliverRunAsync(subscription, members, stopping, abort);
+        }
+    }
+
+    private static void Track(ConcurrentDictionary<Task, byte> requests, Task request)
+    {
+        requests[request] = 0;
+        _ = request.ContinueWith(t => requests.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// Sends what a round took over from an expired lease alone: with nothing else of this worker
+    /// in flight and every earlier result written, since the event may be what killed the worker
+    /// that held it (<see cref="ClaimProtocol"/>). The loop counts as alive while it waits
+    /// (<c>/healthz</c>); once stopping, what is left stays held and is released at shutdown.
+    /// </summary>
+    private async Task SendAloneAsync(ClaimedWork takenOver, ConcurrentDictionary<Task, byte> requests, CancellationToken stopping, CancellationToken abort)
+    {
+        foreach (var start in Requests(takenOver, stopping, abort))
+        {
+            await WaitAliveAsync(Task.WhenAll(requests.Keys), stopping);
+            await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
+            if (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+
+            var request = start();
+            Track(requests, request);
+            await WaitAliveAsync(request, stopping);
         }
 
-        return started;
+        await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
+    }
+
+    /// <summary>Waits for <paramref name="task"/>, or until stopping, marking the loop alive every second.</summary>
+    private async Task WaitAliveAsync(Task task, CancellationToken stopping)
+    {
+        while (!task.IsCompleted && !stopping.IsCancellationRequested)
+        {
+            await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(1), time, stopping));
+            LastLoopAt = time.GetUtcNow();
+        }
     }
 
     /// <summary>
