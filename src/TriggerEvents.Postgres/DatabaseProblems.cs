@@ -114,6 +114,14 @@ internal static partial class DatabaseProblems
         {
             await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
             var role = await ScalarAsync<string>(connection, "SELECT quote_ident(current_user)", cancellationToken, []);
+            if (kind == "table" && !TablePrivileges.ContainsKey(name) &&
+                await PartitionWithoutTriggerAsync(connection, name, cancellationToken) is { } partition)
+            {
+                return $"{said}: the role {role} lacks TRIGGER on the partition {partition.Name}, which replacing the capture trigger of a " +
+                       $"partitioned table needs on each partition; the table's owner can run: GRANT TRIGGER ON {partition.Name} TO {role}; " +
+                       $"and, for partitions made later: ALTER DEFAULT PRIVILEGES FOR ROLE {partition.Owner} IN SCHEMA {partition.Schema} GRANT TRIGGER ON TABLES TO {role};";
+            }
+
             string? grant = kind switch
             {
                 "schema" when name == "trigger_events" =>
@@ -133,6 +141,26 @@ internal static partial class DatabaseProblems
         {
             return said;
         }
+    }
+
+    /// <summary>
+    /// A partition named <paramref name="name"/> the role may not make triggers on, with its
+    /// owner and schema: PostgreSQL clones a partitioned table's triggers onto each partition and
+    /// checks the right there, and a partition made after <c>attach</c> does not inherit a grant.
+    /// </summary>
+    private static async Task<(string Name, string Owner, string Schema)?> PartitionWithoutTriggerAsync(
+        NpgsqlConnection connection, string name, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT format('%I.%I', n.nspname, c.relname), quote_ident(pg_get_userbyid(c.relowner)), quote_ident(n.nspname)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relname = $1 AND c.relispartition AND NOT has_table_privilege(c.oid, 'TRIGGER')
+            ORDER BY n.nspname LIMIT 1
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = name });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? (reader.GetString(0), reader.GetString(1), reader.GetString(2)) : null;
     }
 
     private static async Task<string?> MissingTablePrivilegesAsync(NpgsqlConnection connection, string name, CancellationToken cancellationToken)

@@ -338,4 +338,42 @@ public sealed class MigratorTests
         Assert.That(changingWhen.MessageText, Does.Contain("te_orders_changed_update").And.Contain("only the table's owner"), changingWhen.MessageText);
         Assert.That(changingWhen.Hint, Does.Contain("ALTER TABLE public.orders ENABLE TRIGGER te_orders_changed_update"), changingWhen.Hint);
     }
+
+    [Test]
+    public async Task A_schema_owner_with_only_TRIGGER_is_told_the_grants_a_partition_made_after_attach_needs()
+    {
+        await using var database = await TestDatabase.CreateAsync(migrated: false);
+        await using var owner = await LoginRole.CreateAsync(database);
+        await using var app = await LoginRole.CreateAsync(database);
+        await database.ExecuteAsync($"GRANT CREATE ON DATABASE {database.Name} TO {owner.Name}; GRANT CREATE ON SCHEMA public TO {app.Name}");
+        await using var asOwner = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(owner.ConnectionString) { Pooling = false }.ConnectionString);
+        await Migrator.MigrateAsync(asOwner, CancellationToken.None);
+        async Task AsAppAsync(string sql)
+        {
+            await using var connection = await app.OpenAsync();
+            await new NpgsqlCommand(sql, connection).ExecuteNonQueryAsync();
+        }
+
+        await AsAppAsync($"""
+            CREATE TABLE parts (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+            CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us');
+            GRANT TRIGGER ON parts, parts_us TO {owner.Name};
+            """);
+        await asOwner.CreateCommand("SELECT trigger_events.attach('public.parts', 'parts_changed')").ExecuteScalarAsync();
+        // The application adds a partition: its writes are captured, but it has no grant.
+        await AsAppAsync("CREATE TABLE parts_jp PARTITION OF parts FOR VALUES IN ('jp'); INSERT INTO parts VALUES (1, 'jp')");
+
+        const string Regenerate = "SELECT trigger_events.attach('public.parts', 'parts_changed', payload_columns => '{id}')";
+        var refused = Assert.ThrowsAsync<PostgresException>(async () => await asOwner.CreateCommand(Regenerate).ExecuteScalarAsync());
+        var said = await DatabaseProblems.DescribePermissionAsync(asOwner, refused!, CancellationToken.None);
+        await AsAppAsync($"GRANT TRIGGER ON public.parts_jp TO {owner.Name}; ALTER DEFAULT PRIVILEGES FOR ROLE {app.Name} IN SCHEMA public GRANT TRIGGER ON TABLES TO {owner.Name}");
+        await asOwner.CreateCommand(Regenerate).ExecuteScalarAsync();
+        await AsAppAsync("CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu')");
+        var again = await asOwner.CreateCommand("SELECT trigger_events.attach('public.parts', 'parts_changed')").ExecuteScalarAsync();
+
+        Assert.That(await database.ScalarAsync<long>("SELECT count(*) FROM trigger_events.event_log"), Is.EqualTo(1), "the new partition's write was captured");
+        Assert.That(said, Does.Contain($"lacks TRIGGER on the partition public.parts_jp").And.Contain($"GRANT TRIGGER ON public.parts_jp TO {owner.Name};")
+            .And.Contain($"ALTER DEFAULT PRIVILEGES FOR ROLE {app.Name} IN SCHEMA public GRANT TRIGGER ON TABLES TO {owner.Name};"), said);
+        Assert.That(again, Is.EqualTo("replaced"), "a partition made after the default privileges needs no grant of its own");
+    }
 }
