@@ -1,17 +1,19 @@
 -- 000031: an event whose values are too large to render as text is told apart from the others,
--- instead of failing the claim that reads it.
+-- instead of failing every claim that reads it.
 --
 -- Locks: none (a function added). None on application tables; no new rights.
 --
 -- Why: a claim renders each event's values as the JSON text the worker sends, to measure them.
 -- PostgreSQL cannot make a text value over 1 GB, and a row well under that can render over it:
--- 175 MiB of control characters is 1 GB of \u0001 escapes. The error failed the whole claim
--- statement, every round: no delivery of the subscription was made, the others' claims waited
--- behind it, and the event was never dead-lettered. A claim now renders an event whose values
--- are stored in more than 512 KiB through this function, which renders them in a subtransaction
--- and returns the error instead; the worker dead-letters that event, saying so. Below 512 KiB
--- stored (compressed, at most about 256 times smaller with lz4) a value renders to at most six
--- times its size (a control character as \u0001), well under 1 GB, and takes no subtransaction.
+-- 180 MiB of control characters is 1 GB of \u0001 escapes, and the number 1e131071, stored in a
+-- few bytes, prints as 131,072 digits. The error failed the whole claim statement, every round:
+-- no delivery of the subscription was made, the others' claims waited behind it, and the event
+-- was never dead-lettered. A claim that fails so is now run again with every event rendered
+-- through this function, which renders them in a subtransaction and returns the error instead;
+-- the worker dead-letters that event, saying so, and sends the rest. The usual claim still
+-- renders in its own statement: a subtransaction per event would cost every claim, and no bound
+-- on the stored size tells such an event apart beforehand. Only the limit is caught: an
+-- out-of-memory error may pass, and the claim fails and is tried again as any other error.
 --
 -- Executable by PUBLIC, as the built-in functions it calls are: it reads only its arguments.
 
@@ -25,7 +27,7 @@ BEGIN
     old_text := convert_to(old_data::text, into_encoding);
     new_text := convert_to(new_data::text, into_encoding);
     session_text := convert_to(session_variables::text, into_encoding);
-EXCEPTION WHEN program_limit_exceeded OR out_of_memory THEN
+EXCEPTION WHEN program_limit_exceeded THEN
     old_text := NULL;
     new_text := NULL;
     session_text := NULL;
@@ -33,7 +35,7 @@ EXCEPTION WHEN program_limit_exceeded OR out_of_memory THEN
 END
 $$;
 COMMENT ON FUNCTION trigger_events.render_values(jsonb, jsonb, jsonb, name) IS
-    'An event''s values as text in the given encoding, or NULLs and the error when PostgreSQL cannot render them (over 1 GB as text); the claims call it for events stored in more than 512 KiB.';
+    'An event''s values as text in the given encoding, or NULLs and the error when PostgreSQL cannot render them (over 1 GB as text); a claim that failed so is run again with every event rendered by it.';
 
 -- Workers of schema 27 and later run on this schema: nothing they use changed.
 UPDATE trigger_events.migrations SET workers_from = 27 WHERE version = 31;

@@ -1,5 +1,6 @@
 using TriggerEvents.LocalServer;
 using TriggerEvents.Postgres;
+using TriggerEvents.Postgres.Migrations;
 using TriggerEvents.Testing;
 
 namespace TriggerEvents.Worker.Tests;
@@ -79,16 +80,22 @@ public sealed class GroupLifecycleTests
     public async Task Two_groups_on_one_trigger_each_deliver_everything_and_restarts_never_pause_the_other()
     {
         await using var scenario = await WorkerScenario.CreateAsync();
+        // Each team logs in as a role of its own: A as trigger_events_worker, B as one given the
+        // same rights by grant_worker_role (README, "Groups").
+        await using var teamBRole = await LoginRole.CreateAsync(scenario.Database);
+        await scenario.Database.ExecuteAsync($"SELECT trigger_events.grant_worker_role('{teamBRole.Name}')");
         var configA = WriteConfig(scenario, "team-a", "a-hook");
         await using var teamA = WorkerProcess.Start(scenario.DatabaseUrl, configA.Path, configA.HttpPort);
         var configB = WriteConfig(scenario, "team-b", "b-hook");
-        var teamB = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
+        var teamB = WorkerProcess.Start(teamBRole.ConnectionString, configB.Path, configB.HttpPort);
         await Task.WhenAll(teamA.WaitUntilReadyAsync(), teamB.WaitUntilReadyAsync());
         await scenario.InsertOrdersAsync(1, 200);
 
-        // Team B restarts with its own file: under the old rule it switched a-hook off.
+        // Team B restarts with its own file: under the old rule it switched a-hook off. A migrate
+        // in between grants both roles again.
         Assert.That(await teamB.TerminateAsync(), Is.Zero, teamB.Output);
-        await using var teamBAgain = WorkerProcess.Start(scenario.DatabaseUrl, configB.Path, configB.HttpPort);
+        await Migrator.MigrateAsync(scenario.Database.DataSource, CancellationToken.None);
+        await using var teamBAgain = WorkerProcess.Start(teamBRole.ConnectionString, configB.Path, configB.HttpPort);
         await teamBAgain.WaitUntilReadyAsync();
         await scenario.InsertOrdersAsync(201, 300);
 

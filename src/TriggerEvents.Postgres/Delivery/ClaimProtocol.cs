@@ -17,8 +17,9 @@ namespace TriggerEvents.Postgres.Delivery;
 /// A lease expires when its attempt ended without a result: most often its worker died, and the
 /// event may be what killed it, as it will kill the next. So a claim takes over one expired
 /// lease (with its batch or its key's run) and nothing pending beside it, the worker sends it
-/// alone once everything else it had in flight has its result written, and the next claim
-/// takes over the next at once (<see cref="ClaimSchedule.TookOver"/>), until none is left.
+/// alone once everything else it had in flight has its result written (a busy key's run takes
+/// no more of its key on meanwhile), and the next claim takes over the next at once
+/// (<see cref="ClaimSchedule.TookOver"/>), until none is left.
 /// Taken over together and sent side by side, the others lost an attempt each time the culprit
 /// killed a worker, and were dead beside it after <c>max_attempts</c>. After a worker dies,
 /// what it left is sent one request at a time, before new work.

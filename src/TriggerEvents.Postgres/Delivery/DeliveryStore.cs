@@ -245,42 +245,58 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <summary>
     /// Event <c>e</c>'s values as the text the worker sends, with their lengths, and whether they
     /// come with the claim at all (at most <c>$9</c> bytes together): see <see cref="ClaimSql"/>.
-    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>). An event stored in more than
-    /// <see cref="RenderedApartBytes"/> is rendered by <c>trigger_events.render_values</c>
-    /// (migration 000031), which returns the error, <c>unrenderable</c>, of values PostgreSQL
-    /// cannot render (over 1 GB as text) instead of failing the claim with it.
+    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>). <c>unrenderable</c> is always NULL here: see
+    /// <see cref="ValuesRenderedApart"/>.
     /// </summary>
     private const string InlineValues = $$"""
+        LEFT JOIN LATERAL (
+            SELECT t.*, coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
+            FROM (
+                SELECT r.old_text, r.new_text, r.session_text, NULL::text AS unrenderable,
+                       octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
+                       octet_length(r.session_text) AS session_bytes
+                FROM (SELECT convert_to(e.old_data::text, {{Utf8Bytes}}) AS old_text, convert_to(e.new_data::text, {{Utf8Bytes}}) AS new_text,
+                             convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session_text OFFSET 0) r
+            ) t
+        ) v ON true
+        """;
+
+    /// <summary>
+    /// <see cref="InlineValues"/> for a claim run again after it failed with
+    /// <c>program_limit_exceeded</c>: an event's values rendered over 1 GB as text, more than
+    /// PostgreSQL can make (180 MiB of control characters, each written <c>\u0001</c>, or a
+    /// number such as 1e131071, stored in a few bytes and printed in 131,072 digits). Each event
+    /// is rendered by <c>trigger_events.render_values</c> (migration 000031), which returns the
+    /// error, <c>unrenderable</c>, instead of failing the claim with it, so the worker can
+    /// dead-letter that event and send the rest. Its subtransaction per event is why a claim
+    /// renders in its own statement first: no bound on the stored size tells such an event apart.
+    /// </summary>
+    private const string ValuesRenderedApart = $$"""
         LEFT JOIN LATERAL (
             SELECT t.*, t.unrenderable IS NULL AND coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
             FROM (
                 SELECT r.old_text, r.new_text, r.session_text, r.unrenderable,
                        octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
                        octet_length(r.session_text) AS session_bytes
-                FROM (SELECT convert_to(e.old_data::text, {{Utf8Bytes}}) AS old_text, convert_to(e.new_data::text, {{Utf8Bytes}}) AS new_text,
-                             convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session_text, NULL::text AS unrenderable
-                      WHERE {{StoredBytes}} <= {{RenderedApartBytes}}
-                      UNION ALL
-                      SELECT f.old_text, f.new_text, f.session_text, f.unrenderable
-                      FROM trigger_events.render_values(e.old_data, e.new_data, e.session_variables, {{Utf8Bytes}}) f
-                      WHERE {{StoredBytes}} > {{RenderedApartBytes}}
-                      OFFSET 0) r
+                FROM trigger_events.render_values(e.old_data, e.new_data, e.session_variables, {{Utf8Bytes}}) r
             ) t
         ) v ON true
         """;
 
     /// <summary>
-    /// The most bytes event <c>e</c>'s values may be stored in to be rendered in the claim's own
-    /// statement. Stored compressed, a value is at most about 256 times smaller than itself
-    /// (lz4), and its text at most six times larger (a control character as <c>\u0001</c>): at
-    /// this size, well under the 1 GB PostgreSQL can make. A larger event takes
-    /// <c>trigger_events.render_values</c> and its subtransaction.
+    /// <paramref name="statement"/>, which renders events with <see cref="InlineValues"/> (its
+    /// byte limit as <paramref name="limit"/>), as it is run again after a value could not be rendered.
     /// </summary>
-    internal const string RenderedApartBytes = "524288"; // 512 KiB
+    private static string RenderingApart(string statement, string limit = "$9")
+    {
+        var inline = InlineValues.Replace("$9", limit, StringComparison.Ordinal);
+        return statement.Contains(inline, StringComparison.Ordinal)
+            ? statement.Replace(inline, ValuesRenderedApart.Replace("$9", limit, StringComparison.Ordinal), StringComparison.Ordinal)
+            : throw new InvalidOperationException("The statement does not render values with InlineValues.");
+    }
 
-    /// <summary>What event <c>e</c>'s values take as stored (compressed, or out of line: read from their pointers, not fetched).</summary>
-    private const string StoredBytes =
-        "(coalesce(pg_column_size(e.old_data), 0) + coalesce(pg_column_size(e.new_data), 0) + coalesce(pg_column_size(e.session_variables), 0))";
+    /// <summary>A value rendered over 1 GB: the claim or read is run again with <see cref="ValuesRenderedApart"/>.</summary>
+    private static bool IsUnrenderable(PostgresException e) => e.SqlState == PostgresErrorCodes.ProgramLimitExceeded;
 
     /// <summary>
     /// The transaction-local setting through which <see cref="ClaimSql"/> tells the fan-out that
@@ -521,6 +537,21 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, FanOutRequest? fanOut,
         int includedBytes, CancellationToken cancellationToken)
     {
+        try
+        {
+            return await ClaimOnceAsync(subscriptionId, owner, limit, lease, cursor, takeOverExpired, fanOut, includedBytes, renderApart: false, cancellationToken);
+        }
+        catch (PostgresException e) when (IsUnrenderable(e))
+        {
+            // Nothing of the failed round trip was kept: it was one transaction.
+            return await ClaimOnceAsync(subscriptionId, owner, limit, lease, cursor, takeOverExpired, fanOut, includedBytes, renderApart: true, cancellationToken);
+        }
+    }
+
+    private async Task<ClaimBatch> ClaimOnceAsync(
+        int subscriptionId, Guid owner, int limit, TimeSpan lease, ClaimCursor cursor, bool takeOverExpired, FanOutRequest? fanOut,
+        int includedBytes, bool renderApart, CancellationToken cancellationToken)
+    {
         // One round trip: a batch runs in one implicit transaction, each statement with its own snapshot.
         await using var batch = dataSource.CreateBatch();
         // The fan-out of a subscription without key ordering or protection goes after its claim
@@ -560,7 +591,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         lockSubscription.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         lockSubscription.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(lockSubscription);
-        var command = new NpgsqlBatchCommand(ClaimSql);
+        var command = new NpgsqlBatchCommand(renderApart ? ClaimSqlRenderingApart : ClaimSql);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         // $3 is rows (the scans' LIMIT), $10 requests: the same unless the subscription is batched.
@@ -596,7 +627,7 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
             fan.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = lease, NpgsqlDbType = NpgsqlDbType.Interval });
             fan.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
             batch.BatchCommands.Add(fan);
-            var read = new NpgsqlBatchCommand(LeasedSql);
+            var read = new NpgsqlBatchCommand(renderApart ? LeasedSqlRenderingApart : LeasedSql);
             read.Parameters.Add(new NpgsqlParameter<DateTimeOffset?> { TypedValue = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
             read.Parameters.Add(new NpgsqlParameter<int> { TypedValue = inlineBytes });
             read.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
@@ -680,6 +711,12 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         {{InlineValues.Replace("$9", "$6", StringComparison.Ordinal)}}
         """;
 
+    // The statements that render events, as they are run again after a value could not be
+    // rendered (ValuesRenderedApart). After the statements they are made from.
+    private static readonly string ClaimSqlRenderingApart = RenderingApart(ClaimSql);
+    private static readonly string LeasedSqlRenderingApart = RenderingApart(LeasedSql, "$2");
+    private static readonly string TakeRunOnSqlRenderingApart = RenderingApart(TakeRunOnSql, "$6");
+
     /// <summary>
     /// Takes up to <paramref name="rows"/> more of a key's deliveries onto the run whose last
     /// member is <paramref name="last"/>, held under its attempt <paramref name="lastAttempt"/>
@@ -691,10 +728,23 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     public async Task<List<ClaimedDelivery>> TakeRunOnAsync(
         Guid owner, DeliveryKey last, int lastAttempt, int rows, TimeSpan lease, int includedBytes, CancellationToken cancellationToken)
     {
+        try
+        {
+            return await TakeRunOnOnceAsync(owner, last, lastAttempt, rows, lease, includedBytes, renderApart: false, cancellationToken);
+        }
+        catch (PostgresException e) when (IsUnrenderable(e))
+        {
+            return await TakeRunOnOnceAsync(owner, last, lastAttempt, rows, lease, includedBytes, renderApart: true, cancellationToken);
+        }
+    }
+
+    private async Task<List<ClaimedDelivery>> TakeRunOnOnceAsync(
+        Guid owner, DeliveryKey last, int lastAttempt, int rows, TimeSpan lease, int includedBytes, bool renderApart, CancellationToken cancellationToken)
+    {
         var subscriptionId = last.SubscriptionId;
         await using var batch = dataSource.CreateBatch();
         batch.BatchCommands.Add(new NpgsqlBatchCommand(PinPlanSql));
-        var command = new NpgsqlBatchCommand(TakeRunOnSql);
+        var command = new NpgsqlBatchCommand(renderApart ? TakeRunOnSqlRenderingApart : TakeRunOnSql);
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = subscriptionId });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = owner });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = last.EventId });

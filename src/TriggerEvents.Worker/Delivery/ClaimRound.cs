@@ -153,10 +153,9 @@ internal sealed class ClaimRound(
 
                 if (claimBatch.Deliveries.Any(d => d.TookOverExpiredLease))
                 {
-                    // Sent alone (ClaimProtocol): nothing more is claimed to wait behind it, and
-                    // the next round looks for the next expired lease at once.
+                    // Sent alone, after the rest of the round (ClaimProtocol): the next round
+                    // looks for the next expired lease at once.
                     schedule.TookOver();
-                    break;
                 }
             }
         }

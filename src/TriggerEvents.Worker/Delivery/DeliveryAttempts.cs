@@ -55,6 +55,19 @@ internal sealed class DeliveryAttempts(
     }
 
     /// <summary>
+    /// While set, a busy key's run takes no more of its key on: it ends with what it holds. Set
+    /// while the worker waits for what it has in flight to end before it sends what it took over
+    /// from an expired lease (<see cref="DeliveryWorker"/>): a busy run would never end.
+    /// </summary>
+    public bool TakeOnPaused
+    {
+        get => Volatile.Read(ref takeOnPaused);
+        set => Volatile.Write(ref takeOnPaused, value);
+    }
+
+    private bool takeOnPaused;
+
+    /// <summary>
     /// Sends a run of one key's deliveries (<see cref="KeyOrdering.Followers"/>) one after
     /// another in the key's order, each as soon as the one before has its result: delivered or
     /// dead, the key goes on; to be retried, the rest are given back unsent (their attempts
@@ -94,7 +107,7 @@ internal sealed class DeliveryAttempts(
                 // the database about as long as sending them does (bench/README.md, "A busy key's
                 // runs taken on"), and starting sooner would only hold more of the key under this
                 // worker's leases, each with an attempt counted, against a slow target.
-                if (busy && more is null && members.Count - next <= runTakeOnRows && !stopping.IsCancellationRequested)
+                if (busy && more is null && members.Count - next <= runTakeOnRows && !stopping.IsCancellationRequested && !TakeOnPaused)
                 {
                     more = held.TakeRunOnAsync(members[^1], runTakeOnRows, subscription.InlineBytes);
                 }

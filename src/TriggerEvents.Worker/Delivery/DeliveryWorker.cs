@@ -251,27 +251,40 @@ internal sealed class DeliveryWorker
     /// </summary>
     private async Task SendAloneAsync(ClaimedWork takenOver, ConcurrentDictionary<Task, byte> requests, CancellationToken stopping, CancellationToken abort)
     {
-        foreach (var start in Requests(takenOver, stopping, abort))
+        // A busy key's run in flight, or taken over, ends with what it holds.
+        attempts.TakeOnPaused = true;
+        try
         {
-            await WaitAliveAsync(Task.WhenAll(requests.Keys), stopping);
-            await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
-            if (stopping.IsCancellationRequested)
+            foreach (var start in Requests(takenOver, stopping, abort))
             {
-                return;
+                await WaitAliveAsync(Task.WhenAll(requests.Keys), stopping);
+                await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
+                if (stopping.IsCancellationRequested || recorder.Refusal is not null)
+                {
+                    // Held, and released at shutdown; a refused write stops the worker at the loop's head.
+                    return;
+                }
+
+                var request = start();
+                Track(requests, request);
+                await WaitAliveAsync(request, stopping);
             }
 
-            var request = start();
-            Track(requests, request);
-            await WaitAliveAsync(request, stopping);
+            await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
         }
-
-        await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
+        finally
+        {
+            attempts.TakeOnPaused = false;
+        }
     }
 
-    /// <summary>Waits for <paramref name="task"/>, or until stopping, marking the loop alive every second.</summary>
+    /// <summary>
+    /// Waits for <paramref name="task"/>, until stopping, or until a result write is refused (the
+    /// results then never get written), marking the loop alive every second.
+    /// </summary>
     private async Task WaitAliveAsync(Task task, CancellationToken stopping)
     {
-        while (!task.IsCompleted && !stopping.IsCancellationRequested)
+        while (!task.IsCompleted && !stopping.IsCancellationRequested && recorder.Refusal is null)
         {
             await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(1), time, stopping));
             LastLoopAt = time.GetUtcNow();
