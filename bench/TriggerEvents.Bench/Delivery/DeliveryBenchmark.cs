@@ -66,7 +66,7 @@ internal static class DeliveryBenchmark
 
         var connectionString = new NpgsqlConnectionStringBuilder(database.DataSource.ConnectionString) { Database = DatabaseName }.ConnectionString;
         var configPath = WriteConfig(receiver, options);
-        if (options.TracingRounds > 0 || options.ConsoleRounds > 0 || baseline is not null || options.MemoryVariants.Count > 0)
+        if (options.TracingRounds > 0 || options.ConsoleRounds > 0 || options.TakeOverRounds > 0 || baseline is not null || options.MemoryVariants.Count > 0)
         {
             try
             {
@@ -75,7 +75,13 @@ internal static class DeliveryBenchmark
                     await MemoryVariants.RunAsync(database, receiver, connectionString, configPath, options, cancellationToken);
                 }
 
-                if (baseline is not null)
+                if (options.TakeOverRounds > 0)
+                {
+                    // With --baseline, the rounds compare the two builds' take-over instead of their drains.
+                    await TakeOverCost.RunAsync(
+                        database, receiver, connectionString, configPath, options, baseline is null ? null : (options.Baseline!, baseline), cancellationToken);
+                }
+                else if (baseline is not null)
                 {
                     await BaselineComparison.RunAsync(options.Baseline!, baseline, options.BaselineRounds, async executable =>
                     {

@@ -51,6 +51,9 @@ internal sealed record DeliveryOptions
     /// <summary>Rounds each of a drain without and with a console open (<see cref="ConsoleCost"/>), in place of the phases; 0: none.</summary>
     public int ConsoleRounds { get; init; }
 
+    /// <summary>Rounds of a worker killed mid-drain and the deliveries it left taken over (<see cref="TakeOverCost"/>), in place of the phases; 0: none.</summary>
+    public int TakeOverRounds { get; init; }
+
     /// <summary>Extra server settings (<c>name=value</c>), applied after LocalCluster's own.</summary>
     public IReadOnlyList<string> ServerSettings { get; init; } = [];
 
@@ -85,7 +88,7 @@ internal sealed record DeliveryOptions
     public int GraphileJobs { get; init; } = 32;
 
     public const string Usage =
-        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--baseline GIT-REF] [--baseline-rounds N] [--memory-variant NAME=VALUE]... [--memory-rounds N] [--statements] [--set name=value]... [--worker-env NAME=VALUE]...";
+        "delivery [--backlog N] [--memory-events N] [--latency-seconds N] [--latency-warmup N] [--latency-rate N] [--writers N] [--batch-size N] [--concurrency N] [--peer-rounds N] [--graphile-jobs N] [--shaped-drains all|none|NAME,...] [--tracing N] [--console N] [--take-over N] [--baseline GIT-REF] [--baseline-rounds N] [--memory-variant NAME=VALUE]... [--memory-rounds N] [--statements] [--set name=value]... [--worker-env NAME=VALUE]...";
 
     public static DeliveryOptions Parse(IReadOnlyList<string> args)
     {
@@ -116,6 +119,7 @@ internal sealed record DeliveryOptions
                 "--graphile-jobs" => options with { GraphileJobs = Int(value) },
                 "--tracing" => options with { TracingRounds = Int(value) },
                 "--console" => options with { ConsoleRounds = Int(value) },
+                "--take-over" => options with { TakeOverRounds = Int(value) },
                 "--baseline" => options with { Baseline = value },
                 "--baseline-rounds" => options with { BaselineRounds = Int(value) },
                 "--set" => options with { ServerSettings = [.. options.ServerSettings, ServerSetting.Parse(value)] },
@@ -127,7 +131,7 @@ internal sealed record DeliveryOptions
         }
 
         if (options.Backlog < 1 || options.MemoryEvents < 1 || options.Writers < 1 || options.BatchSize < 1 || options.Concurrency < 1 ||
-            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0 || options.BaselineRounds < 1 || options.MemoryRounds < 1)
+            options.LatencySeconds < 1 || options.LatencyRate < 1 || options.LatencyWarmupSeconds < 0 || options.PeerRounds < 0 || options.GraphileJobs < 1 || options.TracingRounds < 0 || options.ConsoleRounds < 0 || options.TakeOverRounds < 0 || options.BaselineRounds < 1 || options.MemoryRounds < 1)
         {
             throw new ArgumentException($"Sizes must be positive (the warm-up and the rounds may be 0). Usage: {Usage}");
         }

@@ -113,6 +113,16 @@ internal sealed class WorkerUnderTest : IAsyncDisposable
     /// <summary>Resident memory now (VmRSS), in MiB.</summary>
     public double MemoryMiB => ReadStatusKiB("VmRSS") / 1024.0;
 
+    /// <summary>SIGKILL, as an out-of-memory kill or a lost node ends a worker: nothing is released.</summary>
+    public async Task KillAsync()
+    {
+        if (!process.HasExited)
+        {
+            process.Kill();
+            await process.WaitForExitAsync();
+        }
+    }
+
     public async Task StopAsync()
     {
         if (process.HasExited)
