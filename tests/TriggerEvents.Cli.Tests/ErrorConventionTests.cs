@@ -189,6 +189,41 @@ public sealed class ErrorConventionTests
     }
 
     [Test]
+    public async Task A_worker_that_may_no_longer_record_results_stops_also_while_it_sends_a_delivery_taken_over_alone()
+    {
+        // A delivery a dead worker held, its lease over: the next worker takes it over and sends
+        // it alone, waiting for its result to be written before anything else. That wait must end
+        // when the write is refused, or the worker would keep its leases alive for ever.
+        await using var setup = await OrdersWorker.CreateAsync();
+        var (database, receiver, port, path) = setup;
+        await using (var first = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+        {
+            await first.WaitUntilReadyAsync();
+            Assert.That(await first.TerminateAsync(), Is.Zero, first.Output);
+        }
+
+        await database.ExecuteAsync("INSERT INTO orders VALUES (1)");
+        await database.FanOutAsync();
+        await database.ExecuteAsync(
+            "UPDATE trigger_events.deliveries SET status = 'in_flight', lease_owner = gen_random_uuid(), attempts = 1, next_attempt_at = now() - interval '1 second'");
+        // Answered late enough for the grant to go first.
+        receiver.Respond = _ => new ReceiverResponse(200, TimeSpan.FromSeconds(3));
+        int exitCode;
+        string output;
+        await using (var worker = WorkerProcess.Start(database.WorkerConnectionString, path, port))
+        {
+            await worker.WaitUntilReadyAsync();
+            await database.ExecuteAsync($"REVOKE INSERT ON trigger_events.attempts FROM {Migrator.WorkerRole}");
+            exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            output = worker.Output;
+        }
+
+        Assert.That(exitCode, Is.EqualTo(1), output);
+        Assert.That(output, Does.Contain($"GRANT INSERT ON trigger_events.attempts TO {Migrator.WorkerRole};"), output);
+        Assert.That(receiver.Requests.Select(r => r.EventId), Is.EqualTo(new long?[] { 1 }), "taken over and sent once, its result refused");
+    }
+
+    [Test]
     public async Task A_worker_whose_server_turns_read_only_stops_saying_so_and_delivers_once_it_takes_writes()
     {
         await using var setup = await OrdersWorker.CreateAsync();
