@@ -22,7 +22,7 @@ namespace TriggerEvents.Postgres.Delivery;
 /// (<see cref="ClaimSchedule.TookOver"/>), until none is left.
 /// Taken over together and sent side by side, the others lost an attempt each time the culprit
 /// killed a worker, and were dead beside it after <c>max_attempts</c>. After a worker dies,
-/// what it left is sent one request at a time, before new work.
+/// what it left is sent one request at a time, before the rest of its subscription's queue.
 /// </para>
 /// </remarks>
 internal static class ClaimProtocol

@@ -245,57 +245,45 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
     /// <summary>
     /// Event <c>e</c>'s values as the text the worker sends, with their lengths, and whether they
     /// come with the claim at all (at most <c>$9</c> bytes together): see <see cref="ClaimSql"/>.
-    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>). <c>unrenderable</c> is always NULL here: see
-    /// <see cref="ValuesRenderedApart"/>.
+    /// As UTF-8 bytes (<see cref="Utf8Bytes"/>), rendered by <see cref="RenderedInline"/>, or by
+    /// <see cref="RenderedApart"/> in a statement run again after that failed.
     /// </summary>
     private const string InlineValues = $$"""
-        LEFT JOIN LATERAL (
-            SELECT t.*, coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
-            FROM (
-                SELECT r.old_text, r.new_text, r.session_text, NULL::text AS unrenderable,
-                       octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
-                       octet_length(r.session_text) AS session_bytes
-                FROM (SELECT convert_to(e.old_data::text, {{Utf8Bytes}}) AS old_text, convert_to(e.new_data::text, {{Utf8Bytes}}) AS new_text,
-                             convert_to(e.session_variables::text, {{Utf8Bytes}}) AS session_text OFFSET 0) r
-            ) t
-        ) v ON true
-        """;
-
-    /// <summary>
-    /// <see cref="InlineValues"/> for a claim run again after it failed with
-    /// <c>program_limit_exceeded</c>: an event's values rendered over 1 GB as text, more than
-    /// PostgreSQL can make (180 MiB of control characters, each written <c>\u0001</c>, or a
-    /// number such as 1e131071, stored in a few bytes and printed in 131,072 digits). Each event
-    /// is rendered by <c>trigger_events.render_values</c> (migration 000031), which returns the
-    /// error, <c>unrenderable</c>, instead of failing the claim with it, so the worker can
-    /// dead-letter that event and send the rest. Its subtransaction per event is why a claim
-    /// renders in its own statement first: no bound on the stored size tells such an event apart.
-    /// </summary>
-    private const string ValuesRenderedApart = $$"""
         LEFT JOIN LATERAL (
             SELECT t.*, t.unrenderable IS NULL AND coalesce(t.old_bytes, 0) + coalesce(t.new_bytes, 0) + coalesce(t.session_bytes, 0) <= $9 AS included
             FROM (
                 SELECT r.old_text, r.new_text, r.session_text, r.unrenderable,
                        octet_length(r.old_text) AS old_bytes, octet_length(r.new_text) AS new_bytes,
                        octet_length(r.session_text) AS session_bytes
-                FROM trigger_events.render_values(e.old_data, e.new_data, e.session_variables, {{Utf8Bytes}}) r
+                FROM {{RenderedInline}} r
             ) t
         ) v ON true
         """;
 
-    /// <summary>
-    /// <paramref name="statement"/>, which renders events with <see cref="InlineValues"/> (its
-    /// byte limit as <paramref name="limit"/>), as it is run again after a value could not be rendered.
-    /// </summary>
-    private static string RenderingApart(string statement, string limit = "$9")
-    {
-        var inline = InlineValues.Replace("$9", limit, StringComparison.Ordinal);
-        return statement.Contains(inline, StringComparison.Ordinal)
-            ? statement.Replace(inline, ValuesRenderedApart.Replace("$9", limit, StringComparison.Ordinal), StringComparison.Ordinal)
-            : throw new InvalidOperationException("The statement does not render values with InlineValues.");
-    }
+    /// <summary>Event <c>e</c>'s values rendered in the statement's own expressions; <c>unrenderable</c> is NULL.</summary>
+    private const string RenderedInline =
+        $"(SELECT convert_to(e.old_data::text, {Utf8Bytes}) AS old_text, convert_to(e.new_data::text, {Utf8Bytes}) AS new_text, " +
+        $"convert_to(e.session_variables::text, {Utf8Bytes}) AS session_text, NULL::text AS unrenderable OFFSET 0)";
 
-    /// <summary>A value rendered over 1 GB: the claim or read is run again with <see cref="ValuesRenderedApart"/>.</summary>
+    /// <summary>
+    /// <see cref="RenderedInline"/> for a statement run again after it failed with
+    /// <c>program_limit_exceeded</c>: an event's values rendered over 1 GB as text, more than
+    /// PostgreSQL can make (180 MiB of control characters, each written <c>\u0001</c>, or a
+    /// number such as 1e131071, stored in a few bytes and printed in 131,072 digits). Each event
+    /// is rendered by <c>trigger_events.render_values</c> (migration 000031), which returns the
+    /// error, <c>unrenderable</c>, instead of failing the statement with it, so the worker can
+    /// dead-letter that event and send the rest. Its subtransaction per event is why a claim
+    /// renders inline first: no bound on the stored size tells such an event apart.
+    /// </summary>
+    private const string RenderedApart = $"trigger_events.render_values(e.old_data, e.new_data, e.session_variables, {Utf8Bytes})";
+
+    /// <summary><paramref name="statement"/>, which renders events with <see cref="InlineValues"/>, as it is run again after a value could not be rendered.</summary>
+    private static string RenderingApart(string statement) =>
+        statement.Contains(RenderedInline, StringComparison.Ordinal)
+            ? statement.Replace(RenderedInline, RenderedApart, StringComparison.Ordinal)
+            : throw new InvalidOperationException("The statement does not render values with InlineValues.");
+
+    /// <summary>A value rendered over 1 GB: the claim or read is run again with <see cref="RenderedApart"/>.</summary>
     private static bool IsUnrenderable(PostgresException e) => e.SqlState == PostgresErrorCodes.ProgramLimitExceeded;
 
     /// <summary>
@@ -712,10 +700,10 @@ internal sealed class DeliveryStore(NpgsqlDataSource dataSource)
         """;
 
     // The statements that render events, as they are run again after a value could not be
-    // rendered (ValuesRenderedApart). After the statements they are made from.
+    // rendered (RenderedApart). After the statements they are made from.
     private static readonly string ClaimSqlRenderingApart = RenderingApart(ClaimSql);
-    private static readonly string LeasedSqlRenderingApart = RenderingApart(LeasedSql, "$2");
-    private static readonly string TakeRunOnSqlRenderingApart = RenderingApart(TakeRunOnSql, "$6");
+    private static readonly string LeasedSqlRenderingApart = RenderingApart(LeasedSql);
+    private static readonly string TakeRunOnSqlRenderingApart = RenderingApart(TakeRunOnSql);
 
     /// <summary>
     /// Takes up to <paramref name="rows"/> more of a key's deliveries onto the run whose last

@@ -246,8 +246,11 @@ internal sealed class DeliveryWorker
     /// <summary>
     /// Sends what a round took over from an expired lease alone: with nothing else of this worker
     /// in flight and every earlier result written, since the event may be what killed the worker
-    /// that held it (<see cref="ClaimProtocol"/>). The loop counts as alive while it waits
-    /// (<c>/healthz</c>); once stopping, what is left stays held and is released at shutdown.
+    /// that held it (<see cref="ClaimProtocol"/>). A request holds its slot until its result is
+    /// written, so that is when the worker holds no more requests than the ones not yet sent. The
+    /// loop counts as alive while it waits (<c>/healthz</c>); once stopping, or once a result
+    /// write is refused (the results are then never written), what is left stays held and is
+    /// released at shutdown.
     /// </summary>
     private async Task SendAloneAsync(ClaimedWork takenOver, ConcurrentDictionary<Task, byte> requests, CancellationToken stopping, CancellationToken abort)
     {
@@ -255,39 +258,32 @@ internal sealed class DeliveryWorker
         attempts.TakeOnPaused = true;
         try
         {
-            foreach (var start in Requests(takenOver, stopping, abort))
+            var unsent = Requests(takenOver, stopping, abort).ToList();
+            while (true)
             {
-                await WaitAliveAsync(Task.WhenAll(requests.Keys), stopping);
-                await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
-                if (stopping.IsCancellationRequested || recorder.Refusal is not null)
+                while (held.Requests > unsent.Count && !stopping.IsCancellationRequested && recorder.Refusal is null)
                 {
-                    // Held, and released at shutdown; a refused write stops the worker at the loop's head.
+                    // A freed slot sets the signal; the timeout keeps /healthz told.
+                    await wake.WaitAsync(TimeSpan.FromSeconds(1), stopping);
+                    LastLoopAt = time.GetUtcNow();
+                }
+
+                if (unsent.Count == 0 || stopping.IsCancellationRequested || recorder.Refusal is not null)
+                {
                     return;
                 }
 
-                var request = start();
-                Track(requests, request);
-                await WaitAliveAsync(request, stopping);
+                Track(requests, unsent[0]());
+                unsent.RemoveAt(0);
             }
-
-            await WaitAliveAsync(recorder.WrittenAsync(stopping), stopping);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Stopping: the loop's head sees it.
         }
         finally
         {
             attempts.TakeOnPaused = false;
-        }
-    }
-
-    /// <summary>
-    /// Waits for <paramref name="task"/>, until stopping, or until a result write is refused (the
-    /// results then never get written), marking the loop alive every second.
-    /// </summary>
-    private async Task WaitAliveAsync(Task task, CancellationToken stopping)
-    {
-        while (!task.IsCompleted && !stopping.IsCancellationRequested && recorder.Refusal is null)
-        {
-            await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(1), time, stopping));
-            LastLoopAt = time.GetUtcNow();
         }
     }
 

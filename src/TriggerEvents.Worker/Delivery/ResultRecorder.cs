@@ -28,9 +28,6 @@ internal sealed class ResultRecorder(
     private const int RunResultsTogether = 100;
     private const int ShutdownRecordAttempts = 5;
 
-    /// <summary>How often <see cref="WrittenAsync"/> looks.</summary>
-    private static readonly TimeSpan WrittenPoll = TimeSpan.FromMilliseconds(2);
-
     private readonly Channel<DeliveryResult> results = Channel.CreateUnbounded<DeliveryResult>(new UnboundedChannelOptions { SingleReader = true });
 
     // When the results that may wait (WaitForRunAsync) began to.
@@ -46,32 +43,8 @@ internal sealed class ResultRecorder(
     /// </summary>
     public ExceptionDispatchInfo? Refusal { get; private set; }
 
-    // Results posted, and results written (or given up): WrittenAsync waits for the second to
-    // reach the first. The channel is first in, first out, so every result posted before is then
-    // written.
-    private long posted;
-    private long written;
-
     /// <summary>Hands one result to the writer.</summary>
-    public void Post(DeliveryResult result)
-    {
-        Interlocked.Increment(ref posted);
-        results.Writer.TryWrite(result);
-    }
-
-    /// <summary>
-    /// Waits until every result posted before the call is written (or, failing for good, given
-    /// up): <see cref="DeliveryWorker"/> sends what it took over from an expired lease only then.
-    /// Polled: it serves the rare rounds after a worker died, not the hot path.
-    /// </summary>
-    public async Task WrittenAsync(CancellationToken cancellationToken)
-    {
-        var target = Interlocked.Read(ref posted);
-        while (Interlocked.Read(ref written) < target)
-        {
-            await Task.Delay(WrittenPoll, time, cancellationToken);
-        }
-    }
+    public void Post(DeliveryResult result) => results.Writer.TryWrite(result);
 
     /// <summary>No more results come: <see cref="RunAsync"/> writes what it has and ends.</summary>
     public void Complete()
@@ -240,7 +213,6 @@ internal sealed class ResultRecorder(
             held.Unhold(result);
         }
 
-        Interlocked.Add(ref written, batch.Count);
         batch.Clear();
     }
 
@@ -268,7 +240,6 @@ internal sealed class ResultRecorder(
             }
 
             held.Unhold(result);
-            Interlocked.Increment(ref written);
             batch.RemoveAt(batch.Count - 1);
         }
     }
